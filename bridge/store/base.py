@@ -1,0 +1,174 @@
+"""The store's interface: every piece of state the bridge keeps, behind one Protocol.
+
+There is one implementation (`RedisStore`), used against a real Redis or, when `REDIS_URL` is
+unset, against an embedded fakeredis (with Lua), so both pass the same contract suite.
+
+Partitions: 8x8 events are appended to one of N partition streams chosen by
+`partition_of(conversation_id)`. A conversation's events therefore always share a stream, and a
+sender has one live conversation at a time, so per-conversation order is per-sender order. (We
+partition by conversation rather than by sender so that the webhook can claim and enqueue in a
+single round trip, without first looking the sender up, and so that events arriving before the
+mapping exists stay in order behind the held ones.) Each partition's keys share a hash slot.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from bridge.ids import ConversationId, EventId, SenderId
+
+
+def partition_of(conversation_id: str, partitions: int) -> int:
+    """The partition of a conversation: stable across processes and restarts."""
+    return zlib.crc32(conversation_id.encode("utf-8")) % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One accepted 8x8 event waiting in a partition stream (or held, or dead-lettered)."""
+
+    entry_id: str  # the stream id, "<ms>-<seq>": also when the event was accepted
+    event_id: EventId
+    payload: str  # ChatEvent.to_json()
+
+    @property
+    def accepted_ms(self) -> int:
+        return int(self.entry_id.split("-", 1)[0])
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    dead_id: str  # id in the partition's dead-letter stream
+    partition: int
+    entry: StreamEntry
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffRecord:
+    """A sender's handoff state as stored: flat string fields plus a version for CAS."""
+
+    fields: dict[str, str]
+    version: int
+
+
+class Store(Protocol):
+    """All state. Methods raise `StoreUnavailable` when the backend cannot be reached."""
+
+    partitions: int
+
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # --- sender <-> conversation mapping, and the sender's handoff record ---
+    async def link(self, sender: SenderId, conversation: ConversationId) -> None:
+        """Map both directions at once (one MULTI). A conversation maps to one sender for life;
+        the sender's record gets `conversation_id` set."""
+        ...
+
+    async def sender_of(self, conversation: ConversationId) -> SenderId | None:
+        """The sender a conversation belongs to, if the link is complete in both directions."""
+        ...
+
+    async def load_handoff(self, sender: SenderId) -> HandoffRecord | None: ...
+
+    async def save_handoff(
+        self, sender: SenderId, fields: dict[str, str], expected_version: int
+    ) -> bool:
+        """Compare-and-set: replace the record's fields (keeping `conversation_id` unless given)
+        if its version is `expected_version` (0 = no record yet). True when written."""
+        ...
+
+    # --- per-sender lease: one conversation creation at a time ---
+    async def acquire_sender_lease(self, sender: SenderId, ttl_ms: int) -> str | None:
+        """A token if the lease was free, else None."""
+        ...
+
+    async def release_sender_lease(self, sender: SenderId, token: str) -> None:
+        """Release only if `token` still holds it."""
+        ...
+
+    # --- the webhook door ---
+    async def enqueue_event(
+        self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int
+    ) -> bool:
+        """Claim `event_id` and append to the partition stream in one atomic step.
+        False (and nothing written) if the id was already claimed."""
+        ...
+
+    # --- the relay: one lease holder per partition, fenced by `owner` ---
+    async def acquire_partition(self, partition: int, owner: str, ttl_ms: int) -> bool:
+        """Take the partition's lease if free, or renew it if `owner` holds it."""
+        ...
+
+    async def release_partition(self, partition: int, owner: str) -> None: ...
+
+    async def read_events(self, partition: int, count: int) -> list[StreamEntry]:
+        """The oldest `count` entries still in the stream (not yet acknowledged)."""
+        ...
+
+    async def ack_event(self, partition: int, entry_id: str, owner: str) -> bool:
+        """Remove a delivered entry, if `owner` still holds the lease. False otherwise."""
+        ...
+
+    async def note_attempt(self, partition: int, entry_id: str) -> int:
+        """Count one more delivery attempt of an entry; returns the count so far."""
+        ...
+
+    async def dead_letter(
+        self, partition: int, entry: StreamEntry, reason: str, owner: str
+    ) -> bool:
+        """Move an entry (from the stream, or from a hold list) to the partition's dead letters,
+        if `owner` holds the lease."""
+        ...
+
+    async def list_dead_letters(self, count: int = 100) -> list[DeadLetter]:
+        """Dead letters of every partition, oldest first within a partition."""
+        ...
+
+    async def replay_dead_letter(self, partition: int, dead_id: str) -> bool:
+        """Put a dead letter back at the end of its partition stream. False if unknown."""
+        ...
+
+    # --- events for conversations not mapped yet (8x8 can beat the create's 202) ---
+    async def hold_event(
+        self,
+        partition: int,
+        conversation: ConversationId,
+        entry: StreamEntry,
+        deadline_ms: int,
+        owner: str,
+    ) -> bool:
+        """Move an entry from the stream to the conversation's hold list (kept in order), if
+        `owner` holds the lease. The conversation's deadline is set by its first held entry."""
+        ...
+
+    async def held_conversations(self, partition: int) -> dict[ConversationId, int]:
+        """Conversations with held events, and their deadlines (epoch ms)."""
+        ...
+
+    async def held_events(
+        self, partition: int, conversation: ConversationId
+    ) -> list[StreamEntry]: ...
+
+    async def unhold_event(
+        self, partition: int, conversation: ConversationId, entry_id: str, owner: str
+    ) -> bool:
+        """Drop one held entry (delivered, or given up), if `owner` holds the lease; the
+        conversation leaves the held set with its last entry."""
+        ...
+
+    # --- the outbox: user messages waiting for 8x8 to come back (issue 4) ---
+    async def outbox_push(self, sender: SenderId, item: str) -> int:
+        """Append; returns the outbox length. The sender joins the set of senders to drain."""
+        ...
+
+    async def outbox_peek(self, sender: SenderId) -> str | None: ...
+
+    async def outbox_pop(self, sender: SenderId, item: str) -> None:
+        """Remove the head if it is still `item`; the sender leaves the set when empty."""
+        ...
+
+    async def outbox_senders(self) -> list[SenderId]: ...
