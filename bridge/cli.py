@@ -1,0 +1,96 @@
+"""`handoff-bridge`: the command line (bridge-contract.md, "Install and run")."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from bridge import __version__, logs
+from bridge.errors import ConfigError
+from bridge.settings import Settings, load_settings
+
+log = logging.getLogger("bridge")
+
+
+def _settings_or_exit(*, for_serve: bool) -> Settings:
+    try:
+        settings = load_settings()
+        if for_serve:
+            settings.check_for_serve()
+    except ConfigError as exc:
+        # One line, naming the variable; never the value (it may be a secret).
+        print(f"handoff-bridge: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings
+
+
+def cmd_serve(_args: argparse.Namespace) -> int:
+    settings = _settings_or_exit(for_serve=True)
+    logs.configure(settings.log_level)
+    if not settings.redis_url:
+        log.warning(
+            "embedded_store",
+            extra={"detail": "REDIS_URL is unset: state lives in this process only and is lost on "
+                   "restart; run exactly one serve process (set REDIS_URL in production)"},
+        )  # fmt: skip
+    from bridge.web.server import serve  # imported late: keeps `--help` fast
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit(for_serve=False)
+    logs.configure(settings.log_level)
+    from bridge.simulator.cli import run
+
+    run(host=args.host, port=args.port, webhook_url=args.webhook_url, settings=settings)
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit(for_serve=False)
+    logs.configure(settings.log_level)
+    from bridge.sandbox import run
+
+    run(host=args.host, port=args.port, settings=settings)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="handoff-bridge",
+        description="Hand a Rasa conversation to a human agent in 8x8, and back.",
+    )
+    parser.add_argument("--version", action="version", version=f"handoff-bridge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "serve", help="run the service (Rasa action endpoint + 8x8 webhook + relay)"
+    ).set_defaults(func=cmd_serve)
+    sim = sub.add_parser("simulator", help="run the 8x8 simulator alone")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8088)
+    sim.add_argument("--webhook-url", default=None, help="where to send signed webhook events")
+    sim.set_defaults(func=cmd_simulator)
+    box = sub.add_parser("sandbox", help="the whole handoff on this machine, in a browser")
+    box.add_argument("--host", default="127.0.0.1")
+    box.add_argument("--port", type=int, default=8000)
+    box.set_defaults(func=cmd_sandbox)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

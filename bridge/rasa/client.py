@@ -1,0 +1,148 @@
+"""Rasa's HTTP API, the slice the bridge uses to reach the user (rasa-integration.md §2).
+
+Agent text goes in as a `bot` event with `execute_side_effects=true` (no NLU, works while
+paused, stays in the transcript); state changes go in as `EXTERNAL_*` intents through
+`trigger_intent`, so the bot's rules can react. Each push is stamped with a marker (the 8x8
+event id and the effect's index) that `has_marker` can find in the tracker afterwards: after an
+ambiguous failure the relay looks before pushing again, so the user sees a message once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import SecretStr
+
+from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, UpstreamError
+from bridge.ids import SenderId
+
+log = logging.getLogger(__name__)
+
+# The entity / metadata key that carries our delivery marker into the tracker.
+MARKER_KEY = "handoff_event_id"
+
+
+class RasaClient:
+    """Pushes agent events into Rasa conversations. One aiohttp session, owned here."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: SecretStr | None = None,
+        output_channel: str = "latest",
+        timeout_s: float = 15.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._token = token
+        self._output_channel = output_channel
+        # Rasa serialises work per conversation with a lock that lives up to 60 s; a push can
+        # legitimately wait behind a user turn, so the timeout is generous but bounded.
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session = session
+        self._owns_session = session is None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _params(self, **extra: str) -> dict[str, str]:
+        params = dict(extra)
+        if self._token is not None:
+            params["token"] = self._token.get_secret_value()
+        return params
+
+    def _url(self, sender: SenderId, tail: str) -> str:
+        return f"{self._base}/conversations/{quote(sender, safe='')}/{tail}"
+
+    async def push_bot_message(
+        self,
+        sender: SenderId,
+        text: str | None,
+        *,
+        marker: str,
+        agent_name: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Show an agent's message to the user, through the user's own channel."""
+        event: dict[str, Any] = {
+            "event": "bot",
+            "text": text,
+            "metadata": {"handoff": {"source": "8x8", "agent": agent_name, MARKER_KEY: marker}},
+        }
+        if data:
+            event["data"] = data
+        params = self._params(output_channel=self._output_channel, execute_side_effects="true")
+        await self._post(self._url(sender, "tracker/events"), [event], params)
+
+    async def trigger_intent(
+        self, sender: SenderId, intent: str, entities: dict[str, str], *, marker: str
+    ) -> None:
+        """Trigger an `EXTERNAL_*` intent so the bot's rules react (and reply on the channel)."""
+        body = {"name": intent, "entities": {**entities, MARKER_KEY: marker}}
+        params = self._params(output_channel=self._output_channel)
+        await self._post(self._url(sender, "trigger_intent"), body, params)
+
+    async def has_marker(self, sender: SenderId, marker: str) -> bool:
+        """Whether a push stamped with `marker` already reached the sender's tracker."""
+        url = self._url(sender, "tracker")
+        data = await self._request("GET", url, None, self._params(include_events="ALL"))
+        events = data.get("events") if isinstance(data, dict) else None
+        return any(_event_has_marker(e, marker) for e in reversed(events or []))
+
+    async def version(self) -> dict[str, Any]:
+        data = await self._request("GET", f"{self._base}/version", None, {})
+        return data if isinstance(data, dict) else {}
+
+    async def _post(self, url: str, body: Any, params: dict[str, str]) -> None:
+        await self._request("POST", url, body, params)
+
+    async def _request(self, method: str, url: str, body: Any, params: dict[str, str]) -> Any:
+        try:
+            async with self._http().request(
+                method, url, json=body, params=params, timeout=self._timeout
+            ) as resp:
+                if resp.status >= 400:
+                    raise _error(resp.status, (await resp.text())[:200])
+                if resp.content_type == "application/json":
+                    return await resp.json()
+                return None
+        except UpstreamError:
+            raise
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RetryableUpstreamError(f"Rasa unreachable: {type(exc).__name__}") from exc
+
+
+def _error(status: int, detail: str) -> UpstreamError:
+    # 401/403 may be a token rotated on the Rasa side, 404 on a conversation route is "intent
+    # not in the domain": a misconfiguration an operator can fix, so those stay retryable until
+    # the relay's attempt budget runs out. Other 4xx cannot succeed by retrying.
+    message = f"Rasa answered {status}"
+    if status >= 500 or status in (401, 403, 404, 408, 409, 429):
+        return RetryableUpstreamError(message, status=status, code=detail)
+    return PermanentUpstreamError(message, status=status, code=detail)
+
+
+def _event_has_marker(event: Any, marker: str) -> bool:
+    if not isinstance(event, dict):
+        return False
+    if event.get("event") == "bot":
+        handoff = (event.get("metadata") or {}).get("handoff") or {}
+        return isinstance(handoff, dict) and handoff.get(MARKER_KEY) == marker
+    if event.get("event") == "user":
+        entities = (event.get("parse_data") or {}).get("entities") or []
+        return any(
+            isinstance(e, dict) and e.get("entity") == MARKER_KEY and e.get("value") == marker
+            for e in entities
+        )
+    return False

@@ -1,0 +1,234 @@
+"""The relay worker: one task per partition this process holds the lease of.
+
+Each partition is consumed by exactly one worker at a time, across every `serve` process on one
+Redis: the lease is renewed every third of its lifetime and taken over by another process when
+it lapses. Entries stay in the stream until acknowledged, so a new holder simply starts from the
+oldest entry left — what the dead holder had in hand included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+
+from bridge.eightbyeight.events import ChatEvent
+from bridge.errors import StoreUnavailable
+from bridge.ids import ConversationId, SenderId
+from bridge.metrics import Metrics
+from bridge.relay.config import RelayConfig
+from bridge.relay.deliver import Deliverer
+from bridge.store.base import Store, StreamEntry
+
+log = logging.getLogger(__name__)
+
+_SENDER_CACHE = 100_000  # a conversation's sender never changes, so caching it is safe
+
+
+class Relay:
+    """Supervises partition leases and runs one ordered consumer per owned partition."""
+
+    def __init__(
+        self,
+        store: Store,
+        deliverer: Deliverer,
+        metrics: Metrics,
+        config: RelayConfig,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._deliverer = deliverer
+        self._metrics = metrics
+        self._config = config
+        self.owner = owner or f"relay-{uuid.uuid4().hex[:12]}"
+        self._clock = clock
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._kicks = [asyncio.Event() for _ in range(store.partitions)]
+        self._senders: OrderedDict[str, SenderId] = OrderedDict()
+        self._stopping = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        self._supervisor = asyncio.create_task(self._supervise(), name="relay-supervisor")
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish in-flight deliveries (up to `timeout_s`), then release the leases."""
+        self._stopping.set()
+        for kick in self._kicks:
+            kick.set()
+        tasks = [t for t in (self._supervisor, *self._tasks.values()) if t is not None]
+        _done, pending = await asyncio.wait(tasks, timeout=timeout_s) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for partition in list(self._tasks):
+            with contextlib.suppress(StoreUnavailable):
+                await self._store.release_partition(partition, self.owner)
+        self._tasks.clear()
+        self._metrics.partitions_owned.set(0)
+
+    def kick(self, partition: int) -> None:
+        """Wake a partition's consumer now (events enqueued by this process)."""
+        if 0 <= partition < len(self._kicks):
+            self._kicks[partition].set()
+
+    @property
+    def owned_partitions(self) -> list[int]:
+        return sorted(p for p, t in self._tasks.items() if not t.done())
+
+    # --- leases ---
+
+    async def _supervise(self) -> None:
+        interval = self._config.lease_ttl_ms / 3000
+        while not self._stopping.is_set():
+            try:
+                await self._renew_all()
+            except StoreUnavailable:
+                log.warning("relay_store_unavailable")
+            except Exception:  # the supervisor must outlive any surprise
+                log.exception("relay_supervisor_error")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+
+    async def _renew_all(self) -> None:
+        for partition in range(self._store.partitions):
+            if self._stopping.is_set():
+                return
+            held = await self._store.acquire_partition(
+                partition, self.owner, self._config.lease_ttl_ms
+            )
+            task = self._tasks.get(partition)
+            if held and (task is None or task.done()):
+                self._tasks[partition] = asyncio.create_task(
+                    self._consume(partition), name=f"relay-p{partition}"
+                )
+                log.info(
+                    "relay_partition_acquired", extra={"partition": partition, "owner": self.owner}
+                )
+            elif not held and task is not None and not task.done():
+                task.cancel()  # someone else holds it now: stop before we deliver twice
+                log.warning(
+                    "relay_partition_lost", extra={"partition": partition, "owner": self.owner}
+                )
+        self._metrics.partitions_owned.set(len(self.owned_partitions))
+
+    # --- consuming one partition ---
+
+    async def _consume(self, partition: int) -> None:
+        held: dict[ConversationId, int] = {}
+        loaded = False
+        while not self._stopping.is_set():
+            try:
+                if not loaded:
+                    held = await self._store.held_conversations(partition)
+                    loaded = True
+                if not await self._round(partition, held):
+                    return  # lease lost
+            except StoreUnavailable:
+                log.warning("relay_store_unavailable", extra={"partition": partition})
+                await asyncio.sleep(1.0)
+            except Exception:
+                log.exception("relay_consumer_error", extra={"partition": partition})
+                await asyncio.sleep(1.0)
+
+    async def _round(self, partition: int, held: dict[ConversationId, int]) -> bool:
+        if held and not await self._drain_held(partition, held):
+            return False
+        entries = await self._store.read_events(partition, self._config.batch)
+        for entry in entries:
+            if self._stopping.is_set():
+                return True
+            if not await self._handle(partition, entry, held):
+                return False
+        if not entries:
+            await self._idle(partition)
+        return True
+
+    async def _idle(self, partition: int) -> None:
+        kick = self._kicks[partition]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(kick.wait(), self._config.poll_s)
+        kick.clear()
+
+    async def _handle(
+        self, partition: int, entry: StreamEntry, held: dict[ConversationId, int]
+    ) -> bool:
+        event = _decode(entry)
+        if event is None or event.conversation_id is None:
+            self._metrics.dead_letters.labels("corrupt_payload").inc()
+            return await self._store.dead_letter(partition, entry, "corrupt_payload", self.owner)
+        cid = event.conversation_id
+        if cid in held:  # keep order behind what is already held for this conversation
+            return await self._store.hold_event(partition, cid, entry, held[cid], self.owner)
+        sender = await self._sender(cid)
+        if sender is None:
+            held[cid] = entry.accepted_ms + int(self._config.hold_s * 1000)
+            log.info("relay_held", extra={"conversation": cid, "event_id": entry.event_id})
+            return await self._store.hold_event(partition, cid, entry, held[cid], self.owner)
+        return await self._deliverer.process(
+            partition, entry, event, sender,
+            finish=lambda: self._store.ack_event(partition, entry.entry_id, self.owner),
+            dead_letter=lambda reason: self._store.dead_letter(partition, entry, reason, self.owner),
+        )  # fmt: skip
+
+    async def _drain_held(self, partition: int, held: dict[ConversationId, int]) -> bool:
+        """Deliver the held events of conversations that got mapped; give up on expired ones."""
+        now_ms = int(self._clock() * 1000)
+        for cid, deadline in list(held.items()):
+            sender = await self._sender(cid)
+            if sender is None and now_ms < deadline:
+                continue
+            for entry in await self._store.held_events(partition, cid):
+                if not await self._release_held(partition, cid, entry, sender):
+                    return False
+            held.pop(cid, None)
+        return True
+
+    async def _release_held(
+        self, partition: int, cid: ConversationId, entry: StreamEntry, sender: SenderId | None
+    ) -> bool:
+        event = _decode(entry)
+        if sender is None or event is None:
+            reason = "unknown_conversation" if sender is None else "corrupt_payload"
+            if sender is None:
+                self._metrics.unknown_conversation.inc()
+            self._metrics.dead_letters.labels(reason).inc()
+            log.warning(
+                "relay_gave_up_held",
+                extra={"conversation": cid, "event_id": entry.event_id, "reason": reason},
+            )
+            return await self._store.dead_letter(partition, entry, reason, self.owner)
+        return await self._deliverer.process(
+            partition, entry, event, sender,
+            finish=lambda: self._store.unhold_event(partition, cid, entry.entry_id, self.owner),
+            dead_letter=lambda reason: self._store.dead_letter(partition, entry, reason, self.owner),
+        )  # fmt: skip
+
+    async def _sender(self, cid: ConversationId) -> SenderId | None:
+        sender = self._senders.get(cid)
+        if sender is not None:
+            self._senders.move_to_end(cid)
+            return sender
+        sender = await self._store.sender_of(cid)
+        if sender is not None:
+            self._senders[cid] = sender
+            if len(self._senders) > _SENDER_CACHE:
+                self._senders.popitem(last=False)
+        return sender
+
+
+def _decode(entry: StreamEntry) -> ChatEvent | None:
+    try:
+        return ChatEvent.from_json(entry.payload)
+    except (ValueError, TypeError, KeyError):
+        return None

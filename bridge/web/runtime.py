@@ -1,0 +1,88 @@
+"""Builds the service's parts from settings: store, 8x8 client, Rasa client, door, relay."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from bridge.eightbyeight import make_client
+from bridge.eightbyeight.client import ChatClient
+from bridge.metrics import Metrics
+from bridge.rasa.client import RasaClient
+from bridge.relay import Deliverer, Relay, RelayConfig
+from bridge.settings import Settings
+from bridge.store import open_store
+from bridge.store.base import Store
+from bridge.web.verification import make_verifier
+from bridge.web.webhook import WebhookDoor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    chat: ChatClient
+    rasa: RasaClient
+    metrics: Metrics
+    door: WebhookDoor
+    relay: Relay
+    extra_routes: list[Route] = field(default_factory=list)
+    _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for close in reversed(self._closers):
+            try:
+                await close()
+            except Exception:  # closing must go on for the others
+                log.exception("close_failed")
+
+
+def relay_config(settings: Settings) -> RelayConfig:
+    return RelayConfig(
+        max_attempts=settings.relay_max_attempts,
+        max_age_s=float(settings.relay_max_age_s),
+        hold_s=float(settings.event_hold_s),
+    )
+
+
+async def build_runtime(
+    settings: Settings, *, store: Store | None = None, key_prefix: str = ""
+) -> Runtime:
+    """Everything `serve` needs, from settings (call `settings.check_for_serve()` first)."""
+    metrics = Metrics()
+    if store is None:
+        store = await open_store(
+            settings.redis_url, prefix=key_prefix, partitions=settings.relay_partitions
+        )
+    chat = make_client(settings.eightbyeight())
+    rasa = RasaClient(
+        settings.rasa_url, token=settings.rasa_token, output_channel=settings.rasa_output_channel
+    )
+    config = relay_config(settings)
+    relay = Relay(store, Deliverer(store, rasa, metrics, config), metrics, config)
+    verifier, is_transient = make_verifier(settings, chat)
+    door = WebhookDoor(
+        store=store,
+        metrics=metrics,
+        verifier=verifier,
+        max_body_bytes=settings.bridge_max_body_bytes,
+        dedupe_ttl_s=settings.event_dedupe_ttl_s,
+        kick=relay.kick,
+        is_transient_key_error=is_transient,
+    )
+    runtime = Runtime(settings, store, chat, rasa, metrics, door, relay)
+    runtime._closers.extend([store.close, chat.close, rasa.close])
+    return runtime

@@ -1,0 +1,33 @@
+"""Running `serve`: build the runtime, serve the app, shut down gracefully on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from bridge.settings import Settings
+from bridge.web.app import create_app
+from bridge.web.runtime import build_runtime
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: Settings) -> None:
+    runtime = await build_runtime(settings)
+    app = create_app(runtime)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.bridge_host, settings.bridge_port)
+    await site.start()
+    log.info("serving", extra={"host": settings.bridge_host, "port": settings.bridge_port})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting_down")
+    # Stop taking requests, then let the relay finish what it has in hand (cleanup_ctx).
+    await runner.cleanup()

@@ -1,0 +1,127 @@
+"""A recording stand-in for the slice of Rasa's HTTP API the relay uses, over real loopback HTTP.
+
+It keeps a tracker per conversation (the events the bridge pushed), so the relay's "look in the
+tracker before pushing again" path runs against real responses. Faults: answer a status for a
+while (`down`), or accept a push and then drop the connection (`lose_next_responses`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Pushed:
+    sender: str
+    kind: str  # "bot" | "intent"
+    text: str | None
+    intent: str | None
+    entities: dict[str, Any]
+    marker: str | None
+
+
+@dataclass
+class RasaStandIn:
+    intents: set[str] = field(
+        default_factory=lambda: {
+            "EXTERNAL_handoff_queued", "EXTERNAL_agent_joined", "EXTERNAL_agent_left", "EXTERNAL_handoff_failed",
+        }
+    )  # fmt: skip
+    token: str | None = None
+    down_status: int | None = None  # answer this to every push while set
+    lose_next_responses: int = 0  # accept the push, then drop the connection without answering
+    delay_s: float = 0.0
+    pushes: list[Pushed] = field(default_factory=list)
+    trackers: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    requests: int = 0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/conversations/{sender}/tracker/events", self._events)
+        app.router.add_post("/conversations/{sender}/trigger_intent", self._trigger)
+        app.router.add_get("/conversations/{sender}/tracker", self._tracker)
+        app.router.add_get("/version", lambda r: web.json_response({"version": "3.6.21"}))
+        return app
+
+    def texts(self, sender: str) -> list[str]:
+        return [p.text or "" for p in self.pushes if p.sender == sender and p.kind == "bot"]
+
+    def timeline(self, sender: str) -> list[str]:
+        """What the user saw, in order: texts and intents."""
+        return [
+            p.text or "" if p.kind == "bot" else f"#{p.intent}"
+            for p in self.pushes
+            if p.sender == sender
+        ]
+
+    async def _gate(self, request: web.Request) -> web.Response | None:
+        self.requests += 1
+        if self.token is not None and request.query.get("token") != self.token:
+            return web.json_response({"message": "unauthorized"}, status=401)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.down_status is not None:
+            return web.json_response({"message": "down"}, status=self.down_status)
+        return None
+
+    async def _maybe_lose(self, request: web.Request) -> None:
+        if self.lose_next_responses > 0:
+            self.lose_next_responses -= 1
+            assert request.transport is not None
+            request.transport.close()  # the push was applied; the answer never arrives
+            raise asyncio.CancelledError
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        refused = await self._gate(request)
+        if refused is not None:
+            return refused
+        sender = request.match_info["sender"]
+        body = await request.json()
+        for event in body if isinstance(body, list) else [body]:
+            self.trackers[sender].append(event)
+            marker = ((event.get("metadata") or {}).get("handoff") or {}).get("handoff_event_id")
+            self.pushes.append(
+                Pushed(sender, "bot", event.get("text"), None, event.get("data") or {}, marker)
+            )
+        await self._maybe_lose(request)
+        return web.json_response({"sender_id": sender, "events": self.trackers[sender]})
+
+    async def _trigger(self, request: web.Request) -> web.StreamResponse:
+        refused = await self._gate(request)
+        if refused is not None:
+            return refused
+        sender = request.match_info["sender"]
+        body = await request.json()
+        name = body.get("name")
+        if not name:
+            return web.json_response({"message": "Name of the intent not provided"}, status=400)
+        if name not in self.intents:
+            return web.json_response({"message": f"The intent {name} does not exist"}, status=404)
+        entities = body.get("entities") or {}
+        self.trackers[sender].append(
+            {
+                "event": "user",
+                "text": f"EXTERNAL: {name}",
+                "parse_data": {
+                    "intent": {"name": name},
+                    "entities": [{"entity": k, "value": v} for k, v in entities.items()],
+                },
+            }
+        )
+        self.pushes.append(
+            Pushed(sender, "intent", None, name, entities, entities.get("handoff_event_id"))
+        )
+        await self._maybe_lose(request)
+        return web.json_response({"tracker": {"sender_id": sender}})
+
+    async def _tracker(self, request: web.Request) -> web.Response:
+        refused = await self._gate(request)
+        if refused is not None:
+            return refused
+        sender = request.match_info["sender"]
+        return web.json_response({"sender_id": sender, "events": self.trackers.get(sender, [])})
