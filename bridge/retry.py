@@ -73,7 +73,9 @@ async def retry(
             delay = _next_delay(exc, attempt, policy, is_retryable, jitter)
             if delay is None or clock() + delay >= deadline:
                 raise
-            log.debug("attempt %d failed (%s); retrying in %.2fs", attempt, type(exc).__name__, delay)
+            log.debug(
+                "attempt %d failed (%s); retrying in %.2fs", attempt, type(exc).__name__, delay
+            )
         await sleep(delay)
 
 

@@ -25,6 +25,8 @@ from bridge.errors import (
 )
 
 MAX_MESSAGE_CHARS = 160
+# Statuses whose Retry-After we honour (RFC 9110 defines it for both).
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 class TokenRejected(AuthError):
@@ -51,7 +53,7 @@ def error_from_response(
 ) -> UpstreamError:
     """The exception for an error response of `operation` (a short name such as
     "send_message"), carrying `status`, a `code` when 8x8 gave one, and `retry_after_s`
-    for a 429 with a usable Retry-After header."""
+    for a 429 or 503 with a usable Retry-After header."""
     code, detail = _describe(_parse_json(body))
     cls = _class_for(status)
     if status == 401 and _is_fault(body):
@@ -61,7 +63,11 @@ def error_from_response(
         message += f" [{code}]"
     if detail:
         message += f": {detail}"
-    retry_after = parse_retry_after(headers.get("Retry-After"), now) if status == 429 else None
+    retry_after = (
+        parse_retry_after(headers.get("Retry-After"), now)
+        if status in RETRY_AFTER_STATUSES
+        else None
+    )
     return cls(message, status=status, code=code, retry_after_s=retry_after)
 
 

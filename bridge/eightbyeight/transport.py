@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
 from typing import Any
 
@@ -21,6 +20,7 @@ import aiohttp
 from bridge.eightbyeight.auth import Auth
 from bridge.eightbyeight.errors import error_from_response
 from bridge.errors import (
+    NotFound,
     PermanentUpstreamError,
     RequestNotSent,
     RetryableUpstreamError,
@@ -40,16 +40,8 @@ MIN_ATTEMPT_TIMEOUT_S = 0.05  # aiohttp reads a 0 timeout as "no timeout at all"
 class Retry(Enum):
     """Which failures a call may be repeated after."""
 
-    SAFE = "safe"  # reads, sends, leave, updates: any retryable failure
-    UNSENT_ONLY = "unsent_only"  # creates: only if 8x8 never saw it, or said 429
-
-
-@dataclass(frozen=True, slots=True)
-class Body:
-    """A request body: JSON (`json`) or an HTML form (`form`)."""
-
-    json: Any = None
-    form: Mapping[str, str] | None = None
+    TRANSIENT = "transient"  # reads, sends, leave, updates, deletes: any transient failure
+    UNSENT_ONLY = "unsent_only"  # creates: only if 8x8 never saw it, or answered 429
 
 
 class Transport:
@@ -71,7 +63,8 @@ class Transport:
         *,
         timeout_s: float,
         headers: Mapping[str, str] | None = None,
-        body: Body | None = None,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> Any:
         """A single HTTP exchange, no retries.
@@ -83,23 +76,22 @@ class Transport:
             UpstreamError: The status mapped by `error_from_response`, or a connection error:
                 `RequestNotSent` if connecting failed, else `RetryableUpstreamError`.
         """
-        session = self._ensure_session()
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=timeout_s * CONNECT_SHARE)
         started = time.monotonic()
         try:
-            async with session.request(
+            async with self._ensure_session().request(
                 method,
                 url,
                 headers={"Accept": self._accept, **(headers or {})},
-                json=body.json if body is not None and body.form is None else None,
-                data=dict(body.form) if body is not None and body.form is not None else None,
+                json=json_body,
+                data=dict(form) if form is not None else None,
                 params=params,
                 timeout=timeout,
             ) as response:
                 raw = await response.read()
                 status, response_headers = response.status, response.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.debug("8x8 %s %s failed: %r", operation, method, exc)
+            log.debug("8x8 %s failed: %r", operation, exc)
             raise _connection_error(operation, exc) from None
         elapsed_ms = (time.monotonic() - started) * 1000
         log.debug("8x8 %s %s -> %d in %.0f ms", operation, method, status, elapsed_ms)
@@ -123,12 +115,7 @@ class Caller:
     """One logical 8x8 call: credentials, per-attempt timeouts, retries within the policy."""
 
     def __init__(
-        self,
-        transport: Transport,
-        auth: Auth,
-        *,
-        request_timeout_s: float,
-        policy: RetryPolicy,
+        self, transport: Transport, auth: Auth, *, request_timeout_s: float, policy: RetryPolicy
     ) -> None:
         self._transport = transport
         self._auth = auth
@@ -141,10 +128,11 @@ class Caller:
         method: str,
         url: str,
         *,
-        body: Body | None = None,
+        json_body: Any = None,
         params: Mapping[str, str] | None = None,
-        retry_on: Retry = Retry.SAFE,
+        retry_on: Retry = Retry.TRANSIENT,
         authenticated: bool = True,
+        policy: RetryPolicy | None = None,
     ) -> Any:
         """Make the call, retrying as `retry_on` allows.
 
@@ -152,10 +140,11 @@ class Caller:
             operation: Short name for errors and logs ("send_message").
             method: HTTP method.
             url: Absolute URL.
-            body: Request body, if any.
+            json_body: JSON request body, if any.
             params: Query parameters.
             retry_on: Which failures may be retried (`Retry.UNSENT_ONLY` for creates).
             authenticated: False for the JWK endpoint, which takes no credentials.
+            policy: Overrides the client's retry policy for this call.
 
         Returns:
             The parsed JSON response, or None for an empty body (202/204).
@@ -164,57 +153,61 @@ class Caller:
             UpstreamError: The mapped failure of the last attempt.
         """
 
+        maybe_done = False  # an earlier attempt may have reached 8x8 and acted
+
         async def attempt(remaining_s: float) -> Any:
+            nonlocal maybe_done
             timeout_s = max(MIN_ATTEMPT_TIMEOUT_S, min(self._timeout_s, remaining_s))
-            if not authenticated:
-                return await self._transport.request(
-                    operation, method, url, timeout_s=timeout_s, body=body, params=params
-                )
-            return await self._with_credentials(operation, method, url, body, params, timeout_s)
 
-        predicate = _retryable if retry_on is Retry.SAFE else _retryable_unsent
-        return await retry(attempt, policy=self._policy, is_retryable=predicate)
-
-    async def _with_credentials(
-        self,
-        operation: str,
-        method: str,
-        url: str,
-        body: Body | None,
-        params: Mapping[str, str] | None,
-        timeout_s: float,
-    ) -> Any:
-        """One attempt. If 8x8 rejects a bearer token, get a new one and repeat once: a 401
-        means 8x8 did not act on the request, so even a create may be repeated."""
-        for final in (False, True):
-            headers = await _credentials(self._auth)
-            try:
+            async def send(headers: Mapping[str, str]) -> Any:
                 return await self._transport.request(
                     operation,
                     method,
                     url,
                     timeout_s=timeout_s,
                     headers=headers,
-                    body=body,
+                    json_body=json_body,
                     params=params,
                 )
-            except UpstreamError as exc:
-                if final or not await self._auth.rejected(exc, headers):
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+
+            try:
+                return await self._authenticated(send) if authenticated else await send({})
+            except NotFound:
+                # A DELETE repeated after an ambiguous failure finds nothing to delete
+                # because the first attempt did delete it: that is success, not an error.
+                if method == "DELETE" and maybe_done:
+                    return None
+                raise
+            except RetryableUpstreamError as exc:
+                maybe_done = maybe_done or _may_have_acted(exc)
+                raise
+
+        predicate = _retryable if retry_on is Retry.TRANSIENT else _retryable_unsent
+        return await retry(attempt, policy=policy or self._policy, is_retryable=predicate)
+
+    async def _authenticated(self, send: Callable[[Mapping[str, str]], Awaitable[Any]]) -> Any:
+        """Send with credentials. If 8x8 rejects a bearer token, get a new one and send once
+        more: a 401 means 8x8 did not act on the request, so even a create may repeat."""
+        headers = await _credentials(self._auth)
+        try:
+            return await send(headers)
+        except UpstreamError as exc:
+            if not await self._auth.rejected(exc, headers):
+                raise
+        return await send(await _credentials(self._auth))
 
 
-async def _credentials(auth: Auth | None) -> dict[str, str]:
-    """The auth headers; a transient failure to get them (token endpoint down) means the
-    actual request was never sent, which makes even a create safe to retry."""
-    if auth is None:
-        return {}
+async def _credentials(auth: Auth) -> dict[str, str]:
+    """The auth headers. A transient failure to get them (token endpoint down) means the
+    request itself was never sent, which makes even a create safe to retry."""
     try:
         return await auth.headers()
     except RequestNotSent:
         raise
     except RetryableUpstreamError as exc:
-        raise RequestNotSent(str(exc), status=exc.status, code=exc.code) from None
+        raise RequestNotSent(
+            str(exc), status=exc.status, code=exc.code, retry_after_s=exc.retry_after_s
+        ) from None
 
 
 def _connection_error(operation: str, exc: Exception) -> UpstreamError:
@@ -234,6 +227,11 @@ def _json_or_none(operation: str, raw: bytes) -> Any:
     except (ValueError, UnicodeDecodeError):
         # A success status with an unreadable body: 8x8 acted, so never worth repeating.
         raise PermanentUpstreamError(f"8x8 {operation}: response is not JSON") from None
+
+
+def _may_have_acted(exc: RetryableUpstreamError) -> bool:
+    """False when 8x8 surely did nothing: never reached, or refused with 429."""
+    return not isinstance(exc, RequestNotSent) and exc.status != 429
 
 
 def _retryable(exc: Exception) -> bool:

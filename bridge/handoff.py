@@ -1,0 +1,589 @@
+"""The handoff state machine: one sender's handoff, driven by 8x8 events and Rasa actions.
+
+Pure: no I/O, no logging, no clock reads. `on_event` and `on_action` take the stored `Handoff`
+and one input and return a `Step`: the new `Handoff`, the effects the relay must carry out (as
+data), and a short `outcome` label for logs and metrics (every label is in `OUTCOMES`).
+
+When an input changes nothing, the returned `Step.handoff` is the very record passed in (equal,
+`changed_ms` untouched), so the caller can skip the write. Both 8x8 API families reach this
+module as the same `EventKind`s (`bridge/eightbyeight/events.py`).
+
+Times. `now_ms` is the bridge's clock, passed in. `since_ms` and `changed_ms` are bridge
+times. `transfer_ms` and `left_ms` are 8x8's own event timestamps (the bridge's clock only when
+an event has none): the transfer window measures the gap between two 8x8 events, which the
+relay's backlog or retries must not stretch or shrink. The stale check compares an event's
+timestamp with `since_ms` minus a tolerance for the skew between the two clocks.
+
+Ordering rules (8x8 documents neither order nor uniqueness, spec §5.1.8, §6.2-6.3):
+- An event for another conversation, or older than the current handoff, is ignored.
+- A TRANSFER within the window of the agent's leave, in either order, makes the leave
+  non-final. In TRANSFERRING, AGENT_LEFT and `idle` are never final: only a new agent's join
+  (or the user ending the chat) leaves that state.
+- An agent's words before their join imply the join.
+- A repeated input never repeats a bot notification: a second join of the same agent, a second
+  QUEUED for the same queue, a second leave, a second TRANSFER are no-ops. A repeated agent
+  message is relayed again (8x8 gives it no id the state could remember; the relay dedupes by
+  8x8 event id before this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Final, assert_never
+
+from bridge.eightbyeight.events import RELAYED_KINDS, Attachment, ChatEvent, EventKind
+from bridge.ids import ConversationId
+
+# The intents the bridge triggers in Rasa (public API: bridge-contract.md, "The Rasa project").
+INTENT_HANDOFF_QUEUED: Final = "EXTERNAL_handoff_queued"
+INTENT_AGENT_JOINED: Final = "EXTERNAL_agent_joined"
+INTENT_AGENT_LEFT: Final = "EXTERNAL_agent_left"
+# Not emitted here: a failed escalation is told to the user by the action that attempted it.
+INTENT_HANDOFF_FAILED: Final = "EXTERNAL_handoff_failed"
+
+# Entity names carried by the intents above.
+ENTITY_QUEUE: Final = "queue"
+ENTITY_AGENT: Final = "agent"
+
+OUTCOMES: Final = frozenset(
+    {
+        # 8x8 events
+        "relayed",  # an agent message went to the user
+        "implied_join",  # an agent message arrived before the join: join notified, then relayed
+        "queued",  # the user is told they wait in a queue
+        "agent_joined",  # the user is told an agent (a new one) joined
+        "agent_left",  # the agent left for good: the bot takes over again
+        "user_left",  # 8x8 echoed the user's leave: ended, without telling the user again
+        "transfer_started",  # TRANSFER while with an agent: waiting for the next agent
+        "transfer_not_final",  # a leave (or idle) that a transfer explains
+        "transfer_resumed",  # TRANSFER shortly after a final leave: the handoff is live again
+        "typing",  # an agent typing indicator (effect-free for now)
+        "noted",  # the record learnt something (queue, agent name, transfer time); no effect
+        "no_effect",  # a conversation-state update that changes nothing
+        "duplicate",  # a repeat of something already applied
+        "ignored_no_handoff",  # no live handoff (BOT, FAILED), or an action with nothing to do
+        "ignored_after_end",  # a late or stray event after the handoff ended
+        "ignored_other_conversation",  # not the conversation of the current handoff
+        "ignored_stale",  # older than the current handoff (a previous interaction's)
+        "ignored_other_agent",  # a previous agent's leave, after the current one joined
+        "ignored_empty",  # an agent message with neither text nor attachments
+        "ignored_unexpected",  # a relayed kind that means nothing in this state
+        "ignored_kind",  # a kind the relay never handles (echo, verify, other, unknown)
+        # Rasa actions
+        "escalated",  # a new handoff on a new conversation
+        "reopened",  # a new handoff on the sender's existing conversation
+        "failed",  # the escalation could not be made
+        "ended",  # the user ended the chat
+        "ignored_active",  # an escalation failure reported while a handoff is live
+    }
+)
+
+
+class State(StrEnum):
+    BOT = "bot"  # no handoff yet: the bot answers
+    REQUESTED = "requested"  # 8x8 accepted the (re)opened conversation; nothing heard since
+    QUEUED = "queued"  # waiting in an 8x8 queue for an agent
+    WITH_AGENT = "with_agent"  # an agent has the chat; their messages go to the user
+    TRANSFERRING = "transferring"  # the agent moved the chat on; another agent's join follows
+    ENDED = "ended"  # the agent left or the user ended the chat; the bot answers again
+    FAILED = "failed"  # the escalation could not be made; the bot answers
+
+
+_ACTIVE: Final = frozenset({State.REQUESTED, State.QUEUED, State.WITH_AGENT, State.TRANSFERRING})
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """A sender's handoff, as stored: flat string fields, absent when `None`.
+
+    `queue` is the queue the user was last told they wait in, during the current wait: `None`
+    not told yet; `""` told, queue unknown; else the queue's id (its name when 8x8 gave no id).
+    It tells a re-sent QUEUED from a move to another queue, and lets a transfer notify once.
+    (A field beyond the brief's list: without it "unless the queue changed" is undecidable.)
+    """
+
+    state: State = State.BOT
+    conversation_id: ConversationId | None = None
+    agent_name: str | None = None
+    agent_id: str | None = None
+    since_ms: int = 0  # when the current handoff (escalation or reopen) began
+    changed_ms: int = 0  # when the record last changed
+    transfer_ms: int | None = None  # when the last TRANSFER happened (8x8 time)
+    left_ms: int | None = None  # when the agent left for good (8x8 time): a late TRANSFER revives
+    queue: str | None = None  # see the class docstring
+
+    @property
+    def active(self) -> bool:
+        """True while an agent or a queue owns the conversation (`handoff_active`)."""
+        return self.state in _ACTIVE
+
+    def to_fields(self) -> dict[str, str]:
+        """The record as a flat string hash; `None` fields are left out."""
+        values: dict[str, str | int | None] = {
+            "state": self.state.value,
+            "conversation_id": self.conversation_id,
+            "agent_name": self.agent_name,
+            "agent_id": self.agent_id,
+            "since_ms": self.since_ms,
+            "changed_ms": self.changed_ms,
+            "transfer_ms": self.transfer_ms,
+            "left_ms": self.left_ms,
+            "queue": self.queue,
+        }
+        return {k: str(v) for k, v in values.items() if v is not None}
+
+    @classmethod
+    def from_fields(cls, d: Mapping[str, str]) -> Handoff:
+        """Read a stored record. Never raises: unknown fields are ignored, a missing or unreadable
+        field takes its default, an unknown state reads as BOT."""
+        conversation = d.get("conversation_id")
+        return cls(
+            state=_state(d.get("state")),
+            conversation_id=ConversationId(conversation) if conversation is not None else None,
+            agent_name=d.get("agent_name"),
+            agent_id=d.get("agent_id"),
+            since_ms=_int(d.get("since_ms")) or 0,
+            changed_ms=_int(d.get("changed_ms")) or 0,
+            transfer_ms=_int(d.get("transfer_ms")),
+            left_ms=_int(d.get("left_ms")),
+            queue=d.get("queue"),
+        )
+
+
+def _state(value: str | None) -> State:
+    try:
+        return State(value) if value is not None else State.BOT
+    except ValueError:
+        return State.BOT
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+# --- inputs from the Rasa actions ---
+
+
+@dataclass(frozen=True)
+class Escalated:
+    """The action created (or, `reopened`, posted on) the sender's 8x8 conversation."""
+
+    conversation_id: ConversationId
+    reopened: bool
+
+
+@dataclass(frozen=True)
+class EscalationFailed:
+    """The action could not escalate; it tells the user itself."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class UserEnded:
+    """The user ended the chat with the agent (the action made the customer/user leave)."""
+
+
+ActionInput = Escalated | EscalationFailed | UserEnded
+
+
+# --- effects, as data ---
+
+
+@dataclass(frozen=True)
+class SayToUser:
+    """Put an agent's message in front of the user (a Rasa `bot` event)."""
+
+    text: str | None
+    agent_name: str | None
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class NotifyBot:
+    """Trigger one of the `INTENT_*` intents in Rasa, with its entities."""
+
+    intent: str
+    entities: Mapping[str, str]
+
+
+# A future effect (e.g. a typing indicator) is one more class here; the relay dispatches on type.
+Effect = SayToUser | NotifyBot
+
+
+@dataclass(frozen=True)
+class Step:
+    handoff: Handoff
+    effects: tuple[Effect, ...]
+    outcome: str  # one of OUTCOMES
+
+
+@dataclass(frozen=True)
+class Timing:
+    transfer_window_ms: int = 30_000  # a leave and a TRANSFER this close belong together
+    stale_tolerance_ms: int = 5_000  # clock skew allowed between 8x8 and the bridge
+
+
+DEFAULT_TIMING: Final = Timing()
+
+Handler = Callable[[Handoff, ChatEvent, int, Timing], Step]
+
+
+# --- 8x8 events ---
+
+
+def on_event(h: Handoff, event: ChatEvent, now_ms: int, timing: Timing = DEFAULT_TIMING) -> Step:
+    """Apply one 8x8 event to a sender's handoff."""
+    if event.kind not in RELAYED_KINDS:
+        return _keep(h, "ignored_kind")
+    if h.active:
+        if not _ours(h, event):
+            return _keep(h, "ignored_other_conversation")
+        if _is_stale(h, event, timing):
+            return _keep(h, "ignored_stale")
+    handler = _HANDLERS[h.state].get(event.kind, _DEFAULTS[h.state])
+    return handler(h, event, now_ms, timing)
+
+
+def _ours(h: Handoff, e: ChatEvent) -> bool:
+    return e.conversation_id is not None and e.conversation_id == h.conversation_id
+
+
+def _is_stale(h: Handoff, e: ChatEvent, t: Timing) -> bool:
+    """From a previous interaction (e.g. a retried AGENT_LEFT arriving after a reopen)."""
+    return e.timestamp_ms is not None and e.timestamp_ms < h.since_ms - t.stale_tolerance_ms
+
+
+def _at(e: ChatEvent, now_ms: int) -> int:
+    return e.timestamp_ms if e.timestamp_ms is not None else now_ms
+
+
+def _keep(h: Handoff, outcome: str, *effects: Effect) -> Step:
+    return Step(h, effects, outcome)
+
+
+def _step(h: Handoff, new: Handoff, now_ms: int, outcome: str, *effects: Effect) -> Step:
+    """`new`, stamped `changed_ms=now_ms` if it differs from `h`; else `h` itself."""
+    return Step(h if new == h else replace(new, changed_ms=now_ms), effects, outcome)
+
+
+def _entity(name: str, value: str | None) -> dict[str, str]:
+    return {name: value} if value else {}
+
+
+def _same_agent(h: Handoff, agent_id: str | None, agent_name: str | None) -> bool:
+    """Compared by id, else by name; when either side is unknown, assume the same agent."""
+    if agent_id and h.agent_id:
+        return agent_id == h.agent_id
+    if agent_name and h.agent_name:
+        return agent_name == h.agent_name
+    return True
+
+
+def _say(h: Handoff, e: ChatEvent) -> SayToUser | None:
+    """The user-visible part of an agent message; None when it has none (blank text only)."""
+    text = e.text if e.text and e.text.strip() else None
+    if text is None and not e.attachments:
+        return None
+    own_name = h.agent_name if _same_agent(h, e.agent_id, e.agent_name) else None
+    return SayToUser(text, e.agent_name or own_name, e.attachments)
+
+
+# Inactive states: BOT and FAILED never had an agent; ENDED only revives for a late TRANSFER.
+
+
+def _no_handoff(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    return _keep(h, "ignored_no_handoff")
+
+
+def _after_end(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    return _keep(h, "ignored_after_end")
+
+
+def _transfer_after_end(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """8x8 may send AGENT_LEFT before TRANSFER: a TRANSFER within the window of a final leave
+    (not of the user's own end) makes the handoff live again and tells the user, through the
+    bot, that they are being transferred (the leave had cleared `handoff_active`)."""
+    at = _at(e, now_ms)
+    if (
+        h.left_ms is None
+        or not _ours(h, e)
+        or _is_stale(h, e, t)
+        or abs(at - h.left_ms) > t.transfer_window_ms
+    ):
+        return _keep(h, "ignored_after_end")
+    new = replace(h, state=State.TRANSFERRING, transfer_ms=at, left_ms=None, queue="")
+    return _step(h, new, now_ms, "transfer_resumed", NotifyBot(INTENT_HANDOFF_QUEUED, {}))
+
+
+# Every active state.
+
+
+def _unexpected(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    return _keep(h, "ignored_unexpected")
+
+
+def _no_effect(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    return _keep(h, "no_effect")
+
+
+def _duplicate(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    return _keep(h, "duplicate")
+
+
+def _typing(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """Counted, effect-free for now. A typing effect (a new `Effect` class built from
+    `e.typing` and the agent) would be returned here; the state never changes."""
+    return _keep(h, "typing")
+
+
+def _user_left(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """Gateway's echo of the user's leave, which only the bridge makes (`UserEnded`). The action
+    has told the user, so nothing is said; normally the action's `UserEnded` got here first and
+    this arrives in ENDED and is ignored. `left_ms` stays empty: a late TRANSFER cannot revive a
+    chat the user ended."""
+    return _step(h, replace(h, state=State.ENDED, left_ms=None), now_ms, "user_left")
+
+
+def _on_queued(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """REQUESTED/QUEUED move to QUEUED; TRANSFERRING stays (a late AGENT_LEFT of the old agent
+    must stay non-final until the next join). The user is told when not yet told during this
+    wait, or when the queue changed; a queue name learnt later is only recorded."""
+    key = e.queue_id or e.queue_name or ""
+    tell = h.queue is None or (key != "" and h.queue != "" and key != h.queue)
+    state = State.TRANSFERRING if h.state is State.TRANSFERRING else State.QUEUED
+    new = replace(h, state=state, queue=key or h.queue or "")
+    if tell:
+        notify = NotifyBot(INTENT_HANDOFF_QUEUED, _entity(ENTITY_QUEUE, e.queue_name))
+        return _step(h, new, now_ms, "queued", notify)
+    return _step(h, new, now_ms, "noted" if new != h else "duplicate")
+
+
+def _joined(h: Handoff, agent_id: str | None, agent_name: str | None, at: int) -> Handoff:
+    """An agent has the chat. A TRANSFER that happened before this join (by 8x8's clock) is
+    over: this agent's own leave will be final."""
+    transfer_ms = h.transfer_ms if h.transfer_ms is not None and h.transfer_ms > at else None
+    return replace(
+        h,
+        state=State.WITH_AGENT,
+        agent_id=agent_id,
+        agent_name=agent_name,
+        left_ms=None,
+        transfer_ms=transfer_ms,
+    )
+
+
+def _join(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    new = _joined(h, e.agent_id, e.agent_name, _at(e, now_ms))
+    notify = NotifyBot(INTENT_AGENT_JOINED, _entity(ENTITY_AGENT, e.agent_name))
+    return _step(h, new, now_ms, "agent_joined", notify)
+
+
+def _fill_agent(h: Handoff, agent_id: str | None, agent_name: str | None) -> Handoff:
+    """The same agent, with an id or name learnt from a later event."""
+    return replace(h, agent_id=h.agent_id or agent_id, agent_name=h.agent_name or agent_name)
+
+
+# REQUESTED and QUEUED.
+
+
+def _note_transfer(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """A TRANSFER before the join it follows (reordered): remember it, so the coming leave of
+    that agent is recognised as non-final."""
+    return _step(h, replace(h, transfer_ms=_at(e, now_ms)), now_ms, "noted")
+
+
+def _message_before_join(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """An agent's words before their join (reordered): the join is implied and notified first,
+    so the bot's state is right before the words reach the user."""
+    say = _say(h, e)
+    if say is None:
+        return _keep(h, "ignored_empty")
+    new = _joined(h, e.agent_id, e.agent_name, _at(e, now_ms))
+    notify = NotifyBot(INTENT_AGENT_JOINED, _entity(ENTITY_AGENT, e.agent_name))
+    return _step(h, new, now_ms, "implied_join", notify, say)
+
+
+# WITH_AGENT.
+
+
+def _join_with_agent(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """The same agent again is a duplicate (details learnt are kept); another agent replaces
+    the current one and is announced."""
+    if _same_agent(h, e.agent_id, e.agent_name):
+        new = _fill_agent(h, e.agent_id, e.agent_name)
+        return _step(h, new, now_ms, "noted" if new != h else "duplicate")
+    return _join(h, e, now_ms, t)
+
+
+def _message_with_agent(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """Relayed, whoever wrote it (a supervisor may write too); the agent's name is learnt."""
+    say = _say(h, e)
+    if say is None:
+        return _keep(h, "ignored_empty")
+    same = _same_agent(h, e.agent_id, e.agent_name)
+    new = _fill_agent(h, e.agent_id, e.agent_name) if same else h
+    return _step(h, new, now_ms, "relayed", say)
+
+
+def _start_transfer(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """Nothing is said yet: the QUEUED of the target queue (or the new agent's join) will."""
+    new = replace(h, state=State.TRANSFERRING, transfer_ms=_at(e, now_ms), queue=None)
+    return _step(h, new, now_ms, "transfer_started")
+
+
+def _agent_gone(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """The agent left (or the conversation went idle): final, unless a TRANSFER happened within
+    the window (e.g. the TRANSFER arrived before the join that preceded this leave)."""
+    at = _at(e, now_ms)
+    if h.transfer_ms is not None and abs(at - h.transfer_ms) <= t.transfer_window_ms:
+        new = replace(h, state=State.TRANSFERRING, queue=None)
+        return _step(h, new, now_ms, "transfer_not_final")
+    notify = NotifyBot(INTENT_AGENT_LEFT, _entity(ENTITY_AGENT, h.agent_name))
+    return _step(h, replace(h, state=State.ENDED, left_ms=at), now_ms, "agent_left", notify)
+
+
+def _left_with_agent(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """A leave naming another agent is an earlier agent's (e.g. the transferring agent's leave
+    arriving after the new agent's join): it does not end the current agent's chat."""
+    if not _same_agent(h, e.agent_id, e.agent_name):
+        return _keep(h, "ignored_other_agent")
+    return _agent_gone(h, e, now_ms, t)
+
+
+def _state_with_agent(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """Gateway `idle` means no live interaction: as a final leave. created/active: nothing."""
+    if e.state == "idle":
+        return _agent_gone(h, e, now_ms, t)
+    return _keep(h, "no_effect")
+
+
+# TRANSFERRING.
+
+
+def _not_final(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    return _keep(h, "transfer_not_final")
+
+
+def _state_transferring(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    return _keep(h, "transfer_not_final" if e.state == "idle" else "no_effect")
+
+
+def _join_after_transfer(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """The next agent: announced. The same agent, when the user heard nothing of the transfer
+    (no QUEUED, no leave), resumes silently: for the user nothing changed."""
+    if h.queue is None and _same_agent(h, e.agent_id, e.agent_name):
+        new = _fill_agent(replace(h, state=State.WITH_AGENT), e.agent_id, e.agent_name)
+        return _step(h, new, now_ms, "noted")
+    return _join(h, e, now_ms, t)
+
+
+def _message_in_transfer(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
+    """The old agent's last words are relayed; a message from a known different agent is the
+    next agent's, before their join: the join is implied."""
+    if _same_agent(h, e.agent_id, e.agent_name):
+        say = _say(h, e)
+        return _keep(h, "relayed", say) if say else _keep(h, "ignored_empty")
+    return _message_before_join(h, e, now_ms, t)
+
+
+_ACTIVE_COMMON: Final[dict[EventKind, Handler]] = {
+    EventKind.USER_LEFT: _user_left,
+    EventKind.TYPING: _typing,
+}
+_WAITING: Final[dict[EventKind, Handler]] = {
+    **_ACTIVE_COMMON,
+    EventKind.CONVERSATION_STATE: _no_effect,  # idle included: see below
+    EventKind.QUEUED: _on_queued,
+    EventKind.AGENT_JOINED: _join,
+    EventKind.AGENT_MESSAGE: _message_before_join,
+    EventKind.TRANSFER: _note_transfer,
+    # AGENT_LEFT (no agent has joined) and `idle` while waiting are not taken as the end: both
+    # can be a previous interaction's, delivered late but inside the stale tolerance after a
+    # quick reopen, and wrongly ending would drop the next agent's join. The user can end.
+}
+_HANDLERS: Final[dict[State, dict[EventKind, Handler]]] = {
+    State.BOT: {},
+    State.FAILED: {},
+    State.ENDED: {EventKind.TRANSFER: _transfer_after_end},
+    State.REQUESTED: _WAITING,
+    State.QUEUED: _WAITING,
+    State.WITH_AGENT: {
+        **_ACTIVE_COMMON,
+        EventKind.CONVERSATION_STATE: _state_with_agent,
+        EventKind.AGENT_JOINED: _join_with_agent,
+        EventKind.AGENT_MESSAGE: _message_with_agent,
+        EventKind.AGENT_LEFT: _left_with_agent,
+        EventKind.TRANSFER: _start_transfer,
+    },
+    State.TRANSFERRING: {
+        **_ACTIVE_COMMON,
+        EventKind.CONVERSATION_STATE: _state_transferring,
+        EventKind.QUEUED: _on_queued,
+        EventKind.AGENT_JOINED: _join_after_transfer,
+        EventKind.AGENT_MESSAGE: _message_in_transfer,
+        EventKind.AGENT_LEFT: _not_final,
+        EventKind.TRANSFER: _duplicate,
+    },
+}
+_DEFAULTS: Final[dict[State, Handler]] = {
+    State.BOT: _no_handoff,
+    State.FAILED: _no_handoff,
+    State.ENDED: _after_end,
+    State.REQUESTED: _unexpected,
+    State.QUEUED: _unexpected,
+    State.WITH_AGENT: _unexpected,
+    State.TRANSFERRING: _unexpected,
+}
+
+
+# --- Rasa actions ---
+
+
+def on_action(h: Handoff, action: ActionInput, now_ms: int) -> Step:
+    """Apply what a Rasa handoff action did."""
+    match action:
+        case Escalated():
+            return _escalated(h, action, now_ms)
+        case EscalationFailed():
+            return _escalation_failed(h, now_ms)
+        case UserEnded():
+            return _user_ended(h, now_ms)
+        case _:
+            assert_never(action)
+
+
+def _escalated(h: Handoff, action: Escalated, now_ms: int) -> Step:
+    """A fresh handoff (agent, transfer, leave and queue forgotten). While a handoff is live, the
+    same conversation again is a duplicate; another conversation replaces it (the action found
+    the old one gone and created a new one, and its events are then ignored)."""
+    if h.active and h.conversation_id == action.conversation_id:
+        return _keep(h, "duplicate")
+    new = Handoff(
+        state=State.REQUESTED,
+        conversation_id=action.conversation_id,
+        since_ms=now_ms,
+        changed_ms=now_ms,
+    )
+    return Step(new, (), "reopened" if action.reopened else "escalated")
+
+
+def _escalation_failed(h: Handoff, now_ms: int) -> Step:
+    """No notification: the action tells the user. A live handoff is never ended by it."""
+    if h.active:
+        return _keep(h, "ignored_active")
+    if h.state is State.FAILED:
+        return _keep(h, "duplicate")
+    return _step(h, replace(h, state=State.FAILED), now_ms, "failed")
+
+
+def _user_ended(h: Handoff, now_ms: int) -> Step:
+    """No notification: the action tells the user and clears the slot itself."""
+    if not h.active:
+        return _keep(h, "ignored_no_handoff")
+    return _step(h, replace(h, state=State.ENDED, left_ms=None), now_ms, "ended")

@@ -1,0 +1,59 @@
+"""Opening the store: a real Redis when a URL is given, else an embedded fakeredis.
+
+Both run the very same `RedisStore` (Lua included: fakeredis runs the scripts with lupa), so
+the embedded store is not a second implementation and passes the same contract suite. It lives
+in this process only: two processes must never each hold one (`serve` warns, the actions
+refuse to load without `REDIS_URL`).
+"""
+
+from __future__ import annotations
+
+import fakeredis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from bridge.store.redis_store import RedisStore
+
+# A dead Redis must fail fast (the webhook answers 503 and 8x8 retries; /ready reports it)
+# rather than hold a request: redis-py's default is to wait forever.
+CONNECT_TIMEOUT_S = 2.0
+# Every command and script is short; a reply slower than this means Redis is in trouble.
+SOCKET_TIMEOUT_S = 5.0
+# A connection idle this long is PINGed before use, so one dropped by a restart or a proxy is
+# replaced instead of failing the first request after it.
+HEALTH_CHECK_INTERVAL_S = 30
+# One quick retry after a connection error: enough to ride over a reconnect, too little to
+# keep a request waiting on a dead server. A retried write whose first try did land is
+# harmless (scripts are idempotent or fenced) except `note_attempt`, which then counts one
+# attempt twice, and `outbox_push`, which then holds one item twice.
+RETRIES = 1
+
+
+def redis_client(redis_url: str) -> aioredis.Redis:
+    """A client for a real Redis, with the bridge's timeouts."""
+    return aioredis.from_url(
+        redis_url,
+        decode_responses=True,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=RETRIES),
+    )
+
+
+def embedded_client() -> aioredis.Redis:
+    """A fresh in-process Redis (its own server: nothing shared with other stores)."""
+    client: aioredis.Redis = fakeredis.FakeAsyncRedis(
+        server=fakeredis.FakeServer(version=(7,)), decode_responses=True
+    )
+    return client
+
+
+async def open_store(
+    redis_url: str | None, *, prefix: str = "", partitions: int = 16
+) -> RedisStore:
+    """The store for `REDIS_URL` (None or empty: the embedded one). Does not connect yet: a
+    Redis that is down shows as `StoreUnavailable` on first use (and on /ready)."""
+    client = redis_client(redis_url) if redis_url else embedded_client()
+    return RedisStore(client, prefix=prefix, partitions=partitions)

@@ -1,0 +1,190 @@
+"""The Lua scripts behind every multi-key atomic step.
+
+Rules every script follows (checked by tests/store/test_cluster_safety.py):
+- it touches only the keys passed in KEYS, and they all share one hash slot;
+- steps of the relay are fenced: they do nothing unless KEYS[1] (the partition lease) holds the
+  caller's owner id, so a worker whose lease lapsed cannot ack, hold or dead-letter anything
+  after another worker took over;
+- it validates before it writes, because Redis does not roll back a script that fails halfway.
+
+Scripts are plain strings (Redis runs Lua 5.1); `RedisStore` registers each once and calls it
+by EVALSHA, loading it again if the server forgot it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Shared helpers, prepended to the scripts that need them.
+_FENCE = """
+local function fenced(lease, owner) return redis.call('GET', lease) == owner end
+"""
+
+# Held entries are JSON `["<entry id>",...]`; entry ids are "<ms>-<seq>", so the quoted id is an
+# exact, unambiguous prefix of its serialized entry.
+_REMOVE_HELD = """
+local function remove_held(list, entry_id)
+  local head = '["' .. entry_id .. '"'
+  for _, item in ipairs(redis.call('LRANGE', list, 0, -1)) do
+    if string.sub(item, 1, #head) == head then
+      redis.call('LREM', list, 1, item)
+      return true
+    end
+  end
+  return false
+end
+"""
+
+# KEYS: claim, stream. ARGV: event id, payload, dedupe ttl (s).
+# Claim the event id and append the event, or do nothing (0) if it was claimed already.
+# XADD comes before SET so that a failure leaves no claim behind (8x8's retry redoes the work).
+ENQUEUE_EVENT: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'eid', ARGV[1], 'ev', ARGV[2])
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
+return 1
+"""
+
+# KEYS: lease. ARGV: owner, ttl (ms). Take the lease if free, renew it if ours.
+ACQUIRE_LEASE: Final = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: lease. ARGV: token. Compare-and-delete: a holder whose lease lapsed (and was taken by
+# someone else) must not release the new holder's lease.
+RELEASE_LEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: partition lease, stream, attempts. ARGV: owner, entry id.
+ACK_EVENT: Final = (
+    _FENCE
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return 0 end
+redis.call('XDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+return 1
+"""
+)
+
+# KEYS: partition lease, stream, attempts, dead. ARGV: owner, entry id, event id, payload,
+# reason. An entry no longer in the stream (acked meanwhile) is not dead-lettered twice.
+DEAD_LETTER_FROM_STREAM: Final = (
+    _FENCE
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return 0 end
+if redis.call('XDEL', KEYS[2], ARGV[2]) == 1 then
+  redis.call('XADD', KEYS[4], '*', 'id', ARGV[2], 'eid', ARGV[3], 'ev', ARGV[4], 'why', ARGV[5])
+end
+redis.call('HDEL', KEYS[3], ARGV[2])
+return 1
+"""
+)
+
+# KEYS: partition lease, hold list, held set, held index, attempts, dead.
+# ARGV: owner, entry id, event id, payload, reason, conversation.
+DEAD_LETTER_FROM_HOLD: Final = (
+    _FENCE
+    + _REMOVE_HELD
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return 0 end
+if remove_held(KEYS[2], ARGV[2]) then
+  redis.call('XADD', KEYS[6], '*', 'id', ARGV[2], 'eid', ARGV[3], 'ev', ARGV[4], 'why', ARGV[5])
+end
+redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('HDEL', KEYS[5], ARGV[2])
+if redis.call('LLEN', KEYS[2]) == 0 then redis.call('ZREM', KEYS[3], ARGV[6]) end
+return 1
+"""
+)
+
+# KEYS: dead, stream. ARGV: dead id. Back to the end of the stream, and out of the dead letters.
+REPLAY_DEAD_LETTER: Final = """
+local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #found == 0 then return 0 end
+local flat = found[1][2]
+local fields = {}
+for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
+redis.call('XADD', KEYS[2], '*', 'eid', fields['eid'], 'ev', fields['ev'])
+redis.call('XDEL', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS: partition lease, stream, hold list, held set, held index.
+# ARGV: owner, entry id, serialized entry, conversation, deadline (ms).
+# Only an entry still in the stream is moved (so a repeated call cannot hold it twice); the
+# first held entry of a conversation sets its deadline (ZADD NX).
+HOLD_EVENT: Final = (
+    _FENCE
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return 0 end
+if redis.call('XDEL', KEYS[2], ARGV[2]) == 0 then return 1 end
+redis.call('RPUSH', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[4])
+redis.call('HSET', KEYS[5], ARGV[2], ARGV[4])
+return 1
+"""
+)
+
+# KEYS: partition lease, hold list, held set, held index, attempts.
+# ARGV: owner, entry id, conversation. The conversation leaves the held set with its last entry.
+UNHOLD_EVENT: Final = (
+    _FENCE
+    + _REMOVE_HELD
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return 0 end
+remove_held(KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('HDEL', KEYS[5], ARGV[2])
+if redis.call('LLEN', KEYS[2]) == 0 then redis.call('ZREM', KEYS[3], ARGV[3]) end
+return 1
+"""
+)
+
+# KEYS: record. ARGV: expected version, ttl (ms), version field, conversation field, then field
+# name/value pairs. Compare-and-set on the version; `conversation_id` survives unless given.
+# Returns {1, conversation id or ''} when written, {0, ''} when the version did not match.
+SAVE_HANDOFF: Final = """
+local unpack = unpack or table.unpack
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[3]) or '0')
+if current ~= tonumber(ARGV[1]) then return {0, ''} end
+local kept = redis.call('HGET', KEYS[1], ARGV[4])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], ARGV[3], tostring(current + 1), unpack(ARGV, 5))
+if kept and redis.call('HEXISTS', KEYS[1], ARGV[4]) == 0 then
+  redis.call('HSET', KEYS[1], ARGV[4], kept)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, redis.call('HGET', KEYS[1], ARGV[4]) or ''}
+"""
+
+# KEYS: outbox. ARGV: item. Pop the head only if it is still `item` (another drainer may have
+# popped it already); returns the length left.
+OUTBOX_POP: Final = """
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) end
+return redis.call('LLEN', KEYS[1])
+"""
+
+ALL: Final = {
+    "enqueue_event": ENQUEUE_EVENT,
+    "acquire_lease": ACQUIRE_LEASE,
+    "release_lease": RELEASE_LEASE,
+    "ack_event": ACK_EVENT,
+    "dead_letter_from_stream": DEAD_LETTER_FROM_STREAM,
+    "dead_letter_from_hold": DEAD_LETTER_FROM_HOLD,
+    "replay_dead_letter": REPLAY_DEAD_LETTER,
+    "hold_event": HOLD_EVENT,
+    "unhold_event": UNHOLD_EVENT,
+    "save_handoff": SAVE_HANDOFF,
+    "outbox_pop": OUTBOX_POP,
+}

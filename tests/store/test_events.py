@@ -1,0 +1,135 @@
+"""The webhook door (claim + append), the relay's partition lease, reads, acks and attempts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bridge.ids import EventId
+from bridge.store import RedisStore, StreamEntry
+
+from .conftest import LEASE_MS, OTHER, OWNER, now_ms
+
+TTL_S = 3600
+
+
+async def enqueue(store: RedisStore, *ids: str, partition: int = 0) -> list[StreamEntry]:
+    for event_id in ids:
+        assert await store.enqueue_event(partition, EventId(event_id), f"payload-{event_id}", TTL_S)
+    return await store.read_events(partition, 100)
+
+
+async def test_enqueue_then_read(store: RedisStore) -> None:
+    before = now_ms()
+    [entry] = await enqueue(store, "e1")
+    assert entry.event_id == "e1"
+    assert entry.payload == "payload-e1"
+    assert before - 1000 <= entry.accepted_ms <= now_ms() + 1000
+
+
+async def test_enqueue_dedupes_by_event_id(store: RedisStore) -> None:
+    assert await store.enqueue_event(1, EventId("e1"), "first", TTL_S)
+    assert not await store.enqueue_event(1, EventId("e1"), "second", TTL_S)
+    entries = await store.read_events(1, 10)
+    assert [(e.event_id, e.payload) for e in entries] == [("e1", "first")]
+    ttl = await store.redis.ttl(store.keys.claim(1, EventId("e1")))
+    assert 0 < ttl <= TTL_S
+
+
+async def test_claim_expiry_allows_the_id_again(store: RedisStore) -> None:
+    assert await store.enqueue_event(0, EventId("e1"), "p", 1)
+    await store.redis.delete(store.keys.claim(0, EventId("e1")))  # as if the TTL had passed
+    assert await store.enqueue_event(0, EventId("e1"), "p", 1)
+    assert len(await store.read_events(0, 10)) == 2
+
+
+async def test_concurrent_enqueues_of_one_id_accept_one(store: RedisStore) -> None:
+    results = await asyncio.gather(
+        *(store.enqueue_event(2, EventId("same"), f"p{i}", TTL_S) for i in range(20))
+    )
+    assert results.count(True) == 1
+    assert len(await store.read_events(2, 100)) == 1
+
+
+async def test_read_returns_oldest_first_up_to_count(store: RedisStore) -> None:
+    entries = await enqueue(store, "a", "b", "c", "d")
+    assert [e.event_id for e in entries] == ["a", "b", "c", "d"]
+    assert [e.event_id for e in await store.read_events(0, 2)] == ["a", "b"]
+    ids = [e.entry_id for e in entries]
+    assert ids == sorted(ids, key=lambda i: tuple(int(x) for x in i.split("-")))
+
+
+async def test_partitions_are_separate_streams(store: RedisStore) -> None:
+    await enqueue(store, "x", partition=0)
+    await enqueue(store, "y", partition=3)
+    assert [e.event_id for e in await store.read_events(0, 10)] == ["x"]
+    assert [e.event_id for e in await store.read_events(3, 10)] == ["y"]
+    assert await store.read_events(1, 10) == []
+
+
+async def test_partition_out_of_range_is_refused(store: RedisStore) -> None:
+    with pytest.raises(ValueError):
+        await store.enqueue_event(store.partitions, EventId("e"), "p", TTL_S)
+    with pytest.raises(ValueError):
+        await store.read_events(-1, 1)
+
+
+async def test_partition_lease_acquire_renew_and_refuse(store: RedisStore) -> None:
+    assert await store.acquire_partition(0, OWNER, 1_000)
+    assert not await store.acquire_partition(0, OTHER, 1_000)
+    assert await store.acquire_partition(0, OWNER, 60_000)  # renewal extends
+    assert await store.redis.pttl(store.keys.partition_lease(0)) > 30_000
+    assert await store.acquire_partition(1, OTHER, 1_000)  # leases are per partition
+
+
+async def test_partition_lease_expires_and_is_taken_over(store: RedisStore) -> None:
+    assert await store.acquire_partition(0, OWNER, 60)
+    [entry] = await enqueue(store, "e1")
+    await asyncio.sleep(0.15)
+    assert await store.acquire_partition(0, OTHER, LEASE_MS)
+    assert not await store.acquire_partition(0, OWNER, LEASE_MS)  # no renewal after lapse
+    assert not await store.ack_event(0, entry.entry_id, OWNER)  # fenced out
+    assert await store.read_events(0, 10) == [entry]
+    assert await store.ack_event(0, entry.entry_id, OTHER)
+
+
+async def test_partition_release_only_by_owner(store: RedisStore) -> None:
+    assert await store.acquire_partition(0, OWNER, LEASE_MS)
+    await store.release_partition(0, OTHER)
+    assert not await store.acquire_partition(0, OTHER, LEASE_MS)
+    await store.release_partition(0, OWNER)
+    assert await store.acquire_partition(0, OTHER, LEASE_MS)
+
+
+async def test_ack_removes_the_entry(leased: RedisStore) -> None:
+    first, second = await enqueue(leased, "a", "b")
+    assert await leased.ack_event(0, first.entry_id, OWNER)
+    assert await leased.read_events(0, 10) == [second]
+
+
+async def test_ack_by_non_owner_is_refused_and_entry_stays(leased: RedisStore) -> None:
+    [entry] = await enqueue(leased, "a")
+    assert not await leased.ack_event(0, entry.entry_id, OTHER)
+    assert await leased.read_events(0, 10) == [entry]
+
+
+async def test_ack_without_any_lease_is_refused(store: RedisStore) -> None:
+    [entry] = await enqueue(store, "a")
+    assert not await store.ack_event(0, entry.entry_id, OWNER)
+    assert await store.read_events(0, 10) == [entry]
+
+
+async def test_attempts_count_and_reset_on_ack(leased: RedisStore) -> None:
+    [entry] = await enqueue(leased, "a")
+    assert [await leased.note_attempt(0, entry.entry_id) for _ in range(3)] == [1, 2, 3]
+    assert await leased.ack_event(0, entry.entry_id, OWNER)
+    assert not await leased.redis.hexists(leased.keys.attempts(0), entry.entry_id)
+    assert await leased.note_attempt(0, entry.entry_id) == 1
+
+
+async def test_attempts_are_per_entry(leased: RedisStore) -> None:
+    a, b = await enqueue(leased, "a", "b")
+    await leased.note_attempt(0, a.entry_id)
+    await leased.note_attempt(0, a.entry_id)
+    assert await leased.note_attempt(0, b.entry_id) == 1

@@ -1,0 +1,80 @@
+"""A Redis that cannot be reached shows as `StoreUnavailable`, quickly, from every method."""
+
+from __future__ import annotations
+
+import inspect
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import fakeredis
+import pytest
+
+from bridge.errors import StoreUnavailable
+from bridge.ids import ConversationId, EventId, SenderId
+from bridge.store import RedisStore, Store, StreamEntry, open_store
+
+S, C = SenderId("s"), ConversationId("c")
+ENTRY = StreamEntry("1-0", EventId("e"), "p")
+
+CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
+    "ping": lambda s: s.ping(),
+    "link": lambda s: s.link(S, C),
+    "sender_of": lambda s: s.sender_of(C),
+    "load_handoff": lambda s: s.load_handoff(S),
+    "save_handoff": lambda s: s.save_handoff(S, {"a": "b"}, 0),
+    "acquire_sender_lease": lambda s: s.acquire_sender_lease(S, 1000),
+    "release_sender_lease": lambda s: s.release_sender_lease(S, "t"),
+    "enqueue_event": lambda s: s.enqueue_event(0, EventId("e"), "p", 60),
+    "acquire_partition": lambda s: s.acquire_partition(0, "o", 1000),
+    "release_partition": lambda s: s.release_partition(0, "o"),
+    "read_events": lambda s: s.read_events(0, 10),
+    "ack_event": lambda s: s.ack_event(0, "1-0", "o"),
+    "note_attempt": lambda s: s.note_attempt(0, "1-0"),
+    "dead_letter": lambda s: s.dead_letter(0, ENTRY, "r", "o"),
+    "list_dead_letters": lambda s: s.list_dead_letters(),
+    "replay_dead_letter": lambda s: s.replay_dead_letter(0, "1-0"),
+    "hold_event": lambda s: s.hold_event(0, C, ENTRY, 1, "o"),
+    "held_conversations": lambda s: s.held_conversations(0),
+    "held_events": lambda s: s.held_events(0, C),
+    "unhold_event": lambda s: s.unhold_event(0, C, "1-0", "o"),
+    "outbox_push": lambda s: s.outbox_push(S, "m"),
+    "outbox_peek": lambda s: s.outbox_peek(S),
+    "outbox_pop": lambda s: s.outbox_pop(S, "m"),
+    "outbox_senders": lambda s: s.outbox_senders(),
+}
+
+
+def test_every_store_method_is_covered_here() -> None:
+    methods = {
+        name
+        for name, value in inspect.getmembers(Store)
+        if inspect.iscoroutinefunction(value) and not name.startswith("_")
+    }
+    assert methods - {"close"} == set(CALLS)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # free again once closed: nobody listens there
+
+
+async def test_unreachable_redis_fails_fast() -> None:
+    store = await open_store(f"redis://127.0.0.1:{closed_port()}/0")
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+    assert time.monotonic() - started < 2.0
+    await store.close()
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+async def test_every_method_raises_store_unavailable(name: str) -> None:
+    server = fakeredis.FakeServer(version=(7,))
+    store = RedisStore(fakeredis.FakeAsyncRedis(server=server, decode_responses=True))
+    server.connected = False  # every command now fails with redis' ConnectionError
+    with pytest.raises(StoreUnavailable):
+        await CALLS[name](store)
+    await store.close()
