@@ -8,8 +8,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from bridge import __version__, logs
 from bridge.errors import ConfigError
 from bridge.settings import Settings, load_settings
@@ -53,15 +51,6 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    settings = _settings_or_exit(for_serve=False)
-    logs.configure(settings.log_level)
-    from bridge.sandbox import run
-
-    run(host=args.host, port=args.port, settings=settings)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="handoff-bridge",
@@ -77,10 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=8088)
     sim.add_argument("--webhook-url", default=None, help="where to send signed webhook events")
     sim.set_defaults(func=cmd_simulator)
-    box = sub.add_parser("sandbox", help="the whole handoff on this machine, in a browser")
-    box.add_argument("--host", default="127.0.0.1")
-    box.add_argument("--port", type=int, default=8000)
-    box.set_defaults(func=cmd_sandbox)
     return parser
 
 

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
 
     # --- store ---
     redis_url: str | None = None
+    redis_key_prefix: str = ""  # share one Redis between deployments (or test runs)
 
     # --- Rasa ---
     rasa_url: str = "http://localhost:5005"
@@ -61,6 +62,10 @@ class Settings(BaseSettings):
     # Beyond the contract (README lists them):
     event_hold_s: int = Field(120, ge=1)  # how long events for an unmapped conversation wait
     relay_partitions: int = Field(16, ge=1, le=1024)
+    relay_retry_cap_s: float = Field(
+        30.0, gt=0
+    )  # longest wait between two pushes while Rasa is down
+    relay_lease_ttl_ms: int = Field(10_000, ge=500)  # a dead process's partitions move after this
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
 from collections import OrderedDict
@@ -101,7 +102,12 @@ class Relay:
                 await asyncio.wait_for(self._stopping.wait(), interval)
 
     async def _renew_all(self) -> None:
-        for partition in range(self._store.partitions):
+        # Held partitions first (renewal must not wait behind acquisition attempts), then the
+        # others in random order, so processes that start together split the partitions.
+        owned = self.owned_partitions
+        others = [p for p in range(self._store.partitions) if p not in owned]
+        random.shuffle(others)
+        for partition in owned + others:
             if self._stopping.is_set():
                 return
             held = await self._store.acquire_partition(

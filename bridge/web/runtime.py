@@ -55,17 +55,19 @@ def relay_config(settings: Settings) -> RelayConfig:
         max_attempts=settings.relay_max_attempts,
         max_age_s=float(settings.relay_max_age_s),
         hold_s=float(settings.event_hold_s),
+        backoff_cap_s=settings.relay_retry_cap_s,
+        lease_ttl_ms=settings.relay_lease_ttl_ms,
     )
 
 
-async def build_runtime(
-    settings: Settings, *, store: Store | None = None, key_prefix: str = ""
-) -> Runtime:
+async def build_runtime(settings: Settings, *, store: Store | None = None) -> Runtime:
     """Everything `serve` needs, from settings (call `settings.check_for_serve()` first)."""
     metrics = Metrics()
     if store is None:
         store = await open_store(
-            settings.redis_url, prefix=key_prefix, partitions=settings.relay_partitions
+            settings.redis_url,
+            prefix=settings.redis_key_prefix,
+            partitions=settings.relay_partitions,
         )
     chat = make_client(settings.eightbyeight())
     rasa = RasaClient(

@@ -45,7 +45,7 @@ class RasaStandIn:
         app.router.add_post("/conversations/{sender}/tracker/events", self._events)
         app.router.add_post("/conversations/{sender}/trigger_intent", self._trigger)
         app.router.add_get("/conversations/{sender}/tracker", self._tracker)
-        app.router.add_get("/version", lambda r: web.json_response({"version": "3.6.21"}))
+        app.router.add_get("/version", self._version)
         return app
 
     def texts(self, sender: str) -> list[str]:
@@ -58,6 +58,9 @@ class RasaStandIn:
             for p in self.pushes
             if p.sender == sender
         ]
+
+    async def _version(self, _request: web.Request) -> web.Response:
+        return web.json_response({"version": "3.6.21", "minimum_compatible_version": "3.6.0"})
 
     async def _gate(self, request: web.Request) -> web.Response | None:
         self.requests += 1

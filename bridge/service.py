@@ -1,0 +1,237 @@
+"""The handoff service: what the Rasa actions ask for (escalate, forward, end), done against
+the store and 8x8. The only module besides the relay that drives the state machine.
+
+Built from settings and a store, never from objects only `serve` holds, so the same service
+runs in `serve` and under the stock rasa-sdk server (architecture.md, "One service").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bridge.eightbyeight.client import ChatClient, Customer, HistoryMessage
+from bridge.errors import NotFound, PermanentUpstreamError, RetryableUpstreamError, UpstreamError
+from bridge.handoff import ActionInput, Escalated, EscalationFailed, Handoff, UserEnded, on_action
+from bridge.ids import ConversationId, SenderId
+from bridge.store.base import Store
+
+log = logging.getLogger(__name__)
+
+# Longer than one create's retry budget (~10 s), so a live creator never loses its lease; short
+# enough that a crashed one does not block the user for long.
+CREATE_LEASE_MS = 30_000
+# How long a second, concurrent escalation of the same sender waits for the first one.
+CONCURRENT_WAIT_S = 12.0
+
+
+class Outcome(StrEnum):
+    CREATED = "created"  # a new 8x8 conversation
+    REOPENED = "reopened"  # a new message on the sender's existing conversation
+    ALREADY_ACTIVE = "already_active"  # a handoff is under way already (or was just made)
+    FAILED = "failed"  # 8x8 refused or stayed unreachable
+    SENT = "sent"  # the message reached 8x8
+    DELAYED = "delayed"  # 8x8 is down: the message waits in the outbox (first one)
+    QUEUED_BEHIND = "queued_behind"  # earlier messages still wait: this one queues behind them
+    NO_HANDOFF = "no_handoff"  # no live handoff for this sender
+    ENDED = "ended"  # the user left the 8x8 interaction; the bot is back
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    conversation_id: ConversationId | None = None
+
+
+class HandoffService:
+    """Escalate, forward and end, for one sender at a time; safe under concurrency."""
+
+    def __init__(
+        self,
+        store: Store,
+        chat: ChatClient,
+        *,
+        on_linked: Callable[[ConversationId], None] = lambda cid: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.chat = chat
+        self._on_linked = on_linked  # wakes the relay for events held before the link
+        self._clock = clock
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def handoff(self, sender: SenderId) -> Handoff:
+        record = await self.store.load_handoff(sender)
+        return Handoff.from_fields(record.fields) if record else Handoff()
+
+    # --- escalate ---
+
+    async def escalate(
+        self,
+        sender: SenderId,
+        customer: Customer,
+        history: Sequence[HistoryMessage],
+        reopen_text: str,
+    ) -> Result:
+        """Open the sender's 8x8 conversation, or reopen the one they had. Concurrent calls for
+        one sender create one conversation: the first takes a lease, the others wait for it."""
+        current = await self.handoff(sender)
+        if current.active:
+            return Result(Outcome.ALREADY_ACTIVE, current.conversation_id)
+        token = await self.store.acquire_sender_lease(sender, CREATE_LEASE_MS)
+        if token is None:
+            return await self._wait_for_other(sender)
+        try:
+            current = await self.handoff(sender)  # re-read under the lease
+            if current.active:
+                return Result(Outcome.ALREADY_ACTIVE, current.conversation_id)
+            return await self._open(sender, current, customer, history, reopen_text)
+        finally:
+            await self.store.release_sender_lease(sender, token)
+
+    async def _wait_for_other(self, sender: SenderId) -> Result:
+        deadline = self._clock() + CONCURRENT_WAIT_S
+        while self._clock() < deadline:
+            await asyncio.sleep(0.1)
+            current = await self.handoff(sender)
+            if current.active:
+                return Result(Outcome.ALREADY_ACTIVE, current.conversation_id)
+        return Result(Outcome.FAILED)
+
+    async def _open(
+        self, sender: SenderId, current: Handoff, customer: Customer,
+        history: Sequence[HistoryMessage], reopen_text: str,
+    ) -> Result:  # fmt: skip
+        # The record says REQUESTED *before* 8x8 can answer (the reopen message, the create's
+        # early events): the relay must never see an event while the handoff still reads ended.
+        try:
+            cid = current.conversation_id
+            if cid is not None and await self._reopen(sender, cid, reopen_text):
+                return Result(Outcome.REOPENED, cid)
+            created = await self.chat.create_conversation(customer, history)
+        except UpstreamError as exc:
+            log.warning("escalation_failed", extra={"sender": sender, "error": type(exc).__name__})
+            await self._fail(sender, type(exc).__name__)
+            return Result(Outcome.FAILED, current.conversation_id)
+        await self._apply(sender, Escalated(created.conversation_id, reopened=False))
+        await self.store.link(sender, created.conversation_id)  # now the relay can find the sender
+        self._on_linked(created.conversation_id)
+        log.info("escalated", extra={"sender": sender, "conversation": created.conversation_id})
+        return Result(Outcome.CREATED, created.conversation_id)
+
+    async def _reopen(self, sender: SenderId, conversation: ConversationId, text: str) -> bool:
+        """A new message on an ended interaction reopens the conversation (spec §5). False when
+        8x8 no longer knows it, so that a new one is created instead."""
+        await self._apply(sender, Escalated(conversation, reopened=True))
+        try:
+            await self.chat.send_message(conversation, text, author="user")
+        except NotFound:
+            log.info("conversation_gone", extra={"sender": sender, "conversation": conversation})
+            return False
+        log.info("reopened", extra={"sender": sender, "conversation": conversation})
+        return True
+
+    async def _fail(self, sender: SenderId, reason: str) -> None:
+        # A failed escalation never leaves the record live (a reopen may have marked it so).
+        await self._apply(sender, UserEnded())
+        await self._apply(sender, EscalationFailed(reason))
+
+    # --- forward ---
+
+    async def forward(self, sender: SenderId, text: str) -> Result:
+        """Send the user's turn to the agent. If 8x8 stays down it waits in the outbox; while the
+        outbox is not empty, later turns queue behind it, so the agent sees them in order."""
+        current = await self.handoff(sender)
+        cid = current.conversation_id
+        if not current.active or cid is None:
+            return Result(Outcome.NO_HANDOFF, cid)
+        item = json.dumps({"kind": "text", "conversation": cid, "text": text})
+        if await self.store.outbox_peek(sender) is not None:
+            await self.store.outbox_push(sender, item)
+            return Result(Outcome.QUEUED_BEHIND, cid)
+        try:
+            await self.chat.send_message(cid, text, author="user")
+        except RetryableUpstreamError:
+            await self.store.outbox_push(sender, item)
+            log.warning("forward_delayed", extra={"sender": sender, "conversation": cid})
+            return Result(Outcome.DELAYED, cid)
+        except PermanentUpstreamError as exc:
+            log.warning("forward_refused", extra={"sender": sender, "error": type(exc).__name__})
+            await self._apply(sender, UserEnded())
+            return Result(Outcome.ENDED if isinstance(exc, NotFound) else Outcome.FAILED, cid)
+        return Result(Outcome.SENT, cid)
+
+    # --- end ---
+
+    async def end(self, sender: SenderId) -> Result:
+        """The user ends the chat: leave the 8x8 interaction (later, in order, if 8x8 is down)
+        and hand the user back to the bot at once."""
+        current = await self.handoff(sender)
+        cid = current.conversation_id
+        if not current.active or cid is None:
+            return Result(Outcome.NO_HANDOFF, cid)
+        item = json.dumps({"kind": "leave", "conversation": cid})
+        if await self.store.outbox_peek(sender) is not None:
+            await self.store.outbox_push(sender, item)
+        else:
+            try:
+                await self.chat.leave(cid)
+            except RetryableUpstreamError:
+                await self.store.outbox_push(sender, item)
+            except PermanentUpstreamError as exc:  # already gone: nothing to leave
+                log.info("leave_refused", extra={"sender": sender, "error": type(exc).__name__})
+        await self._apply(sender, UserEnded())
+        return Result(Outcome.ENDED, cid)
+
+    # --- the outbox, drained by `serve` ---
+
+    async def drain_outbox(self, sender: SenderId) -> bool:
+        """Send what waits for this sender, in order. True when the outbox is empty."""
+        token = await self.store.acquire_sender_lease(sender, CREATE_LEASE_MS)
+        if token is None:
+            return False  # another process is at it
+        try:
+            while (item := await self.store.outbox_peek(sender)) is not None:
+                try:
+                    await self._send_item(item)
+                except RetryableUpstreamError:
+                    return False
+                except PermanentUpstreamError as exc:
+                    log.warning(
+                        "outbox_item_refused", extra={"sender": sender, "error": type(exc).__name__}
+                    )
+                await self.store.outbox_pop(sender, item)
+            return True
+        finally:
+            await self.store.release_sender_lease(sender, token)
+
+    async def _send_item(self, item: str) -> None:
+        data = json.loads(item)
+        cid = ConversationId(str(data["conversation"]))
+        if data.get("kind") == "leave":
+            await self.chat.leave(cid)
+        else:
+            await self.chat.send_message(cid, str(data.get("text", "")), author="user")
+
+    # --- state ---
+
+    async def _apply(self, sender: SenderId, action: ActionInput) -> Handoff:
+        """Apply an action input to the sender's record, compare-and-set, retried on a race."""
+        for _ in range(10):
+            record = await self.store.load_handoff(sender)
+            current = Handoff.from_fields(record.fields) if record else Handoff()
+            step = on_action(current, action, self._now_ms())
+            if step.handoff == current:
+                return current
+            if await self.store.save_handoff(
+                sender, step.handoff.to_fields(), record.version if record else 0
+            ):
+                return step.handoff
+        raise RuntimeError(f"handoff record of {sender} kept changing")

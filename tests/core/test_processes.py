@@ -1,0 +1,193 @@
+"""Real `handoff-bridge serve` processes: killed mid-stream, and two of them on one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from itertools import cycle
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bridge.eightbyeight import make_client
+from bridge.eightbyeight.client import ChatClient, Customer
+from bridge.handoff import Escalated, Handoff, on_action
+from bridge.ids import SenderId
+from bridge.simulator import Simulator, SimulatorConfig, running_simulator
+from bridge.store import open_store
+from bridge.store.base import Store
+from tests.core.conftest import bridge_settings, now_ms, serve_app
+from tests.support.rasa_stand_in import RasaStandIn
+from tests.support.waiting import eventually
+
+JOINED = "#EXTERNAL_agent_joined"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServeProcess:
+    def __init__(self, env: dict[str, str], port: int) -> None:
+        self.env = {**env, "BRIDGE_PORT": str(port), "BRIDGE_HOST": "127.0.0.1"}
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - a start, not a wait
+            [sys.executable, "-m", "bridge", "serve"], env=self.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"{self.url}/ready") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError("serve did not become ready")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+async def world(
+    api: str, real_redis_url: str, key_prefix: str, rasa: tuple[RasaStandIn, str]
+) -> AsyncIterator[tuple[Simulator, RasaStandIn, Store, ChatClient, dict[str, str]]]:
+    stand_in, rasa_url = rasa
+    # 8x8 keeps retrying while a bridge is down (several seconds in all).
+    delays = (0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0)
+    cfg = SimulatorConfig(api_key="k", api_secret="s", tenant_id="t1", customer_id="c1", channel_id="ch1",
+                          queue_id="101", webhook_url=None, api=api, delivery_retry_delays=delays)  # fmt: skip
+    async with running_simulator(cfg) as sim:
+        settings = bridge_settings(sim, rasa_url, api)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("EIGHTBYEIGHT_", "RASA_", "REDIS_"))
+        }
+        env.update({
+            "EIGHTBYEIGHT_API": api, "EIGHTBYEIGHT_BASE_URL": sim.base_url, "EIGHTBYEIGHT_API_KEY": "k",
+            "EIGHTBYEIGHT_API_SECRET": "s", "EIGHTBYEIGHT_TENANT_ID": "t1", "EIGHTBYEIGHT_CHANNEL_ID": "ch1",
+            "RASA_URL": rasa_url, "REDIS_URL": real_redis_url, "REDIS_KEY_PREFIX": key_prefix,
+            "RELAY_LEASE_TTL_MS": "1500", "RELAY_RETRY_CAP_S": "0.5", "LOG_LEVEL": "WARNING",
+        })  # fmt: skip
+        store = await open_store(
+            real_redis_url, prefix=key_prefix, partitions=settings.relay_partitions
+        )
+        chat = make_client(settings.eightbyeight())
+        yield sim, stand_in, store, chat, env
+        await chat.close()
+        await store.close()
+
+
+async def _escalate(store: Store, chat: ChatClient, sender: str) -> str:
+    created = await chat.create_conversation(Customer(name=sender))
+    s = SenderId(sender)
+    step = on_action(Handoff(), Escalated(created.conversation_id, reopened=False), now_ms())
+    assert await store.save_handoff(s, step.handoff.to_fields(), 0)
+    await store.link(s, created.conversation_id)
+    return created.conversation_id
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServeProcess]]:
+    started: list[ServeProcess] = []
+    yield started
+    for p in started:
+        p.stop()
+
+
+async def test_serve_killed_and_restarted_mid_stream_loses_nothing(world, processes) -> None:  # type: ignore[no-untyped-def]
+    sim, rasa, store, chat, env = world
+    serve = ServeProcess(env, _free_port())
+    processes.append(serve)
+    await serve.start()
+    sim.set_webhook_url(f"{serve.url}/8x8/events")
+    cid = await _escalate(store, chat, "kim")
+    await sim.desk.accept(cid, agent_name="Anna")
+    expected = [f"n{k}" for k in range(12)]
+    for k, text in enumerate(expected):
+        await sim.desk.say(cid, text)
+        if k == 4:
+            serve.kill()  # mid-stream: some events accepted, some in flight, some not sent yet
+            await serve.start()
+        await asyncio.sleep(0.05)
+    await eventually(lambda: len(rasa.texts("kim")) >= len(expected), 30, "all texts after restart")
+    await asyncio.sleep(0.5)
+    assert rasa.texts("kim") == expected
+    assert rasa.timeline("kim").count(JOINED) == 1
+
+
+async def _round_robin(urls: list[str]) -> web.Application:
+    """A load balancer: alternates 8x8's webhook calls between the bridges."""
+    targets = cycle(urls)
+    session = aiohttp.ClientSession()
+
+    async def forward(request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower().startswith(("x-8x8", "content-type"))
+        }
+        async with session.post(f"{next(targets)}/8x8/events", data=body, headers=headers) as r:
+            return web.Response(
+                status=r.status, body=await r.read(), content_type="application/json"
+            )
+
+    app = web.Application()
+    app.router.add_post("/8x8/events", forward)
+
+    async def close(_app: web.Application) -> None:
+        await session.close()
+
+    app.on_cleanup.append(close)
+    return app
+
+
+async def test_two_serve_processes_on_one_redis_keep_order_and_double_nothing(
+    world, processes
+) -> None:  # type: ignore[no-untyped-def]
+    sim, rasa, store, chat, env = world
+    a, b = ServeProcess(env, _free_port()), ServeProcess(env, _free_port())
+    processes.extend([a, b])
+    await asyncio.gather(a.start(), b.start())
+    balancer = await serve_app(await _round_robin([a.url, b.url]))
+    sim.set_webhook_url(str(balancer.make_url("/8x8/events")))
+    senders = [f"p{i}" for i in range(20)]
+    cids = await asyncio.gather(*(_escalate(store, chat, s) for s in senders))
+
+    async def talk(cid: str, sender: str) -> None:
+        await sim.desk.accept(cid, agent_name="Anna")
+        for k in range(10):
+            await sim.desk.say(cid, f"{sender}-{k}")
+
+    await asyncio.gather(*(talk(c, s) for c, s in zip(cids, senders, strict=True)))
+    await eventually(lambda: all(len(rasa.texts(s)) >= 10 for s in senders), 30, "all texts")
+    await asyncio.sleep(0.5)
+    for s in senders:
+        assert rasa.texts(s) == [f"{s}-{k}" for k in range(10)]
+        assert rasa.timeline(s).count(JOINED) == 1
+    await balancer.close()

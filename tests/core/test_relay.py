@@ -1,0 +1,186 @@
+"""The relay's guarantees, end to end over loopback: simulator (8x8) -> bridge -> Rasa stand-in.
+
+Nothing the agent writes may be lost, duplicated or reordered on its way to the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import aiohttp
+
+from bridge.ids import SenderId
+from tests.core.conftest import BridgeFactory, Harness
+from tests.support.waiting import eventually
+
+JOINED = "#EXTERNAL_agent_joined"
+QUEUED = "#EXTERNAL_handoff_queued"
+LEFT = "#EXTERNAL_agent_left"
+
+
+async def _conversation(h: Harness, sender: str, texts: list[str]) -> None:
+    cid = await h.escalate(sender)
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    for text in texts:
+        await h.sim.desk.say(cid, text)
+
+
+def _seen(h: Harness, sender: str) -> list[str]:
+    return h.rasa.timeline(sender)
+
+
+async def test_agent_texts_arrive_in_order_across_50_conversations(
+    make_bridge: BridgeFactory,
+) -> None:
+    h = await make_bridge()
+    texts = {f"user-{i}": [f"m{i}-{k}" for k in range(8)] for i in range(50)}
+    await asyncio.gather(*(_conversation(h, s, t) for s, t in texts.items()))
+    await eventually(lambda: all(len(h.rasa.texts(s)) == 8 for s in texts), 30, "all texts")
+    await eventually(lambda: all(JOINED in _seen(h, s) for s in texts), 10, "all joins")
+    for sender, expected in texts.items():
+        seen = _seen(h, sender)
+        assert h.rasa.texts(sender) == expected  # in order, each once
+        assert seen.index(QUEUED) < seen.index(JOINED) < seen.index(expected[0])
+
+
+async def test_rasa_down_for_a_while_then_back_delivers_each_text_once_in_order(
+    make_bridge: BridgeFactory,
+) -> None:
+    h = await make_bridge()
+    cid = await h.escalate("ada")
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await eventually(lambda: JOINED in _seen(h, "ada"), what="join")
+    h.rasa.down_status = 503
+    for k in range(5):
+        await h.sim.desk.say(cid, f"t{k}")
+    await h.sim.idle()  # 8x8 got its 200s: the events are ours now
+    await asyncio.sleep(1.0)
+    assert h.rasa.texts("ada") == []
+    h.rasa.down_status = None
+    await eventually(lambda: len(h.rasa.texts("ada")) == 5, 15, "texts after recovery")
+    await asyncio.sleep(0.3)
+    assert h.rasa.texts("ada") == [f"t{k}" for k in range(5)]
+    assert h.runtime.metrics.relay_retries._value.get() > 0
+
+
+async def test_the_same_event_delivered_three_times_is_relayed_once(
+    make_bridge: BridgeFactory,
+) -> None:
+    h = await make_bridge()
+    cid = await h.escalate("bob")
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await h.sim.desk.say(cid, "only once")
+    await eventually(lambda: h.rasa.texts("bob") == ["only once"], what="first delivery")
+    delivery = next(d for d in h.sim.deliveries if b"only once" in d.body and 200 <= d.status < 300)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            async with http.post(
+                f"{h.url}/8x8/events", data=delivery.body, headers=dict(delivery.headers)
+            ) as r:
+                assert r.status == 200
+                assert (await r.json())["result"] == "duplicate"
+    await asyncio.sleep(0.5)
+    assert h.rasa.texts("bob") == ["only once"]
+    assert h.runtime.metrics.events_duplicate._value.get() == 2
+
+
+async def test_a_response_lost_after_rasa_accepted_shows_the_text_once(
+    make_bridge: BridgeFactory,
+) -> None:
+    h = await make_bridge()
+    cid = await h.escalate("cy")
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await eventually(lambda: JOINED in _seen(h, "cy"), what="join")
+    h.rasa.lose_next_responses = 1
+    await h.sim.desk.say(cid, "hello")
+    await h.sim.desk.say(cid, "second")
+    await eventually(lambda: h.rasa.texts("cy") == ["hello", "second"], 15, "both texts")
+    await asyncio.sleep(0.3)
+    assert h.rasa.texts("cy") == ["hello", "second"]
+    assert h.runtime.metrics.relay_skipped._value.get() == 1
+
+
+async def test_events_before_the_mapping_are_held_then_delivered_in_order(
+    make_bridge: BridgeFactory,
+) -> None:
+    h = await make_bridge()
+    created = await h.chat.create_conversation(_customer())
+    cid = created.conversation_id
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await h.sim.desk.say(cid, "are you there?")
+    await h.sim.idle()
+    await asyncio.sleep(0.3)
+    assert _seen(h, "dee") == []  # nothing can be delivered yet: no sender known
+    await h.link("dee", cid)
+    await eventually(lambda: "are you there?" in _seen(h, "dee"), 10, "held events")
+    assert _seen(h, "dee") == [QUEUED, JOINED, "are you there?"]
+
+
+async def test_first_event_before_the_202_is_not_lost(make_bridge: BridgeFactory) -> None:
+    h = await make_bridge()
+    h.sim.config = dataclasses.replace(h.sim.config, early_events=True)
+    cid = await h.escalate("eve")
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await eventually(lambda: JOINED in _seen(h, "eve"), 10, "join")
+    assert _seen(h, "eve")[0] == QUEUED
+
+
+async def test_held_events_of_a_never_mapped_conversation_go_to_the_dead_letters(
+    make_bridge: BridgeFactory,
+) -> None:
+    h = await make_bridge(event_hold_s=1)
+    created = await h.chat.create_conversation(_customer())
+    await h.sim.idle()
+    await eventually(
+        lambda: h.runtime.metrics.unknown_conversation._value.get() >= 1, 10, "give up"
+    )
+    dead = await h.store.list_dead_letters()
+    assert dead and all(d.reason == "unknown_conversation" for d in dead)
+    assert any(created.conversation_id in d.entry.payload for d in dead)
+
+
+async def test_after_max_attempts_an_event_is_dead_lettered_and_the_next_proceeds(
+    make_bridge: BridgeFactory,
+) -> None:
+    h = await make_bridge(relay_max_attempts=3)
+    cid = await h.escalate("fay")
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await eventually(lambda: JOINED in _seen(h, "fay"), what="join")
+    h.rasa.down_status = 503
+    await h.sim.desk.say(cid, "lost cause")
+    await eventually(
+        lambda: h.runtime.metrics.dead_letters.labels("max_attempts")._value.get() == 1, 15, "dead"
+    )
+    h.rasa.down_status = None
+    await h.sim.desk.say(cid, "next one")
+    await eventually(lambda: h.rasa.texts("fay") == ["next one"], 10, "the next event")
+    dead = await h.store.list_dead_letters()
+    assert [d.reason for d in dead] == ["max_attempts"]
+    assert await h.store.replay_dead_letter(dead[0].partition, dead[0].dead_id)
+    h.runtime.relay.kick(dead[0].partition)
+    await eventually(lambda: h.rasa.texts("fay") == ["next one", "lost cause"], 10, "replayed")
+
+
+async def test_agent_left_returns_the_user_to_the_bot_and_transfer_does_not(
+    make_bridge: BridgeFactory,
+) -> None:
+    h = await make_bridge()
+    cid = await h.escalate("gus")
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await h.sim.desk.transfer(cid, queue_id="202")
+    await h.sim.desk.accept(cid, agent_name="Bo")
+    await h.sim.desk.say(cid, "Bo here")
+    await h.sim.desk.leave(cid)
+    await eventually(lambda: LEFT in _seen(h, "gus"), 10, "left")
+    seen = _seen(h, "gus")
+    assert seen.count(LEFT) == 1 and seen[-1] == LEFT
+    assert seen.count(JOINED) == 2 and "Bo here" in seen
+    record = await h.store.load_handoff(SenderId("gus"))
+    assert record is not None and record.fields["state"] == "ended"
+
+
+def _customer():  # type: ignore[no-untyped-def]
+    from bridge.eightbyeight.client import Customer
+
+    return Customer(name="Ada")
