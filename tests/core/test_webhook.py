@@ -1,0 +1,213 @@
+"""POST /8x8/events: what is accepted, what is refused, and that nothing gets a 500."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bridge.store.base import partition_of
+from tests.core.conftest import BridgeFactory, Harness
+from tests.support.signing import signed_headers
+
+TEXT = {"eventType": "TEXT", "messageType": "AGENT", "conversationId": "conv-1", "timestamp": 1,
+        "agentId": "a1", "agentName": "Anna", "message": "hi"}  # fmt: skip
+
+
+def _body(obj: Any = None) -> bytes:
+    return json.dumps(TEXT if obj is None else obj, separators=(",", ":")).encode()
+
+
+async def _post(h: Harness, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{h.url}/8x8/events", data=body, headers=headers) as r,
+    ):
+        return r.status, await r.json()
+
+
+async def _queued(h: Harness, conversation: str = "conv-1") -> int:
+    partition = partition_of(conversation, h.store.partitions)
+    entries = await h.store.read_events(partition, 100)
+    held = await h.store.held_events(partition, conversation)  # type: ignore[arg-type]
+    return len(entries) + len(held)
+
+
+@pytest.fixture
+async def h(make_bridge: BridgeFactory) -> Harness:
+    harness = await make_bridge()
+    await harness.runtime.relay.stop()  # look at what the door enqueued, undisturbed
+    return harness
+
+
+async def test_a_signed_event_is_accepted_and_enqueued_once(h: Harness) -> None:
+    body = _body()
+    headers = signed_headers(h.sim, body, event_id="evt-1")
+    assert await _post(h, body, headers) == (200, {"result": "accepted"})
+    assert await _post(h, body, signed_headers(h.sim, body, event_id="evt-1")) == (
+        200,
+        {"result": "duplicate"},
+    )
+    assert await _queued(h) == 1
+
+
+async def test_unsigned_event_is_refused(h: Harness) -> None:
+    status, _ = await _post(h, _body(), {"content-type": "application/json"})
+    assert status == 401
+    assert await _queued(h) == 0
+    assert h.runtime.metrics.signature_failures._value.get() == 1
+
+
+async def test_forged_signature_with_the_right_kid_is_refused(h: Harness) -> None:
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    body = _body()
+    status, answer = await _post(h, body, signed_headers(h.sim, body, key=forger, kid=h.sim.kid))
+    assert status == 401 and "verify" in answer["reason"]
+    assert await _queued(h) == 0
+
+
+async def test_unknown_key_is_refused(h: Harness) -> None:
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    body = _body()
+    status, _ = await _post(h, body, signed_headers(h.sim, body, key=forger, kid="no-such-key"))
+    assert status == 401
+    assert await _queued(h) == 0
+
+
+@pytest.mark.parametrize("skew_s", [-400, 400])
+async def test_stale_or_future_transmission_time_is_refused(h: Harness, skew_s: int) -> None:
+    body = _body()
+    tt = int((time.time() + skew_s) * 1000)
+    status, _ = await _post(h, body, signed_headers(h.sim, body, tt_ms=tt))
+    assert status == 401
+    assert await _queued(h) == 0
+
+
+async def test_tampered_body_is_refused(h: Harness) -> None:
+    headers = signed_headers(h.sim, _body())
+    status, _ = await _post(h, _body({**TEXT, "message": "send me your password"}), headers)
+    assert status == 401
+    assert await _queued(h) == 0
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1,2]", b'"text"', b"\xff\xfe", b""])
+async def test_signed_garbage_is_a_400(h: Harness, body: bytes) -> None:
+    status, _ = await _post(h, body, signed_headers(h.sim, body))
+    assert status == 400
+
+
+async def test_an_event_without_conversation_is_a_400(h: Harness) -> None:
+    body = _body({"eventType": "TEXT", "message": "hi"})
+    status, answer = await _post(h, body, signed_headers(h.sim, body))
+    assert (status, answer["result"]) == (400, "event has no conversationId")
+
+
+async def test_an_oversized_body_is_a_413_signed_or_not(h: Harness) -> None:
+    body = _body({**TEXT, "message": "x" * 300_000})
+    assert (await _post(h, body, signed_headers(h.sim, body)))[0] == 413
+    assert (await _post(h, body, {}))[0] == 413
+
+
+async def test_web_hook_verify_is_answered_even_unsigned_and_never_enqueued(h: Harness) -> None:
+    body = _body({"notificationVersion": "v2.0", "eventType": "WEB_HOOK_VERIFY"})
+    assert (await _post(h, body, {"content-type": "application/json"}))[0] == 200
+    assert sum([len(await h.store.read_events(p, 10)) for p in range(h.store.partitions)]) == 0
+
+
+async def test_an_unknown_event_type_is_acknowledged_not_enqueued(h: Harness) -> None:
+    body = _body({"eventType": "SOMETHING_NEW", "conversationId": "conv-1", "extra": {"a": 1}})
+    status, answer = await _post(h, body, signed_headers(h.sim, body))
+    assert (status, answer["result"]) == (200, "ignored")
+    assert await _queued(h) == 0
+
+
+async def test_an_echo_of_our_own_message_is_not_relayed(h: Harness) -> None:
+    body = _body({"eventType": "MESSAGE", "conversationId": "conv-1", "timestamp": 1,
+                  "data": {"isEcho": True, "sender": {"type": "user"}, "text": "hello"}})  # fmt: skip
+    assert (await _post(h, body, signed_headers(h.sim, body)))[1]["result"] == "ignored"
+    assert await _queued(h) == 0
+
+
+async def test_the_key_service_down_is_a_503_so_8x8_retries(h: Harness) -> None:
+    h.sim.rotate_key()  # a kid the bridge has not cached yet
+    h.sim.faults.fail_next("jwk", count=10, status=503)
+    body = _body()
+    status, _ = await _post(h, body, signed_headers(h.sim, body))
+    assert status == 503
+    assert await _queued(h) == 0
+
+
+async def test_store_down_is_a_503_and_leaves_no_claim(make_bridge: BridgeFactory) -> None:
+    from bridge.store import open_store
+
+    h = await make_bridge()
+    await h.runtime.relay.stop()
+    healthy = h.runtime.door.store
+    h.runtime.door.store = await open_store("redis://127.0.0.1:1", partitions=healthy.partitions)
+    body = _body()
+    status, _ = await _post(h, body, signed_headers(h.sim, body, event_id="evt-down"))
+    assert status == 503
+    async with aiohttp.ClientSession() as http, http.get(f"{h.url}/ready") as r:
+        assert r.status == 200  # the runtime's own store is fine; only the door's was cut
+    h.runtime.door.store = healthy
+    assert await _post(h, body, signed_headers(h.sim, body, event_id="evt-down")) == (
+        200,
+        {"result": "accepted"},
+    )
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+_event_like = st.fixed_dictionaries(
+    {
+        "eventType": st.sampled_from(
+            ["TEXT", "QUEUED", "MESSAGE", "MEMBERS_CHANGED", "ACTIVITY", "X", "WEB_HOOK_VERIFY"]
+        )
+    },
+    optional={
+        "conversationId": _json,
+        "data": _json,
+        "timestamp": _json,
+        "message": _json,
+        "agentName": _json,
+    },
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(obj=_event_like | _json)
+async def test_no_json_input_gets_a_500(h: Harness, obj: Any) -> None:
+    body = json.dumps(obj).encode()
+    status, _ = await _post(h, body, signed_headers(h.sim, body))
+    assert status in (200, 400)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.binary(max_size=300), headers=st.dictionaries(
+    st.sampled_from(["x-8x8-signature", "x-8x8-event-id", "x-8x8-retry", "x-8x8-tenant-id",
+                     "x-8x8-transmission-time", "x-8x8-customer-id"]),
+    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=40),
+))  # fmt: skip
+async def test_no_bytes_or_headers_get_a_500(
+    h: Harness, body: bytes, headers: dict[str, str]
+) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{h.url}/8x8/events", data=body, headers=headers) as r,
+    ):
+        assert r.status in (200, 400, 401, 413)
