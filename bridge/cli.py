@@ -47,8 +47,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     from bridge.simulator.cli import run
 
-    run(host=args.host, port=args.port, webhook_url=args.webhook_url, settings=settings)
-    return 0
+    return run(host=args.host, port=args.port, webhook_url=args.webhook_url, settings=settings)
 
 
 def build_parser() -> argparse.ArgumentParser:

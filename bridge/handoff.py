@@ -44,7 +44,7 @@ INTENT_AGENT_LEFT: Final = "EXTERNAL_agent_left"
 INTENT_HANDOFF_FAILED: Final = "EXTERNAL_handoff_failed"
 
 # Entity names carried by the intents above.
-ENTITY_QUEUE: Final = "queue"
+ENTITY_QUEUE: Final = "queue"  # entity names the example domain declares (domain.yml)
 ENTITY_AGENT: Final = "agent"
 
 OUTCOMES: Final = frozenset(

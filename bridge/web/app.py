@@ -71,7 +71,9 @@ def create_app(runtime: Runtime, *, run_relay: bool = True) -> web.Application:
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         if run_relay:
             runtime.relay.start()
+            runtime.outbox.start()
         yield
+        await runtime.outbox.stop()
         await runtime.relay.stop()
         await runtime.close()
 

@@ -9,14 +9,18 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge import host
 from bridge.eightbyeight import make_client
 from bridge.eightbyeight.client import ChatClient
 from bridge.metrics import Metrics
+from bridge.outbox import OutboxDrainer
 from bridge.rasa.client import RasaClient
 from bridge.relay import Deliverer, Relay, RelayConfig
+from bridge.service import HandoffService
 from bridge.settings import Settings
 from bridge.store import open_store
-from bridge.store.base import Store
+from bridge.store.base import Store, partition_of
+from bridge.web.action_server import ActionServer
 from bridge.web.verification import make_verifier
 from bridge.web.webhook import WebhookDoor
 
@@ -39,6 +43,8 @@ class Runtime:
     metrics: Metrics
     door: WebhookDoor
     relay: Relay
+    service: HandoffService
+    outbox: OutboxDrainer
     extra_routes: list[Route] = field(default_factory=list)
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
@@ -85,6 +91,17 @@ async def build_runtime(settings: Settings, *, store: Store | None = None) -> Ru
         kick=relay.kick,
         is_transient_key_error=is_transient,
     )
-    runtime = Runtime(settings, store, chat, rasa, metrics, door, relay)
+    service = HandoffService(
+        store, chat, on_linked=lambda cid: relay.kick(partition_of(cid, store.partitions))
+    )
+    host.install(service, settings)  # the actions, served below, call it in-process
+    actions = ActionServer()
+    runtime = Runtime(
+        settings, store, chat, rasa, metrics, door, relay, service, OutboxDrainer(service)
+    )
+    runtime.extra_routes += [
+        Route("POST", "/webhook", actions.webhook),
+        Route("GET", "/actions", actions.list_actions),
+    ]
     runtime._closers.extend([store.close, chat.close, rasa.close])
     return runtime

@@ -1,0 +1,199 @@
+"""The handoff actions. Thin: read the tracker, call the handoff service, say the domain's
+response, return events. They never call Rasa's HTTP API (Rasa holds the conversation's lock
+while an action runs: that would deadlock, rasa-integration.md §2)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import ActiveLoop, EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.tracker_data import customer, fallback_streak, transcript
+from bridge import host
+from bridge.ids import SenderId
+from bridge.service import Outcome
+
+log = logging.getLogger(__name__)
+
+SLOT = "handoff_active"
+AGENT_SLOT = "handoff_agent"  # filled by Rasa from the triggers' `agent` entity
+QUEUE_SLOT = "handoff_queue"  # ... and `queue` entity
+ESCALATION_INTENT = "human_handoff"
+END_INTENT = "end_handoff"
+
+# What action_handoff_notice says for each of the bridge's triggers, and the slot value after.
+NOTICES: dict[str, tuple[str, bool]] = {
+    "EXTERNAL_handoff_queued": ("utter_handoff_queued", True),
+    "EXTERNAL_agent_joined": ("utter_handoff_agent_joined", True),
+    "EXTERNAL_agent_left": ("utter_handoff_agent_left", False),
+    "EXTERNAL_handoff_failed": ("utter_handoff_failed", False),
+}
+
+
+def _intent(tracker: Tracker) -> tuple[str | None, float]:
+    # Not get_intent_of_latest_message(): it reads intent_ranking, which some classifiers
+    # do not produce (rasa-integration.md §1.1).
+    intent = (tracker.latest_message or {}).get("intent") or {}
+    return intent.get("name"), float(intent.get("confidence") or 0.0)
+
+
+def _rule(path: str | None) -> Callable[[Tracker], bool] | None:
+    """The bot owner's HANDOFF_RULE callable, `package.module.function` or `package.module:function`."""
+    if not path:
+        return None
+    module, _, name = path.replace(":", ".").rpartition(".")
+    rule: Callable[[Tracker], bool] = getattr(importlib.import_module(module), name)
+    return rule
+
+
+def _rule_says_escalate(tracker: Tracker) -> bool:
+    rule = _rule(host.settings().handoff_rule)
+    if rule is None:
+        return False
+    try:
+        return bool(rule(tracker))
+    except Exception:  # a broken business rule must not break the conversation
+        log.exception("handoff_rule_failed", extra={"sender": tracker.sender_id})
+        return False
+
+
+def should_escalate(tracker: Tracker) -> bool:
+    """human_handoff always; a fallback after HANDOFF_FALLBACKS of them in a row, or at once
+    when the bot owner's HANDOFF_RULE says so."""
+    intent, _ = _intent(tracker)
+    if intent == ESCALATION_INTENT:
+        return True
+    if _rule_says_escalate(tracker):
+        return True
+    needed = host.settings().handoff_fallbacks
+    return needed > 0 and fallback_streak(tracker.events, ESCALATION_INTENT) >= needed
+
+
+class ActionHandoffToAgent(Action):
+    """Escalate: open the sender's 8x8 conversation, or reopen the one they had."""
+
+    def name(self) -> str:
+        return "action_handoff_to_agent"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        if tracker.get_slot(SLOT):
+            return []  # already with an agent (or queued): nothing to open
+        if not should_escalate(tracker):
+            dispatcher.utter_message(response="utter_default")
+            return []
+        settings = host.settings()
+        metadata = (tracker.latest_message or {}).get("metadata") or {}
+        session_metadata = tracker.get_slot("session_started_metadata") or {}
+        data = customer(
+            tracker.sender_id,
+            tracker.slots,
+            {**session_metadata, **metadata},
+            settings.customer_slots,
+        )
+        service = await host.service()
+        result = await service.escalate(
+            SenderId(tracker.sender_id),
+            data,
+            transcript(tracker.events),
+            reopen_text=(tracker.latest_message or {}).get("text")
+            or "The customer asked for an agent again.",
+        )
+        if result.outcome is Outcome.FAILED:
+            dispatcher.utter_message(response="utter_handoff_failed")
+            return [SlotSet(SLOT, False)]
+        dispatcher.utter_message(response="utter_handoff_connecting")
+        # A new handoff: forget the last one's agent and queue (responses name them), and drop
+        # any active form (an active loop's prediction would outrank the routing policy).
+        return [
+            SlotSet(SLOT, True),
+            SlotSet(AGENT_SLOT, None),
+            SlotSet(QUEUE_SLOT, None),
+            ActiveLoop(None),
+        ]
+
+
+def is_end_request(tracker: Tracker, threshold: float) -> bool:
+    """An explicit `/end_handoff` (typed or a button payload), or NLU sure enough of it."""
+    text = str((tracker.latest_message or {}).get("text") or "").strip()
+    intent, confidence = _intent(tracker)
+    explicit = text == f"/{END_INTENT}" or text.startswith(f"/{END_INTENT}{{")
+    return explicit or (intent == END_INTENT and confidence >= threshold)
+
+
+async def _end(dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType]:
+    service = await host.service()
+    await service.end(SenderId(tracker.sender_id))
+    dispatcher.utter_message(response="utter_handoff_ended")
+    return [SlotSet(SLOT, False)]
+
+
+class ActionHandoffForward(Action):
+    """During a handoff, the user's turn goes to the agent; the bot says nothing of its own."""
+
+    def name(self) -> str:
+        return "action_handoff_forward"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        if is_end_request(tracker, host.settings().handoff_end_threshold):
+            return await _end(dispatcher, tracker)
+        text = str((tracker.latest_message or {}).get("text") or "")
+        if not text.strip():
+            return []
+        service = await host.service()
+        result = await service.forward(SenderId(tracker.sender_id), text)
+        return _after_forward(result.outcome, dispatcher)
+
+
+def _after_forward(outcome: Outcome, dispatcher: CollectingDispatcher) -> list[EventType]:
+    if outcome is Outcome.DELAYED:
+        dispatcher.utter_message(response="utter_handoff_delayed")
+    elif outcome in (Outcome.NO_HANDOFF, Outcome.ENDED):
+        # The slot said "with an agent" but the bridge has no live handoff (it ended meanwhile,
+        # or 8x8 lost the conversation): tell the user, and let the bot answer again.
+        dispatcher.utter_message(response="utter_handoff_ended")
+        return [SlotSet(SLOT, False)]
+    elif outcome is Outcome.FAILED:
+        dispatcher.utter_message(response="utter_handoff_failed")
+        return [SlotSet(SLOT, False)]
+    return []
+
+
+class ActionHandoffEnd(Action):
+    """The user ends the chat with the agent; back to the bot."""
+
+    def name(self) -> str:
+        return "action_handoff_end"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        return await _end(dispatcher, tracker)
+
+
+class ActionHandoffNotice(Action):
+    """Reacts to the bridge's EXTERNAL_* intents: says the matching response, keeps the slot."""
+
+    def name(self) -> str:
+        return "action_handoff_notice"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        intent, _ = _intent(tracker)
+        notice = NOTICES.get(intent or "")
+        if notice is None:
+            return []
+        response, active = notice
+        dispatcher.utter_message(response=response)  # rendered with the slots as they are now
+        if active:
+            return [SlotSet(SLOT, True)]
+        return [SlotSet(SLOT, False), SlotSet(AGENT_SLOT, None), SlotSet(QUEUE_SLOT, None)]

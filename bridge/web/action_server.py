@@ -1,0 +1,64 @@
+"""POST /webhook and GET /actions: the rasa-sdk action server protocol, served by aiohttp.
+
+rasa-sdk's own executor runs the actions, so the answers (and errors) are what the stock
+server gives: 200 {events, responses}, 400 on ActionExecutionRejection, 404 for an unknown
+action; a broken request body gets a 400 instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from typing import Any
+
+from aiohttp import web
+from rasa_sdk.executor import ActionExecutor
+from rasa_sdk.interfaces import ActionExecutionRejection, ActionNotFoundException
+
+log = logging.getLogger(__name__)
+
+ACTIONS_PACKAGE = "actions"  # imported by name: bridge/ never imports the actions statically
+
+
+class ActionServer:
+    def __init__(self, package: str = ACTIONS_PACKAGE) -> None:
+        self.executor = ActionExecutor()
+        self.executor.register_package(package)
+
+    async def list_actions(self, _request: web.Request) -> web.Response:
+        return web.json_response([item.model_dump() for item in self.executor.list_actions()])
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        call = await _action_call(request)
+        if call is None:
+            return web.json_response({"error": "Invalid body request"}, status=400)
+        try:
+            result = await self.executor.run(call)
+        except ActionExecutionRejection as exc:
+            return web.json_response(
+                {"error": exc.message, "action_name": exc.action_name}, status=400
+            )
+        except ActionNotFoundException as exc:
+            return web.json_response(
+                {"error": exc.message, "action_name": exc.action_name}, status=404
+            )
+        return web.json_response(result.model_dump() if result else None)
+
+
+async def _action_call(request: web.Request) -> dict[str, Any] | None:
+    raw = await request.read()
+    try:
+        call = json.loads(raw)
+    except ValueError:
+        # Rasa deflates the body with COMPRESS_ACTION_SERVER_REQUEST; aiohttp usually inflates
+        # it already, from Content-Encoding, but a proxy may have dropped that header.
+        try:
+            call = json.loads(zlib.decompress(raw))
+        except (ValueError, zlib.error):
+            return None
+    if not isinstance(call, dict) or not isinstance(call.get("next_action"), str):
+        return None
+    if not isinstance(call.get("tracker"), dict):
+        return None
+    return call

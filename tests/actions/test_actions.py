@@ -1,0 +1,229 @@
+"""Every handoff action, with rasa-sdk's Tracker and CollectingDispatcher, 8x8 simulated."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import pytest
+from rasa_sdk import Action, Tracker
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.handoff import (
+    ActionHandoffEnd,
+    ActionHandoffForward,
+    ActionHandoffNotice,
+    ActionHandoffToAgent,
+)
+from bridge import host
+from bridge.handoff import State
+from bridge.ids import SenderId
+from bridge.outbox import OutboxDrainer
+from tests.actions.conftest import World, tracker, turn
+
+ESCALATE = ActionHandoffToAgent()
+FORWARD = ActionHandoffForward()
+END = ActionHandoffEnd()
+NOTICE = ActionHandoffNotice()
+
+
+async def run(action: Action, t: Tracker) -> tuple[list[str | None], list[dict[str, Any]]]:
+    dispatcher = CollectingDispatcher()
+    events = await action.run(dispatcher, t, {})
+    return [m.get("response") for m in dispatcher.messages], list(events)
+
+
+def slot(events: list[dict[str, Any]]) -> bool | None:
+    values = [
+        e["value"] for e in events if e.get("event") == "slot" and e.get("name") == "handoff_active"
+    ]
+    return values[-1] if values else None
+
+
+async def escalate(w: World, sender: str = "ada", **kw: Any) -> str:
+    said, events = await run(ESCALATE, tracker(sender, "I want a human", "human_handoff", **kw))
+    assert said == ["utter_handoff_connecting"] and slot(events) is True
+    handoff = await w.service.handoff(SenderId(sender))
+    assert handoff.conversation_id is not None
+    return handoff.conversation_id
+
+
+def active(t: Tracker) -> Tracker:
+    t.slots["handoff_active"] = True
+    return t
+
+
+async def test_escalation_opens_a_conversation_with_transcript_and_customer_data(w: World) -> None:
+    history = turn("hi", "greet", "utter_greet", bot="Hello! How can I help?") + turn(
+        "my order is late",
+        "nlu_fallback",
+        "action_handoff_to_agent",
+        bot="Sorry, I can't help with that.",
+    )
+    cid = await escalate(w, slots={"name": "Ada Lovelace", "email": "ada@example.com"}, history=history,
+                         metadata={"phone": "+441234"})  # fmt: skip
+    conv = w.sim.conversations[cid]
+    texts = [(m.author_type, m.text) for m in conv.history]
+    assert texts == [
+        ("user", "hi"), ("bot", "Hello! How can I help?"), ("user", "my order is late"),
+        ("bot", "Sorry, I can't help with that."), ("user", "I want a human"),
+    ]  # fmt: skip
+    flat = str(conv.customer)
+    assert "Ada Lovelace" in flat and "ada@example.com" in flat and "+441234" in flat
+    assert (await w.service.handoff(SenderId("ada"))).state is State.REQUESTED
+
+
+async def test_concurrent_escalations_of_one_sender_create_one_conversation(w: World) -> None:
+    results = await asyncio.gather(
+        *(run(ESCALATE, tracker("bob", "agent please", "human_handoff")) for _ in range(6))
+    )
+    assert all(slot(events) is True for _, events in results)
+    creates = [r for r in w.sim.requests if r[0] == "POST" and r[1].endswith("/conversations")]
+    assert len(creates) == 1 and len(w.sim.conversations) == 1
+
+
+async def test_the_first_fallback_apologises_the_second_in_a_row_escalates(w: World) -> None:
+    said, events = await run(ESCALATE, tracker("cy", "asdf", "nlu_fallback"))
+    assert said == ["utter_default"] and slot(events) is None and not w.sim.conversations
+    history = turn("asdf", "nlu_fallback", "action_handoff_to_agent", bot="Sorry")
+    said, events = await run(ESCALATE, tracker("cy", "qwerty", "nlu_fallback", history=history))
+    assert (
+        said == ["utter_handoff_connecting"]
+        and slot(events) is True
+        and len(w.sim.conversations) == 1
+    )
+
+
+async def test_a_fallback_streak_is_broken_by_an_answered_turn(w: World) -> None:
+    history = turn("asdf", "nlu_fallback", "action_handoff_to_agent") + turn(
+        "hours?", "ask_hours", "utter_hours"
+    )
+    said, _ = await run(ESCALATE, tracker("dee", "zzz", "nlu_fallback", history=history))
+    assert said == ["utter_default"] and not w.sim.conversations
+
+
+async def test_handoff_fallbacks_zero_never_escalates_on_fallbacks(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(host, "_settings", w.settings.model_copy(update={"handoff_fallbacks": 0}))
+    history = turn("a", "nlu_fallback", "action_handoff_to_agent") * 3
+    said, _ = await run(ESCALATE, tracker("eve", "b", "nlu_fallback", history=history))
+    assert said == ["utter_default"] and not w.sim.conversations
+
+
+def vip_rule(t: Tracker) -> bool:
+    return t.get_slot("tier") == "vip"
+
+
+async def test_the_bot_owners_rule_escalates_at_the_first_fallback(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rule = f"{__name__}.vip_rule"
+    monkeypatch.setattr(host, "_settings", w.settings.model_copy(update={"handoff_rule": rule}))
+    said, _ = await run(ESCALATE, tracker("fay", "hmm", "nlu_fallback", slots={"tier": "basic"}))
+    assert said == ["utter_default"]
+    said, _ = await run(ESCALATE, tracker("gus", "hmm", "nlu_fallback", slots={"tier": "vip"}))
+    assert said == ["utter_handoff_connecting"]
+
+
+async def test_a_failed_create_tells_the_user_and_keeps_the_bot(w: World) -> None:
+    w.sim.faults.fail_next("create_conversation", count=1, status=500)
+    said, events = await run(ESCALATE, tracker("hal", "agent", "human_handoff"))
+    assert said == ["utter_handoff_failed"] and slot(events) is False
+    assert (await w.service.handoff(SenderId("hal"))).state is State.FAILED
+
+
+async def test_forward_sends_the_users_text_and_the_bot_says_nothing(w: World) -> None:
+    cid = await escalate(w, "ivy")
+    said, events = await run(FORWARD, active(tracker("ivy", "what is my balance", "ask_hours")))
+    assert said == [] and events == []
+    assert [(m.author_type, m.text) for m in w.sim.conversations[cid].messages][-1] == (
+        "user",
+        "what is my balance",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "confidence", "ends"),
+    [
+        ("/end_handoff", "end_handoff", 1.0, True),
+        ("end chat", "end_handoff", 0.95, True),
+        ("end chat", "end_handoff", 0.9, True),
+        ("I'd like to end up with a refund", "end_handoff", 0.6, False),
+        ("bye", "goodbye", 0.99, False),
+    ],
+)
+async def test_end_handoff_during_a_handoff_needs_a_command_or_confidence(
+    w: World, text: str, intent: str, confidence: float, ends: bool
+) -> None:
+    cid = await escalate(w, "jo")
+    said, events = await run(FORWARD, active(tracker("jo", text, intent, confidence=confidence)))
+    messages = [(m.author_type, m.text) for m in w.sim.conversations[cid].messages]
+    if ends:
+        assert said == ["utter_handoff_ended"] and slot(events) is False
+        assert ("user", text) not in messages  # never forwarded as text
+        assert (await w.service.handoff(SenderId("jo"))).state is State.ENDED
+    else:
+        assert said == [] and ("user", text) in messages
+
+
+async def test_end_action_leaves_the_interaction_and_returns_to_the_bot(w: World) -> None:
+    cid = await escalate(w, "kim")
+    await w.sim.desk.accept(cid, agent_name="Anna")
+    said, events = await run(END, active(tracker("kim", "/end_handoff", "end_handoff")))
+    assert said == ["utter_handoff_ended"] and slot(events) is False
+    assert w.sim.conversations[cid].state == "idle" or w.sim.conversations[cid].agent is None
+    leaves = [r for r in w.sim.requests if "participants" in r[1] and r[0] in ("PATCH", "DELETE")]
+    assert len(leaves) == 1
+
+
+async def test_escalating_again_reopens_the_same_conversation(w: World) -> None:
+    cid = await escalate(w, "lee")
+    await run(END, active(tracker("lee", "/end_handoff", "end_handoff")))
+    said, events = await run(ESCALATE, tracker("lee", "agent again please", "human_handoff"))
+    assert said == ["utter_handoff_connecting"] and slot(events) is True
+    assert len(w.sim.conversations) == 1
+    conv = w.sim.conversations[cid]
+    assert len(conv.interactions) == 2
+    assert conv.messages[-1].text == "agent again please"
+
+
+async def test_8x8_down_delays_messages_in_order_and_serve_drains_them(w: World) -> None:
+    cid = await escalate(w, "max")
+    w.sim.faults.fail_next("send_message", count=1000, status=503)
+    said, _ = await run(FORWARD, active(tracker("max", "first", "greet")))
+    assert said == ["utter_handoff_delayed"]
+    said, _ = await run(FORWARD, active(tracker("max", "second", "greet")))
+    assert said == []  # queued behind the first, silently
+    w.sim.faults.clear()
+    drainer = OutboxDrainer(w.service)
+    assert await drainer.drain_once()
+    texts = [m.text for m in w.sim.conversations[cid].messages if m.author_type == "user"]
+    assert texts[-2:] == ["first", "second"]
+    assert await w.store.outbox_peek(SenderId("max")) is None
+
+
+@pytest.mark.parametrize(
+    ("intent", "response", "value"),
+    [
+        ("EXTERNAL_handoff_queued", "utter_handoff_queued", True),
+        ("EXTERNAL_agent_joined", "utter_handoff_agent_joined", True),
+        ("EXTERNAL_agent_left", "utter_handoff_agent_left", False),
+        ("EXTERNAL_handoff_failed", "utter_handoff_failed", False),
+    ],
+)
+async def test_notice_says_the_response_and_sets_the_slot(
+    w: World, intent: str, response: str, value: bool
+) -> None:
+    said, events = await run(NOTICE, tracker("ned", f"EXTERNAL: {intent}", intent))
+    assert said == [response] and slot(events) is value
+
+
+@pytest.fixture
+def w(world: World) -> World:
+    return world
+
+
+def test_dataclass_world_is_plain() -> None:
+    assert dataclasses.is_dataclass(World)

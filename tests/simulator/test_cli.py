@@ -1,0 +1,80 @@
+"""`python -m bridge.simulator` serves until interrupted and prints how to reach it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bridge.settings import Settings
+from bridge.simulator.cli import run
+
+
+def _clean_env() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith(("EIGHTBYEIGHT_", "BRIDGE_"))
+    }
+
+
+async def test_the_module_serves_prints_demo_credentials_and_stops_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge.simulator",
+        "--port",
+        "0",
+        "--webhook-url",
+        "http://127.0.0.1:9/hook",
+        cwd=tmp_path,  # no .env here
+        env=_clean_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        lines: list[str] = []
+        async with asyncio.timeout(20):
+            while not lines or not lines[-1].startswith("Ctrl-C"):
+                lines.append((await process.stdout.readline()).decode().rstrip())
+        banner = "\n".join(lines)
+        base_url = re.search(r"listening on (http://\S+)", banner)
+        key = re.search(r"EIGHTBYEIGHT_API_KEY=(eght_\S+)", banner)
+        assert base_url and key, banner
+        assert "EIGHTBYEIGHT_TENANT_ID=demo-tenant" in banner
+        assert "http://127.0.0.1:9/hook" in banner
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base_url.group(1) + "/chat-gateway/v1/conversations") as resp:
+                assert resp.status == 401  # the made-up key is required...
+            headers = {"x-api-key": key.group(1)}
+            async with http.get(
+                base_url.group(1) + "/chat-gateway/v1/conversations", headers=headers
+            ) as resp:
+                assert resp.status == 200  # ...and accepted
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(10):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def test_run_reports_a_taken_port(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status = run("127.0.0.1", port, None, Settings(_env_file=None))  # type: ignore[call-arg]
+    assert status == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
