@@ -107,8 +107,8 @@ async def make_bridge(
     cleanups: list[Callable[[], Awaitable[None]]] = []
     sim_cm = running_simulator(
         SimulatorConfig(
-            api_key="k",
-            api_secret="s",
+            api_key="key-7f3a9e",
+            api_secret="secret-9c2b4d",
             tenant_id="t1",
             customer_id="c1",
             channel_id="ch1",

@@ -78,7 +78,7 @@ async def world(
     stand_in, rasa_url = rasa
     # 8x8 keeps retrying while a bridge is down (several seconds in all).
     delays = (0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0)
-    cfg = SimulatorConfig(api_key="k", api_secret="s", tenant_id="t1", customer_id="c1", channel_id="ch1",
+    cfg = SimulatorConfig(api_key="key-7f3a9e", api_secret="secret-9c2b4d", tenant_id="t1", customer_id="c1", channel_id="ch1",
                           queue_id="101", webhook_url=None, api=api, delivery_retry_delays=delays)  # fmt: skip
     async with running_simulator(cfg) as sim:
         settings = bridge_settings(sim, rasa_url, api)
@@ -88,8 +88,8 @@ async def world(
             if not k.startswith(("EIGHTBYEIGHT_", "RASA_", "REDIS_"))
         }
         env.update({
-            "EIGHTBYEIGHT_API": api, "EIGHTBYEIGHT_BASE_URL": sim.base_url, "EIGHTBYEIGHT_API_KEY": "k",
-            "EIGHTBYEIGHT_API_SECRET": "s", "EIGHTBYEIGHT_TENANT_ID": "t1", "EIGHTBYEIGHT_CHANNEL_ID": "ch1",
+            "EIGHTBYEIGHT_API": api, "EIGHTBYEIGHT_BASE_URL": sim.base_url, "EIGHTBYEIGHT_API_KEY": "key-7f3a9e",
+            "EIGHTBYEIGHT_API_SECRET": "secret-9c2b4d", "EIGHTBYEIGHT_TENANT_ID": "t1", "EIGHTBYEIGHT_CHANNEL_ID": "ch1",
             "RASA_URL": rasa_url, "REDIS_URL": real_redis_url, "REDIS_KEY_PREFIX": key_prefix,
             "RELAY_LEASE_TTL_MS": "1500", "RELAY_RETRY_CAP_S": "0.5", "LOG_LEVEL": "WARNING",
         })  # fmt: skip
