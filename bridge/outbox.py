@@ -65,5 +65,6 @@ class OutboxDrainer:
                 ok = False
             delay = self._interval_s if ok else min(self._max_interval_s, delay * 2)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             self._wake.clear()

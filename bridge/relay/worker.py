@@ -99,41 +99,62 @@ class Relay:
             except Exception:  # the supervisor must outlive any surprise
                 log.exception("relay_supervisor_error")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._stopping.wait()
 
     async def _renew_all(self) -> None:
-        # Held partitions first (renewal must not wait behind acquisition attempts), then the
-        # others in random order, so processes that start together split the partitions.
+        """Renew what we hold, give back what exceeds our fair share, take free partitions up
+        to it. The share is ceil(partitions / live relays), so a second process gets half."""
+        live = await self._store.relay_heartbeat(self.owner, self._config.lease_ttl_ms)
+        share = -(-self._store.partitions // max(1, live))
         owned = self.owned_partitions
+        for partition in owned[:share]:  # renewals first: they must never wait behind the rest
+            await self._claim(partition)
+        for partition in owned[share:]:
+            await self._give_back(partition)
         others = [p for p in range(self._store.partitions) if p not in owned]
-        random.shuffle(others)
-        for partition in owned + others:
-            if self._stopping.is_set():
-                return
-            held = await self._store.acquire_partition(
-                partition, self.owner, self._config.lease_ttl_ms
-            )
-            task = self._tasks.get(partition)
-            if held and (task is None or task.done()):
-                self._tasks[partition] = asyncio.create_task(
-                    self._consume(partition), name=f"relay-p{partition}"
-                )
-                log.info(
-                    "relay_partition_acquired", extra={"partition": partition, "owner": self.owner}
-                )
-            elif not held and task is not None and not task.done():
-                task.cancel()  # someone else holds it now: stop before we deliver twice
-                log.warning(
-                    "relay_partition_lost", extra={"partition": partition, "owner": self.owner}
-                )
+        random.shuffle(others)  # processes starting together do not all race for partition 0
+        for partition in others:
+            if self._stopping.is_set() or len(self.owned_partitions) >= share:
+                break
+            await self._claim(partition)
         self._metrics.partitions_owned.set(len(self.owned_partitions))
+
+    async def _claim(self, partition: int) -> None:
+        held = await self._store.acquire_partition(partition, self.owner, self._config.lease_ttl_ms)
+        task = self._tasks.get(partition)
+        if held and (task is None or task.done()):
+            self._tasks[partition] = asyncio.create_task(
+                self._consume(partition), name=f"relay-p{partition}"
+            )
+            log.info(
+                "relay_partition_acquired", extra={"partition": partition, "owner": self.owner}
+            )
+        elif not held and task is not None and not task.done():
+            task.cancel()  # someone else holds it now: stop before we deliver twice
+            log.warning("relay_partition_lost", extra={"partition": partition, "owner": self.owner})
+        if not held:
+            self._tasks.pop(partition, None)
+
+    async def _give_back(self, partition: int) -> None:
+        """Hand a partition to another relay: stop consuming, then release the lease. An entry
+        cut short is re-checked against the tracker by the next holder (its attempt count)."""
+        task = self._tasks.pop(partition, None)  # the consumer's loop ends when it sees this
+        if task is not None:
+            task.cancel()
+            # Bounded: a consumer stuck in a slow push must not hold up the other leases.
+            await asyncio.wait({task}, timeout=2.0)
+        await self._store.release_partition(partition, self.owner)
+        log.info("relay_partition_released", extra={"partition": partition, "owner": self.owner})
 
     # --- consuming one partition ---
 
     async def _consume(self, partition: int) -> None:
         held: dict[ConversationId, int] = {}
         loaded = False
-        while not self._stopping.is_set():
+        # Besides cancellation (which asyncio can lose on Python 3.11), the loop ends as soon as
+        # this task is no longer the partition's consumer.
+        while not self._stopping.is_set() and self._tasks.get(partition) is asyncio.current_task():
             try:
                 if not loaded:
                     held = await self._store.held_conversations(partition)
@@ -152,7 +173,7 @@ class Relay:
             return False
         entries = await self._store.read_events(partition, self._config.batch)
         for entry in entries:
-            if self._stopping.is_set():
+            if self._stopping.is_set() or self._tasks.get(partition) is not asyncio.current_task():
                 return True
             if not await self._handle(partition, entry, held):
                 return False
@@ -162,8 +183,10 @@ class Relay:
 
     async def _idle(self, partition: int) -> None:
         kick = self._kicks[partition]
+        # asyncio.timeout, not wait_for: wait_for can swallow a cancellation on Python 3.11.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(kick.wait(), self._config.poll_s)
+            async with asyncio.timeout(self._config.poll_s):
+                await kick.wait()
         kick.clear()
 
     async def _handle(

@@ -105,6 +105,10 @@ class Store(Protocol):
 
     async def release_partition(self, partition: int, owner: str) -> None: ...
 
+    async def relay_heartbeat(self, owner: str, ttl_ms: int) -> int:
+        """Say this relay is alive for `ttl_ms`; returns how many relays are alive."""
+        ...
+
     async def read_events(self, partition: int, count: int) -> list[StreamEntry]:
         """The oldest `count` entries still in the stream (not yet acknowledged)."""
         ...

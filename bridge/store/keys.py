@@ -95,6 +95,11 @@ class Keys:
         lag (never an authority): readers repair it from the outboxes. No TTL (see above)."""
         return f"{self.base}{{outboxes}}:senders"
 
+    def relays(self) -> str:
+        """ZSET: live relay processes, scored by when they lapse; lets each take a fair share
+        of the partitions. TTL 10x the lease, refreshed by every heartbeat."""
+        return f"{self.base}{{relays}}:live"
+
     # --- one partition: {p:<n>} ---
 
     def claim(self, partition: int, event_id: EventId) -> str:

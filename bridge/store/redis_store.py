@@ -202,6 +202,10 @@ class RedisStore:
         return bool(await self._run("acquire_lease", [lease], [owner, ttl_ms]))
 
     @_guarded
+    async def relay_heartbeat(self, owner: str, ttl_ms: int) -> int:
+        return int(await self._run("relay_heartbeat", [self.keys.relays()], [owner, ttl_ms]))
+
+    @_guarded
     async def release_partition(self, partition: int, owner: str) -> None:
         lease = self.keys.partition_lease(self._check(partition))
         await self._run("release_lease", [lease], [owner])

@@ -175,7 +175,20 @@ if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) 
 return redis.call('LLEN', KEYS[1])
 """
 
+# KEYS: live relays (ZSET, score = when the member lapses, ms). ARGV: owner, ttl (ms).
+# Returns how many relays are alive, this one included. Redis's clock, so processes on
+# machines with skewed clocks agree.
+RELAY_HEARTBEAT: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)
+return redis.call('ZCARD', KEYS[1])
+"""
+
 ALL: Final = {
+    "relay_heartbeat": RELAY_HEARTBEAT,
     "enqueue_event": ENQUEUE_EVENT,
     "acquire_lease": ACQUIRE_LEASE,
     "release_lease": RELEASE_LEASE,

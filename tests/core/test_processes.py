@@ -190,4 +190,13 @@ async def test_two_serve_processes_on_one_redis_keep_order_and_double_nothing(
     for s in senders:
         assert rasa.texts(s) == [f"{s}-{k}" for k in range(10)]
         assert rasa.timeline(s).count(JOINED) == 1
+    owned = [await _owned_partitions(p) for p in (a, b)]
+    assert all(n > 0 for n in owned) and sum(owned) == 16, owned  # both relays took a share
     await balancer.close()
+
+
+async def _owned_partitions(serve: ServeProcess) -> int:
+    async with aiohttp.ClientSession() as http, http.get(f"{serve.url}/metrics") as r:
+        text = await r.text()
+    line = next(x for x in text.splitlines() if x.startswith("handoff_relay_partitions_owned "))
+    return int(float(line.split()[1]))

@@ -74,6 +74,7 @@ async def drive_every_method(store: RedisStore) -> None:
     assert token
     await store.release_sender_lease(s, token)
     await store.acquire_partition(1, OWNER, 60_000)
+    await store.relay_heartbeat(OWNER, 60_000)
     for event_id in ("e1", "e2", "e3", "e4"):
         await store.enqueue_event(1, EventId(event_id), "p", 60)
     e1, e2, e3, e4 = await store.read_events(1, 10)

@@ -133,3 +133,14 @@ async def test_attempts_are_per_entry(leased: RedisStore) -> None:
     await leased.note_attempt(0, a.entry_id)
     await leased.note_attempt(0, a.entry_id)
     assert await leased.note_attempt(0, b.entry_id) == 1
+
+
+async def test_relay_heartbeat_counts_live_relays_and_forgets_lapsed_ones(
+    store: RedisStore,
+) -> None:
+    assert await store.relay_heartbeat("r1", 60_000) == 1
+    assert await store.relay_heartbeat("r2", 60_000) == 2
+    assert await store.relay_heartbeat("r1", 60_000) == 2  # a renewal is not a new relay
+    assert await store.relay_heartbeat("r3", 50) == 3
+    await asyncio.sleep(0.15)
+    assert await store.relay_heartbeat("r1", 60_000) == 2  # r3 lapsed

@@ -28,6 +28,7 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "release_sender_lease": lambda s: s.release_sender_lease(S, "t"),
     "enqueue_event": lambda s: s.enqueue_event(0, EventId("e"), "p", 60),
     "acquire_partition": lambda s: s.acquire_partition(0, "o", 1000),
+    "relay_heartbeat": lambda s: s.relay_heartbeat("o", 1000),
     "release_partition": lambda s: s.release_partition(0, "o"),
     "read_events": lambda s: s.read_events(0, 10),
     "ack_event": lambda s: s.ack_event(0, "1-0", "o"),
