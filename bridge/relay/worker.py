@@ -65,8 +65,13 @@ class Relay:
         self._stopping.set()
         for kick in self._kicks:
             kick.set()
-        tasks = [t for t in (self._supervisor, *self._tasks.values()) if t is not None]
-        _done, pending = await asyncio.wait(tasks, timeout=timeout_s) if tasks else (set(), set())
+        consumers = list(self._tasks.values())
+        if consumers:
+            await asyncio.wait(consumers, timeout=timeout_s)
+        tasks = [t for t in (self._supervisor, *consumers) if t is not None]
+        pending: set[asyncio.Task[None]] = set()
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=2 * self._config.lease_ttl_ms / 3000)
         for task in pending:
             task.cancel()
         for task in pending:
@@ -91,13 +96,18 @@ class Relay:
 
     async def _supervise(self) -> None:
         interval = self._config.lease_ttl_ms / 3000
-        while not self._stopping.is_set():
+        # While stopping, keep renewing until the consumers have finished what they hold: a
+        # slow last push must not outlive its lease (its ack would then be refused).
+        while not self._stopping.is_set() or self.owned_partitions:
             try:
                 await self._renew_all()
             except StoreUnavailable:
                 log.warning("relay_store_unavailable")
             except Exception:  # the supervisor must outlive any surprise
                 log.exception("relay_supervisor_error")
+            if self._stopping.is_set():
+                await asyncio.sleep(min(interval, 0.1))  # renewing for the last deliveries
+                continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._stopping.wait()
@@ -105,9 +115,13 @@ class Relay:
     async def _renew_all(self) -> None:
         """Renew what we hold, give back what exceeds our fair share, take free partitions up
         to it. The share is ceil(partitions / live relays), so a second process gets half."""
+        owned = self.owned_partitions
+        if self._stopping.is_set():
+            for partition in owned:
+                await self._claim(partition)
+            return
         live = await self._store.relay_heartbeat(self.owner, self._config.lease_ttl_ms)
         share = -(-self._store.partitions // max(1, live))
-        owned = self.owned_partitions
         for partition in owned[:share]:  # renewals first: they must never wait behind the rest
             await self._claim(partition)
         for partition in owned[share:]:

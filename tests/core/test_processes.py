@@ -21,7 +21,7 @@ from bridge.handoff import Escalated, Handoff, on_action
 from bridge.ids import SenderId
 from bridge.simulator import Simulator, SimulatorConfig, running_simulator
 from bridge.store import open_store
-from bridge.store.base import Store
+from bridge.store.base import Store, partition_of
 from tests.core.conftest import bridge_settings, now_ms, serve_app
 from tests.support.rasa_stand_in import RasaStandIn
 from tests.support.waiting import eventually
@@ -200,3 +200,25 @@ async def _owned_partitions(serve: ServeProcess) -> int:
         text = await r.text()
     line = next(x for x in text.splitlines() if x.startswith("handoff_relay_partitions_owned "))
     return int(float(line.split()[1]))
+
+
+async def test_sigterm_finishes_the_delivery_in_flight_then_exits(world, processes) -> None:  # type: ignore[no-untyped-def]
+    sim, rasa, store, chat, env = world
+    serve = ServeProcess(env, _free_port())
+    processes.append(serve)
+    await serve.start()
+    sim.set_webhook_url(f"{serve.url}/8x8/events")
+    cid = await _escalate(store, chat, "sol")
+    await sim.desk.accept(cid, agent_name="Anna")
+    await eventually(lambda: JOINED in rasa.timeline("sol"), 10, "join")
+    rasa.delay_s = 1.5  # Rasa is slow: the next push is still in flight when we stop
+    before = rasa.requests
+    await sim.desk.say(cid, "last words")
+    await eventually(lambda: rasa.requests > before, 10, "the push to start")
+    assert serve.proc is not None
+    serve.proc.send_signal(signal.SIGTERM)
+    code = await asyncio.get_running_loop().run_in_executor(None, serve.proc.wait, 20)
+    assert code == 0
+    assert rasa.texts("sol") == ["last words"]  # the push completed...
+    partition = partition_of(cid, store.partitions)
+    assert await store.read_events(partition, 10) == []  # ...and was acknowledged
