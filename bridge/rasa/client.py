@@ -82,7 +82,9 @@ class RasaClient:
         }
         if data:
             event["data"] = data
-        params = self._params(output_channel=self._output_channel, execute_side_effects="true")
+        params = self._params(
+            output_channel=self._output_channel, execute_side_effects="true", include_events="NONE"
+        )
         await self._post(self._url(sender, "tracker/events"), [event], params)
 
     async def trigger_intent(
@@ -90,7 +92,7 @@ class RasaClient:
     ) -> None:
         """Trigger an `EXTERNAL_*` intent so the bot's rules react (and reply on the channel)."""
         body = {"name": intent, "entities": {**entities, MARKER_KEY: marker}}
-        params = self._params(output_channel=self._output_channel)
+        params = self._params(output_channel=self._output_channel, include_events="NONE")
         await self._post(self._url(sender, "trigger_intent"), body, params)
 
     async def has_marker(self, sender: SenderId, marker: str) -> bool:
@@ -105,17 +107,21 @@ class RasaClient:
         return data if isinstance(data, dict) else {}
 
     async def _post(self, url: str, body: Any, params: dict[str, str]) -> None:
-        await self._request("POST", url, body, params)
+        # include_events=NONE keeps Rasa's answer small; we do not read it either way.
+        await self._request("POST", url, body, params, read=False)
 
-    async def _request(self, method: str, url: str, body: Any, params: dict[str, str]) -> Any:
+    async def _request(
+        self, method: str, url: str, body: Any, params: dict[str, str], *, read: bool = True
+    ) -> Any:
         try:
             async with self._http().request(
                 method, url, json=body, params=params, timeout=self._timeout
             ) as resp:
                 if resp.status >= 400:
                     raise _error(resp.status, (await resp.text())[:200])
-                if resp.content_type == "application/json":
+                if read and resp.content_type == "application/json":
                     return await resp.json()
+                await resp.read()  # drain, so the connection is reused
                 return None
         except UpstreamError:
             raise

@@ -92,7 +92,7 @@ class RasaStandIn:
                 Pushed(sender, "bot", event.get("text"), None, event.get("data") or {}, marker)
             )
         await self._maybe_lose(request)
-        return web.json_response({"sender_id": sender, "events": self.trackers[sender]})
+        return web.json_response(self._state(request, sender))
 
     async def _trigger(self, request: web.Request) -> web.StreamResponse:
         refused = await self._gate(request)
@@ -120,7 +120,13 @@ class RasaStandIn:
             Pushed(sender, "intent", None, name, entities, entities.get("handoff_event_id"))
         )
         await self._maybe_lose(request)
-        return web.json_response({"tracker": {"sender_id": sender}})
+        return web.json_response({"tracker": self._state(request, sender)})
+
+    def _state(self, request: web.Request, sender: str) -> dict[str, Any]:
+        """The tracker state as Rasa answers a push, honouring include_events like Rasa."""
+        if request.query.get("include_events") == "NONE":
+            return {"sender_id": sender}
+        return {"sender_id": sender, "events": self.trackers[sender]}
 
     async def _tracker(self, request: web.Request) -> web.Response:
         refused = await self._gate(request)
