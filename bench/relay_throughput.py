@@ -8,7 +8,7 @@ messages over C conversations, P requests in flight. The figure is events/s end 
 the bridge: until the stand-in has received them all) and the ratio bridge / baseline; the
 product target is >= 0.6.
 
-    python bench/relay_throughput.py [EVENTS] [CONVERSATIONS] [IN_FLIGHT]   # defaults 3000 50 32
+    PYTHONPATH=. python bench/relay_throughput.py [EVENTS] [CONVERSATIONS] [IN_FLIGHT]   # defaults 3000 50 32
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from bridge.store import open_store
 from bridge.web.app import create_app
 from bridge.web.runtime import build_runtime
 from tests.support.rasa_stand_in import RasaStandIn
+from tests.support.waiting import eventually
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -105,8 +106,7 @@ async def bridge(bodies: list[tuple[str, bytes]], conversations: int, in_flight:
     await asyncio.sleep(0.5)  # the relay takes its partition leases
     start = time.perf_counter()
     await _fire(str(server.make_url("/8x8/events")), bodies, in_flight)
-    while len(rasa.pushes) < len(bodies):
-        await asyncio.sleep(0.005)
+    await eventually(lambda: len(rasa.pushes) >= len(bodies), within=300, what="every push")
     elapsed = time.perf_counter() - start
     await server.close()
     await rasa_server.close()

@@ -50,6 +50,13 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     return run(host=args.host, port=args.port, webhook_url=args.webhook_url, settings=settings)
 
 
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit(for_serve=False)
+    from bridge.sandbox import run
+
+    return run(settings=settings, host=args.host, port=args.port, api=args.api)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="handoff-bridge",
@@ -65,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=8088)
     sim.add_argument("--webhook-url", default=None, help="where to send signed webhook events")
     sim.set_defaults(func=cmd_simulator)
+    box = sub.add_parser(
+        "sandbox", help="the whole handoff on this machine, in a browser (no accounts needed)"
+    )
+    box.add_argument("--host", default="127.0.0.1", help="where the page listens")
+    box.add_argument("--port", type=int, default=8000, help="the page's port (0: any free one)")
+    box.add_argument("--api", choices=["gateway", "chat-v2"], default="gateway",
+                     help="which 8x8 API the simulated contact center speaks")  # fmt: skip
+    box.set_defaults(func=cmd_sandbox)
     return parser
 
 
