@@ -12,22 +12,20 @@ import aiohttp
 from bridge.eightbyeight.auth import TokenAuth
 from bridge.eightbyeight.client import (
     Author,
-    Channel,
     Conversation,
     ConversationMessage,
     CreatedConversation,
     Customer,
     HistoryMessage,
-    Webhook,
     trim_history,
 )
 from bridge.eightbyeight.config import EightByEightConfig
-from bridge.eightbyeight.gateway import (
+from bridge.eightbyeight.provisioning import Provisioning
+from bridge.eightbyeight.transport import Caller, Retry, Transport
+from bridge.eightbyeight.wire import (
     MAX_CUSTOM_PROPERTIES,
     MAX_PAGES,
     PAGE_SIZE,
-    channel_body,
-    channel_from_wire,
     created_from_wire,
     jwk_policy,
     obj,
@@ -35,10 +33,7 @@ from bridge.eightbyeight.gateway import (
     policy_for,
     segment,
     text_or_none,
-    webhook_body,
-    webhook_from_wire,
 )
-from bridge.eightbyeight.transport import Caller, Retry, Transport
 from bridge.errors import ConfigError, PermanentUpstreamError
 from bridge.ids import ConversationId
 
@@ -47,8 +42,11 @@ log = logging.getLogger(__name__)
 WEBHOOK_VERSION = "v2.0"  # v2.0 webhooks are the signed ones (spec §2.3)
 
 
-class ChatV2Client:
+class ChatV2Client(Provisioning):
     """Chat API v2: OAuth bearer token, `{data, page}` lists, region and tenant in paths."""
+
+    WEBHOOKS = "web-hooks"
+    WEBHOOK_VERSION = WEBHOOK_VERSION
 
     def __init__(
         self, config: EightByEightConfig, session: aiohttp.ClientSession | None = None
@@ -166,80 +164,6 @@ class ChatV2Client:
         if not isinstance(answer, dict):
             raise PermanentUpstreamError("8x8 fetch_jwk: response is not a JWK object")
         return answer
-
-    # --- provisioning ---
-
-    async def list_webhooks(self) -> list[Webhook]:
-        """Every webhook, all pages."""
-        return [webhook_from_wire(i) for i in await self._list("list_webhooks", "web-hooks")]
-
-    async def create_webhook(self, name: str, uri: str) -> Webhook:
-        """Create a v2.0 (signed) webhook. Not retried after 8x8 may have seen it."""
-        answer = await self._caller.call(
-            "create_webhook",
-            "POST",
-            self._url("web-hooks"),
-            json_body=webhook_body(name, uri, WEBHOOK_VERSION),
-            retry_on=Retry.UNSENT_ONLY,
-        )
-        return webhook_from_wire(answer)
-
-    async def get_webhook(self, webhook_id: str) -> Webhook:
-        """One webhook; NotFound if it does not exist."""
-        return webhook_from_wire(
-            await self._caller.call("get_webhook", "GET", self._url("web-hooks", webhook_id))
-        )
-
-    async def update_webhook(self, webhook_id: str, name: str, uri: str) -> Webhook:
-        """Replace a webhook's name and URI."""
-        answer = await self._caller.call(
-            "update_webhook",
-            "PUT",
-            self._url("web-hooks", webhook_id),
-            json_body=webhook_body(name, uri, WEBHOOK_VERSION),
-        )
-        return webhook_from_wire(answer)
-
-    async def delete_webhook(self, webhook_id: str) -> None:
-        """Delete a webhook."""
-        await self._caller.call("delete_webhook", "DELETE", self._url("web-hooks", webhook_id))
-
-    async def list_channels(self) -> list[Channel]:
-        """Every channel, all pages."""
-        return [channel_from_wire(i) for i in await self._list("list_channels", "channels")]
-
-    async def create_channel(self, name: str, webhook_id: str, queue_id: str) -> Channel:
-        """Create a channel. Not retried after 8x8 may have seen it."""
-        answer = await self._caller.call(
-            "create_channel",
-            "POST",
-            self._url("channels"),
-            json_body=channel_body(name, webhook_id, queue_id),
-            retry_on=Retry.UNSENT_ONLY,
-        )
-        return channel_from_wire(answer)
-
-    async def get_channel(self, channel_id: str) -> Channel:
-        """One channel; NotFound if it does not exist."""
-        return channel_from_wire(
-            await self._caller.call("get_channel", "GET", self._url("channels", channel_id))
-        )
-
-    async def update_channel(
-        self, channel_id: str, name: str, webhook_id: str, queue_id: str
-    ) -> Channel:
-        """Replace a channel's name, webhook and queue."""
-        answer = await self._caller.call(
-            "update_channel",
-            "PUT",
-            self._url("channels", channel_id),
-            json_body=channel_body(name, webhook_id, queue_id),
-        )
-        return channel_from_wire(answer)
-
-    async def delete_channel(self, channel_id: str) -> None:
-        """Delete a channel."""
-        await self._caller.call("delete_channel", "DELETE", self._url("channels", channel_id))
 
     async def close(self) -> None:
         """Release the HTTP session (if this client created it)."""
