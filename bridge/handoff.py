@@ -36,6 +36,10 @@ from typing import Final, assert_never
 from bridge.eightbyeight.events import RELAYED_KINDS, Attachment, ChatEvent, EventKind
 from bridge.ids import ConversationId
 
+# What the machine has rules for: what the door relays, plus typing (dropped at the door for
+# now, as Rasa cannot show it; the machine is ready for the day it is relayed).
+_HANDLED: Final = RELAYED_KINDS | {EventKind.TYPING}
+
 # The intents the bridge triggers in Rasa (public API: bridge-contract.md, "The Rasa project").
 INTENT_HANDOFF_QUEUED: Final = "EXTERNAL_handoff_queued"
 INTENT_AGENT_JOINED: Final = "EXTERNAL_agent_joined"
@@ -239,7 +243,7 @@ Handler = Callable[[Handoff, ChatEvent, int, Timing], Step]
 
 def on_event(h: Handoff, event: ChatEvent, now_ms: int, timing: Timing = DEFAULT_TIMING) -> Step:
     """Apply one 8x8 event to a sender's handoff."""
-    if event.kind not in RELAYED_KINDS:
+    if event.kind not in _HANDLED:
         return _keep(h, "ignored_kind")
     if h.active:
         if not _ours(h, event):

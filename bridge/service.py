@@ -177,6 +177,9 @@ class HandoffService:
         cid = current.conversation_id
         if not current.active or cid is None:
             return Result(Outcome.NO_HANDOFF, cid)
+        # Ended before 8x8 hears of it: the leave's own events (Chat API v2 answers a customer
+        # leave with AGENT_LEFT) must find the handoff over, or the user hears the agent left.
+        await self._apply(sender, UserEnded())
         item = json.dumps({"kind": "leave", "conversation": cid})
         if await self.store.outbox_peek(sender) is not None:
             await self.store.outbox_push(sender, item)
@@ -187,7 +190,6 @@ class HandoffService:
                 await self.store.outbox_push(sender, item)
             except PermanentUpstreamError as exc:  # already gone: nothing to leave
                 log.info("leave_refused", extra={"sender": sender, "error": type(exc).__name__})
-        await self._apply(sender, UserEnded())
         return Result(Outcome.ENDED, cid)
 
     # --- the outbox, drained by `serve` ---
