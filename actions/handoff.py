@@ -42,21 +42,19 @@ def _intent(tracker: Tracker) -> tuple[str | None, float]:
     return intent.get("name"), float(intent.get("confidence") or 0.0)
 
 
-def _rule(path: str | None) -> Callable[[Tracker], bool] | None:
+def _rule(path: str) -> Callable[[Tracker], bool]:
     """The bot owner's HANDOFF_RULE callable, `package.module.function` or `package.module:function`."""
-    if not path:
-        return None
     module, _, name = path.replace(":", ".").rpartition(".")
     rule: Callable[[Tracker], bool] = getattr(importlib.import_module(module), name)
     return rule
 
 
 def _rule_says_escalate(tracker: Tracker) -> bool:
-    rule = _rule(host.settings().handoff_rule)
-    if rule is None:
+    path = host.settings().handoff_rule
+    if not path:
         return False
-    try:
-        return bool(rule(tracker))
+    try:  # a broken or mistyped rule is logged; the conversation goes on without it
+        return bool(_rule(path)(tracker))
     except Exception:  # a broken business rule must not break the conversation
         log.exception("handoff_rule_failed", extra={"sender": tracker.sender_id})
         return False
@@ -164,6 +162,8 @@ def _after_forward(outcome: Outcome, dispatcher: CollectingDispatcher) -> list[E
     elif outcome is Outcome.FAILED:
         dispatcher.utter_message(response="utter_handoff_failed")
         return [SlotSet(SLOT, False)]
+    elif outcome is Outcome.REJECTED:
+        dispatcher.utter_message(response="utter_handoff_failed")  # this message; the chat goes on
     return []
 
 

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bridge.eightbyeight.client import ChatClient, Customer, HistoryMessage
-from bridge.errors import NotFound, PermanentUpstreamError, RetryableUpstreamError, UpstreamError
+from bridge.errors import (
+    AuthError,
+    NotFound,
+    PermanentUpstreamError,
+    RetryableUpstreamError,
+    UpstreamError,
+)
 from bridge.handoff import ActionInput, Escalated, EscalationFailed, Handoff, UserEnded, on_action
 from bridge.ids import ConversationId, SenderId
 from bridge.store.base import Store
@@ -38,6 +44,7 @@ class Outcome(StrEnum):
     SENT = "sent"  # the message reached 8x8
     DELAYED = "delayed"  # 8x8 is down: the message waits in the outbox (first one)
     QUEUED_BEHIND = "queued_behind"  # earlier messages still wait: this one queues behind them
+    REJECTED = "rejected"  # 8x8 refused this message; the handoff goes on
     NO_HANDOFF = "no_handoff"  # no live handoff for this sender
     ENDED = "ended"  # the user left the 8x8 interaction; the bot is back
 
@@ -84,26 +91,49 @@ class HandoffService:
         one sender create one conversation: the first takes a lease, the others wait for it."""
         current = await self.handoff(sender)
         if current.active:
+            await self._repair_link(sender, current)
             return Result(Outcome.ALREADY_ACTIVE, current.conversation_id)
-        token = await self.store.acquire_sender_lease(sender, CREATE_LEASE_MS)
+        token = await self._sender_lease(sender)
         if token is None:
-            return await self._wait_for_other(sender)
+            current = await self.handoff(sender)
+            outcome = Outcome.ALREADY_ACTIVE if current.active else Outcome.FAILED
+            return Result(outcome, current.conversation_id)
         try:
             current = await self.handoff(sender)  # re-read under the lease
             if current.active:
                 return Result(Outcome.ALREADY_ACTIVE, current.conversation_id)
+            await self._discard_outbox(sender)
             return await self._open(sender, current, customer, history, reopen_text)
         finally:
             await self.store.release_sender_lease(sender, token)
 
-    async def _wait_for_other(self, sender: SenderId) -> Result:
+    async def _sender_lease(self, sender: SenderId) -> str | None:
+        """The sender's lease; waits while another escalation (or the outbox drainer) holds
+        it. None when a handoff became active meanwhile, or after CONCURRENT_WAIT_S."""
         deadline = self._clock() + CONCURRENT_WAIT_S
-        while self._clock() < deadline:
+        while (token := await self.store.acquire_sender_lease(sender, CREATE_LEASE_MS)) is None:
+            if self._clock() >= deadline or (await self.handoff(sender)).active:
+                return None
             await asyncio.sleep(0.1)
-            current = await self.handoff(sender)
-            if current.active:
-                return Result(Outcome.ALREADY_ACTIVE, current.conversation_id)
-        return Result(Outcome.FAILED)
+        return token
+
+    async def _repair_link(self, sender: SenderId, current: Handoff) -> None:
+        # A crash between recording a new conversation and linking it would leave its events
+        # held and then dead-lettered: the next escalation attempt completes the link.
+        cid = current.conversation_id
+        if cid is not None and await self.store.sender_of(cid) is None:
+            await self.store.link(sender, cid)
+            log.warning("link_repaired", extra={"sender": sender, "conversation": cid})
+
+    async def _discard_outbox(self, sender: SenderId) -> None:
+        """What still waits from the handoff the user ended (texts, the leave) must not reach
+        the interaction this escalation opens, nor end it: it is dropped, and logged."""
+        dropped = 0
+        while (item := await self.store.outbox_peek(sender)) is not None:
+            await self.store.outbox_pop(sender, item)
+            dropped += 1
+        if dropped:
+            log.warning("outbox_discarded", extra={"sender": sender, "items": dropped})
 
     async def _open(
         self, sender: SenderId, current: Handoff, customer: Customer,
@@ -158,14 +188,19 @@ class HandoffService:
             return Result(Outcome.QUEUED_BEHIND, cid)
         try:
             await self.chat.send_message(cid, text, author="user")
-        except RetryableUpstreamError:
+        except (RetryableUpstreamError, AuthError):
+            # 8x8 down, or our credentials refused (a key being rotated): keep it for later.
             await self.store.outbox_push(sender, item)
             log.warning("forward_delayed", extra={"sender": sender, "conversation": cid})
             return Result(Outcome.DELAYED, cid)
-        except PermanentUpstreamError as exc:
-            log.warning("forward_refused", extra={"sender": sender, "error": type(exc).__name__})
+        except NotFound:
+            log.warning("forward_conversation_gone", extra={"sender": sender, "conversation": cid})
             await self._apply(sender, UserEnded())
-            return Result(Outcome.ENDED if isinstance(exc, NotFound) else Outcome.FAILED, cid)
+            return Result(Outcome.ENDED, cid)
+        except PermanentUpstreamError as exc:
+            # 8x8 refused this one message (e.g. too long): the handoff goes on.
+            log.warning("forward_refused", extra={"sender": sender, "status": exc.status})
+            return Result(Outcome.REJECTED, cid)
         return Result(Outcome.SENT, cid)
 
     # --- end ---
@@ -195,24 +230,31 @@ class HandoffService:
     # --- the outbox, drained by `serve` ---
 
     async def drain_outbox(self, sender: SenderId) -> bool:
-        """Send what waits for this sender, in order. True when the outbox is empty."""
-        token = await self.store.acquire_sender_lease(sender, CREATE_LEASE_MS)
-        if token is None:
-            return False  # another process is at it
-        try:
-            while (item := await self.store.outbox_peek(sender)) is not None:
-                try:
-                    await self._send_item(item)
-                except RetryableUpstreamError:
+        """Send what waits for this sender, in order. True when the outbox is empty. The lease is
+        taken per item (one 8x8 call, ~10 s at most, well inside it), so a long outbox never
+        outlives its lease and a second drainer cannot send the same items."""
+        while True:
+            token = await self.store.acquire_sender_lease(sender, CREATE_LEASE_MS)
+            if token is None:
+                return False  # another process (or an escalation) is at it
+            try:
+                item = await self.store.outbox_peek(sender)
+                if item is None:
+                    return True
+                if not await self._drain_item(sender, item):
                     return False
-                except PermanentUpstreamError as exc:
-                    log.warning(
-                        "outbox_item_refused", extra={"sender": sender, "error": type(exc).__name__}
-                    )
-                await self.store.outbox_pop(sender, item)
-            return True
-        finally:
-            await self.store.release_sender_lease(sender, token)
+            finally:
+                await self.store.release_sender_lease(sender, token)
+
+    async def _drain_item(self, sender: SenderId, item: str) -> bool:
+        try:
+            await self._send_item(item)
+        except (RetryableUpstreamError, AuthError):
+            return False  # later, in order
+        except PermanentUpstreamError as exc:
+            log.error("outbox_item_refused", extra={"sender": sender, "status": exc.status})
+        await self.store.outbox_pop(sender, item)
+        return True
 
     async def _send_item(self, item: str) -> None:
         data = json.loads(item)

@@ -63,12 +63,14 @@ class Deliverer:
 
     async def process(
         self, partition: int, entry: StreamEntry, event: ChatEvent, sender: SenderId,
-        finish: Finish, dead_letter: DeadLetter,
+        finish: Finish, dead_letter: DeadLetter, still_ours: Callable[[], bool] = lambda: True,
     ) -> bool:  # fmt: skip
         """Deliver until done. True when finished (delivered or dead-lettered), False when the
-        lease was lost (the entry stays for the next holder)."""
+        lease was lost or may have lapsed (the entry stays for the next holder)."""
         self._metrics.relay_lag.observe(max(0.0, self._clock() - entry.accepted_ms / 1000))
         while True:
+            if not still_ours():
+                return False
             attempt = await self._store.note_attempt(partition, entry.entry_id)
             try:
                 await self._apply(entry, event, sender, check_tracker=attempt > 1)

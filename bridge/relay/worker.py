@@ -28,6 +28,10 @@ from bridge.store.base import Store, StreamEntry
 log = logging.getLogger(__name__)
 
 _SENDER_CACHE = 100_000  # a conversation's sender never changes, so caching it is safe
+_FRESH = 1  # acquire_partition: newly taken (2 is a renewal)
+# A consumer pushes only within this share of its lease's lifetime since the last renewal: if
+# the supervisor stalls, the consumer stops before another relay can have taken over.
+_SAFETY = 0.8
 
 
 class Relay:
@@ -50,6 +54,7 @@ class Relay:
         self.owner = owner or f"relay-{uuid.uuid4().hex[:12]}"
         self._clock = clock
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._valid_until: dict[int, float] = {}
         self._kicks = [asyncio.Event() for _ in range(store.partitions)]
         self._senders: OrderedDict[str, SenderId] = OrderedDict()
         self._stopping = asyncio.Event()
@@ -77,9 +82,10 @@ class Relay:
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for partition in list(self._tasks):
-            with contextlib.suppress(StoreUnavailable):
+        with contextlib.suppress(StoreUnavailable):
+            for partition in list(self._tasks):
                 await self._store.release_partition(partition, self.owner)
+            await self._store.relay_leave(self.owner)
         self._tasks.clear()
         self._metrics.partitions_owned.set(0)
 
@@ -135,20 +141,38 @@ class Relay:
         self._metrics.partitions_owned.set(len(self.owned_partitions))
 
     async def _claim(self, partition: int) -> None:
-        held = await self._store.acquire_partition(partition, self.owner, self._config.lease_ttl_ms)
+        before = self._clock()
+        grant = await self._store.acquire_partition(
+            partition, self.owner, self._config.lease_ttl_ms
+        )
         task = self._tasks.get(partition)
-        if held and (task is None or task.done()):
+        if grant and task is not None and not task.done() and grant == _FRESH:
+            # Our lease had lapsed and we took it again: another relay may have worked the
+            # partition meanwhile, so the consumer's memory (held conversations) is stale.
+            task.cancel()
+            task = None
+            log.warning(
+                "relay_partition_retaken", extra={"partition": partition, "owner": self.owner}
+            )
+        if grant:
+            # Safe to push until the lease could lapse, counted from before we asked for it.
+            self._valid_until[partition] = before + self._config.lease_ttl_ms / 1000 * _SAFETY
+        if grant and (task is None or task.done()):
             self._tasks[partition] = asyncio.create_task(
                 self._consume(partition), name=f"relay-p{partition}"
             )
             log.info(
                 "relay_partition_acquired", extra={"partition": partition, "owner": self.owner}
             )
-        elif not held and task is not None and not task.done():
+        elif not grant and task is not None and not task.done():
             task.cancel()  # someone else holds it now: stop before we deliver twice
             log.warning("relay_partition_lost", extra={"partition": partition, "owner": self.owner})
-        if not held:
+        if not grant:
             self._tasks.pop(partition, None)
+            self._valid_until.pop(partition, None)
+
+    def _lease_valid(self, partition: int) -> bool:
+        return self._clock() < self._valid_until.get(partition, 0.0)
 
     async def _give_back(self, partition: int) -> None:
         """Hand a partition to another relay: stop consuming, then release the lease. An entry
@@ -183,11 +207,17 @@ class Relay:
                 await asyncio.sleep(1.0)
 
     async def _round(self, partition: int, held: dict[ConversationId, int]) -> bool:
+        if not self._lease_valid(partition):
+            await asyncio.sleep(0.05)  # wait for the supervisor's renewal (or its giving up)
+            return True
         if held and not await self._drain_held(partition, held):
             return False
         entries = await self._store.read_events(partition, self._config.batch)
         for entry in entries:
             if self._stopping.is_set() or self._tasks.get(partition) is not asyncio.current_task():
+                return True
+            if not self._lease_valid(partition):
+                await asyncio.sleep(0.05)  # the supervisor renews it, or gives the partition up
                 return True
             if not await self._handle(partition, entry, held):
                 return False
@@ -222,6 +252,7 @@ class Relay:
             partition, entry, event, sender,
             finish=lambda: self._store.ack_event(partition, entry.entry_id, self.owner),
             dead_letter=lambda reason: self._store.dead_letter(partition, entry, reason, self.owner),
+            still_ours=lambda: self._lease_valid(partition),
         )  # fmt: skip
 
     async def _drain_held(self, partition: int, held: dict[ConversationId, int]) -> bool:
@@ -255,6 +286,7 @@ class Relay:
             partition, entry, event, sender,
             finish=lambda: self._store.unhold_event(partition, cid, entry.entry_id, self.owner),
             dead_letter=lambda reason: self._store.dead_letter(partition, entry, reason, self.owner),
+            still_ours=lambda: self._lease_valid(partition),
         )  # fmt: skip
 
     async def _sender(self, cid: ConversationId) -> SenderId | None:

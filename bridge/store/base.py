@@ -99,14 +99,20 @@ class Store(Protocol):
         ...
 
     # --- the relay: one lease holder per partition, fenced by `owner` ---
-    async def acquire_partition(self, partition: int, owner: str, ttl_ms: int) -> bool:
-        """Take the partition's lease if free, or renew it if `owner` holds it."""
+    async def acquire_partition(self, partition: int, owner: str, ttl_ms: int) -> int:
+        """Take the partition's lease if free (1), or renew it if `owner` holds it (2); 0 when
+        another owner holds it. A 1 for a partition the caller thought it held means its lease
+        had lapsed in between: whatever it had in memory for that partition is stale."""
         ...
 
     async def release_partition(self, partition: int, owner: str) -> None: ...
 
     async def relay_heartbeat(self, owner: str, ttl_ms: int) -> int:
         """Say this relay is alive for `ttl_ms`; returns how many relays are alive."""
+        ...
+
+    async def relay_leave(self, owner: str) -> None:
+        """This relay stops: the others count it out at once."""
         ...
 
     async def read_events(self, partition: int, count: int) -> list[StreamEntry]:

@@ -44,6 +44,8 @@ _UNAVAILABLE = (
     TimeoutError,
 )
 
+_TRANSIENT_REPLIES = ("OOM", "BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
+
 _STREAM_ID = re.compile(r"\d+-\d+")
 
 
@@ -60,6 +62,12 @@ def _guarded(
             # The message names the error only: redis-py's messages carry no secrets, but the
             # URL (which can) is never part of it.
             raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}: {exc}") from exc
+        except rexc.ResponseError as exc:
+            # Out of memory, busy with a script, loading, failing over: Redis is there but
+            # cannot take writes now. Callers answer 503 / retry, as for a dropped connection.
+            if str(exc).startswith(_TRANSIENT_REPLIES):
+                raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+            raise
 
     return wrapper
 
@@ -197,13 +205,16 @@ class RedisStore:
     # --- the relay ---
 
     @_guarded
-    async def acquire_partition(self, partition: int, owner: str, ttl_ms: int) -> bool:
+    async def acquire_partition(self, partition: int, owner: str, ttl_ms: int) -> int:
         lease = self.keys.partition_lease(self._check(partition))
-        return bool(await self._run("acquire_lease", [lease], [owner, ttl_ms]))
+        return int(await self._run("acquire_lease", [lease], [owner, ttl_ms]))
 
     @_guarded
     async def relay_heartbeat(self, owner: str, ttl_ms: int) -> int:
         return int(await self._run("relay_heartbeat", [self.keys.relays()], [owner, ttl_ms]))
+
+    async def relay_leave(self, owner: str) -> None:
+        await self.relay_heartbeat(owner, 0)  # lapses at once: the others take its share now
 
     @_guarded
     async def release_partition(self, partition: int, owner: str) -> None:
@@ -274,7 +285,7 @@ class RedisStore:
         p = self._check(partition)
         if not _STREAM_ID.fullmatch(dead_id):
             return False  # not an id Redis could have given: unknown, not an error
-        keys = [self.keys.dead(p), self.keys.stream(p)]
+        keys = [self.keys.dead(p), self.keys.stream(p), self.keys.attempts(p)]
         return bool(await self._run("replay_dead_letter", keys, [dead_id]))
 
     # --- events for conversations not mapped yet ---

@@ -45,7 +45,7 @@ redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
 return 1
 """
 
-# KEYS: lease. ARGV: owner, ttl (ms). Take the lease if free, renew it if ours.
+# KEYS: lease. ARGV: owner, ttl (ms). Take the lease if free (1), renew it if ours (2); else 0.
 ACQUIRE_LEASE: Final = """
 local holder = redis.call('GET', KEYS[1])
 if not holder then
@@ -54,7 +54,7 @@ if not holder then
 end
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+  return 2
 end
 return 0
 """
@@ -115,7 +115,10 @@ if #found == 0 then return 0 end
 local flat = found[1][2]
 local fields = {}
 for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
-redis.call('XADD', KEYS[2], '*', 'eid', fields['eid'], 'ev', fields['ev'])
+local new_id = redis.call('XADD', KEYS[2], '*', 'eid', fields['eid'], 'ev', fields['ev'])
+-- Counted as attempted once: its push may have landed before it was given up, so the relay
+-- looks in the tracker before pushing it again.
+redis.call('HSET', KEYS[3], new_id, 1)
 redis.call('XDEL', KEYS[1], ARGV[1])
 return 1
 """
@@ -183,7 +186,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10) end
 return redis.call('ZCARD', KEYS[1])
 """
 

@@ -91,11 +91,13 @@ class WebhookDoor:
         if event.conversation_id is None:
             return _answer(400, "event has no conversationId")
         event_id = EventId(headers.get(HEADER_EVENT) or _body_id(body))
+        payload = event.to_json()
+        if not _encodable(payload, event_id):
+            # JSON allows lone surrogates ("\ud83d"); UTF-8, and so Redis, does not.
+            return _answer(400, "body has text that is not valid Unicode")
         partition = partition_of(event.conversation_id, self.store.partitions)
         try:
-            fresh = await self.store.enqueue_event(
-                partition, event_id, event.to_json(), self.dedupe_ttl_s
-            )
+            fresh = await self.store.enqueue_event(partition, event_id, payload, self.dedupe_ttl_s)
         except StoreUnavailable:
             log.error(
                 "enqueue_failed",
@@ -134,8 +136,17 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
 def _json_object(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" bombs
         return None
+
+
+def _encodable(*texts: str) -> bool:
+    try:
+        for text in texts:
+            text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _body_id(body: bytes) -> str:

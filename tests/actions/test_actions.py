@@ -227,3 +227,69 @@ def w(world: World) -> World:
 
 def test_dataclass_world_is_plain() -> None:
     assert dataclasses.is_dataclass(World)
+
+
+async def test_a_new_escalation_drops_what_waited_from_the_ended_handoff(w: World) -> None:
+    cid = await escalate(w, "oli")
+    w.sim.faults.fail_next("send_message", count=1000, status=503)
+    w.sim.faults.fail_next("leave", count=1000, status=503)
+    said, _ = await run(FORWARD, active(tracker("oli", "still there?", "greet")))
+    assert said == ["utter_handoff_delayed"]
+    said, events = await run(END, active(tracker("oli", "/end_handoff", "end_handoff")))
+    assert said == ["utter_handoff_ended"] and slot(events) is False
+    w.sim.faults.clear()
+    said, events = await run(ESCALATE, tracker("oli", "agent again please", "human_handoff"))
+    assert said == ["utter_handoff_connecting"] and slot(events) is True
+    assert await OutboxDrainer(w.service).drain_once()
+    conv = w.sim.conversations[cid]
+    assert [m.text for m in conv.messages if m.author_type == "user"][-1] == "agent again please"
+    assert "still there?" not in [m.text for m in conv.messages]
+    assert (
+        await w.service.handoff(SenderId("oli"))
+    ).state is State.REQUESTED  # not ended by a stale leave
+
+
+@pytest.mark.parametrize(
+    ("status", "said", "active_after"),
+    [
+        (403, "utter_handoff_delayed", True),
+        (400, "utter_handoff_failed", True),
+        (404, "utter_handoff_ended", False),
+    ],
+)
+async def test_8x8_refusing_a_message_ends_the_handoff_only_when_the_conversation_is_gone(
+    w: World, status: int, said: str, active_after: bool
+) -> None:
+    await escalate(w, "pia")
+    w.sim.faults.fail_next("send_message", count=1, status=status)
+    messages, events = await run(FORWARD, active(tracker("pia", "hello?", "greet")))
+    assert messages == [said]
+    assert (slot(events) is not False) is active_after
+    assert (await w.service.handoff(SenderId("pia"))).active is active_after
+    queued = await w.store.outbox_peek(SenderId("pia"))
+    assert (queued is not None) is (status == 403)  # refused credentials: kept for later
+
+
+async def test_two_drainers_never_send_an_item_twice(w: World) -> None:
+    cid = await escalate(w, "quin")
+    w.sim.faults.fail_next("send_message", count=1000, status=503)
+    for k in range(6):
+        await run(FORWARD, active(tracker("quin", f"q{k}", "greet")))
+    w.sim.faults.clear()
+    drainer = OutboxDrainer(w.service)
+    for _ in range(20):
+        await asyncio.gather(drainer.drain_once(), drainer.drain_once())
+        if await w.store.outbox_peek(SenderId("quin")) is None:
+            break
+    texts = [m.text for m in w.sim.conversations[cid].messages if m.author_type == "user"]
+    assert texts[-6:] == [f"q{k}" for k in range(6)] and len(set(texts)) == len(texts)
+
+
+async def test_a_mistyped_handoff_rule_does_not_break_the_fallback(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        host, "_settings", w.settings.model_copy(update={"handoff_rule": "no.such.module.rule"})
+    )
+    said, _ = await run(ESCALATE, tracker("ray", "hmm", "nlu_fallback"))
+    assert said == ["utter_default"]

@@ -211,3 +211,15 @@ async def test_no_bytes_or_headers_get_a_500(
         http.post(f"{h.url}/8x8/events", data=body, headers=headers) as r,
     ):
         assert r.status in (200, 400, 401, 413)
+
+
+async def test_a_nesting_bomb_is_refused_not_a_500(h: Harness) -> None:
+    body = b"[" * 5000 + b"]" * 5000
+    assert (await _post(h, body, {}))[0] == 401  # unsigned: refused before anything else
+    assert (await _post(h, body, signed_headers(h.sim, body)))[0] == 400
+
+
+async def test_text_that_is_not_valid_unicode_is_a_400(h: Harness) -> None:
+    body = b'{"eventType":"TEXT","conversationId":"conv-1","message":"broken \\ud83d emoji"}'
+    status, answer = await _post(h, body, signed_headers(h.sim, body))
+    assert (status, answer["result"]) == (400, "body has text that is not valid Unicode")

@@ -144,3 +144,18 @@ async def test_relay_heartbeat_counts_live_relays_and_forgets_lapsed_ones(
     assert await store.relay_heartbeat("r3", 50) == 3
     await asyncio.sleep(0.15)
     assert await store.relay_heartbeat("r1", 60_000) == 2  # r3 lapsed
+
+
+async def test_a_lease_taken_afresh_is_told_apart_from_a_renewal(store: RedisStore) -> None:
+    assert await store.acquire_partition(0, OWNER, 60) == 1
+    assert await store.acquire_partition(0, OWNER, 60) == 2
+    await asyncio.sleep(0.1)  # lapsed: taking it again is fresh, whatever we held in memory
+    assert await store.acquire_partition(0, OWNER, 60_000) == 1
+    assert await store.acquire_partition(0, OTHER, 60_000) == 0
+
+
+async def test_a_relay_that_leaves_is_counted_out_at_once(store: RedisStore) -> None:
+    assert await store.relay_heartbeat("r1", 60_000) == 1
+    assert await store.relay_heartbeat("r2", 60_000) == 2
+    await store.relay_leave("r2")
+    assert await store.relay_heartbeat("r1", 60_000) == 1

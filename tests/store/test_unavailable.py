@@ -29,6 +29,7 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "enqueue_event": lambda s: s.enqueue_event(0, EventId("e"), "p", 60),
     "acquire_partition": lambda s: s.acquire_partition(0, "o", 1000),
     "relay_heartbeat": lambda s: s.relay_heartbeat("o", 1000),
+    "relay_leave": lambda s: s.relay_leave("o"),
     "release_partition": lambda s: s.release_partition(0, "o"),
     "read_events": lambda s: s.read_events(0, 10),
     "ack_event": lambda s: s.ack_event(0, "1-0", "o"),
