@@ -55,6 +55,7 @@ class Relay:
         self._clock = clock
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._valid_until: dict[int, float] = {}
+        self._reported = -1  # partitions owned when last logged
         self._kicks = [asyncio.Event() for _ in range(store.partitions)]
         self._senders: OrderedDict[str, SenderId] = OrderedDict()
         self._stopping = asyncio.Event()
@@ -138,7 +139,16 @@ class Relay:
             if self._stopping.is_set() or len(self.owned_partitions) >= share:
                 break
             await self._claim(partition)
-        self._metrics.partitions_owned.set(len(self.owned_partitions))
+        self._report(live)
+
+    def _report(self, live: int) -> None:
+        owned = len(self.owned_partitions)
+        if owned != self._reported:
+            log.info(
+                "relay_partitions", extra={"owned": owned, "live_relays": live, "owner": self.owner}
+            )
+            self._reported = owned
+        self._metrics.partitions_owned.set(owned)
 
     async def _claim(self, partition: int) -> None:
         before = self._clock()
@@ -183,7 +193,7 @@ class Relay:
             # Bounded: a consumer stuck in a slow push must not hold up the other leases.
             await asyncio.wait({task}, timeout=2.0)
         await self._store.release_partition(partition, self.owner)
-        log.info("relay_partition_released", extra={"partition": partition, "owner": self.owner})
+        log.debug("relay_partition_released", extra={"partition": partition, "owner": self.owner})
 
     # --- consuming one partition ---
 

@@ -30,7 +30,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -177,10 +179,10 @@ def _rasa_env(venv: Path) -> dict[str, str]:
     return env
 
 
-def model_inputs() -> list[Path]:
+def model_inputs(project: Path = REPO) -> list[Path]:
     files: list[Path] = []
     for name in MODEL_INPUTS:
-        path = REPO / name
+        path = project / name
         if path.is_dir():
             files += sorted(
                 p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
@@ -190,13 +192,13 @@ def model_inputs() -> list[Path]:
     return files
 
 
-def model_key(venv: Path) -> str:
+def model_key(venv: Path, project: Path = REPO) -> str:
     """A hash of everything the model depends on: the training inputs and the Rasa version."""
     digest = hashlib.sha256()
     dist = _rasa_dist_info(venv)
     digest.update((dist.name if dist else "rasa-unknown").encode())
-    for path in model_inputs():
-        digest.update(b"\0" + str(path.relative_to(REPO)).encode() + b"\0")
+    for path in model_inputs(project):
+        digest.update(b"\0" + str(path.relative_to(project)).encode() + b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -212,19 +214,19 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _prune_models(keep: Path) -> None:
-    models = sorted(MODEL_DIR.glob("example-bot-*.tar.gz"), key=lambda p: p.stat().st_mtime)
+def _prune_models(keep: Path, bot: str) -> None:
+    models = sorted(MODEL_DIR.glob(f"{bot}-*.tar.gz"), key=lambda p: p.stat().st_mtime)
     for old in [m for m in models if m != keep][: max(0, len(models) - MODELS_KEPT)]:
         with contextlib.suppress(OSError):
             old.unlink()
             old.with_name(old.name.replace(".tar.gz", ".log")).unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="package")
-def rasa_model(rasa_venv: Path) -> Path:
-    """The example bot's model, trained once and cached outside the repository."""
+def train_model(venv: Path, bot: str, project: Path = REPO) -> Path:
+    """The model of the Rasa project in `project`, trained once and cached outside the
+    repository as `{bot}-{model_key}` (the `MODELS_KEPT` latest of each `bot`)."""
     MODEL_DIR.mkdir(parents=True, exist_ok=True)
-    name = f"example-bot-{model_key(rasa_venv)}"
+    name = f"{bot}-{model_key(venv, project)}"
     model = MODEL_DIR / f"{name}.tar.gz"
     with _file_lock(MODEL_DIR / ".train.lock"):
         if model.exists():
@@ -233,14 +235,14 @@ def rasa_model(rasa_venv: Path) -> Path:
         log = MODEL_DIR / f"{name}.log"
         with tempfile.TemporaryDirectory(dir=MODEL_DIR, prefix=".train-") as out:
             cmd = [
-                str(rasa_venv / "bin" / "rasa"), "train",
+                str(venv / "bin" / "rasa"), "train",
                 "--config", "config.yml", "--domain", "domain.yml", "--data", "data",
                 "--out", out, "--fixed-model-name", name,
             ]  # fmt: skip
             with log.open("wb") as sink:
                 try:
                     result = subprocess.run(
-                        cmd, cwd=REPO, env=_rasa_env(rasa_venv), stdout=sink,
+                        cmd, cwd=project, env=_rasa_env(venv), stdout=sink,
                         stderr=subprocess.STDOUT, timeout=TRAIN_TIMEOUT_S, check=False,
                     )  # fmt: skip
                 except subprocess.TimeoutExpired:
@@ -253,8 +255,45 @@ def rasa_model(rasa_venv: Path) -> Path:
                     pytrace=False,
                 )
             os.replace(trained, model)
-        _prune_models(keep=model)
+        _prune_models(keep=model, bot=bot)
     return model
+
+
+def bot_variant(dest: Path, **session_config: object) -> Path:
+    """A copy of the example bot's training files in `dest` whose domain differs only in the
+    given `session_config` values (each line rewritten in place, the rest kept byte for byte),
+    so that it trains into a model of its own."""
+    for path in model_inputs():
+        copy = dest / path.relative_to(REPO)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, copy)
+    domain = dest / "domain.yml"
+    text = domain.read_text()
+    for key, value in session_config.items():
+        text, count = re.subn(
+            rf"^(\s+{key}:[ \t]*)[^\s#]+", rf"\g<1>{json.dumps(value)}", text, flags=re.M
+        )
+        assert count == 1, f"domain.yml sets {key} {count} times, not once"
+    domain.write_text(text)
+    wanted = {**yaml.safe_load((REPO / "domain.yml").read_text())["session_config"], **session_config}
+    assert yaml.safe_load(text)["session_config"] == wanted
+    return dest
+
+
+@pytest.fixture(scope="package")
+def rasa_model(rasa_venv: Path) -> Path:
+    """The example bot's model."""
+    return train_model(rasa_venv, "example-bot")
+
+
+# The example bot with sessions that expire after 3 s (not its 60 min), and nothing else changed.
+SHORT_SESSION = {"session_expiration_time": 0.05}  # minutes
+
+
+@pytest.fixture(scope="package")
+def short_session_model(rasa_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = bot_variant(tmp_path_factory.mktemp("short-session-bot"), **SHORT_SESSION)
+    return train_model(rasa_venv, "short-session-bot", project)
 
 
 # --- the callback receiver ---
@@ -369,6 +408,38 @@ def _wait_for_rasa(proc: subprocess.Popen[bytes], server: RasaServer) -> None:
     assert status == 401, f"/status without the token answered {status}: the API must be guarded"
 
 
+@contextlib.contextmanager
+def _running_rasa(
+    venv: Path, model: Path, receiver: CallbackReceiver, bridge_port: int, tmp: Path
+) -> Iterator[RasaServer]:
+    """`rasa run --enable-api` of `model` from the repository root, actions at the bridge,
+    callback channel to the receiver."""
+    endpoints = tmp / "endpoints.yml"
+    endpoints.write_text(
+        yaml.safe_dump({"action_endpoint": {"url": f"http://127.0.0.1:{bridge_port}/webhook"}})
+    )
+    credentials = tmp / "credentials.yml"
+    credentials.write_text(yaml.safe_dump({"rest": None, "callback": {"url": receiver.url}}))
+    port = _free_port()
+    server = RasaServer(f"http://127.0.0.1:{port}", secrets.token_urlsafe(16), tmp / "rasa.log")
+    cmd = [
+        str(venv / "bin" / "rasa"), "run", "--enable-api", "--auth-token", server.token,
+        "--model", str(model), "--endpoints", str(endpoints),
+        "--credentials", str(credentials), "--interface", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    _LOGS["rasa"] = server.log
+    with server.log.open("wb") as sink:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=_rasa_env(venv), stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        _wait_for_rasa(proc, server)
+        yield server
+    finally:
+        _stop_group(proc)
+
+
 @pytest.fixture(scope="package")
 def rasa_server(
     rasa_venv: Path,
@@ -377,35 +448,27 @@ def rasa_server(
     bridge_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RasaServer]:
-    """`rasa run --enable-api` from the repository root, actions at the bridge, callback
-    channel to the receiver."""
+    """The example bot, for every test but those that ask for `short_session_rasa`."""
     tmp = tmp_path_factory.mktemp("rasa")
-    endpoints = tmp / "endpoints.yml"
-    endpoints.write_text(
-        yaml.safe_dump({"action_endpoint": {"url": f"http://127.0.0.1:{bridge_port}/webhook"}})
-    )
-    credentials = tmp / "credentials.yml"
-    credentials.write_text(
-        yaml.safe_dump({"rest": None, "callback": {"url": callback_receiver.url}})
-    )
-    port = _free_port()
-    server = RasaServer(f"http://127.0.0.1:{port}", secrets.token_urlsafe(16), tmp / "rasa.log")
-    cmd = [
-        str(rasa_venv / "bin" / "rasa"), "run", "--enable-api", "--auth-token", server.token,
-        "--model", str(rasa_model), "--endpoints", str(endpoints),
-        "--credentials", str(credentials), "--interface", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    _LOGS["rasa"] = server.log
-    with server.log.open("wb") as sink:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, env=_rasa_env(rasa_venv), stdout=sink, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        _wait_for_rasa(proc, server)
+    with _running_rasa(rasa_venv, rasa_model, callback_receiver, bridge_port, tmp) as server:
         yield server
-    finally:
-        _stop_group(proc)
+
+
+@pytest.fixture(scope="package")
+def short_session_rasa(
+    rasa_venv: Path,
+    short_session_model: Path,
+    callback_receiver: CallbackReceiver,
+    bridge_port: int,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RasaServer]:
+    """A second Rasa server, of the short-session variant; started only for the tests that
+    use it (the bridge's port is the same: one `serve` runs at a time)."""
+    tmp = tmp_path_factory.mktemp("rasa-short-session")
+    with _running_rasa(
+        rasa_venv, short_session_model, callback_receiver, bridge_port, tmp
+    ) as server:
+        yield server
 
 
 # --- the bridge ---
@@ -622,9 +685,17 @@ def responses() -> Responses:
 
 
 @pytest.fixture
+def rasa(request: pytest.FixtureRequest) -> RasaServer:
+    """The Rasa server of a test: the example bot's, unless the test names another server
+    fixture: `@pytest.mark.parametrize("rasa", ["short_session_rasa"], indirect=True)`."""
+    server: RasaServer = request.getfixturevalue(getattr(request, "param", "rasa_server"))
+    return server
+
+
+@pytest.fixture
 async def e2e(
     api: str,
-    rasa_server: RasaServer,
+    rasa: RasaServer,
     callback_receiver: CallbackReceiver,
     bridge_port: int,
     responses: Responses,
@@ -632,7 +703,8 @@ async def e2e(
     key_prefix: str,
     tmp_path: Path,
 ) -> AsyncIterator[E2E]:
-    """A fresh simulator (8x8, `api`'s webhook family) and a fresh `serve` process."""
+    """A fresh simulator (8x8, `api`'s webhook family) and a fresh `serve` process, for the
+    test's Rasa server."""
     bridge_url = f"http://127.0.0.1:{bridge_port}"
     config = SimulatorConfig(
         api_key="e2e-key", api_secret="e2e-secret", tenant_id="e2e-tenant",
@@ -646,16 +718,16 @@ async def e2e(
             "EIGHTBYEIGHT_API_KEY": config.api_key, "EIGHTBYEIGHT_API_SECRET": config.api_secret,
             "EIGHTBYEIGHT_TENANT_ID": config.tenant_id, "EIGHTBYEIGHT_CHANNEL_ID": config.channel_id,
             "EIGHTBYEIGHT_QUEUE_ID": config.queue_id,
-            "RASA_URL": rasa_server.url, "RASA_TOKEN": rasa_server.token,
+            "RASA_URL": rasa.url, "RASA_TOKEN": rasa.token,
             "REDIS_URL": real_redis_url, "REDIS_KEY_PREFIX": key_prefix,
             "BRIDGE_HOST": "127.0.0.1", "BRIDGE_PORT": str(bridge_port),
             "RELAY_RETRY_CAP_S": "0.5", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
         })  # fmt: skip
         bridge = BridgeProcess(env, bridge_port, tmp_path / "bridge.log", cwd=tmp_path)
-        _LOGS["bridge"] = bridge.log
+        _LOGS["rasa"], _LOGS["bridge"] = rasa.log, bridge.log
         bridge.spawn()
         try:
             await bridge.wait_ready(http)
-            yield E2E(api, sim, rasa_server, callback_receiver, bridge, http, responses)
+            yield E2E(api, sim, rasa, callback_receiver, bridge, http, responses)
         finally:
             await bridge.stop()
