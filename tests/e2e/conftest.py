@@ -15,11 +15,14 @@ Per test package (tests/e2e), built once and torn down when its last test is don
 - the callback receiver (aiohttp on loopback, in a thread of its own, so it answers Rasa
   whichever event loop is running), which records what Rasa sends each user, in order;
 - `rasa run` from the repository root, with a generated endpoints.yml (the action endpoint is
-  the bridge's /webhook on a port fixed for the package) and credentials.yml (rest + callback).
+  the bridge's /webhook on a port fixed for the package) and credentials.yml (rest + callback);
+- only for the tests that ask for it (`short_session_rasa`), a second `rasa run` of a variant
+  of the bot whose sessions expire after 3 s (a patched copy of its files, `bot_variant`,
+  trained and cached like the bot's own model under a name of its own).
 
 Per test (parametrized over both 8x8 APIs): a fresh simulator and a fresh `serve` process on
-that port, with its own REDIS_KEY_PREFIX. When a test fails, the tails of Rasa's and the
-bridge's logs are added to its report.
+that port, with its own REDIS_KEY_PREFIX, talking to the test's Rasa (`rasa`). When a test
+fails, the tails of its Rasa's and the bridge's logs are added to its report.
 """
 
 from __future__ import annotations
@@ -275,7 +278,10 @@ def bot_variant(dest: Path, **session_config: object) -> Path:
         )
         assert count == 1, f"domain.yml sets {key} {count} times, not once"
     domain.write_text(text)
-    wanted = {**yaml.safe_load((REPO / "domain.yml").read_text())["session_config"], **session_config}
+    wanted = {
+        **yaml.safe_load((REPO / "domain.yml").read_text())["session_config"],
+        **session_config,
+    }
     assert yaml.safe_load(text)["session_config"] == wanted
     return dest
 
@@ -441,33 +447,36 @@ def _running_rasa(
 
 
 @pytest.fixture(scope="package")
-def rasa_server(
+def run_rasa(
     rasa_venv: Path,
-    rasa_model: Path,
     callback_receiver: CallbackReceiver,
     bridge_port: int,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[RasaServer]:
+) -> Callable[[Path], contextlib.AbstractContextManager[RasaServer]]:
+    """`with run_rasa(model) as server:` a Rasa server of `model` for the package's bridge
+    port and callback receiver."""
+
+    def run(model: Path) -> contextlib.AbstractContextManager[RasaServer]:
+        tmp = tmp_path_factory.mktemp("rasa")
+        return _running_rasa(rasa_venv, model, callback_receiver, bridge_port, tmp)
+
+    return run
+
+
+@pytest.fixture(scope="package")
+def rasa_server(run_rasa: Callable[..., Any], rasa_model: Path) -> Iterator[RasaServer]:
     """The example bot, for every test but those that ask for `short_session_rasa`."""
-    tmp = tmp_path_factory.mktemp("rasa")
-    with _running_rasa(rasa_venv, rasa_model, callback_receiver, bridge_port, tmp) as server:
+    with run_rasa(rasa_model) as server:
         yield server
 
 
 @pytest.fixture(scope="package")
 def short_session_rasa(
-    rasa_venv: Path,
-    short_session_model: Path,
-    callback_receiver: CallbackReceiver,
-    bridge_port: int,
-    tmp_path_factory: pytest.TempPathFactory,
+    run_rasa: Callable[..., Any], short_session_model: Path
 ) -> Iterator[RasaServer]:
     """A second Rasa server, of the short-session variant; started only for the tests that
     use it (the bridge's port is the same: one `serve` runs at a time)."""
-    tmp = tmp_path_factory.mktemp("rasa-short-session")
-    with _running_rasa(
-        rasa_venv, short_session_model, callback_receiver, bridge_port, tmp
-    ) as server:
+    with run_rasa(short_session_model) as server:
         yield server
 
 

@@ -9,11 +9,13 @@ so a missing, doubled, reordered or extra message fails the test.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
 from aiohttp import web
 
+from bridge.simulator import SimConversation
 from bridge.simulator.chat_v2_api import ChatV2Api
 from bridge.simulator.gateway_api import GatewayApi
 from tests.e2e.conftest import E2E
@@ -39,6 +41,20 @@ async def escalate(e2e: E2E, sender: str, text: str, seen: list[str | None]) -> 
     seen += [say("utter_handoff_connecting"), say("utter_handoff_queued", handoff_queue=QUEUE)]
     assert e2e.inbox.texts(sender) == seen
     assert await e2e.slot(sender, "handoff_active") is True
+
+
+async def agent_takes_over(
+    e2e: E2E, sender: str, seen: list[str | None], agent: str = "Anna"
+) -> SimConversation:
+    """The user escalates ("/human_handoff") and an agent accepts: the user is told (by name
+    where 8x8 gives it). Returns the 8x8 conversation."""
+    await escalate(e2e, sender, "/human_handoff", seen)
+    conv = e2e.conversation_of(sender)
+    await e2e.sim.desk.accept(conv.id, agent_name=agent)
+    await e2e.settled()
+    seen.append(e2e.say_("utter_handoff_agent_joined", handoff_agent=agent_name(e2e, agent)))
+    assert e2e.inbox.texts(sender) == seen
+    return conv
 
 
 async def agent_talks(
@@ -161,11 +177,7 @@ async def test_end_handoff_ends_the_8x8_interaction_and_returns_the_user_to_the_
     sender = e2e.new_sender()
     seen: list[str | None] = []
 
-    await escalate(e2e, sender, "/human_handoff", seen)
-    conv = e2e.conversation_of(sender)
-    await e2e.sim.desk.accept(conv.id, agent_name="Anna")
-    await e2e.settled()
-    seen.append(say("utter_handoff_agent_joined", handoff_agent=agent_name(e2e, "Anna")))
+    conv = await agent_takes_over(e2e, sender, seen)
     await agent_talks(e2e, sender, conv.id, ["How can I help?"], seen)
     await user_talks_to_agent(e2e, sender, conv.id, "what are your hours")
 
@@ -226,14 +238,55 @@ async def test_end_handoff_says_nothing_more_when_8x8_reports_the_leave_before_a
     say = e2e.say_
     sender = e2e.new_sender()
     seen: list[str | None] = []
-    await escalate(e2e, sender, "/human_handoff", seen)
-    conv = e2e.conversation_of(sender)
-    await e2e.sim.desk.accept(conv.id, agent_name="Anna")
-    await e2e.settled()
-    seen.append(say("utter_handoff_agent_joined", handoff_agent=agent_name(e2e, "Anna")))
+    await agent_takes_over(e2e, sender, seen)
 
     assert await e2e.say(sender, "/end_handoff") == [say("utter_handoff_ended")]
     seen.append(say("utter_handoff_ended"))
     await e2e.settled()
     assert e2e.inbox.texts(sender) == seen
     assert await e2e.slot(sender, "handoff_active") is False
+
+
+SESSION_EXPIRY_MARGIN_S = 0.5
+
+
+async def wait_past_session_expiry(e2e: E2E, sender: str) -> None:
+    """Sleep until the sender's Rasa session has expired. Rasa counts from the latest user
+    event (the bridge's triggered intents count too) and starts a new session with the next
+    message; the expiration time is the loaded domain's."""
+    async with e2e.http.get(
+        f"{e2e.rasa.url}/domain",
+        params={"token": e2e.rasa.token},
+        headers={"Accept": "application/json"},
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        expiry_s = 60 * (await resp.json())["session_config"]["session_expiration_time"]
+    assert 0 < expiry_s <= 10, f"sessions expire after {expiry_s} s: not the short-session bot"
+    events = (await e2e.tracker(sender))["events"]
+    last_user_event = [e for e in events if e["event"] == "user"][-1]
+    await asyncio.sleep(
+        last_user_event["timestamp"] + expiry_s + SESSION_EXPIRY_MARGIN_S - time.time()
+    )
+
+
+@pytest.mark.parametrize("rasa", ["short_session_rasa"], indirect=True)
+async def test_a_live_handoff_survives_rasa_session_expiry(e2e: E2E) -> None:
+    """Rasa starts a new session after a pause (the bot variant's sessions expire after 3 s);
+    the handoff carries over into it: the user's next message still goes to the agent, whom
+    the user still hears."""
+    sender = e2e.new_sender()
+    seen: list[str | None] = []
+    conv = await agent_takes_over(e2e, sender, seen)
+    await agent_talks(e2e, sender, conv.id, ["Hi, I'm Anna."], seen)
+
+    # A greeting, which the bot would answer, opens a new Rasa session and goes to the agent.
+    await wait_past_session_expiry(e2e, sender)
+    await user_talks_to_agent(e2e, sender, conv.id, "hello")
+    events = (await e2e.tracker(sender))["events"]
+    users = [i for i, e in enumerate(events) if e["event"] == "user"]
+    between = [e["event"] for e in events[users[-2] : users[-1]]]
+    assert "session_started" in between, f"no new session before 'hello': {between}"
+    assert (await e2e.last_turn(sender, "hello")).intent == "greet"
+    assert await e2e.slot(sender, "handoff_active") is True
+
+    await agent_talks(e2e, sender, conv.id, ["Still here. How can I help?"], seen)
