@@ -21,7 +21,7 @@ from bridge.ids import SenderId
 from bridge.metrics import Metrics
 from bridge.rasa.client import RasaClient
 from bridge.relay.config import RelayConfig
-from bridge.store.base import Store, StreamEntry
+from bridge.store.base import HandoffRecord, Store, StreamEntry
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ class Deliverer:
         while True:
             if not still_ours():
                 return False
-            attempt = await self._store.note_attempt(partition, entry.entry_id)
+            attempt, record = await self._store.begin_attempt(partition, entry.entry_id, sender)
             try:
-                await self._apply(entry, event, sender, check_tracker=attempt > 1)
+                await self._apply(entry, event, sender, record, check_tracker=attempt > 1)
             except PermanentUpstreamError as exc:
                 return await self._give_up(dead_letter, "rejected_by_rasa", entry, exc)
             except (RetryableUpstreamError, StoreUnavailable) as exc:
@@ -112,9 +112,9 @@ class Deliverer:
         return await dead_letter(reason)
 
     async def _apply(
-        self, entry: StreamEntry, event: ChatEvent, sender: SenderId, *, check_tracker: bool
-    ) -> None:
-        record = await self._store.load_handoff(sender)
+        self, entry: StreamEntry, event: ChatEvent, sender: SenderId, record: HandoffRecord | None,
+        *, check_tracker: bool,
+    ) -> None:  # fmt: skip
         handoff = Handoff.from_fields(record.fields) if record else Handoff()
         step = on_event(handoff, event, int(self._clock() * 1000))
         for push in pushes_for(step, entry.event_id):

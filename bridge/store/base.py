@@ -127,6 +127,12 @@ class Store(Protocol):
         """Count one more delivery attempt of an entry; returns the count so far."""
         ...
 
+    async def begin_attempt(
+        self, partition: int, entry_id: str, sender: SenderId
+    ) -> tuple[int, HandoffRecord | None]:
+        """`note_attempt` and `load_handoff` in one round trip (the relay's hot path)."""
+        ...
+
     async def dead_letter(
         self, partition: int, entry: StreamEntry, reason: str, owner: str
     ) -> bool:

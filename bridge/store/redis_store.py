@@ -77,6 +77,14 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
+def _record(raw: dict[Any, Any] | None) -> HandoffRecord | None:
+    if not raw:
+        return None
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    version = int(fields.pop(VERSION_FIELD, "0"))
+    return HandoffRecord(fields, version)
+
+
 def _entry(entry_id: bytes | str, fields: dict[Any, Any]) -> StreamEntry:
     decoded = {_text(k): _text(v) for k, v in fields.items()}
     return StreamEntry(_text(entry_id), EventId(decoded["eid"]), decoded["ev"])
@@ -152,12 +160,7 @@ class RedisStore:
 
     @_guarded
     async def load_handoff(self, sender: SenderId) -> HandoffRecord | None:
-        raw = await self.redis.hgetall(self.keys.record(sender))
-        if not raw:
-            return None
-        fields = {_text(k): _text(v) for k, v in raw.items()}
-        version = int(fields.pop(VERSION_FIELD, "0"))
-        return HandoffRecord(fields, version)
+        return _record(await self.redis.hgetall(self.keys.record(sender)))
 
     @_guarded
     async def save_handoff(
@@ -237,6 +240,18 @@ class RedisStore:
     @_guarded
     async def note_attempt(self, partition: int, entry_id: str) -> int:
         return int(await self.redis.hincrby(self.keys.attempts(self._check(partition)), entry_id))
+
+    @_guarded
+    async def begin_attempt(
+        self, partition: int, entry_id: str, sender: SenderId
+    ) -> tuple[int, HandoffRecord | None]:
+        # One round trip for the relay's two reads per delivery. Not a transaction: the two
+        # keys live in different slots, and neither read depends on the other.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(self.keys.attempts(self._check(partition)), entry_id)
+            pipe.hgetall(self.keys.record(sender))
+            attempts, raw = await pipe.execute()
+        return int(attempts), _record(raw)
 
     @_guarded
     async def dead_letter(

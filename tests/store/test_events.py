@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bridge.ids import EventId
+from bridge.ids import EventId, SenderId
 from bridge.store import RedisStore, StreamEntry
 
 from .conftest import LEASE_MS, OTHER, OWNER, now_ms
@@ -159,3 +159,12 @@ async def test_a_relay_that_leaves_is_counted_out_at_once(store: RedisStore) -> 
     assert await store.relay_heartbeat("r2", 60_000) == 2
     await store.relay_leave("r2")
     assert await store.relay_heartbeat("r1", 60_000) == 1
+
+
+async def test_begin_attempt_counts_and_loads_the_record_in_one_go(store: RedisStore) -> None:
+    sender = SenderId("s-begin")
+    assert await store.begin_attempt(0, "1-0", sender) == (1, None)
+    await store.save_handoff(sender, {"state": "with_agent"}, 0)
+    attempts, record = await store.begin_attempt(0, "1-0", sender)
+    assert attempts == 2 and record is not None
+    assert (record.fields, record.version) == ({"state": "with_agent"}, 1)

@@ -30,6 +30,7 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "acquire_partition": lambda s: s.acquire_partition(0, "o", 1000),
     "relay_heartbeat": lambda s: s.relay_heartbeat("o", 1000),
     "relay_leave": lambda s: s.relay_leave("o"),
+    "begin_attempt": lambda s: s.begin_attempt(0, "1-0", SenderId("s")),
     "release_partition": lambda s: s.release_partition(0, "o"),
     "read_events": lambda s: s.read_events(0, 10),
     "ack_event": lambda s: s.ack_event(0, "1-0", "o"),
