@@ -1,33 +1,36 @@
 """Every Redis key the bridge uses, and every TTL, in one place.
 
-Layout: `<prefix>hb:v1:{<tag>}:<name>`. The prefix is empty in production and unique per test
-run; `hb:v1:` versions the schema so a future layout can live beside this one during a rollout.
+Layout: `<prefix>hb:v1:{<tag>}:<name>[:<id>]`. The prefix is empty in production and unique per
+test run; `hb:v1:` versions the schema so a future layout can live beside this one during a
+rollout. A key's *kind* is its `<name>`, the first segment after the hash tag.
 
-Hash tags decide the Cluster slot, and every atomic step (Lua script or MULTI) touches one
-slot only, with two documented exceptions (see `RedisStore.link` and the outbox index):
+The rule for where keys live, with no exceptions (tests/store/test_cluster_safety.py checks it
+for every script and transaction the store runs, on a single Redis and on a Redis Cluster):
+
+1. Every atomic step (a Lua script, or a MULTI) touches keys of one hash slot only, all named
+   in its KEYS. A change that must span two slots is a sequence of single-slot steps in an order
+   that is safe to interrupt, and its readers tolerate (or repair) the state left between two
+   steps; `RedisStore.link` and the outbox index are the two such sequences, each with its crash
+   analysis beside the code.
+2. Every key has a TTL, or is listed in `OWNED` below with the store methods that empty it.
+
+Hash tags decide the Cluster slot:
 
 - `{s:<sender>}`: everything about one Rasa sender (handoff record, creation lease, outbox).
 - `{c:<conversation>}`: the conversation -> sender direction of the mapping.
 - `{p:<n>}`: everything one relay partition owns (dedupe claims, stream, attempts, lease,
   dead letters, hold lists and the held set), so the relay's fenced steps are single-slot.
+- `{outboxes}`, `{relays}`: one deployment-wide key each.
 
 Ids (senders, conversations, event ids) are used verbatim. They cannot collide with each other
 or break the tag: the tag is the first `{...}` of the key, which is always ours because the
 prefix may not contain braces, and no key name after an id contains `}`.
-
-Keys without a TTL, and why:
-- partition stream, attempts, held set, held index, hold lists: they hold accepted events that
-  must not vanish while the relay is down; they are emptied entry by entry (ack, dead letter,
-  unhold), so they are bounded by what is in flight, and Redis drops them when empty.
-- dead letters: the record of what could not be delivered; kept until replayed (the CLI lists
-  them). Expiring them would silently lose events.
-- the outbox index: one global set; an expiry would forget senders with pending messages.
-Everything per handoff (record, mapping, leases, outbox, dedupe claims) expires.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from bridge.ids import ConversationId, EventId, SenderId
 
@@ -51,6 +54,45 @@ OUTBOX_TTL_MS = MAPPING_TTL_MS
 # it is stored in every record.
 VERSION_FIELD = "_v"
 CONVERSATION_FIELD = "conversation_id"  # the record field `link` sets
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Why a kind of key has no TTL, and which `RedisStore` methods empty it (the tests check
+    that they exist). Redis deletes an emptied list, hash, set or sorted set by itself; a
+    stream stays, which is why only fixed keys (one per partition) may be streams."""
+
+    emptied_by: tuple[str, ...]
+    why: str
+
+
+# Every kind of key that lives without a TTL. Anything else the store writes must expire.
+OWNED: Final[dict[str, Owner]] = {
+    "stream": Owner(
+        ("ack_event", "hold_event", "dead_letter"),
+        "accepted events must not vanish while the relay is down; one fixed key per partition",
+    ),
+    "attempts": Owner(
+        ("ack_event", "dead_letter", "unhold_event"),
+        "a field per undelivered entry, deleted with its entry",
+    ),
+    "held": Owner(("unhold_event", "dead_letter"), "a member per conversation with held events"),
+    "heldby": Owner(("unhold_event", "dead_letter"), "a field per held entry"),
+    "hold": Owner(
+        ("unhold_event", "dead_letter"),
+        "held events, delivered or dead-lettered by their hold deadline (EVENT_HOLD_S)",
+    ),
+    "dead": Owner(
+        ("replay_dead_letter",),
+        "what could not be delivered, kept until replayed (expiring it would lose events); "
+        "one fixed key per partition",
+    ),
+    "senders": Owner(
+        ("outbox_peek", "outbox_pop"),
+        "the outbox index: an expiry would forget senders with waiting messages; a sender "
+        "leaves it when the drainer finds its outbox empty",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +124,11 @@ class Keys:
         """LIST: user messages waiting for 8x8, oldest first (OUTBOX_TTL_MS)."""
         return f"{self.base}{{s:{sender}}}:outbox"
 
+    def outbox_fence(self, sender: SenderId) -> str:
+        """STRING: a counter bumped each time the outbox index forgets this sender; a push that
+        began before the bump must start again (see `RedisStore.outbox_push`). OUTBOX_TTL_MS."""
+        return f"{self.base}{{s:{sender}}}:fence"
+
     # --- one conversation: {c:<conversation>} ---
 
     def conversation(self, conversation: ConversationId) -> str:
@@ -91,8 +138,9 @@ class Keys:
     # --- global ---
 
     def outbox_index(self) -> str:
-        """SET: senders whose outbox may be non-empty. Its own slot, so it is an index that may
-        lag (never an authority): readers repair it from the outboxes. No TTL (see above)."""
+        """HASH: sender -> token of its latest push, for every sender whose outbox may be
+        non-empty. Its own slot: an index written before each outbox and repaired from the
+        outboxes (see `RedisStore.outbox_push`). No TTL (`OWNED`)."""
         return f"{self.base}{{outboxes}}:senders"
 
     def relays(self) -> str:
