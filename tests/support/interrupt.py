@@ -29,17 +29,20 @@ async def intercept(store: RedisStore, on_command: OnCommand) -> AsyncIterator[N
     client = store.redis
     execute: Callable[..., Awaitable[Any]] = client.execute_command
     sent = 0
+    called = -1  # the last n the callback saw: a script re-sent after NOSCRIPT is one command
     inside = False  # the callback's own commands are not the operation's
 
     async def intercepting(*args: Any, **options: Any) -> Any:
-        nonlocal sent, inside
+        nonlocal sent, called, inside
         if inside or str(args[0]).upper().startswith("SCRIPT"):
             return await execute(*args, **options)
-        inside = True
-        try:
-            await on_command(sent, args)
-        finally:
-            inside = False
+        if called < sent:
+            called = sent
+            inside = True
+            try:
+                await on_command(sent, args)
+            finally:
+                inside = False
         try:
             result = await execute(*args, **options)
         except NoScriptError:
