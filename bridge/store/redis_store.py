@@ -42,11 +42,16 @@ Client = aioredis.Redis | RedisCluster  # one Redis (or fakeredis), or a Redis C
 _OUTBOX_PUSH_TRIES = 5
 
 # What "Redis cannot be reached or did not answer in time" looks like. ReadOnlyError is a
-# replica answering during a failover: as transient as a dropped connection.
+# replica answering during a failover: as transient as a dropped connection. On a Cluster: the
+# cluster is down or a master is (ClusterError), a slot is migrating (TryAgainError) or has no
+# node right now (SlotNotCoveredError).
 _UNAVAILABLE = (
     rexc.ConnectionError,
     rexc.TimeoutError,
     rexc.ReadOnlyError,
+    rexc.ClusterError,
+    rexc.TryAgainError,
+    rexc.SlotNotCoveredError,
     ConnectionError,
     TimeoutError,
 )
@@ -69,6 +74,12 @@ def _guarded(
             # The message names the error only: redis-py's messages carry no secrets, but the
             # URL (which can) is never part of it.
             raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}: {exc}") from exc
+        except rexc.RedisClusterException as exc:
+            # The cluster client's own error when no node answers (the connection error is its
+            # cause); any other (a command it cannot route) is a bug, and stays one.
+            if isinstance(exc.__cause__, _UNAVAILABLE):
+                raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+            raise
         except rexc.ResponseError as exc:
             # Out of memory, busy with a script, loading, failing over: Redis is there but
             # cannot take writes now. Callers answer 503 / retry, as for a dropped connection.

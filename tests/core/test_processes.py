@@ -1,4 +1,7 @@
-"""Real `handoff-bridge serve` processes: killed mid-stream, and two of them on one Redis."""
+"""Real `handoff-bridge serve` processes: killed mid-stream, and two of them on one Redis.
+
+They run on the machine's Redis; one of them also on the tests' Redis Cluster (CI), and every
+one of them there with TEST_REDIS_CLUSTER=all."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from bridge.store import open_store
 from bridge.store.base import Store, partition_of
 from tests.core.conftest import bridge_settings, now_ms, serve_app
 from tests.support.rasa_stand_in import RasaStandIn
+from tests.support.store_rules import key_violations
 from tests.support.waiting import eventually
 
 JOINED = "#EXTERNAL_agent_joined"
@@ -71,9 +75,18 @@ class ServeProcess:
                 self.kill()
 
 
+@pytest.fixture(
+    params=["redis", "cluster"] if os.environ.get("TEST_REDIS_CLUSTER") == "all" else ["redis"]
+)
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The `REDIS_URL` of the processes: the machine's Redis, or the tests' Redis Cluster."""
+    name = "redis_cluster_url" if request.param == "cluster" else "real_redis_url"
+    return str(request.getfixturevalue(name))
+
+
 @pytest.fixture
 async def world(
-    api: str, real_redis_url: str, key_prefix: str, rasa: tuple[RasaStandIn, str]
+    api: str, store_url: str, key_prefix: str, rasa: tuple[RasaStandIn, str]
 ) -> AsyncIterator[tuple[Simulator, RasaStandIn, Store, ChatClient, dict[str, str]]]:
     stand_in, rasa_url = rasa
     # 8x8 keeps retrying while a bridge is down (several seconds in all).
@@ -90,12 +103,10 @@ async def world(
         env.update({
             "EIGHTBYEIGHT_API": api, "EIGHTBYEIGHT_BASE_URL": sim.base_url, "EIGHTBYEIGHT_API_KEY": "key-7f3a9e",
             "EIGHTBYEIGHT_API_SECRET": "secret-9c2b4d", "EIGHTBYEIGHT_TENANT_ID": "t1", "EIGHTBYEIGHT_CHANNEL_ID": "ch1",
-            "RASA_URL": rasa_url, "REDIS_URL": real_redis_url, "REDIS_KEY_PREFIX": key_prefix,
+            "RASA_URL": rasa_url, "REDIS_URL": store_url, "REDIS_KEY_PREFIX": key_prefix,
             "RELAY_LEASE_TTL_MS": "1500", "RELAY_RETRY_CAP_S": "0.5", "LOG_LEVEL": "WARNING",
         })  # fmt: skip
-        store = await open_store(
-            real_redis_url, prefix=key_prefix, partitions=settings.relay_partitions
-        )
+        store = await open_store(store_url, prefix=key_prefix, partitions=settings.relay_partitions)
         chat = make_client(settings.eightbyeight())
         yield sim, stand_in, store, chat, env
         await chat.close()
@@ -199,6 +210,17 @@ async def test_two_serve_processes_on_one_redis_keep_order_and_double_nothing(
         await asyncio.sleep(0.1)
     assert all(n > 0 for n in owned) and sum(owned) == 16, owned
     await balancer.close()
+
+
+@pytest.mark.parametrize("api", ["gateway"])
+@pytest.mark.parametrize("store_url", ["cluster"], indirect=True)
+async def test_two_serve_processes_on_a_redis_cluster(world, processes) -> None:  # type: ignore[no-untyped-def]
+    """The same two processes, with `REDIS_URL=redis+cluster://...`: every step of the webhook,
+    the relay and the actions runs on a three-master Redis Cluster; afterwards every key they
+    left has a TTL or an owner (the key rule of bridge/store/keys.py)."""
+    await test_two_serve_processes_on_one_redis_keep_order_and_double_nothing(world, processes)
+    _sim, _rasa, store, _chat, _env = world
+    assert await key_violations(store) == []
 
 
 async def _owned_partitions(serve: ServeProcess) -> int:
