@@ -64,8 +64,9 @@ class Store(Protocol):
 
     # --- sender <-> conversation mapping, and the sender's handoff record ---
     async def link(self, sender: SenderId, conversation: ConversationId) -> None:
-        """Map both directions at once (one MULTI). A conversation maps to one sender for life;
-        the sender's record gets `conversation_id` set."""
+        """Map both directions: the conversation -> sender key, then the sender's record gets
+        `conversation_id` set (the commit; see `RedisStore.link` for why a crash in between is
+        safe). A conversation maps to one sender for life."""
         ...
 
     async def sender_of(self, conversation: ConversationId) -> SenderId | None:

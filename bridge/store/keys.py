@@ -44,7 +44,9 @@ DAY_MS = 24 * 3600 * 1000
 MAPPING_TTL_MS = 90 * DAY_MS
 
 # A sender's outbox belongs to its handoff: it lives as long as the mapping would, refreshed by
-# each push. Normally it drains within minutes of 8x8 coming back.
+# each push. Normally it drains within minutes of 8x8 coming back. The outbox fence lives as
+# long: it must outlive any push still in flight when it moves (a fence that lapsed under such
+# a push would let it append after the index forgot the sender).
 OUTBOX_TTL_MS = MAPPING_TTL_MS
 
 # Dedupe claims (`EVENT_DEDUPE_TTL_S`), the sender lease and the partition lease take their
