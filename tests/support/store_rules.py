@@ -50,6 +50,7 @@ class Recorder:
 
     def __init__(self, store: RedisStore) -> None:
         self.steps: list[Step] = []
+        self.touched: set[str] = set()  # every key named in any command
         self.base = store.keys.base  # every key of this store starts with it
         self._names = {script.sha: name for name, script in store.scripts.items()}
         client = store.redis
@@ -57,6 +58,7 @@ class Recorder:
         make_pipeline: Callable[..., Any] = client.pipeline
 
         async def recording_execute(*args: Any, **options: Any) -> Any:
+            self._note_keys(args)
             self._note_script(args)
             return await execute(*args, **options)
 
@@ -67,6 +69,7 @@ class Recorder:
             run: Callable[..., Awaitable[Any]] = pipe.execute
 
             def recording_queue(*args: Any, **options: Any) -> Any:
+                self._note_keys(args)
                 queued.append(args)
                 return queue(*args, **options)
 
@@ -90,6 +93,9 @@ class Recorder:
     def _is_key(self, value: Any) -> bool:
         return isinstance(value, str) and value.startswith(self.base)
 
+    def _note_keys(self, args: tuple[Any, ...]) -> None:
+        self.touched.update(str(a) for a in args[1:] if self._is_key(a))
+
     def _note_script(self, args: tuple[Any, ...]) -> None:
         if str(args[0]).upper() not in SCRIPT_COMMANDS:
             return
@@ -109,22 +115,24 @@ def step_violations(steps: list[Step]) -> list[str]:
     return found
 
 
-async def keys_without_ttl(store: RedisStore) -> list[str]:
-    """Every key of this store (its prefix) that has no TTL; on a Cluster, over every node."""
-    found = []
-    async for key in store.redis.scan_iter(match=f"{store.keys.base}*", count=500):
-        if await store.redis.pttl(key) == -1:
-            found.append(str(key))
-    return sorted(found)
+async def keys_without_ttl(store: RedisStore, keys: set[str] | None = None) -> list[str]:
+    """Of `keys`, or else of every key of this store (its prefix; on a Cluster, over every
+    node), those that exist without a TTL."""
+    if keys is None:
+        keys = {str(k) async for k in store.redis.scan_iter(match=f"{store.keys.base}*", count=500)}
+    return sorted([key for key in keys if await store.redis.pttl(key) == -1])
 
 
-async def key_violations(store: RedisStore) -> list[str]:
+async def key_violations(store: RedisStore, keys: set[str] | None = None) -> list[str]:
+    """Keys without a TTL whose kind has no owner: of `keys`, or of a SCAN of the store's
+    prefix (which also finds a key a script made without naming it in KEYS)."""
     return [
         f"{key} has no TTL and its kind {kind(key)!r} has no owner in keys.OWNED"
-        for key in await keys_without_ttl(store)
+        for key in await keys_without_ttl(store, keys)
         if kind(key) not in OWNED
     ]
 
 
 async def violations(store: RedisStore, recorder: Recorder) -> list[str]:
-    return step_violations(recorder.steps) + await key_violations(store)
+    """What the recorded steps and the keys they named break (cheap: no SCAN)."""
+    return step_violations(recorder.steps) + await key_violations(store, set(recorder.touched))
