@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
+import zlib
 from typing import Any
 
 import aiohttp
@@ -12,8 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge.eightbyeight.signature import b64url
 from bridge.store.base import partition_of
 from tests.core.conftest import BridgeFactory, Harness
+from tests.support.crc_forge import forge
 from tests.support.signing import signed_headers
 
 TEXT = {"eventType": "TEXT", "messageType": "AGENT", "conversationId": "conv-1", "timestamp": 1,
@@ -64,12 +68,76 @@ async def test_unsigned_event_is_refused(h: Harness) -> None:
     assert h.runtime.metrics.signature_failures._value.get() == 1
 
 
-async def test_forged_signature_with_the_right_kid_is_refused(h: Harness) -> None:
+async def test_forged_signature_with_the_right_kid_is_refused(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     body = _body()
     status, answer = await _post(h, body, signed_headers(h.sim, body, key=forger, kid=h.sim.kid))
-    assert status == 401 and "verify" in answer["reason"]
+    assert (status, answer) == (401, {"result": "invalid signature"})
+    assert _logged_reasons(caplog) == ["signature does not verify"]  # the log says why
     assert await _queued(h) == 0
+
+
+def _logged_reasons(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        str(getattr(r, "reason", r.getMessage()))
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name == "bridge.web.webhook"
+    ]
+
+
+def _refusals(h: Harness) -> dict[str, tuple[bytes, list[tuple[str, str]]]]:
+    """One request per way a signature check can fail."""
+    body = _body()
+    good = signed_headers(h.sim, body)
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    hs256 = b64url(
+        json.dumps({"b64": False, "crit": ["b64"], "kid": h.sim.kid, "alg": "HS256"}).encode()
+    )
+    stale = int((time.time() - 400) * 1000)
+    other_tenant = signed_headers(h.sim, body)
+    return {
+        "no headers": (body, []),
+        "no signature": (body, [(k, v) for k, v in good.items() if k != "x-8x8-signature"]),
+        "not a JWS": (body, [*{**good, "x-8x8-signature": "abc"}.items()]),
+        "not RS256": (body, [*{**good, "x-8x8-signature": f"{hs256}..c2ln"}.items()]),
+        "unknown kid": (body, [*signed_headers(h.sim, body, key=forger, kid="nope").items()]),
+        "forged": (body, [*signed_headers(h.sim, body, key=forger, kid=h.sim.kid).items()]),
+        "stale": (body, [*signed_headers(h.sim, body, tt_ms=stale).items()]),
+        "tampered": (_body({**TEXT, "message": "changed"}), [*good.items()]),
+        "repeated header": (body, [("x-8x8-event-id", "other"), *good.items()]),
+        "bad retry": (body, [*{**good, "x-8x8-retry": "1_0"}.items()]),
+        "other tenant": (body, [*{**other_tenant, "x-8x8-tenant-id": "t2"}.items()]),
+    }  # fmt: skip
+
+
+async def test_every_signature_failure_has_the_same_401_body(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers: dict[str, tuple[int, bytes]] = {}
+    async with aiohttp.ClientSession() as http:
+        # A signature used once, then again on another body with the same CRC32.
+        used = signed_headers(h.sim, _body(), event_id="evt-once")
+        async with http.post(f"{h.url}/8x8/events", data=_body(), headers=used) as r:
+            assert r.status == 200
+        forged = forge(_body({**TEXT, "message": "forged {PAD}"}), zlib.crc32(_body()))
+        reused = forged, [*used.items()]
+        for name, (body, headers) in {**_refusals(h), "reused id": reused}.items():
+            async with http.post(f"{h.url}/8x8/events", data=body, headers=headers) as r:
+                answers[name] = (r.status, await r.read())
+    assert set(answers.values()) == {(401, b'{"result": "invalid signature"}')}, answers
+    # ...while the log tells them apart, at warning.
+    assert _logged_reasons(caplog) == [
+        "missing header x-8x8-signature", "missing header x-8x8-signature",
+        "signature is not a detached compact JWS", "JWS algorithm must be RS256",
+        "unknown signing key", "signature does not verify",
+        "x-8x8-transmission-time is outside the allowed clock skew", "signature does not verify",
+        "header x-8x8-event-id is repeated",
+        "x-8x8-retry and x-8x8-transmission-time must be integers",
+        "x-8x8-tenant-id is not this deployment's tenant", "event_id_reused_with_another_body",
+    ]  # fmt: skip
+    assert await _queued(h) == 1
 
 
 async def test_unknown_key_is_refused(h: Harness) -> None:

@@ -29,8 +29,8 @@ def test_all_keys_of_a_sender_share_a_slot(sender: str) -> None:
 def test_all_keys_of_a_partition_share_a_slot(partition: int) -> None:
     keys = [
         *K.partition_keys(partition),
-        K.claim(partition, EventId("evt-1")),
-        K.claim(partition, EventId("}{weird")),
+        K.enqueued(partition, EventId("evt-1")),
+        K.enqueued(partition, EventId("}{weird")),
         K.hold(partition, ConversationId("conv-1")),
         K.hold(partition, ConversationId("c}{")),
     ]
@@ -60,7 +60,7 @@ def test_ids_cannot_make_keys_collide() -> None:
 
 # Key kinds that live without a TTL (the reasons are in keys.py), and those that expire.
 NO_TTL = {"stream", "attempts", "dead", "held", "heldby", "hold", "senders"}
-WITH_TTL = {"rec", "lease", "outbox", "sender", "evt"}
+WITH_TTL = {"rec", "lease", "outbox", "sender", "enq", "claim"}
 
 
 def kind(key: str) -> str:
@@ -77,6 +77,7 @@ async def test_only_documented_keys_live_without_ttl(store: RedisStore, key_pref
     await store.outbox_push(s, "m")
     assert await store.acquire_partition(0, OWNER, 60_000)
     for event_id in ("e1", "e2", "e3"):
+        await store.claim_event(EventId(event_id), "h", 60, settled=False)
         assert await store.enqueue_event(0, EventId(event_id), "p", 60)
     e1, e2, e3 = await store.read_events(0, 10)
     await store.note_attempt(0, e3.entry_id)
