@@ -33,11 +33,12 @@ UNKNOWN_KID_TTL_S = 30.0
 FAILED_FETCH_TTL_S = 5.0
 MAX_UNKNOWN_KIDS = 10_000  # bounds the memory forged kids can take
 MAX_KID_CHARS = 256
-# New kids are rare (8x8 rotates its key now and then): one fetch per second for kids not seen
-# before is plenty for 8x8 and caps what a flood of forged kids can make us ask of it. A burst
-# of two lets a genuine new kid through right after one forged kid took a token.
+# New kids are rare (8x8 rotates its key now and then): one lookup per second for kids not seen
+# before is plenty for 8x8 and caps what a flood of forged kids can make us ask of it (a lookup
+# is one request, two on the gateway when its path does not know the kid). Refused lookups are
+# answered 503, so a genuine new kid caught behind forged ones gets through on 8x8's retry.
 KEY_FETCHES_PER_S = 1.0
-KEY_FETCH_BURST = 2
+KEY_FETCH_BURST = 1
 
 
 class KeyFetchUnavailable(SignatureError):

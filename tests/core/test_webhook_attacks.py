@@ -21,7 +21,13 @@ import pytest
 
 from bridge.eightbyeight import make_client
 from bridge.eightbyeight.client import ChatClient, Customer
-from bridge.eightbyeight.signature import HEADER_SIGNATURE, SignedHeaders, detached_payload
+from bridge.eightbyeight.signature import (
+    HEADER_SIGNATURE,
+    SignedHeaders,
+    b64url,
+    detached_payload,
+    protected_header,
+)
 from bridge.handoff import Escalated, Handoff, on_action
 from bridge.ids import SenderId
 from bridge.simulator import Simulator, SimulatorConfig, running_simulator
@@ -204,3 +210,23 @@ async def test_an_event_signed_for_another_tenant_is_refused(edge: Edge) -> None
 
     await edge.agent_says("kim", cid, "genuine")
     assert edge.rasa.texts("kim") == ["genuine"]
+
+
+async def test_a_flood_of_forged_kids_costs_8x8_about_one_key_fetch_per_second(
+    edge: Edge,
+) -> None:
+    body = b'{"eventType":"TEXT","conversationId":"c-1","message":"hi"}'
+    floods = []
+    for _ in range(500):
+        signed = SignedHeaders("c1", secrets.token_urlsafe(16), 0, "t1", int(time.time() * 1000))
+        jws = f"{protected_header(secrets.token_urlsafe(16))}..{b64url(os.urandom(256))}"
+        floods.append(list({**signed.as_headers(), HEADER_SIGNATURE: jws}.items()))
+    jwk_fetches = lambda: sum("/jwk/" in r.path for r in edge.sim.requests)  # noqa: E731
+    before = jwk_fetches()
+    started = time.monotonic()
+    statuses = [await edge.post(body, headers) for headers in floods]
+    elapsed = time.monotonic() - started
+    fetched = jwk_fetches() - before
+    # A burst of two, then one per second of the flood.
+    assert fetched <= 2 + int(elapsed), (fetched, elapsed)
+    assert set(statuses) <= {401, 503}

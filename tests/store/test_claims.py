@@ -50,8 +50,14 @@ async def test_settling_keeps_the_claims_ttl(store: RedisStore) -> None:
     assert 0 < await store.redis.ttl(store.keys.event_claim(E)) <= 100
 
 
-async def test_redoing_the_enqueue_appends_once(store: RedisStore) -> None:
-    """The second step is safe to redo: a retry after a crash cannot double the event."""
+async def test_redoing_the_enqueue_appends_once_even_after_delivery(store: RedisStore) -> None:
+    """The second step is safe to redo: a retry after a crash cannot double the event, even
+    when the relay delivered and acknowledged it in between."""
     assert await store.enqueue_event(1, E, "p", TTL_S)
     assert not await store.enqueue_event(1, E, "p", TTL_S)
-    assert [e.event_id for e in await store.read_events(1, 10)] == [E]
+    [entry] = await store.read_events(1, 10)
+    assert entry.event_id == E
+    assert await store.acquire_partition(1, "w", 10_000)
+    assert await store.ack_event(1, entry.entry_id, "w")
+    assert not await store.enqueue_event(1, E, "p", TTL_S)
+    assert await store.read_events(1, 10) == []
