@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from yarl import URL
 
 from bridge.eightbyeight.signature import b64url
 from bridge.errors import StoreUnavailable
@@ -354,3 +355,19 @@ async def test_text_that_is_not_valid_unicode_is_a_400(h: Harness) -> None:
     body = b'{"eventType":"TEXT","conversationId":"conv-1","message":"broken \\ud83d emoji"}'
     status, answer = await _post(h, body, signed_headers(h.sim, body))
     assert (status, answer["result"]) == (400, "body has text that is not valid Unicode")
+
+
+async def test_a_signed_header_with_bytes_that_are_not_utf8_is_a_401(h: Harness) -> None:
+    body = _body()
+    headers = signed_headers(h.sim, body)
+    lines = [f"{k}: {v}".encode() for k, v in headers.items() if k != "x-8x8-event-id"]
+    request = b"\r\n".join(
+        [b"POST /8x8/events HTTP/1.1", b"Host: bridge", b"x-8x8-event-id: evt-\xff\xfe",
+         *lines, b"Content-Length: %d" % len(body), b"Connection: close", b"", body]
+    )  # fmt: skip
+    url = URL(h.url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(request)
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"401"
