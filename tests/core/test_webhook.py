@@ -371,3 +371,14 @@ async def test_a_signed_header_with_bytes_that_are_not_utf8_is_a_401(h: Harness)
     status_line = await reader.readline()
     writer.close()
     assert status_line.split()[1] == b"401"
+
+
+async def test_a_signature_on_an_unusable_body_cannot_carry_a_usable_one(h: Harness) -> None:
+    """A 400 claims the event id too: its signature with a CRC-matching usable body is refused."""
+    broken = b'{"eventType":"TEXT","conversationId":"conv-1","message":"lone \\ud83d"}'
+    headers = signed_headers(h.sim, broken, event_id="evt-broken")
+    assert (await _post(h, broken, headers))[0] == 400
+    assert (await _post(h, broken, signed_headers(h.sim, broken, event_id="evt-broken")))[0] == 400
+    forged = forge(_body({**TEXT, "message": "forged {PAD}"}), zlib.crc32(broken))
+    assert (await _post(h, forged, headers))[0] == 401
+    assert await _queued(h) == 0
