@@ -93,6 +93,12 @@ class Settings(BaseSettings):
                 raise ConfigError(
                     "EIGHTBYEIGHT_TENANT_ID", "is required when EIGHTBYEIGHT_API=chat-v2"
                 )
+        if self.event_dedupe_ttl_s < 2 * self.eightbyeight_max_clock_skew_s:
+            # A signature is accepted from tt - skew to tt + skew: its event id must stay
+            # claimed that long, or the request could be replayed once the claim expired.
+            raise ConfigError(
+                "EVENT_DEDUPE_TTL_S", "must be at least twice EIGHTBYEIGHT_MAX_CLOCK_SKEW_S"
+            )
 
     def eightbyeight(self) -> EightByEightConfig:
         """The 8x8 layer's view of these settings (call check_for_serve() first)."""

@@ -18,7 +18,8 @@ Hash tags decide the Cluster slot:
 
 - `{s:<sender>}`: everything about one Rasa sender (handoff record, creation lease, outbox).
 - `{c:<conversation>}`: the conversation -> sender direction of the mapping.
-- `{p:<n>}`: everything one relay partition owns (dedupe claims, stream, attempts, lease,
+- `{e:<event id>}`: the webhook's claim of one 8x8 event id (one key, one slot).
+- `{p:<n>}`: everything one relay partition owns (stream, enqueued markers, attempts, lease,
   dead letters, hold lists and the held set), so the relay's fenced steps are single-slot.
 - `{outboxes}`, `{relays}`: one deployment-wide key each.
 
@@ -49,8 +50,8 @@ MAPPING_TTL_MS = 90 * DAY_MS
 # a push would let it append after the index forgot the sender).
 OUTBOX_TTL_MS = MAPPING_TTL_MS
 
-# Dedupe claims (`EVENT_DEDUPE_TTL_S`), the sender lease and the partition lease take their
-# TTLs from the caller: they are settings of the webhook door and the relay.
+# Event claims and enqueued markers (`EVENT_DEDUPE_TTL_S`), the sender lease and the partition
+# lease take their TTLs from the caller: they are settings of the webhook door and the relay.
 
 # The record's version field (for compare-and-set); a reserved field name, kept short because
 # it is stored in every record.
@@ -137,6 +138,14 @@ class Keys:
         """STRING: the sender a conversation belongs to (MAPPING_TTL_MS)."""
         return f"{self.base}{{c:{conversation}}}:sender"
 
+    # --- one 8x8 event: {e:<event id>} ---
+
+    def event_claim(self, event_id: EventId) -> str:
+        """STRING: `<state>:<sha256 of the raw body>` of an 8x8 event id seen by the webhook,
+        state `p` (claimed, enqueue not confirmed) or `d` (done) (EVENT_DEDUPE_TTL_S). One key
+        for the whole deployment, whatever the partition: a signature is usable once."""
+        return f"{self.base}{{e:{event_id}}}:claim"
+
     # --- global ---
 
     def outbox_index(self) -> str:
@@ -152,11 +161,12 @@ class Keys:
 
     # --- one partition: {p:<n>} ---
 
-    def claim(self, partition: int, event_id: EventId) -> str:
-        """STRING: an 8x8 event id already accepted (EVENT_DEDUPE_TTL_S). In the partition's
-        slot so that claim + append is one script; an event's conversation, hence partition,
-        never changes across 8x8's retries."""
-        return f"{self.base}{{p:{partition}}}:evt:{event_id}"
+    def enqueued(self, partition: int, event_id: EventId) -> str:
+        """STRING: this event id is in the partition's stream already (EVENT_DEDUPE_TTL_S).
+        Not the dedupe decision (that is `event_claim`): it makes the enqueue step idempotent,
+        so a retry that finds its claim still pending cannot append the event twice. In the
+        partition's slot so that the check and the append are one script."""
+        return f"{self.base}{{p:{partition}}}:enq:{event_id}"
 
     def stream(self, partition: int) -> str:
         """STREAM: accepted events not yet delivered (fields `eid`, `ev`). No TTL."""
@@ -189,7 +199,7 @@ class Keys:
         return f"{self.base}{{p:{partition}}}:hold:{conversation}"
 
     def partition_keys(self, partition: int) -> list[str]:
-        """The fixed keys of a partition (hold lists and claims are per id)."""
+        """The fixed keys of a partition (hold lists and enqueued markers are per id)."""
         return [
             self.stream(partition),
             self.attempts(partition),

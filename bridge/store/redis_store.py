@@ -23,7 +23,7 @@ from redis.commands.core import AsyncScript
 from bridge.errors import StoreUnavailable
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import scripts
-from bridge.store.base import DeadLetter, HandoffRecord, Store, StreamEntry
+from bridge.store.base import Claim, DeadLetter, HandoffRecord, Store, StreamEntry
 from bridge.store.keys import (
     CONVERSATION_FIELD,
     MAPPING_TTL_MS,
@@ -226,11 +226,25 @@ class RedisStore:
     # --- the webhook door ---
 
     @_guarded
+    async def claim_event(
+        self, event_id: EventId, body_sha256: str, dedupe_ttl_s: int, *, settled: bool
+    ) -> Claim:
+        state = "d" if settled else "p"
+        found = await self._run(
+            "claim_event", [self.keys.event_claim(event_id)], [body_sha256, dedupe_ttl_s, state]
+        )
+        return Claim(_text(found))
+
+    @_guarded
+    async def settle_event(self, event_id: EventId, body_sha256: str) -> None:
+        await self._run("settle_event", [self.keys.event_claim(event_id)], [body_sha256])
+
+    @_guarded
     async def enqueue_event(
         self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int
     ) -> bool:
         p = self._check(partition)
-        keys = [self.keys.claim(p, event_id), self.keys.stream(p)]
+        keys = [self.keys.enqueued(p, event_id), self.keys.stream(p)]
         return bool(await self._run("enqueue_event", keys, [event_id, payload, dedupe_ttl_s]))
 
     # --- the relay ---

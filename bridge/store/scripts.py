@@ -37,9 +37,32 @@ local function remove_held(list, entry_id)
 end
 """
 
-# KEYS: claim, stream. ARGV: event id, payload, dedupe ttl (s).
-# Claim the event id and append the event, or do nothing (0) if it was claimed already.
-# XADD comes before SET so that a failure leaves no claim behind (8x8's retry redoes the work).
+# KEYS: event claim. ARGV: sha256 of the raw body, ttl (s), state of a new claim ('p' or 'd').
+# The webhook's dedupe decision for one 8x8 event id, whatever its partition. Returns 'new'
+# (claimed now), 'pending' (claimed with this body, enqueue not confirmed: redo it), 'done' (a
+# duplicate) or 'conflict' (claimed with another body: a reused signature).
+CLAIM_EVENT: Final = """
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], ARGV[3] .. ':' .. ARGV[1], 'EX', ARGV[2])
+  return 'new'
+end
+if string.sub(held, 3) ~= ARGV[1] then return 'conflict' end
+if string.sub(held, 1, 1) == 'p' then return 'pending' end
+return 'done'
+"""
+
+# KEYS: event claim. ARGV: sha256 of the raw body. A pending claim of this body becomes done.
+SETTLE_EVENT: Final = """
+if redis.call('GET', KEYS[1]) ~= 'p:' .. ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], 'd:' .. ARGV[1], 'KEEPTTL')
+return 1
+"""
+
+# KEYS: enqueued marker, stream. ARGV: event id, payload, ttl (s).
+# Append the event unless this partition has it already (0): the enqueue step after a claim,
+# idempotent so that redoing it after a crash cannot double the event. XADD comes before SET
+# so that a failure leaves no marker behind (the retry appends).
 ENQUEUE_EVENT: Final = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('XADD', KEYS[2], '*', 'eid', ARGV[1], 'ev', ARGV[2])
@@ -229,6 +252,8 @@ return redis.call('ZCARD', KEYS[1])
 
 ALL: Final = {
     "relay_heartbeat": RELAY_HEARTBEAT,
+    "claim_event": CLAIM_EVENT,
+    "settle_event": SETTLE_EVENT,
     "enqueue_event": ENQUEUE_EVENT,
     "acquire_lease": ACQUIRE_LEASE,
     "release_lease": RELEASE_LEASE,

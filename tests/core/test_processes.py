@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from itertools import cycle
 
@@ -27,52 +24,11 @@ from bridge.store import open_store
 from bridge.store.base import Store, partition_of
 from tests.core.conftest import bridge_settings, now_ms, serve_app
 from tests.support.rasa_stand_in import RasaStandIn
+from tests.support.serve_process import ServeProcess, free_port
 from tests.support.store_rules import key_violations
 from tests.support.waiting import eventually
 
 JOINED = "#EXTERNAL_agent_joined"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServeProcess:
-    def __init__(self, env: dict[str, str], port: int) -> None:
-        self.env = {**env, "BRIDGE_PORT": str(port), "BRIDGE_HOST": "127.0.0.1"}
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: ASYNC220 - a start, not a wait
-            [sys.executable, "-m", "bridge", "serve"], env=self.env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(f"{self.url}/ready") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError("serve did not become ready")
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture(
@@ -132,7 +88,7 @@ def processes() -> Iterator[list[ServeProcess]]:
 
 async def test_serve_killed_and_restarted_mid_stream_loses_nothing(world, processes) -> None:  # type: ignore[no-untyped-def]
     sim, rasa, store, chat, env = world
-    serve = ServeProcess(env, _free_port())
+    serve = ServeProcess(env, free_port())
     processes.append(serve)
     await serve.start()
     sim.set_webhook_url(f"{serve.url}/8x8/events")
@@ -182,7 +138,7 @@ async def test_two_serve_processes_on_one_redis_keep_order_and_double_nothing(
     world, processes
 ) -> None:  # type: ignore[no-untyped-def]
     sim, rasa, store, chat, env = world
-    a, b = ServeProcess(env, _free_port()), ServeProcess(env, _free_port())
+    a, b = ServeProcess(env, free_port()), ServeProcess(env, free_port())
     processes.extend([a, b])
     await asyncio.gather(a.start(), b.start())
     balancer = await serve_app(await _round_robin([a.url, b.url]))
@@ -232,7 +188,7 @@ async def _owned_partitions(serve: ServeProcess) -> int:
 
 async def test_sigterm_finishes_the_delivery_in_flight_then_exits(world, processes) -> None:  # type: ignore[no-untyped-def]
     sim, rasa, store, chat, env = world
-    serve = ServeProcess(env, _free_port())
+    serve = ServeProcess(env, free_port())
     processes.append(serve)
     await serve.start()
     sim.set_webhook_url(f"{serve.url}/8x8/events")

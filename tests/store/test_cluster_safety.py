@@ -62,7 +62,9 @@ async def drive_every_method(store: RedisStore) -> None:
     await store.acquire_partition(1, OWNER, 60_000)
     await store.relay_heartbeat(OWNER, 60_000)
     for event_id in ("e1", "e2", "e3", "e4", "e5"):
+        await store.claim_event(EventId(event_id), "h", 60, settled=False)
         await store.enqueue_event(1, EventId(event_id), "p", 60)
+        await store.settle_event(EventId(event_id), "h")
     e1, e2, e3, e4, e5 = await store.read_events(1, 10)
     await store.note_attempt(1, e1.entry_id)
     await store.begin_attempt(1, e5.entry_id, s)

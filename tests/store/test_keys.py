@@ -26,8 +26,8 @@ def test_all_keys_of_a_sender_share_a_slot(sender: str) -> None:
 def test_all_keys_of_a_partition_share_a_slot(partition: int) -> None:
     keys = [
         *K.partition_keys(partition),
-        K.claim(partition, EventId("evt-1")),
-        K.claim(partition, EventId("}{weird")),
+        K.enqueued(partition, EventId("evt-1")),
+        K.enqueued(partition, EventId("}{weird")),
         K.hold(partition, ConversationId("conv-1")),
         K.hold(partition, ConversationId("c}{")),
     ]
