@@ -22,6 +22,8 @@ Keys without a TTL, and why:
 - dead letters: the record of what could not be delivered; kept until replayed (the CLI lists
   them). Expiring them would silently lose events.
 - the outbox index: one global set; an expiry would forget senders with pending messages.
+- partition timers: owned like the stream (each entry leaves when it fires, at most one
+  handoff-timeout after it was armed, into the stream), so bounded by the live handoffs.
 Everything per handoff (record, mapping, leases, outbox, dedupe claims) expires.
 """
 
@@ -138,6 +140,12 @@ class Keys:
         payload]`). Emptied by unhold/dead letter; Redis deletes it when empty."""
         return f"{self.base}{{p:{partition}}}:hold:{conversation}"
 
+    def timers(self, partition: int) -> str:
+        """ZSET: the partition's conversations' armed timers (a timer's JSON), scored by when
+        they are due (epoch ms). In the partition's slot: firing moves one into the stream
+        in one script. No TTL (see above)."""
+        return f"{self.base}{{p:{partition}}}:timers"
+
     def partition_keys(self, partition: int) -> list[str]:
         """The fixed keys of a partition (hold lists and claims are per id)."""
         return [
@@ -147,4 +155,5 @@ class Keys:
             self.dead(partition),
             self.held(partition),
             self.held_index(partition),
+            self.timers(partition),
         ]

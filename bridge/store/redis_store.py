@@ -357,6 +357,18 @@ class RedisStore:
         ]
         return bool(await self._run("unhold_event", keys, [owner, entry_id, conversation]))
 
+    # --- timers ---
+
+    @_guarded
+    async def arm_timer(self, partition: int, timer: str, due_ms: int) -> None:
+        await self.redis.zadd(self.keys.timers(self._check(partition)), {timer: due_ms})
+
+    @_guarded
+    async def fire_timers(self, partition: int, now_ms: int, owner: str, limit: int = 100) -> int:
+        p = self._check(partition)
+        keys = [self.keys.partition_lease(p), self.keys.timers(p), self.keys.stream(p)]
+        return int(await self._run("fire_timers", keys, [owner, now_ms, limit]))
+
     # --- the outbox ---
 
     @_guarded
