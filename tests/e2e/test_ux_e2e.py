@@ -31,7 +31,7 @@ async def outcome(e2e: E2E, sender: str) -> tuple[object, object]:
     return slots.get("handoff_outcome"), slots.get("handoff_last_agent")
 
 
-@pytest.mark.bridge_env(HANDOFF_QUEUE_TIMEOUT_S="3", HANDOFF_QUEUE_REMINDER_S="0")
+@pytest.mark.bridge_env(HANDOFF_QUEUE_TIMEOUT_S="6", HANDOFF_QUEUE_REMINDER_S="0")
 async def test_no_agent_in_time_the_user_is_told_8x8_is_left_and_the_bot_answers(e2e: E2E) -> None:
     say = e2e.say_
     sender = e2e.new_sender()
