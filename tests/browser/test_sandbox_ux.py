@@ -74,3 +74,22 @@ async def test_after_the_agent_leaves_the_bot_asks_one_question(
         await say(http, sb, "web-s", "/handoff_survey_good")
         await stream.until(has("notice", "Glad to hear it"), "the thanks")
         await stream.close()
+
+
+async def test_restart_during_a_handoff_leaves_the_8x8_interaction(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with running_sandbox(SandboxConfig(port=0), settings()) as sb:
+        assert sb.sim is not None and sb.demo_bot is not None
+        stream = ChatStream(http, f"{sb.url}/api/chat/web-r/events")
+        await say(http, sb, "web-r", "/human_handoff")
+        await stream.until(has("notice", "queue"), "queued")
+        (conv,) = sb.sim.conversations.values()
+        await desk(http, sb, f"{conv.id}/accept", agentName="Anna")
+        await stream.until(has("notice", "joined"), "the agent")
+        await say(http, sb, "web-r", "/restart")
+        await eventually(lambda: conv.interaction is None, what="the user's leave on 8x8")
+        assert sb.demo_bot.tracker("web-r").slots["handoff_active"] is False
+        await say(http, sb, "web-r", "hello")
+        await stream.until(has("bot", "example assistant"), "the bot again")
+        await stream.close()

@@ -62,6 +62,10 @@ class BotDomain:
         ]
 
 
+# Intents every Rasa domain has without declaring them (the demo bot needs `/restart`).
+RASA_DEFAULT_INTENTS = frozenset({"restart"})
+
+
 def example_root() -> Path:
     """The repository root holding the example bot (domain.yml, data/).
 
@@ -84,7 +88,7 @@ def load_domain(root: Path | None = None) -> BotDomain:
     slots = raw.get("slots") or {}
     return BotDomain(
         raw=raw,
-        intents=frozenset(_names(raw.get("intents") or [])),
+        intents=frozenset(_names(raw.get("intents") or [])) | RASA_DEFAULT_INTENTS,
         responses={str(k): list(v or []) for k, v in (raw.get("responses") or {}).items()},
         initial_slots={str(n): (s or {}).get("initial_value") for n, s in slots.items()},
         entity_slots=tuple(_entity_slots(slots)),
