@@ -47,9 +47,14 @@ def handing_over() -> list[EventType]:
     return [SlotSet(OUTCOME_SLOT, None), SlotSet(LAST_AGENT_SLOT, None)]
 
 
+def has_response(domain: dict[str, Any] | None, name: str) -> bool:
+    """Whether the bot's domain defines `name` (rasa-sdk passes None for a call without one)."""
+    return name in ((domain or {}).get("responses") or {})
+
+
 def offer_survey(
-    dispatcher: CollectingDispatcher, domain: dict[str, Any], outcome: HandoffOutcome
+    dispatcher: CollectingDispatcher, domain: dict[str, Any] | None, outcome: HandoffOutcome
 ) -> None:
     """One question after an agent ended the chat; the user may ignore it and talk on."""
-    if outcome is HandoffOutcome.AGENT_ENDED and SURVEY_RESPONSE in (domain.get("responses") or {}):
+    if outcome is HandoffOutcome.AGENT_ENDED and has_response(domain, SURVEY_RESPONSE):
         dispatcher.utter_message(response=SURVEY_RESPONSE)

@@ -10,6 +10,7 @@ from rasa_sdk.events import EventType, Restarted
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions.outcomes import has_response
 from bridge import host
 from bridge.ids import SenderId
 
@@ -26,6 +27,6 @@ class ActionRestart(Action):
     ) -> list[EventType]:
         service = await host.service()
         await service.end(SenderId(tracker.sender_id))  # nothing to end: a no-op
-        if "utter_restart" in (domain.get("responses") or {}):
+        if has_response(domain, "utter_restart"):
             dispatcher.utter_message(response="utter_restart")
         return [Restarted()]

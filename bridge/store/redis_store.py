@@ -22,7 +22,7 @@ from redis.commands.core import AsyncScript
 from bridge.errors import StoreUnavailable
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import scripts
-from bridge.store.base import DeadLetter, HandoffRecord, Store, StreamEntry
+from bridge.store.base import TIMER_EVENT_PREFIX, DeadLetter, HandoffRecord, Store, StreamEntry
 from bridge.store.keys import (
     CONVERSATION_FIELD,
     MAPPING_TTL_MS,
@@ -367,7 +367,8 @@ class RedisStore:
     async def fire_timers(self, partition: int, now_ms: int, owner: str, limit: int = 100) -> int:
         p = self._check(partition)
         keys = [self.keys.partition_lease(p), self.keys.timers(p), self.keys.stream(p)]
-        return int(await self._run("fire_timers", keys, [owner, now_ms, limit]))
+        args: list[str | int] = [owner, now_ms, limit, TIMER_EVENT_PREFIX]
+        return int(await self._run("fire_timers", keys, args))
 
     # --- the outbox ---
 

@@ -111,6 +111,9 @@ async def test_the_survey_follows_only_an_agents_end_and_only_if_the_bot_has_it(
     assert said == ["utter_handoff_agent_left", "utter_handoff_survey"]
     said, _ = await run(NOTICE, during("sue", "EXTERNAL_agent_left"), {"responses": {}})
     assert said == ["utter_handoff_agent_left"]
+    dispatcher = CollectingDispatcher()  # rasa-sdk passes no domain for a call without one
+    await NOTICE.run(dispatcher, during("sue", "EXTERNAL_agent_left"), None)  # type: ignore[arg-type]
+    assert [m["response"] for m in dispatcher.messages] == ["utter_handoff_agent_left"]
     said, _ = await run(NOTICE, during("sue", "EXTERNAL_handoff_queue_timeout"), SURVEY_DOMAIN)
     assert said == ["utter_handoff_queue_timeout"]
 

@@ -5,6 +5,7 @@ is injected and moved by the test; nothing waits out a real timeout."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -49,8 +50,8 @@ async def settled(h: Harness, cid: ConversationId) -> None:
         keys.timers(partition), "-inf", int(h.runtime.relay._clock() * 1000)
     ):
         assert time.monotonic() < deadline, "the partition did not settle"
-        await eventually(lambda: True, 1)
         await h.sim.idle(timeout=5)
+        await asyncio.sleep(0.02)
 
 
 async def test_no_agent_within_the_queue_timeout_tells_the_user_once_and_ends_the_interaction(
@@ -185,3 +186,25 @@ async def test_an_agent_joining_at_the_instant_of_the_queue_timeout_loses_safely
     assert (await h.runtime.service.handoff(SenderId("ugo"))).state is State.ENDED
     await eventually(lambda: not h.sim.conversation(cid).user_present or
                      h.sim.conversation(cid).interaction is None, 10, "the user left 8x8")  # fmt: skip
+
+
+async def test_a_timer_fires_once_from_whichever_process_holds_it_after_a_restart(
+    make_bridge: BridgeFactory,
+) -> None:
+    """Two serve processes on one Redis; the one that armed the timer stops before it is due
+    (a restart): the other fires it, once."""
+    clock = Clock(time.time())
+    timers = {"handoff_queue_timeout_s": 600, "handoff_queue_reminder_s": 0}
+    first = await make_bridge(clock=clock, **timers)
+    second = await make_bridge(clock=clock, **timers)
+    cid = await escalate(first, "vera")
+    await first.runtime.relay.stop()
+    await eventually(
+        lambda: len(second.runtime.relay.owned_partitions) == second.store.partitions,
+        15,
+        "the second process holding every partition",
+    )
+    clock.now += 600
+    await eventually(lambda: TIMED_OUT in second.rasa.timeline("vera"), 10, "the timeout")
+    await settled(second, cid)
+    assert second.rasa.timeline("vera") == [QUEUED, TIMED_OUT]
