@@ -70,8 +70,12 @@ async def test_after_the_agent_leaves_the_bot_asks_one_question(
         (cid,) = sb.sim.conversations
         await desk(http, sb, f"{cid}/accept", agentName="Anna")
         await desk(http, sb, f"{cid}/leave")
-        await stream.until(has("notice", "Did the agent solve your problem?"), "the survey")
-        await say(http, sb, "web-s", "/handoff_survey_good")
+        survey = await stream.until(has("notice", "Did the agent solve your problem?"), "survey")
+        assert survey["buttons"] == [
+            {"title": "Yes", "payload": "/handoff_survey_good"},
+            {"title": "No", "payload": "/handoff_survey_bad"},
+        ]
+        await say(http, sb, "web-s", "/handoff_survey_good")  # what clicking "Yes" sends
         await stream.until(has("notice", "Glad to hear it"), "the thanks")
         await stream.close()
 
@@ -92,4 +96,23 @@ async def test_restart_during_a_handoff_leaves_the_8x8_interaction(
         assert sb.demo_bot.tracker("web-r").slots["handoff_active"] is False
         await say(http, sb, "web-r", "hello")
         await stream.until(has("bot", "example assistant"), "the bot again")
+        await stream.close()
+
+
+async def test_buttons_on_the_bot_route_are_checked(http: aiohttp.ClientSession) -> None:
+    async with running_sandbox(SandboxConfig(port=0), settings()) as sb:
+        stream = ChatStream(http, f"{sb.url}/api/chat/web-b/events")
+        odd = [
+            {"title": "ok", "payload": "/greet"},
+            {"title": 3},
+            "x",
+            {"title": "t", "payload": ""},
+        ]
+        for buttons in (odd, "not a list"):
+            body = {"recipient_id": "web-b", "text": "pick one", "buttons": buttons}
+            async with http.post(f"{sb.url}/bot", json=body) as response:
+                assert response.status == 200
+        await eventually(lambda: len(stream.items) == 2, what="both messages")
+        assert stream.items[0]["buttons"] == [{"title": "ok", "payload": "/greet"}]
+        assert "buttons" not in stream.items[1]
         await stream.close()

@@ -51,6 +51,18 @@ class BotDomain:
                 return _fill(text, slots)
         return None
 
+    def buttons(self, name: str) -> list[dict[str, str]]:
+        """The buttons of response `name` (the example's survey has two), as Rasa sends them."""
+        for variation in self.responses.get(name) or []:
+            found = variation.get("buttons")
+            if isinstance(found, list):
+                return [
+                    {"title": str(b.get("title")), "payload": str(b.get("payload"))}
+                    for b in found
+                    if isinstance(b, dict)
+                ]
+        return []
+
     def texts_of(self, prefix: str) -> list[str]:
         """Every text variation of the responses whose names start with `prefix`."""
         return [

@@ -158,7 +158,9 @@ class DemoBot:
 
     def _utter(self, response: str, tracker: DemoTracker) -> dict[str, Any]:
         text = self.domain.render(response, tracker.slots)
-        return {"event": "bot", "text": text, "data": {}, "metadata": {"utter_action": response}}
+        buttons = self.domain.buttons(response)
+        data = {"buttons": buttons} if buttons else {}
+        return {"event": "bot", "text": text, "data": data, "metadata": {"utter_action": response}}
 
     async def _custom(
         self, tracker: DemoTracker, action: str
