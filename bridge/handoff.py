@@ -583,7 +583,21 @@ def _message_with_agent(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Ste
         return _keep(h, "ignored_empty")
     same = _same_agent(h, e.agent_id, e.agent_name)
     new = _fill_agent(h, e.agent_id, e.agent_name) if same else h
-    return _step(h, replace(new, agent_ms=now_ms), now_ms, "relayed", say)
+    return _step(h, _agent_spoke(new, now_ms, t), now_ms, "relayed", say)
+
+
+# The silence timers count in minutes: within this, an agent's further words need not be
+# written down (a burst of messages costs one record write, not one each).
+AGENT_WORDS_GRAIN_MS: Final = 1_000
+
+
+def _agent_spoke(h: Handoff, now_ms: int, t: Timing) -> Handoff:
+    """Note when the agent last spoke, for the silence timers (only when one is on). Always
+    when it answers the user, so "who spoke last" stays exact."""
+    if t.agent_silence_ms <= 0 and t.user_silence_ms <= 0:
+        return h
+    fresh = h.agent_ms is not None and now_ms - h.agent_ms < AGENT_WORDS_GRAIN_MS
+    return h if fresh and not _user_spoke_last(h) else replace(h, agent_ms=now_ms)
 
 
 def _start_transfer(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:

@@ -251,6 +251,17 @@ def test_an_agent_message_and_a_user_turn_move_the_silence_clocks() -> None:
     assert on_action(h, UserSpoke(), NOW, TIMING).handoff.user_ms == NOW
 
 
+def test_an_agents_burst_of_words_is_one_write_but_an_answer_is_always_noted() -> None:
+    h = replace(hand(S.WITH_AGENT, **ANN), agent_ms=NOW - 500)
+    said = ChatEvent(EventKind.AGENT_MESSAGE, "TEST", C1, NOW, text="more", **ANN)
+    assert on_event(h, said, NOW, TIMING).handoff is h  # within a second: nothing to write
+    answering = replace(h, user_ms=NOW - 100)
+    assert on_event(answering, said, NOW, TIMING).handoff.agent_ms == NOW
+    later = replace(h, agent_ms=NOW - 1_000)
+    assert on_event(later, said, NOW, TIMING).handoff.agent_ms == NOW
+    assert on_event(later, said, NOW, Timing()).handoff is later  # no silence timer: no write
+
+
 def test_a_join_and_the_queue_timeout_at_the_same_instant_join_first() -> None:
     """The join was accepted first: the timeout, behind it in the stream, is stale."""
     queued = hand(S.QUEUED, K.QUEUE_TIMEOUT)
