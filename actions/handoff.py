@@ -13,6 +13,13 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions.outcomes import (
+    OUTCOME_OF_INTENT,
+    HandoffOutcome,
+    handing_over,
+    offer_survey,
+    took_over,
+)
 from actions.tracker_data import customer, fallback_streak, transcript
 from bridge import host
 from bridge.ids import SenderId
@@ -32,6 +39,10 @@ NOTICES: dict[str, tuple[str, bool]] = {
     "EXTERNAL_agent_joined": ("utter_handoff_agent_joined", True),
     "EXTERNAL_agent_left": ("utter_handoff_agent_left", False),
     "EXTERNAL_handoff_failed": ("utter_handoff_failed", False),
+    "EXTERNAL_handoff_queue_reminder": ("utter_handoff_queue_reminder", True),
+    "EXTERNAL_handoff_agent_silent": ("utter_handoff_agent_silent", True),
+    "EXTERNAL_handoff_queue_timeout": ("utter_handoff_queue_timeout", False),
+    "EXTERNAL_handoff_user_silent": ("utter_handoff_user_silent", False),
 }
 
 
@@ -103,9 +114,12 @@ class ActionHandoffToAgent(Action):
             reopen_text=(tracker.latest_message or {}).get("text")
             or "The customer asked for an agent again.",
         )
+        if result.outcome is Outcome.OUT_OF_HOURS:
+            dispatcher.utter_message(response="utter_handoff_out_of_hours")
+            return [SlotSet(SLOT, False), *took_over(tracker, HandoffOutcome.OUT_OF_HOURS)]
         if result.outcome is Outcome.FAILED:
             dispatcher.utter_message(response="utter_handoff_failed")
-            return [SlotSet(SLOT, False)]
+            return [SlotSet(SLOT, False), *took_over(tracker, HandoffOutcome.FAILED)]
         dispatcher.utter_message(response="utter_handoff_connecting")
         # A new handoff: forget the last one's agent and queue (responses name them), and drop
         # any active form (an active loop's prediction would outrank the routing policy).
@@ -113,6 +127,7 @@ class ActionHandoffToAgent(Action):
             SlotSet(SLOT, True),
             SlotSet(AGENT_SLOT, None),
             SlotSet(QUEUE_SLOT, None),
+            *handing_over(),
             ActiveLoop(None),
         ]
 
@@ -129,7 +144,7 @@ async def _end(dispatcher: CollectingDispatcher, tracker: Tracker) -> list[Event
     service = await host.service()
     await service.end(SenderId(tracker.sender_id))
     dispatcher.utter_message(response="utter_handoff_ended")
-    return [SlotSet(SLOT, False)]
+    return [SlotSet(SLOT, False), *took_over(tracker, HandoffOutcome.USER_ENDED)]
 
 
 class ActionHandoffForward(Action):
@@ -196,4 +211,11 @@ class ActionHandoffNotice(Action):
         dispatcher.utter_message(response=response)  # rendered with the slots as they are now
         if active:
             return [SlotSet(SLOT, True)]
-        return [SlotSet(SLOT, False), SlotSet(AGENT_SLOT, None), SlotSet(QUEUE_SLOT, None)]
+        outcome = OUTCOME_OF_INTENT.get(intent or "", HandoffOutcome.FAILED)
+        offer_survey(dispatcher, domain, outcome)
+        return [
+            SlotSet(SLOT, False),
+            *took_over(tracker, outcome),
+            SlotSet(AGENT_SLOT, None),
+            SlotSet(QUEUE_SLOT, None),
+        ]

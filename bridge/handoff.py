@@ -20,6 +20,11 @@ Ordering rules (8x8 documents neither order nor uniqueness, spec §5.1.8, §6.2-
   non-final. In TRANSFERRING, AGENT_LEFT and `idle` are never final: only a new agent's join
   (or the user ending the chat) leaves that state.
 - An agent's words before their join imply the join.
+- A timer (`TimerFired`) is an input like an 8x8 event, delivered through the same ordered
+  partition stream, so it can never overtake (or be overtaken by) the event it races. It names
+  the handoff (`since_ms`) and the arming (`due_ms`) it was armed for: one re-armed, cleared, or
+  armed for an earlier handoff is stale and ignored. A queue timeout therefore loses to an agent's
+  join that was accepted first, and a join accepted after the timeout finds the handoff ended.
 - A repeated input never repeats a bot notification: a second join of the same agent, a second
   QUEUED for the same queue, a second leave, a second TRANSFER are no-ops. A repeated agent
   message is relayed again (8x8 gives it no id the state could remember; the relay dedupes by
@@ -28,6 +33,7 @@ Ordering rules (8x8 documents neither order nor uniqueness, spec §5.1.8, §6.2-
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -46,6 +52,14 @@ INTENT_AGENT_JOINED: Final = "EXTERNAL_agent_joined"
 INTENT_AGENT_LEFT: Final = "EXTERNAL_agent_left"
 # Not emitted here: a failed escalation is told to the user by the action that attempted it.
 INTENT_HANDOFF_FAILED: Final = "EXTERNAL_handoff_failed"
+# Timers (`TimerKind`): what the user is told when one fires.
+INTENT_QUEUE_TIMEOUT: Final = "EXTERNAL_handoff_queue_timeout"  # no agent came: back to the bot
+INTENT_QUEUE_REMINDER: Final = "EXTERNAL_handoff_queue_reminder"  # still waiting in the queue
+INTENT_AGENT_SILENT: Final = "EXTERNAL_handoff_agent_silent"  # the agent is quiet: still connected
+INTENT_USER_SILENT: Final = "EXTERNAL_handoff_user_silent"  # the user stopped answering: closed
+
+# Said to the agent (as the bot) before the bridge closes a chat the user stopped answering.
+USER_SILENT_NOTE: Final = "The customer has not answered for a while, so this chat is now closed."
 
 # Entity names carried by the intents above.
 ENTITY_QUEUE: Final = "queue"  # entity names the example domain declares (domain.yml)
@@ -81,8 +95,51 @@ OUTCOMES: Final = frozenset(
         "failed",  # the escalation could not be made
         "ended",  # the user ended the chat
         "ignored_active",  # an escalation failure reported while a handoff is live
+        "user_spoke",  # the user's turn went to the agent (silence timers measure from it)
+        # timers
+        "queue_timeout",  # no agent joined in time: the user is told, the interaction ends
+        "queue_reminder",  # the user is reminded they still wait (the next one is armed)
+        "agent_silent",  # the agent has not answered the user for a while: the user is told
+        "user_silent",  # the user has not answered the agent for a while: the chat is closed
+        "timer_rearmed",  # a silence timer fired early (someone spoke since): armed again
+        "ignored_timer",  # a stale timer (re-armed, cleared, or another handoff's)
     }
 )
+
+
+class TimerKind(StrEnum):
+    QUEUE_TIMEOUT = "queue_timeout"  # HANDOFF_QUEUE_TIMEOUT_S after the escalation
+    QUEUE_REMINDER = "queue_reminder"  # every HANDOFF_QUEUE_REMINDER_S while waiting
+    AGENT_SILENCE = "agent_silence"  # HANDOFF_AGENT_SILENCE_S after the user's unanswered turn
+    USER_SILENCE = "user_silence"  # HANDOFF_USER_SILENCE_S after the agent's unanswered word
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A timer came due. Stored as JSON in the timer set, then in the partition stream."""
+
+    kind: TimerKind
+    conversation_id: ConversationId
+    since_ms: int  # the handoff it was armed for
+    due_ms: int  # the arming it is (the record keeps the live one per kind)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"timer": self.kind.value, "conversation_id": self.conversation_id,
+             "since_ms": self.since_ms, "due_ms": self.due_ms},
+            separators=(",", ":"),
+        )  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> TimerFired:
+        """Raises ValueError (or KeyError/TypeError) for anything but a timer's JSON."""
+        d = json.loads(data)
+        return cls(
+            TimerKind(d["timer"]),
+            ConversationId(str(d["conversation_id"])),
+            int(d["since_ms"]),
+            int(d["due_ms"]),
+        )
 
 
 class State(StrEnum):
@@ -117,6 +174,19 @@ class Handoff:
     transfer_ms: int | None = None  # when the last TRANSFER happened (8x8 time)
     left_ms: int | None = None  # when the agent left for good (8x8 time): a late TRANSFER revives
     queue: str | None = None  # see the class docstring
+    agent_ms: int | None = None  # when the agent last joined or wrote (bridge time)
+    user_ms: int | None = None  # when the user's last turn went to the agent (bridge time)
+    timers: tuple[tuple[TimerKind, int], ...] = ()  # the one live arming per kind: its due time
+
+    def due(self, kind: TimerKind) -> int | None:
+        return dict(self.timers).get(kind)
+
+    def with_timer(self, kind: TimerKind, due_ms: int | None) -> Handoff:
+        """The record with `kind` armed for `due_ms` (None: cleared)."""
+        kept = {k: v for k, v in self.timers if k != kind}
+        if due_ms is not None:
+            kept[kind] = due_ms
+        return replace(self, timers=tuple(sorted(kept.items())))
 
     @property
     def active(self) -> bool:
@@ -135,6 +205,9 @@ class Handoff:
             "transfer_ms": self.transfer_ms,
             "left_ms": self.left_ms,
             "queue": self.queue,
+            "agent_ms": self.agent_ms,
+            "user_ms": self.user_ms,
+            "timers": ";".join(f"{k.value}={v}" for k, v in self.timers) or None,
         }
         return {k: str(v) for k, v in values.items() if v is not None}
 
@@ -153,7 +226,28 @@ class Handoff:
             transfer_ms=_int(d.get("transfer_ms")),
             left_ms=_int(d.get("left_ms")),
             queue=d.get("queue"),
+            agent_ms=_int(d.get("agent_ms")),
+            user_ms=_int(d.get("user_ms")),
+            timers=_timers(d.get("timers")),
         )
+
+
+def _timers(value: str | None) -> tuple[tuple[TimerKind, int], ...]:
+    out: dict[TimerKind, int] = {}
+    for part in (value or "").split(";"):
+        name, _, due = part.partition("=")
+        kind = _timer_kind(name)
+        number = _int(due)
+        if kind is not None and number is not None:
+            out[kind] = number
+    return tuple(sorted(out.items()))
+
+
+def _timer_kind(value: str) -> TimerKind | None:
+    try:
+        return TimerKind(value)
+    except ValueError:
+        return None
 
 
 def _state(value: str | None) -> State:
@@ -193,7 +287,12 @@ class UserEnded:
     """The user ended the chat with the agent (the action made the customer/user leave)."""
 
 
-ActionInput = Escalated | EscalationFailed | UserEnded
+@dataclass(frozen=True)
+class UserSpoke:
+    """The user's turn went to the agent."""
+
+
+ActionInput = Escalated | EscalationFailed | UserEnded | UserSpoke
 
 
 # --- effects, as data ---
@@ -216,8 +315,22 @@ class NotifyBot:
     entities: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class ArmTimer:
+    """Store `timer`, to come back through the partition stream when it is due."""
+
+    timer: TimerFired
+
+
+@dataclass(frozen=True)
+class EndInteraction:
+    """End the 8x8 interaction (the customer/user leaves), after saying `note` to the agent."""
+
+    note: str | None = None
+
+
 # A future effect (e.g. a typing indicator) is one more class here; the relay dispatches on type.
-Effect = SayToUser | NotifyBot
+Effect = SayToUser | NotifyBot | ArmTimer | EndInteraction
 
 
 @dataclass(frozen=True)
@@ -231,6 +344,19 @@ class Step:
 class Timing:
     transfer_window_ms: int = 30_000  # a leave and a TRANSFER this close belong together
     stale_tolerance_ms: int = 5_000  # clock skew allowed between 8x8 and the bridge
+    # The handoff's timers (0: off). Settings HANDOFF_QUEUE_TIMEOUT_S etc., in ms.
+    queue_timeout_ms: int = 0
+    queue_reminder_ms: int = 0
+    agent_silence_ms: int = 0
+    user_silence_ms: int = 0
+
+    def after(self, kind: TimerKind) -> int:
+        return {
+            TimerKind.QUEUE_TIMEOUT: self.queue_timeout_ms,
+            TimerKind.QUEUE_REMINDER: self.queue_reminder_ms,
+            TimerKind.AGENT_SILENCE: self.agent_silence_ms,
+            TimerKind.USER_SILENCE: self.user_silence_ms,
+        }[kind]
 
 
 DEFAULT_TIMING: Final = Timing()
@@ -382,10 +508,33 @@ def _joined(h: Handoff, agent_id: str | None, agent_name: str | None, at: int) -
     )
 
 
+def _arm(h: Handoff, kind: TimerKind, due_ms: int) -> tuple[Handoff, ArmTimer]:
+    """`kind` armed for `due_ms`: recorded as its live arming, and the effect that stores it."""
+    assert h.conversation_id is not None  # only live handoffs arm timers
+    timer = TimerFired(kind, h.conversation_id, h.since_ms, due_ms)
+    return h.with_timer(kind, due_ms), ArmTimer(timer)
+
+
+def _with_agent_timers(h: Handoff, now_ms: int, t: Timing) -> tuple[Handoff, tuple[Effect, ...]]:
+    """An agent (new, or back after a transfer) has the chat: the waiting timers are over, the
+    silence timers start afresh from now (their earlier armings become stale)."""
+    new = replace(h, agent_ms=now_ms, user_ms=None)
+    new = new.with_timer(TimerKind.QUEUE_TIMEOUT, None).with_timer(TimerKind.QUEUE_REMINDER, None)
+    effects: list[Effect] = []
+    for kind in (TimerKind.AGENT_SILENCE, TimerKind.USER_SILENCE):
+        new = new.with_timer(kind, None)
+        if t.after(kind) > 0:
+            new, arm = _arm(new, kind, now_ms + t.after(kind))
+            effects.append(arm)
+    return new, tuple(effects)
+
+
 def _join(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
-    new = _joined(h, e.agent_id, e.agent_name, _at(e, now_ms))
+    new, timers = _with_agent_timers(
+        _joined(h, e.agent_id, e.agent_name, _at(e, now_ms)), now_ms, t
+    )
     notify = NotifyBot(INTENT_AGENT_JOINED, _entity(ENTITY_AGENT, e.agent_name))
-    return _step(h, new, now_ms, "agent_joined", notify)
+    return _step(h, new, now_ms, "agent_joined", notify, *timers)
 
 
 def _fill_agent(h: Handoff, agent_id: str | None, agent_name: str | None) -> Handoff:
@@ -408,9 +557,11 @@ def _message_before_join(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> St
     say = _say(h, e)
     if say is None:
         return _keep(h, "ignored_empty")
-    new = _joined(h, e.agent_id, e.agent_name, _at(e, now_ms))
+    new, timers = _with_agent_timers(
+        _joined(h, e.agent_id, e.agent_name, _at(e, now_ms)), now_ms, t
+    )
     notify = NotifyBot(INTENT_AGENT_JOINED, _entity(ENTITY_AGENT, e.agent_name))
-    return _step(h, new, now_ms, "implied_join", notify, say)
+    return _step(h, new, now_ms, "implied_join", notify, say, *timers)
 
 
 # WITH_AGENT.
@@ -432,7 +583,21 @@ def _message_with_agent(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Ste
         return _keep(h, "ignored_empty")
     same = _same_agent(h, e.agent_id, e.agent_name)
     new = _fill_agent(h, e.agent_id, e.agent_name) if same else h
-    return _step(h, new, now_ms, "relayed", say)
+    return _step(h, _agent_spoke(new, now_ms, t), now_ms, "relayed", say)
+
+
+# The silence timers count in minutes: within this, an agent's further words need not be
+# written down (a burst of messages costs one record write, not one each).
+AGENT_WORDS_GRAIN_MS: Final = 1_000
+
+
+def _agent_spoke(h: Handoff, now_ms: int, t: Timing) -> Handoff:
+    """Note when the agent last spoke, for the silence timers (only when one is on). Always
+    when it answers the user, so "who spoke last" stays exact."""
+    if t.agent_silence_ms <= 0 and t.user_silence_ms <= 0:
+        return h
+    fresh = h.agent_ms is not None and now_ms - h.agent_ms < AGENT_WORDS_GRAIN_MS
+    return h if fresh and not _user_spoke_last(h) else replace(h, agent_ms=now_ms)
 
 
 def _start_transfer(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
@@ -483,7 +648,8 @@ def _join_after_transfer(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> St
     (no QUEUED, no leave), resumes silently: for the user nothing changed."""
     if h.queue is None and _same_agent(h, e.agent_id, e.agent_name):
         new = _fill_agent(replace(h, state=State.WITH_AGENT), e.agent_id, e.agent_name)
-        return _step(h, new, now_ms, "noted")
+        new, timers = _with_agent_timers(new, now_ms, t)
+        return _step(h, new, now_ms, "noted", *timers)
     return _join(h, e, now_ms, t)
 
 
@@ -549,20 +715,30 @@ _DEFAULTS: Final[dict[State, Handler]] = {
 # --- Rasa actions ---
 
 
-def on_action(h: Handoff, action: ActionInput, now_ms: int) -> Step:
+def on_action(
+    h: Handoff, action: ActionInput, now_ms: int, timing: Timing = DEFAULT_TIMING
+) -> Step:
     """Apply what a Rasa handoff action did."""
     match action:
         case Escalated():
-            return _escalated(h, action, now_ms)
+            return _escalated(h, action, now_ms, timing)
         case EscalationFailed():
             return _escalation_failed(h, now_ms)
         case UserEnded():
             return _user_ended(h, now_ms)
+        case UserSpoke():
+            return _user_spoke(h, now_ms)
         case _:
             assert_never(action)
 
 
-def _escalated(h: Handoff, action: Escalated, now_ms: int) -> Step:
+def _user_spoke(h: Handoff, now_ms: int) -> Step:
+    if not h.active:
+        return _keep(h, "ignored_no_handoff")
+    return _step(h, replace(h, user_ms=now_ms), now_ms, "user_spoke")
+
+
+def _escalated(h: Handoff, action: Escalated, now_ms: int, t: Timing) -> Step:
     """A fresh handoff (agent, transfer, leave and queue forgotten). While a handoff is live, the
     same conversation again is a duplicate; another conversation replaces it (the action found
     the old one gone and created a new one, and its events are then ignored)."""
@@ -574,7 +750,12 @@ def _escalated(h: Handoff, action: Escalated, now_ms: int) -> Step:
         since_ms=now_ms,
         changed_ms=now_ms,
     )
-    return Step(new, (), "reopened" if action.reopened else "escalated")
+    arms: list[Effect] = []
+    for kind in (TimerKind.QUEUE_TIMEOUT, TimerKind.QUEUE_REMINDER):
+        if t.after(kind) > 0:
+            new, arm = _arm(new, kind, now_ms + t.after(kind))
+            arms.append(arm)
+    return Step(new, tuple(arms), "reopened" if action.reopened else "escalated")
 
 
 def _escalation_failed(h: Handoff, now_ms: int) -> Step:
@@ -591,3 +772,101 @@ def _user_ended(h: Handoff, now_ms: int) -> Step:
     if not h.active:
         return _keep(h, "ignored_no_handoff")
     return _step(h, replace(h, state=State.ENDED, left_ms=None), now_ms, "ended")
+
+
+# --- timers ---
+
+
+def on_timer(h: Handoff, timer: TimerFired, now_ms: int, timing: Timing = DEFAULT_TIMING) -> Step:
+    """Apply a timer that came due. Only the live arming of the live handoff counts."""
+    if (
+        not h.active
+        or timer.conversation_id != h.conversation_id
+        or timer.since_ms != h.since_ms
+        or h.due(timer.kind) != timer.due_ms
+    ):
+        return _keep(h, "ignored_timer")
+    match timer.kind:
+        case TimerKind.QUEUE_TIMEOUT:
+            return _queue_timeout(h, now_ms)
+        case TimerKind.QUEUE_REMINDER:
+            return _queue_reminder(h, now_ms, timing)
+        case TimerKind.AGENT_SILENCE:
+            return _agent_silence(h, now_ms, timing)
+        case TimerKind.USER_SILENCE:
+            return _user_silence(h, now_ms, timing)
+        case _:
+            assert_never(timer.kind)
+
+
+_WAITING_STATES: Final = frozenset({State.REQUESTED, State.QUEUED})
+
+
+def _queue_timeout(h: Handoff, now_ms: int) -> Step:
+    if h.state not in _WAITING_STATES:
+        return _keep(h, "ignored_timer")
+    new = replace(h, state=State.ENDED, left_ms=None, timers=())
+    notify = NotifyBot(INTENT_QUEUE_TIMEOUT, {})
+    return _step(h, new, now_ms, "queue_timeout", notify, EndInteraction())
+
+
+def queue_reminder(h: Handoff) -> NotifyBot:
+    """What the user is reminded of while waiting. The one place that decides it, so that the
+    reminder can carry more about the wait (its entities fill the bot's response)."""
+    return NotifyBot(INTENT_QUEUE_REMINDER, {})
+
+
+def _queue_reminder(h: Handoff, now_ms: int, t: Timing) -> Step:
+    """One reminder, and the next one armed an interval from now (never two in one interval,
+    however late this one fired)."""
+    if h.state not in _WAITING_STATES:
+        return _keep(h, "ignored_timer")
+    new = h.with_timer(TimerKind.QUEUE_REMINDER, None)
+    effects: tuple[Effect, ...] = ()
+    if t.queue_reminder_ms > 0:
+        new, arm = _arm(new, TimerKind.QUEUE_REMINDER, now_ms + t.queue_reminder_ms)
+        effects = (arm,)
+    return _step(h, new, now_ms, "queue_reminder", queue_reminder(h), *effects)
+
+
+def _user_spoke_last(h: Handoff) -> bool:
+    return h.user_ms is not None and h.user_ms >= (h.agent_ms or 0)
+
+
+def _rearm(
+    h: Handoff, kind: TimerKind, due_ms: int, now_ms: int, outcome: str, *effects: Effect
+) -> Step:
+    new, arm = _arm(h, kind, due_ms)
+    return _step(h, new, now_ms, outcome, *effects, arm)
+
+
+def _agent_silence(h: Handoff, now_ms: int, t: Timing) -> Step:
+    """The user's turn has waited `agent_silence_ms` for the agent: the user is told they are
+    still connected, again every interval while it lasts. Armed for good while with an agent:
+    when the agent spoke last there is nothing to wait for yet, so it looks again later."""
+    after = t.agent_silence_ms
+    if h.state is not State.WITH_AGENT or after <= 0:
+        return _keep(h, "ignored_timer")
+    if not _user_spoke_last(h):
+        return _rearm(h, TimerKind.AGENT_SILENCE, now_ms + after, now_ms, "timer_rearmed")
+    assert h.user_ms is not None
+    if now_ms - h.user_ms < after:
+        return _rearm(h, TimerKind.AGENT_SILENCE, h.user_ms + after, now_ms, "timer_rearmed")
+    notify = NotifyBot(INTENT_AGENT_SILENT, _entity(ENTITY_AGENT, h.agent_name))
+    return _rearm(h, TimerKind.AGENT_SILENCE, now_ms + after, now_ms, "agent_silent", notify)
+
+
+def _user_silence(h: Handoff, now_ms: int, t: Timing) -> Step:
+    """The agent's last word has waited `user_silence_ms` for the user: the chat is closed on
+    both sides (a note to the agent, the user told, the interaction ended)."""
+    after = t.user_silence_ms
+    if h.state is not State.WITH_AGENT or after <= 0:
+        return _keep(h, "ignored_timer")
+    if _user_spoke_last(h) or h.agent_ms is None:
+        return _rearm(h, TimerKind.USER_SILENCE, now_ms + after, now_ms, "timer_rearmed")
+    if now_ms - h.agent_ms < after:
+        return _rearm(h, TimerKind.USER_SILENCE, h.agent_ms + after, now_ms, "timer_rearmed")
+    new = replace(h, state=State.ENDED, left_ms=None, timers=())
+    notify = NotifyBot(INTENT_USER_SILENT, _entity(ENTITY_AGENT, h.agent_name))
+    end = EndInteraction(note=USER_SILENT_NOTE)
+    return _step(h, new, now_ms, "user_silent", notify, end)

@@ -68,5 +68,11 @@ async def service() -> HandoffService:
         store = await open_store(
             s.redis_url, prefix=s.redis_key_prefix, partitions=s.relay_partitions
         )
-        _built[loop_id] = (HandoffService(store, make_client(s.eightbyeight())), s)
+        service = HandoffService(
+            store,
+            make_client(s.eightbyeight()),
+            timing=s.handoff_timing(),
+            hours=s.opening_hours(),
+        )
+        _built[loop_id] = (service, s)
     return _built[loop_id][0]

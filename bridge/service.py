@@ -23,9 +23,21 @@ from bridge.errors import (
     RetryableUpstreamError,
     UpstreamError,
 )
-from bridge.handoff import ActionInput, Escalated, EscalationFailed, Handoff, UserEnded, on_action
+from bridge.handoff import (
+    DEFAULT_TIMING,
+    ActionInput,
+    ArmTimer,
+    Escalated,
+    EscalationFailed,
+    Handoff,
+    Timing,
+    UserEnded,
+    UserSpoke,
+    on_action,
+)
+from bridge.hours import OpeningHours
 from bridge.ids import ConversationId, SenderId
-from bridge.store.base import Store
+from bridge.store.base import Store, partition_of
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +59,7 @@ class Outcome(StrEnum):
     REJECTED = "rejected"  # 8x8 refused this message; the handoff goes on
     NO_HANDOFF = "no_handoff"  # no live handoff for this sender
     ENDED = "ended"  # the user left the 8x8 interaction; the bot is back
+    OUT_OF_HOURS = "out_of_hours"  # outside the opening hours: no escalation, the bot stays
 
 
 @dataclass(frozen=True)
@@ -65,14 +78,22 @@ class HandoffService:
         *,
         on_linked: Callable[[ConversationId], None] = lambda cid: None,
         clock: Callable[[], float] = time.time,
+        timing: Timing = DEFAULT_TIMING,
+        hours: OpeningHours | None = None,
     ) -> None:
         self.store = store
         self.chat = chat
+        self.timing = timing  # the timers an escalation arms
+        self.hours = hours  # None: always open
         self._on_linked = on_linked  # wakes the relay for events held before the link
         self._clock = clock
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+    def is_open(self) -> bool:
+        """Whether agents take chats now (HANDOFF_HOURS_FILE; always, when unset)."""
+        return self.hours is None or self.hours.is_open(self._clock())
 
     async def handoff(self, sender: SenderId) -> Handoff:
         record = await self.store.load_handoff(sender)
@@ -88,8 +109,12 @@ class HandoffService:
         reopen_text: str,
     ) -> Result:
         """Open the sender's 8x8 conversation, or reopen the one they had. Concurrent calls for
-        one sender create one conversation: the first takes a lease, the others wait for it."""
+        one sender create one conversation: the first takes a lease, the others wait for it.
+        Outside the opening hours nothing is opened (a live handoff is still reported)."""
         current = await self.handoff(sender)
+        if not current.active and not self.is_open():
+            log.info("out_of_hours", extra={"sender": sender})
+            return Result(Outcome.OUT_OF_HOURS, current.conversation_id)
         if current.active:
             await self._repair_link(sender, current)
             return Result(Outcome.ALREADY_ACTIVE, current.conversation_id)
@@ -201,6 +226,7 @@ class HandoffService:
             # 8x8 refused this one message (e.g. too long): the handoff goes on.
             log.warning("forward_refused", extra={"sender": sender, "status": exc.status})
             return Result(Outcome.REJECTED, cid)
+        await self._apply(sender, UserSpoke())  # the silence timers measure from this turn
         return Result(Outcome.SENT, cid)
 
     # --- end ---
@@ -215,17 +241,34 @@ class HandoffService:
         # Ended before 8x8 hears of it: the leave's own events (Chat API v2 answers a customer
         # leave with AGENT_LEFT) must find the handoff over, or the user hears the agent left.
         await self._apply(sender, UserEnded())
+        await self._leave(sender, cid)
+        return Result(Outcome.ENDED, cid)
+
+    async def close_interaction(
+        self, sender: SenderId, cid: ConversationId, note: str | None = None
+    ) -> None:
+        """The bridge ends the interaction itself (a timer: nobody came, the user went silent),
+        the handoff being over already: `note` to the agent first, when given, then the leave."""
+        if note:
+            try:
+                await self.chat.send_message(cid, note, author="bot")
+            except UpstreamError as exc:  # a courtesy: the leave matters, not the note
+                log.info("close_note_failed", extra={"sender": sender, "error": type(exc).__name__})
+        await self._leave(sender, cid)
+        log.info("interaction_closed", extra={"sender": sender, "conversation": cid})
+
+    async def _leave(self, sender: SenderId, cid: ConversationId) -> None:
+        """Leave the 8x8 interaction now, or in order behind what waits in the outbox."""
         item = json.dumps({"kind": "leave", "conversation": cid})
         if await self.store.outbox_peek(sender) is not None:
             await self.store.outbox_push(sender, item)
-        else:
-            try:
-                await self.chat.leave(cid)
-            except RetryableUpstreamError:
-                await self.store.outbox_push(sender, item)
-            except PermanentUpstreamError as exc:  # already gone: nothing to leave
-                log.info("leave_refused", extra={"sender": sender, "error": type(exc).__name__})
-        return Result(Outcome.ENDED, cid)
+            return
+        try:
+            await self.chat.leave(cid)
+        except RetryableUpstreamError:
+            await self.store.outbox_push(sender, item)
+        except PermanentUpstreamError as exc:  # already gone: nothing to leave
+            log.info("leave_refused", extra={"sender": sender, "error": type(exc).__name__})
 
     # --- the outbox, drained by `serve` ---
 
@@ -266,14 +309,24 @@ class HandoffService:
 
     # --- state ---
 
+    async def _arm(self, effects: Sequence[object]) -> None:
+        # Before the save: a crash in between leaves an armed timer the record does not name
+        # (stale, ignored when it fires), never a record waiting for a timer nobody armed.
+        for effect in effects:
+            if isinstance(effect, ArmTimer):
+                timer = effect.timer
+                partition = partition_of(timer.conversation_id, self.store.partitions)
+                await self.store.arm_timer(partition, timer.to_json(), timer.due_ms)
+
     async def _apply(self, sender: SenderId, action: ActionInput) -> Handoff:
         """Apply an action input to the sender's record, compare-and-set, retried on a race."""
         for _ in range(10):
             record = await self.store.load_handoff(sender)
             current = Handoff.from_fields(record.fields) if record else Handoff()
-            step = on_action(current, action, self._now_ms())
+            step = on_action(current, action, self._now_ms(), self.timing)
             if step.handoff == current:
                 return current
+            await self._arm(step.effects)
             if await self.store.save_handoff(
                 sender, step.handoff.to_fields(), record.version if record else 0
             ):

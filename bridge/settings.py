@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.eightbyeight.config import ApiFamily, EightByEightConfig, Region
 from bridge.errors import ConfigError
+from bridge.handoff import Timing
+from bridge.hours import OpeningHours, load_hours
 
 
 class Settings(BaseSettings):
@@ -67,6 +69,32 @@ class Settings(BaseSettings):
     )  # longest wait between two pushes while Rasa is down
     relay_lease_ttl_ms: int = Field(10_000, ge=500)  # a dead process's partitions move after this
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- the handoff as users live it (issue 12): timers and opening hours; 0 turns one off ---
+    handoff_queue_timeout_s: int = Field(600, ge=0)  # no agent joined: back to the bot
+    handoff_queue_reminder_s: int = Field(120, ge=0)  # a reminder this often while waiting
+    handoff_agent_silence_s: int = Field(300, ge=0)  # the user waits this long: still connected
+    handoff_user_silence_s: int = Field(900, ge=0)  # the user silent this long: chat closed
+    handoff_hours_file: str | None = None  # opening hours (bridge/hours.py); unset: always open
+
+    @field_validator("handoff_hours_file")
+    @classmethod
+    def _hours_readable(cls, value: str | None) -> str | None:
+        if value:
+            load_hours(value)  # a ValueError names what is wrong with the file
+        return value or None
+
+    def handoff_timing(self) -> Timing:
+        """The state machine's timers, from the HANDOFF_*_S settings."""
+        return Timing(
+            queue_timeout_ms=self.handoff_queue_timeout_s * 1000,
+            queue_reminder_ms=self.handoff_queue_reminder_s * 1000,
+            agent_silence_ms=self.handoff_agent_silence_s * 1000,
+            user_silence_ms=self.handoff_user_silence_s * 1000,
+        )
+
+    def opening_hours(self) -> OpeningHours | None:
+        return load_hours(self.handoff_hours_file) if self.handoff_hours_file else None
 
     @model_validator(mode="after")
     def _strip_urls(self) -> Settings:

@@ -28,6 +28,7 @@ from bridge.handoff import (
     Step,
     Timing,
     UserEnded,
+    UserSpoke,
     on_action,
     on_event,
 )
@@ -625,6 +626,10 @@ ACTION_ROWS: dict[str, Row] = {
         )
         for state in (S.REQUESTED, S.QUEUED, S.WITH_AGENT, S.TRANSFERRING)
     },
+    "the user's turn reaches the agent": Row(
+        WITH_ANN, UserSpoke(), S.WITH_AGENT, (), "user_spoke", {"user_ms": NOW}
+    ),
+    "the user's turn with no handoff": Row(Handoff(), UserSpoke(), S.BOT, (), "ignored_no_handoff"),
     **{
         f"user ends while {state.value}: nothing to end": Row(
             hand(state), UserEnded(), state, (), "ignored_no_handoff"
@@ -659,8 +664,11 @@ def test_transition(row: Row) -> None:
 
 
 def test_every_outcome_label_is_exercised_by_the_tables() -> None:
+    from tests.test_handoff_timers import TIMER_ROWS, apply_timer
+
     table = (*EVENT_ROWS.values(), *ACTION_ROWS.values())
     seen = {_apply(r.start, r.input, NOW).outcome for r in table}
+    seen |= {apply_timer(r).outcome for r in TIMER_ROWS.values()}
     assert seen == OUTCOMES
 
 

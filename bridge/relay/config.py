@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bridge.handoff import DEFAULT_TIMING, Timing
+
 
 @dataclass(frozen=True)
 class RelayConfig:
@@ -19,6 +21,9 @@ class RelayConfig:
     batch: int = 64  # stream entries read per round trip
     backoff_base_s: float = 0.25  # first retry delay while Rasa is down; doubles per attempt
     backoff_cap_s: float = 30.0
+    timing: Timing = DEFAULT_TIMING  # the state machine's windows and the handoff's timers
+    # How often a partition's holder looks for due timers (a timer fires up to this late).
+    timer_poll_s: float = 0.5
 
     def backoff(self, attempt: int) -> float:
         return float(min(self.backoff_cap_s, self.backoff_base_s * 2 ** max(0, attempt - 1)))

@@ -16,17 +16,30 @@ from typing import Any
 
 from bridge.eightbyeight.events import Attachment, ChatEvent
 from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, StoreUnavailable
-from bridge.handoff import Handoff, NotifyBot, SayToUser, Step, on_event
-from bridge.ids import SenderId
+from bridge.handoff import (
+    ArmTimer,
+    EndInteraction,
+    Handoff,
+    NotifyBot,
+    SayToUser,
+    Step,
+    TimerFired,
+    on_event,
+    on_timer,
+)
+from bridge.ids import ConversationId, SenderId
 from bridge.metrics import Metrics
 from bridge.rasa.client import RasaClient
 from bridge.relay.config import RelayConfig
-from bridge.store.base import HandoffRecord, Store, StreamEntry
+from bridge.store.base import HandoffRecord, Store, StreamEntry, partition_of
 
 log = logging.getLogger(__name__)
 
 Finish = Callable[[], Awaitable[bool]]  # ack (stream) or unhold (held list); False = lease lost
 DeadLetter = Callable[[str], Awaitable[bool]]
+# Ends an 8x8 interaction (the service's `close_interaction`): sender, conversation, agent note.
+EndsInteraction = Callable[[SenderId, ConversationId, str | None], Awaitable[None]]
+Input = ChatEvent | TimerFired  # what the partition stream carries
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +66,9 @@ class Deliverer:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        end_interaction: EndsInteraction | None = None,
     ) -> None:
+        self._end_interaction = end_interaction
         self._store = store
         self._rasa = rasa
         self._metrics = metrics
@@ -62,7 +77,7 @@ class Deliverer:
         self._sleep = sleep
 
     async def process(
-        self, partition: int, entry: StreamEntry, event: ChatEvent, sender: SenderId,
+        self, partition: int, entry: StreamEntry, event: Input, sender: SenderId,
         finish: Finish, dead_letter: DeadLetter, still_ours: Callable[[], bool] = lambda: True,
     ) -> bool:  # fmt: skip
         """Deliver until done. True when finished (delivered or dead-lettered), False when the
@@ -112,20 +127,40 @@ class Deliverer:
         return await dead_letter(reason)
 
     async def _apply(
-        self, entry: StreamEntry, event: ChatEvent, sender: SenderId, record: HandoffRecord | None,
+        self, entry: StreamEntry, event: Input, sender: SenderId, record: HandoffRecord | None,
         *, check_tracker: bool,
     ) -> None:  # fmt: skip
         handoff = Handoff.from_fields(record.fields) if record else Handoff()
-        step = on_event(handoff, event, int(self._clock() * 1000))
+        step = self._step(handoff, event)
         for push in pushes_for(step, entry.event_id):
             if check_tracker and await self._rasa.has_marker(sender, push.marker):
                 self._metrics.relay_skipped.inc()
                 continue
             await self._push(sender, push)
+        await self._after_pushes(sender, step)
         await self._save(sender, handoff, record.version if record else 0, step, event)
         self._metrics.relay_outcomes.labels(step.outcome).inc()
         log.info("relay_processed", extra={"sender": sender, "event_id": entry.event_id,
                                            "conversation": event.conversation_id, "outcome": step.outcome})  # fmt: skip
+
+    def _step(self, handoff: Handoff, event: Input) -> Step:
+        now_ms = int(self._clock() * 1000)
+        if isinstance(event, TimerFired):
+            return on_timer(handoff, event, now_ms, self._config.timing)
+        return on_event(handoff, event, now_ms, self._config.timing)
+
+    async def _after_pushes(self, sender: SenderId, step: Step) -> None:
+        """Timers and the interaction's end, after the user was told. Both are safe to repeat
+        on a retry: a re-armed timer supersedes the first arming, a second leave is refused."""
+        for effect in step.effects:
+            if isinstance(effect, ArmTimer):
+                timer = effect.timer
+                partition = partition_of(timer.conversation_id, self._store.partitions)
+                await self._store.arm_timer(partition, timer.to_json(), timer.due_ms)
+            elif isinstance(effect, EndInteraction) and self._end_interaction is not None:
+                cid = step.handoff.conversation_id
+                if cid is not None:
+                    await self._end_interaction(sender, cid, effect.note)
 
     async def _push(self, sender: SenderId, push: Push) -> None:
         if push.intent is not None:
@@ -140,7 +175,7 @@ class Deliverer:
             self._metrics.relay_deliveries.labels("message").inc()
 
     async def _save(
-        self, sender: SenderId, before: Handoff, version: int, step: Step, event: ChatEvent
+        self, sender: SenderId, before: Handoff, version: int, step: Step, event: Input
     ) -> None:
         """Store the new state. If an action changed the record meanwhile (CAS miss), the event
         is re-applied to the fresh state; its pushes are already done and are not repeated."""
@@ -152,7 +187,7 @@ class Deliverer:
             record = await self._store.load_handoff(sender)
             before = Handoff.from_fields(record.fields) if record else Handoff()
             version = record.version if record else 0
-            step = on_event(before, event, int(self._clock() * 1000))
+            step = self._step(before, event)
         raise StoreUnavailable("handoff record kept changing; will retry")
 
 

@@ -19,11 +19,12 @@ from collections.abc import Callable
 
 from bridge.eightbyeight.events import ChatEvent
 from bridge.errors import StoreUnavailable
+from bridge.handoff import TimerFired
 from bridge.ids import ConversationId, SenderId
 from bridge.metrics import Metrics
 from bridge.relay.config import RelayConfig
 from bridge.relay.deliver import Deliverer
-from bridge.store.base import Store, StreamEntry
+from bridge.store.base import TIMER_EVENT_PREFIX, Store, StreamEntry
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Relay:
         self._reported = -1  # partitions owned when last logged
         self._kicks = [asyncio.Event() for _ in range(store.partitions)]
         self._senders: OrderedDict[str, SenderId] = OrderedDict()
+        self._timers_checked: dict[int, float] = {}  # partition -> loop time of the last look
         self._stopping = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -222,6 +224,7 @@ class Relay:
             return True
         if held and not await self._drain_held(partition, held):
             return False
+        await self._fire_timers(partition)
         entries = await self._store.read_events(partition, self._config.batch)
         for entry in entries:
             if self._stopping.is_set() or self._tasks.get(partition) is not asyncio.current_task():
@@ -234,6 +237,15 @@ class Relay:
         if not entries:
             await self._idle(partition)
         return True
+
+    async def _fire_timers(self, partition: int) -> None:
+        """Due timers join the partition stream (at most every `timer_poll_s`), so they reach
+        the state machine in order with the conversation's 8x8 events."""
+        now = asyncio.get_running_loop().time()
+        if now < self._timers_checked.get(partition, 0.0) + self._config.timer_poll_s:
+            return
+        self._timers_checked[partition] = now
+        await self._store.fire_timers(partition, int(self._clock() * 1000), self.owner)
 
     async def _idle(self, partition: int) -> None:
         kick = self._kicks[partition]
@@ -312,8 +324,10 @@ class Relay:
         return sender
 
 
-def _decode(entry: StreamEntry) -> ChatEvent | None:
+def _decode(entry: StreamEntry) -> ChatEvent | TimerFired | None:
     try:
+        if entry.event_id.startswith(TIMER_EVENT_PREFIX):
+            return TimerFired.from_json(entry.payload)
         return ChatEvent.from_json(entry.payload)
     except (ValueError, TypeError, KeyError):
         return None

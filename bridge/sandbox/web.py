@@ -135,7 +135,9 @@ class PageServer:
         if not isinstance(sender, str) or not _SENDER.match(sender):
             return _problem(400, "recipient_id is missing or not a sender id")
         if isinstance(text, str) and text:
-            self._hub.publish(sender, await self._labels.label(sender, text))
+            item = await self._labels.label(sender, text)
+            buttons = _buttons(body.get("buttons"))
+            self._hub.publish(sender, {**item, "buttons": buttons} if buttons else item)
         return web.json_response({"ok": True})
 
     async def events(self, request: web.Request) -> web.StreamResponse:
@@ -175,3 +177,15 @@ def _last_event_id(request: web.Request) -> int:
 
 def _problem(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def _buttons(value: Any) -> list[dict[str, str]]:
+    """A bot message's buttons (title and payload, both text), at most ten; the rest dropped."""
+    if not isinstance(value, list):
+        return []
+    return [
+        {"title": b["title"][:200], "payload": b["payload"][:_MAX_TEXT]}
+        for b in value[:10]
+        if isinstance(b, dict) and isinstance(b.get("title"), str)
+        and isinstance(b.get("payload"), str) and b["payload"]
+    ]  # fmt: skip

@@ -20,6 +20,9 @@ from typing import Protocol
 
 from bridge.ids import ConversationId, EventId, SenderId
 
+# The event id of a fired timer in the partition stream (8x8's ids never take this form).
+TIMER_EVENT_PREFIX = "timer:"
+
 
 def partition_of(conversation_id: str, partitions: int) -> int:
     """The partition of a conversation: stable across processes and restarts."""
@@ -196,6 +199,16 @@ class Store(Protocol):
     ) -> bool:
         """Drop one held entry (delivered, or given up), if `owner` holds the lease; the
         conversation leaves the held set with its last entry."""
+        ...
+
+    # --- timers: armed per partition, fired into the partition stream (ordered with 8x8's) ---
+    async def arm_timer(self, partition: int, timer: str, due_ms: int) -> None:
+        """Keep `timer` (its JSON) until `due_ms`; arming the same one again only moves it."""
+        ...
+
+    async def fire_timers(self, partition: int, now_ms: int, owner: str, limit: int = 100) -> int:
+        """Move the timers due by `now_ms` into the partition stream, as events, if `owner`
+        holds the lease (one atomic step: each fires once). Returns how many fired."""
         ...
 
     # --- the outbox: user messages waiting for 8x8 to come back (issue 4) ---

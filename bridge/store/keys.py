@@ -95,6 +95,11 @@ OWNED: Final[dict[str, Owner]] = {
         "the outbox index: an expiry would forget senders with waiting messages; a sender "
         "leaves it when the drainer finds its outbox empty",
     ),
+    "timers": Owner(
+        ("fire_timers",),
+        "armed timers; each leaves when it fires (into the stream), at most one handoff timeout "
+        "after it was armed, so the set is bounded by the live handoffs",
+    ),
 }
 
 
@@ -198,6 +203,12 @@ class Keys:
         payload]`). Emptied by unhold/dead letter; Redis deletes it when empty."""
         return f"{self.base}{{p:{partition}}}:hold:{conversation}"
 
+    def timers(self, partition: int) -> str:
+        """ZSET: the partition's conversations' armed timers (a timer's JSON), scored by when
+        they are due (epoch ms). In the partition's slot: firing moves one into the stream
+        in one script. No TTL (see above)."""
+        return f"{self.base}{{p:{partition}}}:timers"
+
     def partition_keys(self, partition: int) -> list[str]:
         """The fixed keys of a partition (hold lists and enqueued markers are per id)."""
         return [
@@ -207,4 +218,5 @@ class Keys:
             self.dead(partition),
             self.held(partition),
             self.held_index(partition),
+            self.timers(partition),
         ]

@@ -23,7 +23,14 @@ from redis.commands.core import AsyncScript
 from bridge.errors import StoreUnavailable
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import scripts
-from bridge.store.base import Claim, DeadLetter, HandoffRecord, Store, StreamEntry
+from bridge.store.base import (
+    TIMER_EVENT_PREFIX,
+    Claim,
+    DeadLetter,
+    HandoffRecord,
+    Store,
+    StreamEntry,
+)
 from bridge.store.keys import (
     CONVERSATION_FIELD,
     MAPPING_TTL_MS,
@@ -398,6 +405,19 @@ class RedisStore:
             self.keys.attempts(p),
         ]
         return bool(await self._run("unhold_event", keys, [owner, entry_id, conversation]))
+
+    # --- timers ---
+
+    @_guarded
+    async def arm_timer(self, partition: int, timer: str, due_ms: int) -> None:
+        await self.redis.zadd(self.keys.timers(self._check(partition)), {timer: due_ms})
+
+    @_guarded
+    async def fire_timers(self, partition: int, now_ms: int, owner: str, limit: int = 100) -> int:
+        p = self._check(partition)
+        keys = [self.keys.partition_lease(p), self.keys.timers(p), self.keys.stream(p)]
+        args: list[str | int] = [owner, now_ms, limit, TIMER_EVENT_PREFIX]
+        return int(await self._run("fire_timers", keys, args))
 
     # --- the outbox ---
 

@@ -250,6 +250,23 @@ if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) *
 return redis.call('ZCARD', KEYS[1])
 """
 
+# KEYS: partition lease, timers, stream. ARGV: owner, now (ms), most to fire, event id prefix.
+# Fenced like the relay's other steps: only the lease holder fires, so a timer fires once, and
+# into the stream, behind whatever 8x8 event of its conversation was accepted before it. The
+# event id is the timer itself (unique per arming), so pushes it causes carry their own markers.
+FIRE_TIMERS: Final = (
+    _FENCE
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return 0 end
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, timer in ipairs(due) do
+  redis.call('ZREM', KEYS[2], timer)
+  redis.call('XADD', KEYS[3], '*', 'eid', ARGV[4] .. timer, 'ev', timer)
+end
+return #due
+"""
+)
+
 ALL: Final = {
     "relay_heartbeat": RELAY_HEARTBEAT,
     "claim_event": CLAIM_EVENT,
@@ -269,4 +286,5 @@ ALL: Final = {
     "outbox_push": OUTBOX_PUSH,
     "outbox_fence": OUTBOX_FENCE,
     "forget_if_unchanged": FORGET_IF_UNCHANGED,
+    "fire_timers": FIRE_TIMERS,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,7 @@ class Runtime:
 
 def relay_config(settings: Settings) -> RelayConfig:
     return RelayConfig(
+        timing=settings.handoff_timing(),
         max_attempts=settings.relay_max_attempts,
         max_age_s=float(settings.relay_max_age_s),
         hold_s=float(settings.event_hold_s),
@@ -66,8 +68,11 @@ def relay_config(settings: Settings) -> RelayConfig:
     )
 
 
-async def build_runtime(settings: Settings, *, store: Store | None = None) -> Runtime:
-    """Everything `serve` needs, from settings (call `settings.check_for_serve()` first)."""
+async def build_runtime(
+    settings: Settings, *, store: Store | None = None, clock: Callable[[], float] = time.time
+) -> Runtime:
+    """Everything `serve` needs, from settings (call `settings.check_for_serve()` first).
+    `clock` is the time every timer and schedule is read from (tests move it)."""
     metrics = Metrics()
     if store is None:
         store = await open_store(
@@ -80,7 +85,18 @@ async def build_runtime(settings: Settings, *, store: Store | None = None) -> Ru
         settings.rasa_url, token=settings.rasa_token, output_channel=settings.rasa_output_channel
     )
     config = relay_config(settings)
-    relay = Relay(store, Deliverer(store, rasa, metrics, config), metrics, config)
+    service = HandoffService(
+        store,
+        chat,
+        on_linked=lambda cid: relay.kick(partition_of(cid, store.partitions)),
+        clock=clock,
+        timing=config.timing,
+        hours=settings.opening_hours(),
+    )
+    deliverer = Deliverer(
+        store, rasa, metrics, config, clock=clock, end_interaction=service.close_interaction
+    )
+    relay = Relay(store, deliverer, metrics, config, clock=clock)
     verifier, is_transient = make_verifier(settings, chat)
     door = WebhookDoor(
         store=store,
@@ -90,9 +106,6 @@ async def build_runtime(settings: Settings, *, store: Store | None = None) -> Ru
         dedupe_ttl_s=settings.event_dedupe_ttl_s,
         kick=relay.kick,
         is_transient_key_error=is_transient,
-    )
-    service = HandoffService(
-        store, chat, on_linked=lambda cid: relay.kick(partition_of(cid, store.partitions))
     )
     host.install(service, settings)  # the actions, served below, call it in-process
     actions = ActionServer()

@@ -91,7 +91,7 @@ def _bot_with(intent: str, handoff_active: bool) -> tuple[DemoBot, Any]:
         ("nlu_fallback", True, "action_handoff_forward"),
         ("EXTERNAL_agent_left", True, "action_handoff_notice"),  # the bridge's own intents pass
         ("EXTERNAL_handoff_queued", False, "action_handoff_notice"),
-        ("restart", True, "action_default_fallback"),  # passes the policy; no rule for it
+        ("restart", True, "action_restart"),  # passes the policy; Rasa's built-in rule
     ],
 )
 def test_routing_is_the_handoff_policy_then_the_rules(

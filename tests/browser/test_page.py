@@ -98,6 +98,9 @@ def test_a_customer_is_handed_to_an_agent_and_back(
     desk.get_by_role("button", name="Leave").click()
     expect(desk.locator("#conv-state")).to_have_text("ended", timeout=WAIT_MS)
     expect(notices.nth(3)).to_contain_text("has left the chat", timeout=WAIT_MS)
+    # The example bot's one question, with its buttons; the customer ignores it.
+    expect(notices.nth(4)).to_contain_text("Did the agent solve", timeout=WAIT_MS)
+    expect(notices.nth(4).get_by_role("button", name="Yes")).to_be_visible()
     assert chat.locator(".msg-bot").count() == bot_replies_before  # silent during the handoff
     message.fill("what are your opening hours?")
     message.press("Enter")
@@ -108,7 +111,7 @@ def test_a_customer_is_handed_to_an_agent_and_back(
         "user", "notice", "notice",         # talk to a person: connecting, queued
         "notice", "agent",                  # joined, the agent's words
         "user",                             # to the agent
-        "notice",                           # the agent left
+        "notice", "notice",                 # the agent left, the survey (ignored)
         "user", "bot",                      # the bot is back
     ]  # fmt: skip
     assert errors == []

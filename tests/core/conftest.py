@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -120,12 +121,12 @@ async def make_bridge(
     )
     sim = await sim_cm.__aenter__()
 
-    async def factory(**extra: Any) -> Harness:
+    async def factory(*, clock: Callable[[], float] = time.time, **extra: Any) -> Harness:
         settings = bridge_settings(sim, rasa_url, api, **extra)
         store = await open_store(
             real_redis_url, prefix=key_prefix, partitions=settings.relay_partitions
         )
-        runtime = await build_runtime(settings, store=store)
+        runtime = await build_runtime(settings, store=store, clock=clock)
         server = await serve_app(create_app(runtime))
         cleanups.append(server.close)
         url = str(server.make_url("")).rstrip("/")

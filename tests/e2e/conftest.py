@@ -703,6 +703,7 @@ def rasa(request: pytest.FixtureRequest) -> RasaServer:
 
 @pytest.fixture
 async def e2e(
+    request: pytest.FixtureRequest,
     api: str,
     rasa: RasaServer,
     callback_receiver: CallbackReceiver,
@@ -732,6 +733,9 @@ async def e2e(
             "BRIDGE_HOST": "127.0.0.1", "BRIDGE_PORT": str(bridge_port),
             "RELAY_RETRY_CAP_S": "0.5", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
         })  # fmt: skip
+        # A test's own settings for serve: @pytest.mark.bridge_env(HANDOFF_QUEUE_TIMEOUT_S="2").
+        for marker in request.node.iter_markers("bridge_env"):
+            env.update({k: str(v) for k, v in marker.kwargs.items()})
         bridge = BridgeProcess(env, bridge_port, tmp_path / "bridge.log", cwd=tmp_path)
         _LOGS["rasa"], _LOGS["bridge"] = rasa.log, bridge.log
         bridge.spawn()

@@ -138,6 +138,7 @@ async def test_escalate_queue_agent_talk_leave_and_reopen_the_same_conversation(
     await e2e.sim.desk.leave(conv.id)
     await e2e.settled()
     seen.append(say("utter_handoff_agent_left", handoff_agent=agent_name(e2e, "Anna")))
+    seen.append(say("utter_handoff_survey"))  # the example bot's question; ignored here
     assert e2e.inbox.texts(sender) == seen
     assert await e2e.slot(sender, "handoff_active") is False
     assert await e2e.say(sender, "hello") == [say("utter_greet")]

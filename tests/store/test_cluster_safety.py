@@ -78,6 +78,8 @@ async def drive_every_method(store: RedisStore) -> None:
     await store.dead_letter(1, e4, "r", OWNER)
     dead = await store.list_dead_letters()
     await store.replay_dead_letter(1, dead[0].dead_id)
+    await store.arm_timer(1, "t", 5)
+    await store.fire_timers(1, 10, OWNER)
     await store.release_partition(1, OWNER)
     await store.relay_leave(OWNER)
     await store.outbox_push(s, "m")

@@ -50,6 +50,8 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "outbox_peek": lambda s: s.outbox_peek(S),
     "outbox_pop": lambda s: s.outbox_pop(S, "m"),
     "outbox_senders": lambda s: s.outbox_senders(),
+    "arm_timer": lambda s: s.arm_timer(0, "t", 1),
+    "fire_timers": lambda s: s.fire_timers(0, 1, "o"),
 }
 
 

@@ -30,6 +30,8 @@ class RasaStandIn:
     intents: set[str] = field(
         default_factory=lambda: {
             "EXTERNAL_handoff_queued", "EXTERNAL_agent_joined", "EXTERNAL_agent_left", "EXTERNAL_handoff_failed",
+            "EXTERNAL_handoff_queue_reminder", "EXTERNAL_handoff_queue_timeout",
+            "EXTERNAL_handoff_agent_silent", "EXTERNAL_handoff_user_silent",
         }
     )  # fmt: skip
     token: str | None = None

@@ -51,6 +51,18 @@ class BotDomain:
                 return _fill(text, slots)
         return None
 
+    def buttons(self, name: str) -> list[dict[str, str]]:
+        """The buttons of response `name` (the example's survey has two), as Rasa sends them."""
+        for variation in self.responses.get(name) or []:
+            found = variation.get("buttons")
+            if isinstance(found, list):
+                return [
+                    {"title": str(b.get("title")), "payload": str(b.get("payload"))}
+                    for b in found
+                    if isinstance(b, dict)
+                ]
+        return []
+
     def texts_of(self, prefix: str) -> list[str]:
         """Every text variation of the responses whose names start with `prefix`."""
         return [
@@ -60,6 +72,10 @@ class BotDomain:
             for variation in variations
             if variation.get("text")
         ]
+
+
+# Intents every Rasa domain has without declaring them (the demo bot needs `/restart`).
+RASA_DEFAULT_INTENTS = frozenset({"restart"})
 
 
 def example_root() -> Path:
@@ -84,7 +100,7 @@ def load_domain(root: Path | None = None) -> BotDomain:
     slots = raw.get("slots") or {}
     return BotDomain(
         raw=raw,
-        intents=frozenset(_names(raw.get("intents") or [])),
+        intents=frozenset(_names(raw.get("intents") or [])) | RASA_DEFAULT_INTENTS,
         responses={str(k): list(v or []) for k, v in (raw.get("responses") or {}).items()},
         initial_slots={str(n): (s or {}).get("initial_value") for n, s in slots.items()},
         entity_slots=tuple(_entity_slots(slots)),

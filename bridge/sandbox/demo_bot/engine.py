@@ -33,6 +33,7 @@ FORWARD_ACTION = "action_handoff_forward"
 PASSTHROUGH_INTENTS = frozenset({"restart", "session_start"})
 PASSTHROUGH_PREFIX = "EXTERNAL_"
 DEFAULT_FALLBACK = "action_default_fallback"  # Rasa's: says utter_default
+RESTART_ACTION = "action_restart"  # the example's own: ends a live handoff, then restarts
 
 # Sends one `bot` event's message to the user's channel.
 Output = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -123,6 +124,8 @@ class DemoBot:
         passthrough = intent in PASSTHROUGH_INTENTS or intent.startswith(PASSTHROUGH_PREFIX)
         if tracker.slots.get(HANDOFF_SLOT) is True and not passthrough:
             return FORWARD_ACTION
+        if intent == "restart":  # Rasa's built-in rule (the example overrides the action)
+            return RESTART_ACTION
         return self.domain.rules.get(intent, DEFAULT_FALLBACK)
 
     def _slots_from_entities(self, tracker: DemoTracker) -> list[dict[str, Any]]:
@@ -155,7 +158,9 @@ class DemoBot:
 
     def _utter(self, response: str, tracker: DemoTracker) -> dict[str, Any]:
         text = self.domain.render(response, tracker.slots)
-        return {"event": "bot", "text": text, "data": {}, "metadata": {"utter_action": response}}
+        buttons = self.domain.buttons(response)
+        data = {"buttons": buttons} if buttons else {}
+        return {"event": "bot", "text": text, "data": data, "metadata": {"utter_action": response}}
 
     async def _custom(
         self, tracker: DemoTracker, action: str

@@ -134,10 +134,12 @@ class DemoBotServer:
         if not text:
             return  # Rasa's callback output sends text messages; the sandbox has no others
         assert self._http is not None
+        message: dict[str, Any] = {"recipient_id": sender, "text": text}
+        buttons = (event.get("data") or {}).get("buttons")
+        if buttons:
+            message["buttons"] = buttons  # as Rasa's callback output sends them
         try:
-            async with self._http.post(
-                self._callback_url, json={"recipient_id": sender, "text": text}
-            ) as resp:
+            async with self._http.post(self._callback_url, json=message) as resp:
                 if resp.status >= 400:
                     log.warning("callback_refused", extra={"status": resp.status})
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -18,6 +18,7 @@ class DemoTracker:
     def __init__(self, sender_id: str, initial_slots: dict[str, Any]) -> None:
         self.sender_id = sender_id
         self.events: list[dict[str, Any]] = []
+        self._initial_slots = dict(initial_slots)
         self.slots: dict[str, Any] = dict(initial_slots)
         self.latest_message: dict[str, Any] = {}
         self.latest_action_name: str | None = None
@@ -40,6 +41,8 @@ class DemoTracker:
             self.latest_action_name = event.get("name")
         elif kind == "slot" and isinstance(event.get("name"), str):
             self.slots[event["name"]] = event.get("value")
+        elif kind == "restart":  # Rasa forgets the conversation's state (the events stay)
+            self.slots = dict(self._initial_slots)
 
     def start_session(self) -> None:
         """What Rasa logs before a new conversation's first turn (its channel gave no

@@ -79,11 +79,26 @@
       showTyping(false);
       item(chatLog, "agent", `${message.agent} (agent)`, message.text);
     } else if (message.kind === "notice") {
-      item(chatLog, "notice", null, message.text);
+      addButtons(item(chatLog, "notice", null, message.text), message.buttons);
     } else {
-      item(chatLog, "bot", "Bot", message.text);
+      addButtons(item(chatLog, "bot", "Bot", message.text), message.buttons);
     }
   };
+
+  // A bot message's buttons (the survey's): a click sends the payload, as chat widgets do.
+  function addButtons(li, buttons) {
+    if (!Array.isArray(buttons) || buttons.length === 0) return;
+    const row = document.createElement("div");
+    row.className = "msg-buttons";
+    for (const b of buttons) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = b.title;
+      button.addEventListener("click", () => say(b.payload, b.title));
+      row.append(button);
+    }
+    li.append(row);
+  }
 
   // Messages leave in the order they were typed, one at a time (as a real chat widget).
   let sending = Promise.resolve();
