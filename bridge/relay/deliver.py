@@ -2,7 +2,12 @@
 
 At-least-once into Rasa, exactly once for the user: every push carries a marker (event id and
 effect index); on any attempt after the first (a retry, or a takeover after a crash) the
-tracker is searched for the marker before pushing again.
+tracker is searched for the marker before pushing again. An agent message carrying its identity
+(bridge/relay/identity.py) that was delivered already is not pushed at all, and every agent
+message is recorded as delivered by the step that acknowledges it.
+
+What to do after a failure is `decisions.after_failure`; the clock and sleep are injected, so
+tests drive retries and budgets in milliseconds.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ from bridge.ids import SenderId
 from bridge.metrics import Metrics
 from bridge.rasa.client import RasaClient
 from bridge.relay.config import RelayConfig
+from bridge.relay.decisions import Failure, after_failure
+from bridge.relay.identity import MessageIdentity, identity_of
 from bridge.store.base import HandoffRecord, Store, StreamEntry
 
 log = logging.getLogger(__name__)
 
-Finish = Callable[[], Awaitable[bool]]  # ack (stream) or unhold (held list); False = lease lost
+# Ack (stream) or unhold (held list), recording an agent message's identity with it when one is
+# given; False = lease lost.
+Finish = Callable[[MessageIdentity | None], Awaitable[bool]]
 DeadLetter = Callable[[str], Awaitable[bool]]
 
 
@@ -68,39 +77,62 @@ class Deliverer:
         """Deliver until done. True when finished (delivered or dead-lettered), False when the
         lease was lost or may have lapsed (the entry stays for the next holder)."""
         self._metrics.relay_lag.observe(max(0.0, self._clock() - entry.accepted_ms / 1000))
+        identity = identity_of(entry.event_id, event)
         while True:
             if not still_ours():
                 return False
+            if await self._delivered_already(partition, event, identity):
+                self._metrics.relay_skipped.inc()
+                return await finish(identity)
             attempt, record = await self._store.begin_attempt(partition, entry.entry_id, sender)
+            failure: Failure
+            error: Exception
             try:
                 await self._apply(entry, event, sender, record, check_tracker=attempt > 1)
             except PermanentUpstreamError as exc:
-                return await self._give_up(dead_letter, "rejected_by_rasa", entry, exc)
+                failure, error = Failure.PERMANENT, exc
             except (RetryableUpstreamError, StoreUnavailable) as exc:
-                reason = self._out_of_budget(entry, attempt)
-                if reason:
-                    return await self._give_up(dead_letter, reason, entry, exc)
-                self._metrics.relay_retries.inc()
-                log.warning(
-                    "relay_retry",
-                    extra={"sender": sender, "event_id": entry.event_id, "attempt": attempt,
-                           "error": type(exc).__name__, "status": getattr(exc, "status", None)},
-                )  # fmt: skip
-                await self._sleep(self._config.backoff(attempt))
-                continue
+                failure, error = Failure.RETRYABLE, exc
             except Exception as exc:  # a bug must not kill the worker nor block the partition
                 log.exception("relay_internal_error", extra={"event_id": entry.event_id})
-                if attempt >= self._config.max_attempts:
-                    return await self._give_up(dead_letter, "internal_error", entry, exc)
-                await self._sleep(self._config.backoff(attempt))
-                continue
-            return await finish()
+                failure, error = Failure.INTERNAL, exc
+            else:
+                return await finish(identity)
+            finished = await self._failed(failure, attempt, entry, dead_letter, error)
+            if finished is not None:
+                return finished
 
-    def _out_of_budget(self, entry: StreamEntry, attempt: int) -> str | None:
-        if attempt >= self._config.max_attempts:
-            return "max_attempts"
-        if self._clock() - entry.accepted_ms / 1000 >= self._config.max_age_s:
-            return "max_age"
+    async def _delivered_already(
+        self, partition: int, event: ChatEvent, identity: MessageIdentity | None
+    ) -> bool:
+        """A message carrying its ordinal (from 8x8's list) may have come by another path."""
+        if identity is None or not identity.ordinal or event.conversation_id is None:
+            return False
+        return await self._store.message_delivered(
+            partition, event.conversation_id, identity.digest, identity.ordinal
+        )
+
+    async def _failed(
+        self, failure: Failure, attempt: int, entry: StreamEntry, dead_letter: DeadLetter,
+        exc: Exception,
+    ) -> bool | None:  # fmt: skip
+        """Dead-letter the entry (the dead letter's answer: False when the lease was lost), or
+        wait out the backoff and answer None: try again."""
+        decision = after_failure(
+            failure, attempt, self._clock() - entry.accepted_ms / 1000,
+            max_attempts=self._config.max_attempts, max_age_s=self._config.max_age_s,
+            backoff_s=self._config.backoff(attempt),
+        )  # fmt: skip
+        if decision.dead_letter is not None:
+            return await self._give_up(dead_letter, decision.dead_letter, entry, exc)
+        if failure is not Failure.INTERNAL:
+            self._metrics.relay_retries.inc()
+            log.warning(
+                "relay_retry",
+                extra={"event_id": entry.event_id, "attempt": attempt,
+                       "error": type(exc).__name__, "status": getattr(exc, "status", None)},
+            )  # fmt: skip
+        await self._sleep(decision.retry_in_s)
         return None
 
     async def _give_up(
@@ -108,8 +140,10 @@ class Deliverer:
     ) -> bool:
         log.error("relay_dead_letter", extra={"event_id": entry.event_id, "reason": reason,
                                               "error": type(exc).__name__})  # fmt: skip
-        self._metrics.dead_letters.labels(reason).inc()
-        return await dead_letter(reason)
+        written = await dead_letter(reason)
+        if written:  # counted once it is there to be listed: whoever sees the count sees it
+            self._metrics.dead_letters.labels(reason).inc()
+        return written
 
     async def _apply(
         self, entry: StreamEntry, event: ChatEvent, sender: SenderId, record: HandoffRecord | None,

@@ -188,3 +188,33 @@ class Store(Protocol):
         ...
 
     async def outbox_senders(self) -> list[SenderId]: ...
+
+    # --- delivered agent messages: one identity per message (bridge/relay/identity.py) ---
+    async def message_delivered(
+        self, partition: int, conversation: ConversationId, digest: str, ordinal: int
+    ) -> bool: ...
+
+    async def ack_message(
+        self,
+        partition: int,
+        entry_id: str,
+        owner: str,
+        conversation: ConversationId,
+        digest: str,
+        ordinal: int,
+    ) -> bool:
+        """`ack_event` that also records the message as delivered (ordinal 0: the lowest not
+        delivered yet), in one fenced step."""
+        ...
+
+    async def unhold_message(
+        self,
+        partition: int,
+        conversation: ConversationId,
+        entry_id: str,
+        owner: str,
+        digest: str,
+        ordinal: int,
+    ) -> bool:
+        """`unhold_event` that also records the message as delivered, in one fenced step."""
+        ...

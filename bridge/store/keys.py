@@ -22,7 +22,8 @@ Keys without a TTL, and why:
 - dead letters: the record of what could not be delivered; kept until replayed (the CLI lists
   them). Expiring them would silently lose events.
 - the outbox index: one global set; an expiry would forget senders with pending messages.
-Everything per handoff (record, mapping, leases, outbox, dedupe claims) expires.
+Everything per handoff (record, mapping, leases, outbox, dedupe claims, delivered messages)
+expires.
 """
 
 from __future__ import annotations
@@ -137,6 +138,13 @@ class Keys:
         """LIST: one conversation's held entries, in order (JSON `[entry_id, event_id,
         payload]`). Emptied by unhold/dead letter; Redis deletes it when empty."""
         return f"{self.base}{{p:{partition}}}:hold:{conversation}"
+
+    def delivered(self, partition: int, conversation: ConversationId) -> str:
+        """HASH: the agent messages of one conversation already delivered, fields
+        `<text digest>:<ordinal>` (bridge/relay/identity.py). In the partition's slot so that
+        recording is part of the fenced ack (a conversation's partition never changes).
+        MAPPING_TTL_MS, refreshed by each record: it lives as long as the conversation's link."""
+        return f"{self.base}{{p:{partition}}}:msgs:{conversation}"
 
     def partition_keys(self, partition: int) -> list[str]:
         """The fixed keys of a partition (hold lists and claims are per id)."""

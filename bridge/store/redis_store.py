@@ -391,6 +391,61 @@ class RedisStore:
         members = await self.redis.smembers(self.keys.outbox_index())
         return sorted(SenderId(_text(m)) for m in members)
 
+    # --- delivered agent messages (bridge/relay/identity.py) ---
+
+    @_guarded
+    async def message_delivered(
+        self, partition: int, conversation: ConversationId, digest: str, ordinal: int
+    ) -> bool:
+        """Whether the agent message (digest, ordinal) of `conversation` was delivered."""
+        delivered = self.keys.delivered(self._check(partition), conversation)
+        return bool(await self.redis.hexists(delivered, f"{digest}:{ordinal}"))
+
+    @_guarded
+    async def ack_message(
+        self,
+        partition: int,
+        entry_id: str,
+        owner: str,
+        conversation: ConversationId,
+        digest: str,
+        ordinal: int,
+    ) -> bool:
+        """`ack_event` for an agent message, recording it as delivered in the same step
+        (ordinal 0: the lowest not delivered yet). False if `owner` lost the lease."""
+        p = self._check(partition)
+        keys = [
+            self.keys.partition_lease(p),
+            self.keys.stream(p),
+            self.keys.attempts(p),
+            self.keys.delivered(p, conversation),
+        ]
+        args: list[str | int] = [owner, entry_id, digest, ordinal, MAPPING_TTL_MS]
+        return bool(await self._run("ack_message", keys, args))
+
+    @_guarded
+    async def unhold_message(
+        self,
+        partition: int,
+        conversation: ConversationId,
+        entry_id: str,
+        owner: str,
+        digest: str,
+        ordinal: int,
+    ) -> bool:
+        """`unhold_event` for an agent message, recording it as delivered in the same step."""
+        p = self._check(partition)
+        keys = [
+            self.keys.partition_lease(p),
+            self.keys.hold(p, conversation),
+            self.keys.held(p),
+            self.keys.held_index(p),
+            self.keys.attempts(p),
+            self.keys.delivered(p, conversation),
+        ]
+        args: list[str | int] = [owner, entry_id, conversation, digest, ordinal, MAPPING_TTL_MS]
+        return bool(await self._run("unhold_message", keys, args))
+
     async def _repair_outbox_index(self, sender: SenderId) -> None:
         """Drop an empty outbox from the index. Remove first, then look again: a push that
         raced us has written its list by the time its own SADD could be undone by our SREM,

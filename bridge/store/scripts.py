@@ -190,6 +190,55 @@ if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) *
 return redis.call('ZCARD', KEYS[1])
 """
 
+# --- delivered agent messages (bridge/relay/identity.py) ---
+
+# Records one message as delivered; ordinal 0 takes the lowest one not delivered yet.
+_RECORD_MESSAGE = """
+local function record_message(key, digest, ordinal, ttl)
+  local k = tonumber(ordinal)
+  if k == 0 then
+    k = 1
+    while redis.call('HEXISTS', key, digest .. ':' .. k) == 1 do k = k + 1 end
+  end
+  redis.call('HSET', key, digest .. ':' .. k, '1')
+  redis.call('PEXPIRE', key, ttl)
+  return k
+end
+"""
+
+# KEYS: partition lease, stream, attempts, delivered. ARGV: owner, entry id, digest, ordinal,
+# ttl (ms). The ack of an agent message: out of the stream and recorded as delivered, in one
+# step, so no path can see it both gone and undelivered. An entry already gone is not
+# recorded again (a NEXT ordinal would otherwise count it twice). 0 when fenced out.
+ACK_MESSAGE: Final = (
+    _FENCE
+    + _RECORD_MESSAGE
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return 0 end
+if redis.call('XDEL', KEYS[2], ARGV[2]) == 1 then
+  record_message(KEYS[4], ARGV[3], ARGV[4], ARGV[5])
+end
+redis.call('HDEL', KEYS[3], ARGV[2])
+return 1
+"""
+)
+
+# KEYS: partition lease, hold list, held set, held index, attempts, delivered.
+# ARGV: owner, entry id, conversation, digest, ordinal, ttl (ms). `unhold_event` and the record.
+UNHOLD_MESSAGE: Final = (
+    _FENCE
+    + _REMOVE_HELD
+    + _RECORD_MESSAGE
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return 0 end
+if remove_held(KEYS[2], ARGV[2]) then record_message(KEYS[6], ARGV[4], ARGV[5], ARGV[6]) end
+redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('HDEL', KEYS[5], ARGV[2])
+if redis.call('LLEN', KEYS[2]) == 0 then redis.call('ZREM', KEYS[3], ARGV[3]) end
+return 1
+"""
+)
+
 ALL: Final = {
     "relay_heartbeat": RELAY_HEARTBEAT,
     "enqueue_event": ENQUEUE_EVENT,
@@ -203,4 +252,6 @@ ALL: Final = {
     "unhold_event": UNHOLD_EVENT,
     "save_handoff": SAVE_HANDOFF,
     "outbox_pop": OUTBOX_POP,
+    "ack_message": ACK_MESSAGE,
+    "unhold_message": UNHOLD_MESSAGE,
 }

@@ -87,9 +87,21 @@ async def drive_every_method(store: RedisStore) -> None:
     await store.dead_letter(1, e4, "r", OWNER)
     dead = await store.list_dead_letters()
     await store.replay_dead_letter(1, dead[0].dead_id)
+    await drive_message_identity(store, early)
     await store.release_partition(1, OWNER)
     await store.outbox_push(s, "m")
     await store.outbox_pop(s, "m")
+
+
+async def drive_message_identity(store: RedisStore, conversation: ConversationId) -> None:
+    """The relay's delivered-message record (bridge/relay/identity.py)."""
+    for event_id in ("m1", "m2"):
+        await store.enqueue_event(1, EventId(event_id), "p", 60)
+    m1, m2 = (await store.read_events(1, 10))[-2:]
+    await store.message_delivered(1, conversation, "d", 1)
+    await store.ack_message(1, m1.entry_id, OWNER, conversation, "d", 0)
+    await store.hold_event(1, conversation, m2, 1, OWNER)
+    await store.unhold_message(1, conversation, m2.entry_id, OWNER, "d", 2)
 
 
 async def test_every_atomic_step_stays_in_one_slot(store: RedisStore) -> None:
