@@ -118,7 +118,7 @@ class RasaClient:
                 method, url, json=body, params=params, timeout=self._timeout
             ) as resp:
                 if resp.status >= 400:
-                    raise _error(resp.status, (await resp.text())[:200])
+                    raise error_for_status(resp.status, (await resp.text())[:200])
                 if read and resp.content_type == "application/json":
                     return await resp.json()
                 await resp.read()  # drain, so the connection is reused
@@ -137,7 +137,7 @@ def is_retryable_status(status: int) -> bool:
     return status >= 500 or status in (401, 403, 404, 408, 409, 429)
 
 
-def _error(status: int, detail: str) -> UpstreamError:
+def error_for_status(status: int, detail: str) -> UpstreamError:
     message = f"Rasa answered {status}"
     if is_retryable_status(status):
         return RetryableUpstreamError(message, status=status, code=detail)

@@ -27,8 +27,8 @@ from bridge.metrics import Metrics
 from bridge.rasa.client import RasaClient
 from bridge.relay.config import RelayConfig
 from bridge.relay.decisions import Failure, after_failure
-from bridge.relay.identity import MessageIdentity, identity_of
-from bridge.store.base import HandoffRecord, Store, StreamEntry
+from bridge.relay.identity import MessageIdentity, identity_of, message_marker
+from bridge.store.base import HandoffRecord, MessageClaim, Store, StreamEntry
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +73,36 @@ class Deliverer:
     async def process(
         self, partition: int, entry: StreamEntry, event: ChatEvent, sender: SenderId,
         finish: Finish, dead_letter: DeadLetter, still_ours: Callable[[], bool] = lambda: True,
+        *, owner: str,
     ) -> bool:  # fmt: skip
         """Deliver until done. True when finished (delivered or dead-lettered), False when the
-        lease was lost or may have lapsed (the entry stays for the next holder)."""
+        lease was lost or may have lapsed (the entry stays for the next holder). `owner` is
+        the partition lease's holder: claiming an agent message is fenced by it."""
         self._metrics.relay_lag.observe(max(0.0, self._clock() - entry.accepted_ms / 1000))
+        if not still_ours():
+            return False
         identity = identity_of(entry.event_id, event)
+        if identity is not None and event.conversation_id is not None:
+            ordinal, claim = await self._store.claim_message(
+                partition, event.conversation_id, owner, identity.digest, entry.event_id,
+                identity.ordinal,
+            )  # fmt: skip
+            if claim is MessageClaim.LOST:
+                return False
+            if claim is not MessageClaim.MINE:  # delivered, or another entry's to deliver
+                self._metrics.relay_skipped.inc()
+                return await finish(None)
+            identity = MessageIdentity(identity.digest, ordinal)
         while True:
             if not still_ours():
                 return False
-            if await self._delivered_already(partition, event, identity):
-                self._metrics.relay_skipped.inc()
-                return await finish(identity)
             attempt, record = await self._store.begin_attempt(partition, entry.entry_id, sender)
             failure: Failure
             error: Exception
             try:
-                await self._apply(entry, event, sender, record, check_tracker=attempt > 1)
+                await self._apply(
+                    entry, event, sender, record, check_tracker=attempt > 1, identity=identity
+                )
             except PermanentUpstreamError as exc:
                 failure, error = Failure.PERMANENT, exc
             except (RetryableUpstreamError, StoreUnavailable) as exc:
@@ -101,16 +115,6 @@ class Deliverer:
             finished = await self._failed(failure, attempt, entry, dead_letter, error)
             if finished is not None:
                 return finished
-
-    async def _delivered_already(
-        self, partition: int, event: ChatEvent, identity: MessageIdentity | None
-    ) -> bool:
-        """A message carrying its ordinal (from 8x8's list) may have come by another path."""
-        if identity is None or not identity.ordinal or event.conversation_id is None:
-            return False
-        return await self._store.message_delivered(
-            partition, event.conversation_id, identity.digest, identity.ordinal
-        )
 
     async def _failed(
         self, failure: Failure, attempt: int, entry: StreamEntry, dead_letter: DeadLetter,
@@ -147,11 +151,14 @@ class Deliverer:
 
     async def _apply(
         self, entry: StreamEntry, event: ChatEvent, sender: SenderId, record: HandoffRecord | None,
-        *, check_tracker: bool,
+        *, check_tracker: bool, identity: MessageIdentity | None,
     ) -> None:  # fmt: skip
         handoff = Handoff.from_fields(record.fields) if record else Handoff()
         step = on_event(handoff, event, int(self._clock() * 1000))
-        for push in pushes_for(step, entry.event_id):
+        # An agent message's pushes are marked with its identity, the same whichever entry
+        # (webhook event, replay, recovery) carries it; other events' with their event id.
+        base = entry.event_id if identity is None else message_marker(identity)
+        for push in pushes_for(step, base):
             if check_tracker and await self._rasa.has_marker(sender, push.marker):
                 self._metrics.relay_skipped.inc()
                 continue
@@ -191,7 +198,8 @@ class Deliverer:
 
 
 def pushes_for(step: Step, event_id: str) -> list[Push]:
-    """The Rasa calls a step's effects need, each with its own marker."""
+    """The Rasa calls a step's effects need, each with its own marker (`event_id`: the base of
+    the markers)."""
     out: list[Push] = []
     for i, effect in enumerate(step.effects):
         if isinstance(effect, NotifyBot):

@@ -15,13 +15,18 @@ shown; the ordinal counts exactly that.
 - A message found in 8x8's list (recovery) carries its ordinal, counted over the list in the
   order 8x8 wrote the messages. It travels as its event id (`message_event_id`), which every
   path keeps: stream, hold list, dead letters, replay.
-- A webhook event is one more occurrence: it takes the lowest ordinal not yet delivered for its
-  text when the relay acknowledges it (the door has already dropped 8x8's retries of it).
+- A webhook event is one more occurrence: before its first push it takes the lowest ordinal
+  no entry has taken for its text, and keeps it (a retry, a take-over, a dead-letter replay of
+  the same event id find the same one).
 
-"Delivered" is a set of (digest, ordinal) per conversation, written by the relay in the same
-fenced script that acknowledges the entry (see `RedisStore.ack_message`), checked before pushing
-an entry that carries its ordinal. Every path enqueues into the conversation's partition stream,
-which one lease holder consumes in order, so checking and recording cannot race.
+Where it is recorded: a hash per conversation in the partition's slot (`Keys.delivered`). A
+message is *owned* by the entry that took it (before any push: `claim_message`) and
+*delivered* once that entry is acknowledged (the same fenced script: `ack_message`). An entry
+for a message owned by another entry, or delivered, is acknowledged without pushing. Every
+path enqueues into the conversation's partition stream, which one lease holder consumes in
+order, so taking, checking and recording cannot race; the pushes of a message are marked with
+its identity (`message_marker`), so an ambiguous push is found in the tracker whichever entry
+retries it.
 """
 
 from __future__ import annotations
@@ -73,6 +78,11 @@ def message_event_id(identity: MessageIdentity) -> EventId:
     if identity.ordinal < 1:
         raise ValueError("a listed message has an ordinal of 1 or more")
     return EventId(f"{_PREFIX}{identity.digest}:{identity.ordinal}")
+
+
+def message_marker(identity: MessageIdentity) -> str:
+    """The base of the markers of a message's pushes into Rasa (found in the tracker later)."""
+    return f"{_PREFIX}{identity.digest}:{identity.ordinal}"
 
 
 def listed_identities(texts: Iterable[str | None]) -> list[MessageIdentity]:

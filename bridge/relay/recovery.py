@@ -15,20 +15,24 @@ from enum import StrEnum
 from bridge.eightbyeight.events import ChatEvent, EventKind
 from bridge.ids import ConversationId
 from bridge.relay.identity import MessageIdentity, message_event_id
-from bridge.store.base import Store, partition_of
+from bridge.store.base import MessageState, Store, partition_of
 
 
 class Offer(StrEnum):
     DELIVERED = "delivered"  # recorded as delivered already: nothing to do
+    # An entry has taken it: being delivered, held, or in the dead letters (where replay, not
+    # recovery, decides its fate).
+    OWNED = "owned"
     ENQUEUED = "enqueued"  # now in the conversation's stream
     QUEUED_ALREADY = "queued_already"  # offered before and still claimed: not enqueued twice
 
 
-async def is_delivered(
+async def message_state(
     store: Store, conversation: ConversationId, identity: MessageIdentity
-) -> bool:
+) -> MessageState:
+    """Is message X of conversation C delivered (or being delivered by some entry)?"""
     partition = partition_of(conversation, store.partitions)
-    return await store.message_delivered(partition, conversation, identity.digest, identity.ordinal)
+    return await store.message_state(partition, conversation, identity.digest, identity.ordinal)
 
 
 async def offer_message(
@@ -43,8 +47,9 @@ async def offer_message(
     what the user should see (text, agent, attachments). The relay checks again before
     pushing, so a message delivered between this check and its turn is not pushed twice.
     Raises StoreUnavailable like the store."""
-    if await is_delivered(store, conversation, identity):
-        return Offer.DELIVERED
+    state = await message_state(store, conversation, identity)
+    if state is not MessageState.UNKNOWN:
+        return Offer.DELIVERED if state is MessageState.DELIVERED else Offer.OWNED
     event = replace(message, kind=EventKind.AGENT_MESSAGE, conversation_id=conversation)
     partition = partition_of(conversation, store.partitions)
     enqueued = await store.enqueue_event(

@@ -314,7 +314,7 @@ class Relay:
         return await self._deliverer.process(
             partition, entry, event, sender, finish=ack,
             dead_letter=lambda reason: self._store.dead_letter(partition, entry, reason, self.owner),
-            still_ours=lambda: self._lease_valid(partition),
+            still_ours=lambda: self._lease_valid(partition), owner=self.owner,
         )  # fmt: skip
 
     async def _dead_letter(self, partition: int, entry: StreamEntry, reason: str) -> bool:
@@ -366,7 +366,7 @@ class Relay:
         return await self._deliverer.process(
             partition, entry, event, sender, finish=unhold,
             dead_letter=lambda reason: self._store.dead_letter(partition, entry, reason, self.owner),
-            still_ours=lambda: self._lease_valid(partition),
+            still_ours=lambda: self._lease_valid(partition), owner=self.owner,
         )  # fmt: skip
 
     async def _sender(self, cid: ConversationId) -> SenderId | None:

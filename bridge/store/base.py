@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from bridge.ids import ConversationId, EventId, SenderId
@@ -44,6 +45,21 @@ class DeadLetter:
     partition: int
     entry: StreamEntry
     reason: str
+
+
+class MessageState(StrEnum):
+    """Where an agent message stands (bridge/relay/identity.py)."""
+
+    UNKNOWN = "unknown"  # no entry has taken it
+    OWNED = "owned"  # an entry took it: in a stream, a hold list or the dead letters
+    DELIVERED = "delivered"
+
+
+class MessageClaim(StrEnum):
+    MINE = "mine"  # the entry may push it
+    DELIVERED = "delivered"  # delivered already: skip
+    OTHER = "other"  # another entry owns it: skip
+    LOST = "lost"  # the caller no longer holds the partition's lease
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +206,23 @@ class Store(Protocol):
     async def outbox_senders(self) -> list[SenderId]: ...
 
     # --- delivered agent messages: one identity per message (bridge/relay/identity.py) ---
-    async def message_delivered(
+    async def message_state(
         self, partition: int, conversation: ConversationId, digest: str, ordinal: int
-    ) -> bool: ...
+    ) -> MessageState: ...
+
+    async def claim_message(
+        self,
+        partition: int,
+        conversation: ConversationId,
+        owner: str,
+        digest: str,
+        event_id: EventId,
+        ordinal: int,
+    ) -> tuple[int, MessageClaim]:
+        """Take the agent message (digest, ordinal) for the entry of `event_id` before pushing
+        it (ordinal 0: the one this event took before, else the lowest free one), if `owner`
+        holds the partition's lease. Returns the ordinal and whose it is."""
+        ...
 
     async def ack_message(
         self,
@@ -203,8 +233,7 @@ class Store(Protocol):
         digest: str,
         ordinal: int,
     ) -> bool:
-        """`ack_event` that also records the message as delivered (ordinal 0: the lowest not
-        delivered yet), in one fenced step."""
+        """`ack_event` that also records the message as delivered, in one fenced step."""
         ...
 
     async def unhold_message(

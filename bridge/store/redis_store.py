@@ -22,7 +22,14 @@ from redis.commands.core import AsyncScript
 from bridge.errors import StoreUnavailable
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import scripts
-from bridge.store.base import DeadLetter, HandoffRecord, Store, StreamEntry
+from bridge.store.base import (
+    DeadLetter,
+    HandoffRecord,
+    MessageClaim,
+    MessageState,
+    Store,
+    StreamEntry,
+)
 from bridge.store.keys import (
     CONVERSATION_FIELD,
     MAPPING_TTL_MS,
@@ -394,12 +401,34 @@ class RedisStore:
     # --- delivered agent messages (bridge/relay/identity.py) ---
 
     @_guarded
-    async def message_delivered(
+    async def message_state(
         self, partition: int, conversation: ConversationId, digest: str, ordinal: int
-    ) -> bool:
-        """Whether the agent message (digest, ordinal) of `conversation` was delivered."""
+    ) -> MessageState:
+        """Whether an agent message was delivered, is owned by an entry (in a stream, a hold
+        list or the dead letters), or is unknown."""
         delivered = self.keys.delivered(self._check(partition), conversation)
-        return bool(await self.redis.hexists(delivered, f"{digest}:{ordinal}"))
+        holder = await self.redis.hget(delivered, f"{digest}:{ordinal}")
+        if holder is None:
+            return MessageState.UNKNOWN
+        return MessageState.DELIVERED if _text(holder) == "d" else MessageState.OWNED
+
+    @_guarded
+    async def claim_message(
+        self,
+        partition: int,
+        conversation: ConversationId,
+        owner: str,
+        digest: str,
+        event_id: EventId,
+        ordinal: int,
+    ) -> tuple[int, MessageClaim]:
+        """Take the message (digest, ordinal) for the entry of `event_id`; ordinal 0 = the one
+        this event took before, else the lowest free one. Fenced by the partition lease."""
+        p = self._check(partition)
+        keys = [self.keys.partition_lease(p), self.keys.delivered(p, conversation)]
+        args: list[str | int] = [owner, digest, event_id, ordinal, MAPPING_TTL_MS]
+        k, claim = await self._run("claim_message", keys, args)
+        return int(k), MessageClaim(_text(claim))
 
     @_guarded
     async def ack_message(

@@ -190,35 +190,56 @@ if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) *
 return redis.call('ZCARD', KEYS[1])
 """
 
-# --- delivered agent messages (bridge/relay/identity.py) ---
+# --- agent messages and their identity (bridge/relay/identity.py) ---
+# The conversation's `delivered` hash: field `<digest>:<ordinal>` is the owning event id while
+# that entry is being delivered (or waits in the dead letters), `d` once delivered; field
+# `e:<event id>` is the ordinal an event took, so a retry, a take-over or a replay of the same
+# event finds the same one.
 
-# Records one message as delivered; ordinal 0 takes the lowest one not delivered yet.
-_RECORD_MESSAGE = """
-local function record_message(key, digest, ordinal, ttl)
-  local k = tonumber(ordinal)
+# KEYS: partition lease, delivered. ARGV: owner, digest, event id, ordinal (0: the event's own,
+# else the lowest free one), ttl (ms). Returns {ordinal, 'mine' | 'delivered' | 'other'} ('other':
+# another entry owns that message), or {0, 'lost'} when fenced out.
+CLAIM_MESSAGE: Final = (
+    _FENCE
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return {0, 'lost'} end
+local digest, eid = ARGV[2], ARGV[3]
+local k = tonumber(ARGV[4])
+if k == 0 then
+  k = tonumber(redis.call('HGET', KEYS[2], 'e:' .. eid) or '0')
   if k == 0 then
     k = 1
-    while redis.call('HEXISTS', key, digest .. ':' .. k) == 1 do k = k + 1 end
+    while redis.call('HEXISTS', KEYS[2], digest .. ':' .. k) == 1 do k = k + 1 end
   end
-  redis.call('HSET', key, digest .. ':' .. k, '1')
+end
+local field = digest .. ':' .. k
+local holder = redis.call('HGET', KEYS[2], field)
+if holder == 'd' then return {k, 'delivered'} end
+if holder and holder ~= eid then return {k, 'other'} end
+redis.call('HSET', KEYS[2], field, eid, 'e:' .. eid, k)
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return {k, 'mine'}
+"""
+)
+
+_RECORD_MESSAGE = """
+local function record_message(key, digest, ordinal, ttl)
+  redis.call('HSET', key, digest .. ':' .. ordinal, 'd')
   redis.call('PEXPIRE', key, ttl)
-  return k
 end
 """
 
 # KEYS: partition lease, stream, attempts, delivered. ARGV: owner, entry id, digest, ordinal,
-# ttl (ms). The ack of an agent message: out of the stream and recorded as delivered, in one
-# step, so no path can see it both gone and undelivered. An entry already gone is not
-# recorded again (a NEXT ordinal would otherwise count it twice). 0 when fenced out.
+# ttl (ms). The ack of an agent message: out of the stream and recorded as delivered in one
+# step, so no path can see it both gone and undelivered. 0 when fenced out.
 ACK_MESSAGE: Final = (
     _FENCE
     + _RECORD_MESSAGE
     + """
 if not fenced(KEYS[1], ARGV[1]) then return 0 end
-if redis.call('XDEL', KEYS[2], ARGV[2]) == 1 then
-  record_message(KEYS[4], ARGV[3], ARGV[4], ARGV[5])
-end
+redis.call('XDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
+record_message(KEYS[4], ARGV[3], ARGV[4], ARGV[5])
 return 1
 """
 )
@@ -231,7 +252,8 @@ UNHOLD_MESSAGE: Final = (
     + _RECORD_MESSAGE
     + """
 if not fenced(KEYS[1], ARGV[1]) then return 0 end
-if remove_held(KEYS[2], ARGV[2]) then record_message(KEYS[6], ARGV[4], ARGV[5], ARGV[6]) end
+remove_held(KEYS[2], ARGV[2])
+record_message(KEYS[6], ARGV[4], ARGV[5], ARGV[6])
 redis.call('HDEL', KEYS[4], ARGV[2])
 redis.call('HDEL', KEYS[5], ARGV[2])
 if redis.call('LLEN', KEYS[2]) == 0 then redis.call('ZREM', KEYS[3], ARGV[3]) end
@@ -252,6 +274,7 @@ ALL: Final = {
     "unhold_event": UNHOLD_EVENT,
     "save_handoff": SAVE_HANDOFF,
     "outbox_pop": OUTBOX_POP,
+    "claim_message": CLAIM_MESSAGE,
     "ack_message": ACK_MESSAGE,
     "unhold_message": UNHOLD_MESSAGE,
 }

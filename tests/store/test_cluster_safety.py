@@ -98,8 +98,9 @@ async def drive_message_identity(store: RedisStore, conversation: ConversationId
     for event_id in ("m1", "m2"):
         await store.enqueue_event(1, EventId(event_id), "p", 60)
     m1, m2 = (await store.read_events(1, 10))[-2:]
-    await store.message_delivered(1, conversation, "d", 1)
-    await store.ack_message(1, m1.entry_id, OWNER, conversation, "d", 0)
+    await store.claim_message(1, conversation, OWNER, "d", m1.event_id, 0)
+    await store.message_state(1, conversation, "d", 1)
+    await store.ack_message(1, m1.entry_id, OWNER, conversation, "d", 1)
     await store.hold_event(1, conversation, m2, 1, OWNER)
     await store.unhold_message(1, conversation, m2.entry_id, OWNER, "d", 2)
 
