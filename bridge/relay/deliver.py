@@ -17,14 +17,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.eightbyeight.events import Attachment, ChatEvent
 from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, StoreUnavailable
 from bridge.handoff import Handoff, NotifyBot, SayToUser, Step, on_event
 from bridge.ids import SenderId
 from bridge.metrics import Metrics
-from bridge.rasa.client import RasaClient
 from bridge.relay.config import RelayConfig
 from bridge.relay.decisions import Failure, after_failure
 from bridge.relay.identity import MessageIdentity, identity_of, message_marker
@@ -36,6 +35,21 @@ log = logging.getLogger(__name__)
 # given; False = lease lost.
 Finish = Callable[[MessageIdentity | None], Awaitable[bool]]
 DeadLetter = Callable[[str], Awaitable[bool]]
+
+
+class RasaPort(Protocol):
+    """The slice of `RasaClient` the relay uses (tests give a recording fake of it)."""
+
+    async def push_bot_message(
+        self, sender: SenderId, text: str | None, *, marker: str,
+        agent_name: str | None = None, data: dict[str, Any] | None = None,
+    ) -> None: ...  # fmt: skip
+
+    async def trigger_intent(
+        self, sender: SenderId, intent: str, entities: dict[str, str], *, marker: str
+    ) -> None: ...
+
+    async def has_marker(self, sender: SenderId, marker: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +70,7 @@ class Deliverer:
     def __init__(
         self,
         store: Store,
-        rasa: RasaClient,
+        rasa: RasaPort,
         metrics: Metrics,
         config: RelayConfig,
         *,

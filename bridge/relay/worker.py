@@ -108,6 +108,13 @@ class Relay:
     def owned_partitions(self) -> list[int]:
         return sorted(p for p, t in self._tasks.items() if not t.done())
 
+    async def wait_consumers_ended(self, timeout_s: float = 30.0) -> None:
+        """Until every consumer has ended on its own (its lease lost, or it may have lapsed)."""
+        consumers = list(self._tasks.values())
+        if consumers:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.wait(consumers)
+
     # --- the idle signal ---
 
     async def is_idle(self) -> bool:
