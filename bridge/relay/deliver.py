@@ -26,7 +26,7 @@ from bridge.ids import SenderId
 from bridge.metrics import Metrics
 from bridge.relay.config import RelayConfig
 from bridge.relay.decisions import Failure, after_failure
-from bridge.relay.identity import MessageIdentity, identity_of, message_marker
+from bridge.relay.identity import MessageIdentity, identity_of
 from bridge.store.base import HandoffRecord, MessageClaim, Store, StreamEntry
 
 log = logging.getLogger(__name__)
@@ -114,9 +114,7 @@ class Deliverer:
             failure: Failure
             error: Exception
             try:
-                await self._apply(
-                    entry, event, sender, record, check_tracker=attempt > 1, identity=identity
-                )
+                await self._apply(entry, event, sender, record, check_tracker=attempt > 1)
             except PermanentUpstreamError as exc:
                 failure, error = Failure.PERMANENT, exc
             except (RetryableUpstreamError, StoreUnavailable) as exc:
@@ -165,14 +163,11 @@ class Deliverer:
 
     async def _apply(
         self, entry: StreamEntry, event: ChatEvent, sender: SenderId, record: HandoffRecord | None,
-        *, check_tracker: bool, identity: MessageIdentity | None,
+        *, check_tracker: bool,
     ) -> None:  # fmt: skip
         handoff = Handoff.from_fields(record.fields) if record else Handoff()
         step = on_event(handoff, event, int(self._clock() * 1000))
-        # An agent message's pushes are marked with its identity, the same whichever entry
-        # (webhook event, replay, recovery) carries it; other events' with their event id.
-        base = entry.event_id if identity is None else message_marker(identity)
-        for push in pushes_for(step, base):
+        for push in pushes_for(step, entry.event_id):
             if check_tracker and await self._rasa.has_marker(sender, push.marker):
                 self._metrics.relay_skipped.inc()
                 continue

@@ -24,9 +24,10 @@ message is *owned* by the entry that took it (before any push: `claim_message`) 
 *delivered* once that entry is acknowledged (the same fenced script: `ack_message`). An entry
 for a message owned by another entry, or delivered, is acknowledged without pushing. Every
 path enqueues into the conversation's partition stream, which one lease holder consumes in
-order, so taking, checking and recording cannot race; the pushes of a message are marked with
-its identity (`message_marker`), so an ambiguous push is found in the tracker whichever entry
-retries it.
+order, so taking, checking and recording cannot race. An ambiguous push (Rasa took it, the
+answer was lost) is found in the tracker by its marker, which comes from the event id: the same
+for the entry's retries, a take-over and a dead-letter replay, which are the only entries that
+can own the message again.
 """
 
 from __future__ import annotations
@@ -78,11 +79,6 @@ def message_event_id(identity: MessageIdentity) -> EventId:
     if identity.ordinal < 1:
         raise ValueError("a listed message has an ordinal of 1 or more")
     return EventId(f"{_PREFIX}{identity.digest}:{identity.ordinal}")
-
-
-def message_marker(identity: MessageIdentity) -> str:
-    """The base of the markers of a message's pushes into Rasa (found in the tracker later)."""
-    return f"{_PREFIX}{identity.digest}:{identity.ordinal}"
 
 
 def listed_identities(texts: Iterable[str | None]) -> list[MessageIdentity]:
