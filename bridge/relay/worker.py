@@ -29,6 +29,7 @@ from bridge.relay import decisions as d
 from bridge.relay.config import RelayConfig
 from bridge.relay.deliver import Deliverer
 from bridge.relay.identity import MessageIdentity
+from bridge.relay.idle import work_left
 from bridge.store.base import Store, StreamEntry
 
 log = logging.getLogger(__name__)
@@ -118,19 +119,11 @@ class Relay:
     # --- the idle signal ---
 
     async def is_idle(self) -> bool:
-        """Nothing pending and nothing in flight: every partition stream is empty, no held
-        conversation can move (no sender yet, deadline not passed), no consumer is mid-entry."""
+        """Nothing pending and nothing in flight (`idle.work_left`), and no consumer of this
+        relay mid-entry."""
         if self._in_flight:
             return False
-        now_ms = int(self._clock() * 1000)
-        for partition in range(self._store.partitions):
-            if await self._store.read_events(partition, 1):
-                return False
-            for cid, deadline in (await self._store.held_conversations(partition)).items():
-                known = await self._store.sender_of(cid) is not None
-                if d.held_fate(known, now_ms, deadline) is not d.HeldFate.WAIT:
-                    return False
-        return not self._in_flight
+        return not await work_left(self._store, int(self._clock() * 1000)) and not self._in_flight
 
     async def wait_idle(self, timeout_s: float = 30.0) -> None:
         """Return once `is_idle` (re-checked whenever a consumer finishes a round or an entry);
@@ -138,7 +131,7 @@ class Relay:
         async with asyncio.timeout(timeout_s):
             while True:
                 self._progress.clear()  # before looking: progress made while we look wakes us
-                if await self.is_idle():
+                if not self._in_flight and await self.is_idle():
                     return
                 await self._progress.wait()
 
