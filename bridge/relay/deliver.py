@@ -105,6 +105,7 @@ class Deliverer:
                 return False
             if claim is not MessageClaim.MINE:  # delivered, or another entry's to deliver
                 self._metrics.relay_skipped.inc()
+                self._metrics.relay_outcomes.labels("duplicate").inc()
                 return await finish(None)
             identity = MessageIdentity(identity.digest, ordinal)
         while True:

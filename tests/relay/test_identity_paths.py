@@ -58,6 +58,7 @@ async def test_a_listed_message_queued_behind_its_webhook_twin_is_not_pushed(
     await rig.idle(rig.relays[1])
     assert rig.rasa.timeline("ada") == [JOINED, "hello"]
     assert rig.metrics.relay_skipped._value.get() == 1
+    assert rig.metrics.relay_outcomes.labels("duplicate")._value.get() == 1  # counted as done
 
 
 async def test_a_dead_lettered_message_is_left_to_replay_and_replay_delivers_it_once(
