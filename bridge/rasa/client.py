@@ -118,7 +118,7 @@ class RasaClient:
                 method, url, json=body, params=params, timeout=self._timeout
             ) as resp:
                 if resp.status >= 400:
-                    raise _error(resp.status, (await resp.text())[:200])
+                    raise error_for_status(resp.status, (await resp.text())[:200])
                 if read and resp.content_type == "application/json":
                     return await resp.json()
                 await resp.read()  # drain, so the connection is reused
@@ -129,12 +129,17 @@ class RasaClient:
             raise RetryableUpstreamError(f"Rasa unreachable: {type(exc).__name__}") from exc
 
 
-def _error(status: int, detail: str) -> UpstreamError:
-    # 401/403 may be a token rotated on the Rasa side, 404 on a conversation route is "intent
-    # not in the domain": a misconfiguration an operator can fix, so those stay retryable until
-    # the relay's attempt budget runs out. Other 4xx cannot succeed by retrying.
+def is_retryable_status(status: int) -> bool:
+    """401/403 may be a token rotated on the Rasa side, 404 on a conversation route is "intent
+    not in the domain" (a deploy in progress), 409 Rasa's conversation lock: an operator (or
+    time) can fix those, so they stay retryable until the relay's budget runs out. Other 4xx
+    cannot succeed by retrying."""
+    return status >= 500 or status in (401, 403, 404, 408, 409, 429)
+
+
+def error_for_status(status: int, detail: str) -> UpstreamError:
     message = f"Rasa answered {status}"
-    if status >= 500 or status in (401, 403, 404, 408, 409, 429):
+    if is_retryable_status(status):
         return RetryableUpstreamError(message, status=status, code=detail)
     return PermanentUpstreamError(message, status=status, code=detail)
 

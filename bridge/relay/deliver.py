@@ -2,7 +2,12 @@
 
 At-least-once into Rasa, exactly once for the user: every push carries a marker (event id and
 effect index); on any attempt after the first (a retry, or a takeover after a crash) the
-tracker is searched for the marker before pushing again.
+tracker is searched for the marker before pushing again. An agent message carrying its identity
+(bridge/relay/identity.py) that was delivered already is not pushed at all, and every agent
+message is recorded as delivered by the step that acknowledges it.
+
+What to do after a failure is `decisions.after_failure`; the clock and sleep are injected, so
+tests drive retries and budgets in milliseconds.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.eightbyeight.events import Attachment, ChatEvent
 from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, StoreUnavailable
@@ -29,17 +34,35 @@ from bridge.handoff import (
 )
 from bridge.ids import ConversationId, SenderId
 from bridge.metrics import Metrics
-from bridge.rasa.client import RasaClient
 from bridge.relay.config import RelayConfig
-from bridge.store.base import HandoffRecord, Store, StreamEntry, partition_of
+from bridge.relay.decisions import Failure, after_failure
+from bridge.relay.identity import MessageIdentity, identity_of
+from bridge.store.base import HandoffRecord, MessageClaim, Store, StreamEntry, partition_of
 
 log = logging.getLogger(__name__)
 
-Finish = Callable[[], Awaitable[bool]]  # ack (stream) or unhold (held list); False = lease lost
+# Ack (stream) or unhold (held list), recording an agent message's identity with it when one is
+# given; False = lease lost.
+Finish = Callable[[MessageIdentity | None], Awaitable[bool]]
 DeadLetter = Callable[[str], Awaitable[bool]]
 # Ends an 8x8 interaction (the service's `close_interaction`): sender, conversation, agent note.
 EndsInteraction = Callable[[SenderId, ConversationId, str | None], Awaitable[None]]
 Input = ChatEvent | TimerFired  # what the partition stream carries
+
+
+class RasaPort(Protocol):
+    """The slice of `RasaClient` the relay uses (tests give a recording fake of it)."""
+
+    async def push_bot_message(
+        self, sender: SenderId, text: str | None, *, marker: str,
+        agent_name: str | None = None, data: dict[str, Any] | None = None,
+    ) -> None: ...  # fmt: skip
+
+    async def trigger_intent(
+        self, sender: SenderId, intent: str, entities: dict[str, str], *, marker: str
+    ) -> None: ...
+
+    async def has_marker(self, sender: SenderId, marker: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +83,7 @@ class Deliverer:
     def __init__(
         self,
         store: Store,
-        rasa: RasaClient,
+        rasa: RasaPort,
         metrics: Metrics,
         config: RelayConfig,
         *,
@@ -79,43 +102,69 @@ class Deliverer:
     async def process(
         self, partition: int, entry: StreamEntry, event: Input, sender: SenderId,
         finish: Finish, dead_letter: DeadLetter, still_ours: Callable[[], bool] = lambda: True,
+        *, owner: str,
     ) -> bool:  # fmt: skip
         """Deliver until done. True when finished (delivered or dead-lettered), False when the
-        lease was lost or may have lapsed (the entry stays for the next holder)."""
+        lease was lost or may have lapsed (the entry stays for the next holder). `owner` is
+        the partition lease's holder: claiming an agent message is fenced by it."""
         self._metrics.relay_lag.observe(max(0.0, self._clock() - entry.accepted_ms / 1000))
+        if not still_ours():
+            return False
+        identity = identity_of(entry.event_id, event) if isinstance(event, ChatEvent) else None
+        if identity is not None and event.conversation_id is not None:
+            ordinal, claim = await self._store.claim_message(
+                partition, event.conversation_id, owner, identity.digest, entry.event_id,
+                identity.ordinal,
+            )  # fmt: skip
+            if claim is MessageClaim.LOST:
+                return False
+            if claim is not MessageClaim.MINE:  # delivered, or another entry's to deliver
+                self._metrics.relay_skipped.inc()
+                self._metrics.relay_outcomes.labels("duplicate").inc()
+                return await finish(None)
+            identity = MessageIdentity(identity.digest, ordinal)
         while True:
             if not still_ours():
                 return False
             attempt, record = await self._store.begin_attempt(partition, entry.entry_id, sender)
+            failure: Failure
+            error: Exception
             try:
                 await self._apply(entry, event, sender, record, check_tracker=attempt > 1)
             except PermanentUpstreamError as exc:
-                return await self._give_up(dead_letter, "rejected_by_rasa", entry, exc)
+                failure, error = Failure.PERMANENT, exc
             except (RetryableUpstreamError, StoreUnavailable) as exc:
-                reason = self._out_of_budget(entry, attempt)
-                if reason:
-                    return await self._give_up(dead_letter, reason, entry, exc)
-                self._metrics.relay_retries.inc()
-                log.warning(
-                    "relay_retry",
-                    extra={"sender": sender, "event_id": entry.event_id, "attempt": attempt,
-                           "error": type(exc).__name__, "status": getattr(exc, "status", None)},
-                )  # fmt: skip
-                await self._sleep(self._config.backoff(attempt))
-                continue
+                failure, error = Failure.RETRYABLE, exc
             except Exception as exc:  # a bug must not kill the worker nor block the partition
                 log.exception("relay_internal_error", extra={"event_id": entry.event_id})
-                if attempt >= self._config.max_attempts:
-                    return await self._give_up(dead_letter, "internal_error", entry, exc)
-                await self._sleep(self._config.backoff(attempt))
-                continue
-            return await finish()
+                failure, error = Failure.INTERNAL, exc
+            else:
+                return await finish(identity)
+            finished = await self._failed(failure, attempt, entry, dead_letter, error)
+            if finished is not None:
+                return finished
 
-    def _out_of_budget(self, entry: StreamEntry, attempt: int) -> str | None:
-        if attempt >= self._config.max_attempts:
-            return "max_attempts"
-        if self._clock() - entry.accepted_ms / 1000 >= self._config.max_age_s:
-            return "max_age"
+    async def _failed(
+        self, failure: Failure, attempt: int, entry: StreamEntry, dead_letter: DeadLetter,
+        exc: Exception,
+    ) -> bool | None:  # fmt: skip
+        """Dead-letter the entry (the dead letter's answer: False when the lease was lost), or
+        wait out the backoff and answer None: try again."""
+        decision = after_failure(
+            failure, attempt, self._clock() - entry.accepted_ms / 1000,
+            max_attempts=self._config.max_attempts, max_age_s=self._config.max_age_s,
+            backoff_s=self._config.backoff(attempt),
+        )  # fmt: skip
+        if decision.dead_letter is not None:
+            return await self._give_up(dead_letter, decision.dead_letter, entry, exc)
+        if failure is not Failure.INTERNAL:
+            self._metrics.relay_retries.inc()
+            log.warning(
+                "relay_retry",
+                extra={"event_id": entry.event_id, "attempt": attempt,
+                       "error": type(exc).__name__, "status": getattr(exc, "status", None)},
+            )  # fmt: skip
+        await self._sleep(decision.retry_in_s)
         return None
 
     async def _give_up(
@@ -123,8 +172,10 @@ class Deliverer:
     ) -> bool:
         log.error("relay_dead_letter", extra={"event_id": entry.event_id, "reason": reason,
                                               "error": type(exc).__name__})  # fmt: skip
-        self._metrics.dead_letters.labels(reason).inc()
-        return await dead_letter(reason)
+        written = await dead_letter(reason)
+        if written:  # counted once it is there to be listed: whoever sees the count sees it
+            self._metrics.dead_letters.labels(reason).inc()
+        return written
 
     async def _apply(
         self, entry: StreamEntry, event: Input, sender: SenderId, record: HandoffRecord | None,
@@ -192,7 +243,8 @@ class Deliverer:
 
 
 def pushes_for(step: Step, event_id: str) -> list[Push]:
-    """The Rasa calls a step's effects need, each with its own marker."""
+    """The Rasa calls a step's effects need, each with its own marker (`event_id`: the base of
+    the markers)."""
     out: list[Push] = []
     for i, effect in enumerate(step.effects):
         if isinstance(effect, NotifyBot):

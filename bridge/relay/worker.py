@@ -4,6 +4,10 @@ Each partition is consumed by exactly one worker at a time, across every `serve`
 Redis: the lease is renewed every third of its lifetime and taken over by another process when
 it lapses. Entries stay in the stream until acknowledged, so a new holder simply starts from the
 oldest entry left — what the dead holder had in hand included.
+
+Every decision (share, renewal, give-back, take-over, may-I-push, hold or deliver) is a pure
+function of `decisions.py`; this module carries them out. The clock and sleep are injected, and
+`wait_idle` tells when nothing is pending or in flight, so tests wait on a signal, not on time.
 """
 
 from __future__ import annotations
@@ -15,24 +19,26 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from bridge.eightbyeight.events import ChatEvent
 from bridge.errors import StoreUnavailable
 from bridge.handoff import TimerFired
 from bridge.ids import ConversationId, SenderId
 from bridge.metrics import Metrics
+from bridge.relay import decisions as d
 from bridge.relay.config import RelayConfig
 from bridge.relay.deliver import Deliverer
+from bridge.relay.identity import MessageIdentity
+from bridge.relay.idle import work_left
 from bridge.store.base import TIMER_EVENT_PREFIX, Store, StreamEntry
 
 log = logging.getLogger(__name__)
 
 _SENDER_CACHE = 100_000  # a conversation's sender never changes, so caching it is safe
-_FRESH = 1  # acquire_partition: newly taken (2 is a renewal)
-# A consumer pushes only within this share of its lease's lifetime since the last renewal: if
-# the supervisor stalls, the consumer stops before another relay can have taken over.
-_SAFETY = 0.8
+# How long a consumer waits for the supervisor's renewal once it may no longer push.
+_LEASE_WAIT_S = 0.05
+_ERROR_PAUSE_S = 1.0  # after Redis trouble or a surprise, before the consumer tries again
 
 
 class Relay:
@@ -47,6 +53,7 @@ class Relay:
         *,
         owner: str | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._store = store
         self._deliverer = deliverer
@@ -54,6 +61,9 @@ class Relay:
         self._config = config
         self.owner = owner or f"relay-{uuid.uuid4().hex[:12]}"
         self._clock = clock
+        self._sleep = sleep
+        self._in_flight = 0  # entries a consumer has in hand (stream or held)
+        self._progress = asyncio.Event()  # set whenever a consumer or the supervisor moved on
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._valid_until: dict[int, float] = {}
         self._reported = -1  # partitions owned when last logged
@@ -101,6 +111,32 @@ class Relay:
     def owned_partitions(self) -> list[int]:
         return sorted(p for p, t in self._tasks.items() if not t.done())
 
+    async def wait_consumers_ended(self, timeout_s: float = 30.0) -> None:
+        """Until every consumer has ended on its own (its lease lost, or it may have lapsed)."""
+        consumers = list(self._tasks.values())
+        if consumers:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.wait(consumers)
+
+    # --- the idle signal ---
+
+    async def is_idle(self) -> bool:
+        """Nothing pending and nothing in flight (`idle.work_left`), and no consumer of this
+        relay mid-entry."""
+        if self._in_flight:
+            return False
+        return not await work_left(self._store, int(self._clock() * 1000)) and not self._in_flight
+
+    async def wait_idle(self, timeout_s: float = 30.0) -> None:
+        """Return once `is_idle` (re-checked whenever a consumer finishes a round or an entry);
+        TimeoutError if that does not happen within `timeout_s`."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                self._progress.clear()  # before looking: progress made while we look wakes us
+                if not self._in_flight and await self.is_idle():
+                    return
+                await self._progress.wait()
+
     # --- leases ---
 
     async def _supervise(self) -> None:
@@ -109,7 +145,7 @@ class Relay:
         # slow last push must not outlive its lease (its ack would then be refused).
         while not self._stopping.is_set() or self.owned_partitions:
             try:
-                await self._renew_all()
+                await self.renew_leases()
             except StoreUnavailable:
                 log.warning("relay_store_unavailable")
             except Exception:  # the supervisor must outlive any surprise
@@ -121,27 +157,29 @@ class Relay:
                 async with asyncio.timeout(interval):
                     await self._stopping.wait()
 
-    async def _renew_all(self) -> None:
-        """Renew what we hold, give back what exceeds our fair share, take free partitions up
-        to it. The share is ceil(partitions / live relays), so a second process gets half."""
-        owned = self.owned_partitions
-        if self._stopping.is_set():
-            for partition in owned:
-                await self._claim(partition)
-            return
-        live = await self._store.relay_heartbeat(self.owner, self._config.lease_ttl_ms)
-        share = -(-self._store.partitions // max(1, live))
-        for partition in owned[:share]:  # renewals first: they must never wait behind the rest
+    async def renew_leases(self) -> None:
+        """One supervisor round (`decisions.plan_leases`): renew what we hold up to our fair
+        share, give back the rest, take free partitions up to it. Tests call it directly."""
+        stopping = self._stopping.is_set()
+        live = (
+            1
+            if stopping
+            else await self._store.relay_heartbeat(self.owner, self._config.lease_ttl_ms)
+        )
+        plan = d.plan_leases(self.owned_partitions, self._store.partitions, live, stopping=stopping)
+        for partition in plan.renew:
             await self._claim(partition)
-        for partition in owned[share:]:
+        for partition in plan.give_back:
             await self._give_back(partition)
-        others = [p for p in range(self._store.partitions) if p not in owned]
+        others = [p for p in range(self._store.partitions) if p not in self.owned_partitions]
         random.shuffle(others)  # processes starting together do not all race for partition 0
         for partition in others:
-            if self._stopping.is_set() or len(self.owned_partitions) >= share:
+            if self._stopping.is_set() or len(self.owned_partitions) >= plan.take_up_to:
                 break
             await self._claim(partition)
-        self._report(live)
+        self._progress.set()
+        if not stopping:
+            self._report(live)
 
     def _report(self, live: int) -> None:
         owned = len(self.owned_partitions)
@@ -153,38 +191,38 @@ class Relay:
         self._metrics.partitions_owned.set(owned)
 
     async def _claim(self, partition: int) -> None:
-        before = self._clock()
+        asked_at = self._clock()
         grant = await self._store.acquire_partition(
             partition, self.owner, self._config.lease_ttl_ms
         )
         task = self._tasks.get(partition)
-        if grant and task is not None and not task.done() and grant == _FRESH:
-            # Our lease had lapsed and we took it again: another relay may have worked the
-            # partition meanwhile, so the consumer's memory (held conversations) is stale.
+        action = d.on_grant(grant, task is not None and not task.done())
+        if grant != d.LOST:
+            self._valid_until[partition] = d.push_deadline(asked_at, self._config.lease_ttl_ms)
+        if action in (d.ConsumerAction.RESTART, d.ConsumerAction.STOP) and task is not None:
+            # RESTART: our lease had lapsed and we took it again; another relay may have worked
+            # the partition meanwhile, so the consumer's memory (held conversations) is stale.
+            # STOP: someone else holds it now: stop before we deliver twice.
             task.cancel()
-            task = None
+            self._tasks.pop(partition, None)
             log.warning(
-                "relay_partition_retaken", extra={"partition": partition, "owner": self.owner}
-            )
-        if grant:
-            # Safe to push until the lease could lapse, counted from before we asked for it.
-            self._valid_until[partition] = before + self._config.lease_ttl_ms / 1000 * _SAFETY
-        if grant and (task is None or task.done()):
+                "relay_partition_retaken" if action is d.ConsumerAction.RESTART
+                else "relay_partition_lost",
+                extra={"partition": partition, "owner": self.owner},
+            )  # fmt: skip
+        if action in (d.ConsumerAction.START, d.ConsumerAction.RESTART):
             self._tasks[partition] = asyncio.create_task(
                 self._consume(partition), name=f"relay-p{partition}"
             )
             log.info(
                 "relay_partition_acquired", extra={"partition": partition, "owner": self.owner}
             )
-        elif not grant and task is not None and not task.done():
-            task.cancel()  # someone else holds it now: stop before we deliver twice
-            log.warning("relay_partition_lost", extra={"partition": partition, "owner": self.owner})
-        if not grant:
+        if grant == d.LOST:
             self._tasks.pop(partition, None)
             self._valid_until.pop(partition, None)
 
     def _lease_valid(self, partition: int) -> bool:
-        return self._clock() < self._valid_until.get(partition, 0.0)
+        return d.may_push(self._clock(), self._valid_until.get(partition))
 
     async def _give_back(self, partition: int) -> None:
         """Hand a partition to another relay: stop consuming, then release the lease. An entry
@@ -213,14 +251,16 @@ class Relay:
                     return  # lease lost
             except StoreUnavailable:
                 log.warning("relay_store_unavailable", extra={"partition": partition})
-                await asyncio.sleep(1.0)
+                await self._sleep(_ERROR_PAUSE_S)
             except Exception:
                 log.exception("relay_consumer_error", extra={"partition": partition})
-                await asyncio.sleep(1.0)
+                await self._sleep(_ERROR_PAUSE_S)
+            finally:
+                self._progress.set()
 
     async def _round(self, partition: int, held: dict[ConversationId, int]) -> bool:
         if not self._lease_valid(partition):
-            await asyncio.sleep(0.05)  # wait for the supervisor's renewal (or its giving up)
+            await self._sleep(_LEASE_WAIT_S)  # wait for the supervisor's renewal (or its giving up)
             return True
         if held and not await self._drain_held(partition, held):
             return False
@@ -230,10 +270,15 @@ class Relay:
             if self._stopping.is_set() or self._tasks.get(partition) is not asyncio.current_task():
                 return True
             if not self._lease_valid(partition):
-                await asyncio.sleep(0.05)  # the supervisor renews it, or gives the partition up
+                await self._sleep(_LEASE_WAIT_S)  # the supervisor renews it, or gives it up
                 return True
-            if not await self._handle(partition, entry, held):
-                return False
+            self._in_flight += 1
+            try:
+                if not await self._handle(partition, entry, held):
+                    return False
+            finally:
+                self._in_flight -= 1
+                self._progress.set()
         if not entries:
             await self._idle(partition)
         return True
@@ -260,33 +305,51 @@ class Relay:
     ) -> bool:
         event = _decode(entry)
         if event is None or event.conversation_id is None:
-            self._metrics.dead_letters.labels("corrupt_payload").inc()
-            return await self._store.dead_letter(partition, entry, "corrupt_payload", self.owner)
+            return await self._dead_letter(partition, entry, "corrupt_payload")
         cid = event.conversation_id
-        if cid in held:  # keep order behind what is already held for this conversation
+        sender = None if cid in held else await self._sender(cid)
+        route = d.route_entry(cid in held, sender is not None)
+        if route is d.Route.HOLD_BEHIND:  # keep order behind what is already held
             return await self._store.hold_event(partition, cid, entry, held[cid], self.owner)
-        sender = await self._sender(cid)
-        if sender is None:
-            held[cid] = entry.accepted_ms + int(self._config.hold_s * 1000)
+        if route is d.Route.HOLD or sender is None:
+            held[cid] = d.hold_deadline(entry.accepted_ms, self._config.hold_s)
             log.info("relay_held", extra={"conversation": cid, "event_id": entry.event_id})
             return await self._store.hold_event(partition, cid, entry, held[cid], self.owner)
+
+        async def ack(identity: MessageIdentity | None) -> bool:
+            if identity is None:
+                return await self._store.ack_event(partition, entry.entry_id, self.owner)
+            return await self._store.ack_message(
+                partition, entry.entry_id, self.owner, cid, identity.digest, identity.ordinal
+            )
+
         return await self._deliverer.process(
-            partition, entry, event, sender,
-            finish=lambda: self._store.ack_event(partition, entry.entry_id, self.owner),
+            partition, entry, event, sender, finish=ack,
             dead_letter=lambda reason: self._store.dead_letter(partition, entry, reason, self.owner),
-            still_ours=lambda: self._lease_valid(partition),
+            still_ours=lambda: self._lease_valid(partition), owner=self.owner,
         )  # fmt: skip
+
+    async def _dead_letter(self, partition: int, entry: StreamEntry, reason: str) -> bool:
+        written = await self._store.dead_letter(partition, entry, reason, self.owner)
+        if written:  # counted once it is there to be listed
+            self._metrics.dead_letters.labels(reason).inc()
+        return written
 
     async def _drain_held(self, partition: int, held: dict[ConversationId, int]) -> bool:
         """Deliver the held events of conversations that got mapped; give up on expired ones."""
         now_ms = int(self._clock() * 1000)
         for cid, deadline in list(held.items()):
             sender = await self._sender(cid)
-            if sender is None and now_ms < deadline:
+            if d.held_fate(sender is not None, now_ms, deadline) is d.HeldFate.WAIT:
                 continue
             for entry in await self._store.held_events(partition, cid):
-                if not await self._release_held(partition, cid, entry, sender):
-                    return False
+                self._in_flight += 1
+                try:
+                    if not await self._release_held(partition, cid, entry, sender):
+                        return False
+                finally:
+                    self._in_flight -= 1
+                    self._progress.set()
             held.pop(cid, None)
         return True
 
@@ -296,19 +359,26 @@ class Relay:
         event = _decode(entry)
         if sender is None or event is None:
             reason = "unknown_conversation" if sender is None else "corrupt_payload"
-            if sender is None:
-                self._metrics.unknown_conversation.inc()
-            self._metrics.dead_letters.labels(reason).inc()
             log.warning(
                 "relay_gave_up_held",
                 extra={"conversation": cid, "event_id": entry.event_id, "reason": reason},
             )
-            return await self._store.dead_letter(partition, entry, reason, self.owner)
+            written = await self._dead_letter(partition, entry, reason)
+            if written and sender is None:
+                self._metrics.unknown_conversation.inc()
+            return written
+
+        async def unhold(identity: MessageIdentity | None) -> bool:
+            if identity is None:
+                return await self._store.unhold_event(partition, cid, entry.entry_id, self.owner)
+            return await self._store.unhold_message(
+                partition, cid, entry.entry_id, self.owner, identity.digest, identity.ordinal
+            )
+
         return await self._deliverer.process(
-            partition, entry, event, sender,
-            finish=lambda: self._store.unhold_event(partition, cid, entry.entry_id, self.owner),
+            partition, entry, event, sender, finish=unhold,
             dead_letter=lambda reason: self._store.dead_letter(partition, entry, reason, self.owner),
-            still_ours=lambda: self._lease_valid(partition),
+            still_ours=lambda: self._lease_valid(partition), owner=self.owner,
         )  # fmt: skip
 
     async def _sender(self, cid: ConversationId) -> SenderId | None:

@@ -162,6 +162,11 @@ class Deliverer:
         if lane is not None:
             lane.gate.set()
 
+    def held(self, conversation_id: str) -> bool:
+        """Whether the conversation's lane waits for release(): it sends nothing until then."""
+        lane = self._lanes.get(conversation_id)
+        return lane is not None and not lane.gate.is_set()
+
     @property
     def pending(self) -> int:
         """Events queued or in flight."""

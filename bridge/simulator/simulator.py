@@ -56,6 +56,9 @@ class Simulator:
         self._webhook_url = config.webhook_url
         self._notices = Notices()
         self._stopping = asyncio.Event()
+        # Requests held by timeout faults right now: tests wait on it rather than on time.
+        self.hanging = 0
+        self.hangs_abandoned = 0
         self._delivered = asyncio.Event()  # replaced after each delivery; see _record()
         self._base_url: str | None = None
         self._server: SimServer | None = None
@@ -108,8 +111,15 @@ class Simulator:
 
     async def hang(self) -> None:
         """Hold a request past any client's timeout (or until the simulator stops)."""
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), self.config.fault_hang_s)
+        self.hanging += 1
+        try:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.config.fault_hang_s)
+        except asyncio.CancelledError:
+            self.hangs_abandoned += 1  # the client gave up and the server dropped the request
+            raise
+        finally:
+            self.hanging -= 1
 
     # --- where events go ---
 

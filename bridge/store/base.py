@@ -59,6 +59,21 @@ class DeadLetter:
     reason: str
 
 
+class MessageState(StrEnum):
+    """Where an agent message stands (bridge/relay/identity.py)."""
+
+    UNKNOWN = "unknown"  # no entry has taken it
+    OWNED = "owned"  # an entry took it: in a stream, a hold list or the dead letters
+    DELIVERED = "delivered"
+
+
+class MessageClaim(StrEnum):
+    MINE = "mine"  # the entry may push it
+    DELIVERED = "delivered"  # delivered already: skip
+    OTHER = "other"  # another entry owns it: skip
+    LOST = "lost"  # the caller no longer holds the partition's lease
+
+
 @dataclass(frozen=True, slots=True)
 class HandoffRecord:
     """A sender's handoff state as stored: flat string fields plus a version for CAS."""
@@ -223,3 +238,46 @@ class Store(Protocol):
         ...
 
     async def outbox_senders(self) -> list[SenderId]: ...
+
+    # --- delivered agent messages: one identity per message (bridge/relay/identity.py) ---
+    async def message_state(
+        self, partition: int, conversation: ConversationId, digest: str, ordinal: int
+    ) -> MessageState: ...
+
+    async def claim_message(
+        self,
+        partition: int,
+        conversation: ConversationId,
+        owner: str,
+        digest: str,
+        event_id: EventId,
+        ordinal: int,
+    ) -> tuple[int, MessageClaim]:
+        """Take the agent message (digest, ordinal) for the entry of `event_id` before pushing
+        it (ordinal 0: the one this event took before, else the lowest free one), if `owner`
+        holds the partition's lease. Returns the ordinal and whose it is."""
+        ...
+
+    async def ack_message(
+        self,
+        partition: int,
+        entry_id: str,
+        owner: str,
+        conversation: ConversationId,
+        digest: str,
+        ordinal: int,
+    ) -> bool:
+        """`ack_event` that also records the message as delivered, in one fenced step."""
+        ...
+
+    async def unhold_message(
+        self,
+        partition: int,
+        conversation: ConversationId,
+        entry_id: str,
+        owner: str,
+        digest: str,
+        ordinal: int,
+    ) -> bool:
+        """`unhold_event` that also records the message as delivered, in one fenced step."""
+        ...

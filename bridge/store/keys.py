@@ -209,6 +209,13 @@ class Keys:
         in one script. No TTL (see above)."""
         return f"{self.base}{{p:{partition}}}:timers"
 
+    def delivered(self, partition: int, conversation: ConversationId) -> str:
+        """HASH: the agent messages of one conversation already delivered, fields
+        `<text digest>:<ordinal>` (bridge/relay/identity.py). In the partition's slot so that
+        recording is part of the fenced ack (a conversation's partition never changes).
+        MAPPING_TTL_MS, refreshed by each record: it lives as long as the conversation's link."""
+        return f"{self.base}{{p:{partition}}}:msgs:{conversation}"
+
     def partition_keys(self, partition: int) -> list[str]:
         """The fixed keys of a partition (hold lists and enqueued markers are per id)."""
         return [

@@ -28,6 +28,8 @@ from bridge.store.base import (
     Claim,
     DeadLetter,
     HandoffRecord,
+    MessageClaim,
+    MessageState,
     Store,
     StreamEntry,
 )
@@ -462,6 +464,83 @@ class RedisStore:
     async def outbox_senders(self) -> list[SenderId]:
         members = await self.redis.hkeys(self.keys.outbox_index())
         return sorted(SenderId(_text(m)) for m in members)
+
+    # --- delivered agent messages (bridge/relay/identity.py) ---
+
+    @_guarded
+    async def message_state(
+        self, partition: int, conversation: ConversationId, digest: str, ordinal: int
+    ) -> MessageState:
+        """Whether an agent message was delivered, is owned by an entry (in a stream, a hold
+        list or the dead letters), or is unknown."""
+        delivered = self.keys.delivered(self._check(partition), conversation)
+        holder = await self.redis.hget(delivered, f"{digest}:{ordinal}")
+        if holder is None:
+            return MessageState.UNKNOWN
+        return MessageState.DELIVERED if _text(holder) == "d" else MessageState.OWNED
+
+    @_guarded
+    async def claim_message(
+        self,
+        partition: int,
+        conversation: ConversationId,
+        owner: str,
+        digest: str,
+        event_id: EventId,
+        ordinal: int,
+    ) -> tuple[int, MessageClaim]:
+        """Take the message (digest, ordinal) for the entry of `event_id`; ordinal 0 = the one
+        this event took before, else the lowest free one. Fenced by the partition lease."""
+        p = self._check(partition)
+        keys = [self.keys.partition_lease(p), self.keys.delivered(p, conversation)]
+        args: list[str | int] = [owner, digest, event_id, ordinal, MAPPING_TTL_MS]
+        k, claim = await self._run("claim_message", keys, args)
+        return int(k), MessageClaim(_text(claim))
+
+    @_guarded
+    async def ack_message(
+        self,
+        partition: int,
+        entry_id: str,
+        owner: str,
+        conversation: ConversationId,
+        digest: str,
+        ordinal: int,
+    ) -> bool:
+        """`ack_event` for an agent message, recording it as delivered in the same step
+        (ordinal 0: the lowest not delivered yet). False if `owner` lost the lease."""
+        p = self._check(partition)
+        keys = [
+            self.keys.partition_lease(p),
+            self.keys.stream(p),
+            self.keys.attempts(p),
+            self.keys.delivered(p, conversation),
+        ]
+        args: list[str | int] = [owner, entry_id, digest, ordinal, MAPPING_TTL_MS]
+        return bool(await self._run("ack_message", keys, args))
+
+    @_guarded
+    async def unhold_message(
+        self,
+        partition: int,
+        conversation: ConversationId,
+        entry_id: str,
+        owner: str,
+        digest: str,
+        ordinal: int,
+    ) -> bool:
+        """`unhold_event` for an agent message, recording it as delivered in the same step."""
+        p = self._check(partition)
+        keys = [
+            self.keys.partition_lease(p),
+            self.keys.hold(p, conversation),
+            self.keys.held(p),
+            self.keys.held_index(p),
+            self.keys.attempts(p),
+            self.keys.delivered(p, conversation),
+        ]
+        args: list[str | int] = [owner, entry_id, conversation, digest, ordinal, MAPPING_TTL_MS]
+        return bool(await self._run("unhold_message", keys, args))
 
     async def _repair_outbox_index(self, sender: SenderId) -> None:
         """Forget a sender whose outbox is empty, in three steps: (a) read its index token;

@@ -267,6 +267,77 @@ return #due
 """
 )
 
+# --- agent messages and their identity (bridge/relay/identity.py) ---
+# The conversation's `delivered` hash: field `<digest>:<ordinal>` is the owning event id while
+# that entry is being delivered (or waits in the dead letters), `d` once delivered; field
+# `e:<event id>` is the ordinal an event took, so a retry, a take-over or a replay of the same
+# event finds the same one.
+
+# KEYS: partition lease, delivered. ARGV: owner, digest, event id, ordinal (0: the event's own,
+# else the lowest free one), ttl (ms). Returns {ordinal, 'mine' | 'delivered' | 'other'} ('other':
+# another entry owns that message), or {0, 'lost'} when fenced out.
+CLAIM_MESSAGE: Final = (
+    _FENCE
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return {0, 'lost'} end
+local digest, eid = ARGV[2], ARGV[3]
+local k = tonumber(ARGV[4])
+if k == 0 then
+  k = tonumber(redis.call('HGET', KEYS[2], 'e:' .. eid) or '0')
+  if k == 0 then
+    k = 1
+    while redis.call('HEXISTS', KEYS[2], digest .. ':' .. k) == 1 do k = k + 1 end
+  end
+end
+local field = digest .. ':' .. k
+local holder = redis.call('HGET', KEYS[2], field)
+if holder == 'd' then return {k, 'delivered'} end
+if holder and holder ~= eid then return {k, 'other'} end
+redis.call('HSET', KEYS[2], field, eid, 'e:' .. eid, k)
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return {k, 'mine'}
+"""
+)
+
+_RECORD_MESSAGE = """
+local function record_message(key, digest, ordinal, ttl)
+  redis.call('HSET', key, digest .. ':' .. ordinal, 'd')
+  redis.call('PEXPIRE', key, ttl)
+end
+"""
+
+# KEYS: partition lease, stream, attempts, delivered. ARGV: owner, entry id, digest, ordinal,
+# ttl (ms). The ack of an agent message: out of the stream and recorded as delivered in one
+# step, so no path can see it both gone and undelivered. 0 when fenced out.
+ACK_MESSAGE: Final = (
+    _FENCE
+    + _RECORD_MESSAGE
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return 0 end
+redis.call('XDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+record_message(KEYS[4], ARGV[3], ARGV[4], ARGV[5])
+return 1
+"""
+)
+
+# KEYS: partition lease, hold list, held set, held index, attempts, delivered.
+# ARGV: owner, entry id, conversation, digest, ordinal, ttl (ms). `unhold_event` and the record.
+UNHOLD_MESSAGE: Final = (
+    _FENCE
+    + _REMOVE_HELD
+    + _RECORD_MESSAGE
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return 0 end
+remove_held(KEYS[2], ARGV[2])
+record_message(KEYS[6], ARGV[4], ARGV[5], ARGV[6])
+redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('HDEL', KEYS[5], ARGV[2])
+if redis.call('LLEN', KEYS[2]) == 0 then redis.call('ZREM', KEYS[3], ARGV[3]) end
+return 1
+"""
+)
+
 ALL: Final = {
     "relay_heartbeat": RELAY_HEARTBEAT,
     "claim_event": CLAIM_EVENT,
@@ -287,4 +358,7 @@ ALL: Final = {
     "outbox_fence": OUTBOX_FENCE,
     "forget_if_unchanged": FORGET_IF_UNCHANGED,
     "fire_timers": FIRE_TIMERS,
+    "claim_message": CLAIM_MESSAGE,
+    "ack_message": ACK_MESSAGE,
+    "unhold_message": UNHOLD_MESSAGE,
 }

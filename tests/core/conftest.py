@@ -38,6 +38,11 @@ class Harness:
     def chat(self) -> ChatClient:
         return self.runtime.chat
 
+    async def settled(self) -> None:
+        """8x8 has delivered every event, and the relay has nothing pending or in flight."""
+        await self.sim.idle()
+        await self.runtime.relay.wait_idle()
+
     async def escalate(self, sender: str, **customer: Any) -> ConversationId:
         """What the escalate action does: create, link, mark the handoff requested."""
         created = await self.chat.create_conversation(Customer(name=customer.get("name", "Ada")))

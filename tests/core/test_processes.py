@@ -26,7 +26,7 @@ from tests.core.conftest import bridge_settings, now_ms, serve_app
 from tests.support.rasa_stand_in import RasaStandIn
 from tests.support.serve_process import ServeProcess, free_port
 from tests.support.store_rules import key_violations
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, relay_settled
 
 JOINED = "#EXTERNAL_agent_joined"
 
@@ -101,8 +101,8 @@ async def test_serve_killed_and_restarted_mid_stream_loses_nothing(world, proces
             serve.kill()  # mid-stream: some events accepted, some in flight, some not sent yet
             await serve.start()
         await asyncio.sleep(0.05)
-    await eventually(lambda: len(rasa.texts("kim")) >= len(expected), 30, "all texts after restart")
-    await asyncio.sleep(0.5)
+    await sim.idle(timeout=30)  # every event accepted (8x8 retried what a dead bridge missed)
+    await relay_settled(store)
     assert rasa.texts("kim") == expected
     assert rasa.timeline("kim").count(JOINED) == 1
 
@@ -152,8 +152,8 @@ async def test_two_serve_processes_on_one_redis_keep_order_and_double_nothing(
             await sim.desk.say(cid, f"{sender}-{k}")
 
     await asyncio.gather(*(talk(c, s) for c, s in zip(cids, senders, strict=True)))
-    await eventually(lambda: all(len(rasa.texts(s)) >= 10 for s in senders), 30, "all texts")
-    await asyncio.sleep(0.5)
+    await sim.idle(timeout=30)  # every event accepted (8x8 retried what a dead bridge missed)
+    await relay_settled(store)
     for s in senders:
         assert rasa.texts(s) == [f"{s}-{k}" for k in range(10)]
         assert rasa.timeline(s).count(JOINED) == 1

@@ -184,7 +184,7 @@ async def test_a_held_lane_sends_nothing_until_released(receiver: Receiver) -> N
         deliverer.enqueue("c-1", {"eventType": "AGENT_JOINED"})
         other = deliverer.enqueue("c-2", {"eventType": "QUEUED"})
         await asyncio.wait_for(other.settled.wait(), 2)
-        await asyncio.sleep(0.05)
+        assert deliverer.held("c-1")  # parked at its gate: nothing of c-1 can be on its way
         assert [d.conversation_id for d in recorded] == ["c-2"] and deliverer.pending == 2
         deliverer.release("c-1")
         await asyncio.wait_for(deliverer.wait_idle(), 2)

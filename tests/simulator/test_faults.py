@@ -21,6 +21,7 @@ from tests.simulator.conftest import (
     gw_create,
     v2,
 )
+from tests.support.waiting import eventually
 
 
 async def test_a_fault_answers_its_status_with_retry_after_then_clears(
@@ -114,7 +115,7 @@ async def test_a_timeout_fault_hangs_past_the_client_timeout(
     assert 0.3 <= time.monotonic() - started < 2
     # The abandoned request was cancelled at once: it never answers its late 504, and it is
     # not in the request log (it got no answer).
-    await asyncio.sleep(0.5)
+    await eventually(lambda: sim.hangs_abandoned == 1, 2, "the hung request to be dropped")
     assert [r.status for r in sim.requests] == [202]
     sent = await call(
         http, "POST", url, headers=GW_HEADERS, json_body={"authorType": "user", "text": "kept"}
@@ -140,7 +141,7 @@ async def test_stopping_frees_a_hung_request(
         hung = asyncio.create_task(
             call(http, "GET", sim.base_url + GW + "/conversations", headers=GW_HEADERS)
         )
-        await asyncio.sleep(0.1)
+        await eventually(lambda: sim.hanging == 1, 2, "the request to hang")
         started = time.monotonic()
     assert time.monotonic() - started < 2
     answer = await asyncio.gather(hung, return_exceptions=True)

@@ -80,12 +80,25 @@ async def drive_every_method(store: RedisStore) -> None:
     await store.replay_dead_letter(1, dead[0].dead_id)
     await store.arm_timer(1, "t", 5)
     await store.fire_timers(1, 10, OWNER)
+    await drive_message_identity(store, early)
     await store.release_partition(1, OWNER)
     await store.relay_leave(OWNER)
     await store.outbox_push(s, "m")
     await store.outbox_senders()
     await store.outbox_peek(s)
     await store.outbox_pop(s, "m")
+
+
+async def drive_message_identity(store: RedisStore, conversation: ConversationId) -> None:
+    """The relay's delivered-message record (bridge/relay/identity.py)."""
+    for event_id in ("m1", "m2"):
+        await store.enqueue_event(1, EventId(event_id), "p", 60)
+    m1, m2 = (await store.read_events(1, 10))[-2:]
+    await store.claim_message(1, conversation, OWNER, "d", m1.event_id, 0)
+    await store.message_state(1, conversation, "d", 1)
+    await store.ack_message(1, m1.entry_id, OWNER, conversation, "d", 1)
+    await store.hold_event(1, conversation, m2, 1, OWNER)
+    await store.unhold_message(1, conversation, m2.entry_id, OWNER, "d", 2)
 
 
 async def test_every_method_and_script_keeps_the_key_rule(store: RedisStore) -> None:

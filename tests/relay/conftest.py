@@ -1,0 +1,214 @@
+"""A relay on the embedded store with an injected clock and sleep, pushing into a recording fake
+of the Rasa client (the client itself is tested over HTTP elsewhere). Tests wait on the relay's
+idle signal, never on time."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from bridge.eightbyeight.events import ChatEvent, EventKind
+from bridge.errors import RetryableUpstreamError
+from bridge.handoff import Escalated, Handoff, on_action
+from bridge.ids import ConversationId, EventId, SenderId
+from bridge.metrics import Metrics
+from bridge.relay import Deliverer, Relay, RelayConfig
+from bridge.store import RedisStore, open_store
+from bridge.store.base import partition_of
+
+CONFIG = RelayConfig(
+    max_attempts=4,
+    max_age_s=3600.0,
+    hold_s=5.0,
+    lease_ttl_ms=10_000,
+    poll_s=0.005,  # idle consumers look for new entries this often (real time)
+    backoff_base_s=0.25,
+    backoff_cap_s=30.0,
+)
+
+
+class FakeClock:
+    """The relay's clock; `sleep` records the delay and moves the clock on by it (unless
+    `frozen`), yielding to the loop for a real instant."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.time()  # stream ids carry Redis's real time: start from it
+        self.slept: list[float] = []
+        self.frozen = False
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if not self.frozen:
+            self.now += seconds
+        await asyncio.sleep(0.001)
+
+
+@dataclass
+class Call:
+    sender: str
+    kind: str  # "bot" | "intent" | "lookup"
+    text: str | None = None
+    intent: str | None = None
+    marker: str | None = None
+
+
+@dataclass
+class FakeRasa:
+    """Records every call. `failures` are raised by the next pushes, in order (a `LANDED` entry:
+    the push reaches the tracker, then the answer is lost); `on_push` runs inside each push."""
+
+    calls: list[Call] = field(default_factory=list)
+    tracker: dict[str, list[Call]] = field(default_factory=dict)
+    failures: list[BaseException | str] = field(default_factory=list)
+    on_push: Callable[[Call], Awaitable[None]] | None = None
+
+    async def push_bot_message(
+        self,
+        sender: SenderId,
+        text: str | None,
+        *,
+        marker: str,
+        agent_name: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        await self._push(Call(sender, "bot", text=text, marker=marker))
+
+    async def trigger_intent(
+        self, sender: SenderId, intent: str, entities: dict[str, str], *, marker: str
+    ) -> None:
+        await self._push(Call(sender, "intent", intent=intent, marker=marker))
+
+    async def has_marker(self, sender: SenderId, marker: str) -> bool:
+        self.calls.append(Call(sender, "lookup", marker=marker))
+        return any(c.marker == marker for c in self.tracker.get(sender, []))
+
+    async def _push(self, call: Call) -> None:
+        self.calls.append(call)
+        if self.on_push is not None:
+            await self.on_push(call)
+        failure = self.failures.pop(0) if self.failures else None
+        if isinstance(failure, BaseException):
+            raise failure
+        self.tracker.setdefault(call.sender, []).append(call)
+        if failure == LANDED:
+            raise RetryableUpstreamError("Rasa unreachable: TimeoutError")
+
+    def timeline(self, sender: str) -> list[str]:
+        """What the user saw, in order: texts and #intents."""
+        return [
+            c.text or "" if c.kind == "bot" else f"#{c.intent}"
+            for c in self.tracker.get(sender, [])
+        ]
+
+    def pushes(self, sender: str) -> list[Call]:
+        return [c for c in self.calls if c.sender == sender and c.kind != "lookup"]
+
+
+LANDED = "landed"
+JOINED = "#EXTERNAL_agent_joined"
+
+
+@dataclass
+class Rig:
+    store: RedisStore
+    rasa: FakeRasa
+    clock: FakeClock
+    metrics: Metrics
+    config: RelayConfig
+    relays: list[Relay] = field(default_factory=list)
+
+    def relay(self, owner: str = "relay-a") -> Relay:
+        deliverer = Deliverer(
+            self.store,
+            self.rasa,
+            self.metrics,
+            self.config,
+            clock=self.clock,
+            sleep=self.clock.sleep,
+        )
+        relay = Relay(
+            self.store, deliverer, self.metrics, self.config,
+            owner=owner, clock=self.clock, sleep=self.clock.sleep,
+        )  # fmt: skip
+        self.relays.append(relay)
+        return relay
+
+    async def started(self, owner: str = "relay-a") -> Relay:
+        """A relay that has run one lease round (its supervisor is not running: tests call
+        `renew_leases` when time has passed)."""
+        relay = self.relay(owner)
+        await relay.renew_leases()
+        return relay
+
+    async def link(self, sender: str, conversation: str) -> None:
+        s, c = SenderId(sender), ConversationId(conversation)
+        record = await self.store.load_handoff(s)
+        handoff = Handoff.from_fields(record.fields) if record else Handoff()
+        step = on_action(handoff, Escalated(c, reopened=False), int(self.clock() * 1000))
+        assert await self.store.save_handoff(
+            s, step.handoff.to_fields(), record.version if record else 0
+        )
+        await self.store.link(s, c)
+
+    async def enqueue(self, event: ChatEvent, event_id: str | None = None) -> None:
+        assert event.conversation_id is not None
+        partition = partition_of(event.conversation_id, self.store.partitions)
+        eid = EventId(event_id or uuid.uuid4().hex)
+        assert await self.store.enqueue_event(partition, eid, event.to_json(), 3600)
+        self.kick(partition)
+
+    def kick(self, partition: int | None = None) -> None:
+        for relay in self.relays:
+            for p in range(self.store.partitions) if partition is None else [partition]:
+                relay.kick(p)
+
+    async def join(self, conversation: str, agent: str = "Anna") -> None:
+        await self.enqueue(event(EventKind.AGENT_JOINED, conversation, agent_name=agent))
+
+    async def say(self, conversation: str, *texts: str) -> None:
+        for text in texts:
+            await self.enqueue(said(conversation, text))
+
+    async def idle(self, relay: Relay | None = None) -> None:
+        await (relay or self.relays[0]).wait_idle(timeout_s=10.0)
+
+
+def event(kind: EventKind, conversation: str, **kw: Any) -> ChatEvent:
+    return ChatEvent(kind=kind, raw_type="TEST", conversation_id=ConversationId(conversation), **kw)
+
+
+def said(conversation: str, text: str) -> ChatEvent:
+    return event(EventKind.AGENT_MESSAGE, conversation, text=text, agent_name="Anna")
+
+
+RigFactory = Callable[..., Awaitable[Rig]]
+
+
+@pytest.fixture
+async def make_rig() -> AsyncIterator[RigFactory]:
+    rigs: list[Rig] = []
+
+    async def factory(partitions: int = 1, **config: Any) -> Rig:
+        store = await open_store(None, partitions=partitions)
+        rig = Rig(store, FakeRasa(), FakeClock(), Metrics(), replace(CONFIG, **config))
+        rigs.append(rig)
+        return rig
+
+    yield factory
+    for rig in rigs:
+        for relay in rig.relays:
+            await relay.stop(timeout_s=1.0)
+        await rig.store.close()

@@ -1,0 +1,330 @@
+"""The consumer loop and the Deliverer, every branch, on the embedded store in milliseconds:
+retries, dead letters, holds, lease give-back, take-over and loss, Rasa's error answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.errors import RetryableUpstreamError
+from bridge.ids import ConversationId
+from bridge.rasa.client import error_for_status
+from bridge.relay import Relay
+from bridge.relay.identity import text_digest
+from bridge.store.base import MessageState, StreamEntry
+
+from .conftest import JOINED, LANDED, Call, Rig, RigFactory
+
+
+def dead_count(rig: Rig, reason: str) -> float:
+    value: float = rig.metrics.dead_letters.labels(reason)._value.get()
+    return value
+
+
+async def stream(rig: Rig, partition: int = 0) -> list[StreamEntry]:
+    return await rig.store.read_events(partition, 100)
+
+
+# --- delivery and order ---
+
+
+async def test_events_are_delivered_in_order_and_acknowledged(make_rig: RigFactory) -> None:
+    rig = await make_rig()
+    await rig.link("ada", "c1")
+    await rig.started()
+    await rig.join("c1")
+    await rig.say("c1", "one", "two", "three")
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "one", "two", "three"]
+    assert await stream(rig) == []
+    assert not [c for c in rig.rasa.calls if c.kind == "lookup"]  # first attempts: no lookups
+
+
+async def test_the_same_text_twice_is_two_messages_each_recorded(make_rig: RigFactory) -> None:
+    rig = await make_rig()
+    await rig.link("ada", "c1")
+    await rig.started()
+    await rig.say("c1", "ok", "ok")
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "ok", "ok"]  # the first implies the join
+    h, c = text_digest("ok"), ConversationId("c1")
+    for ordinal in (1, 2):
+        assert await rig.store.message_state(0, c, h, ordinal) is MessageState.DELIVERED
+
+
+# --- Rasa's answers ---
+
+
+@pytest.mark.parametrize("status", [404, 409, 429, 500, 503, 401])
+async def test_a_retryable_rasa_answer_is_retried_with_backoff_then_delivered_once(
+    make_rig: RigFactory, status: int
+) -> None:
+    rig = await make_rig()
+    await rig.link("ada", "c1")
+    await rig.started()
+    await rig.join("c1")
+    await rig.idle()
+    rig.rasa.failures = [error_for_status(status, ""), error_for_status(status, "")]
+    await rig.say("c1", "hello")
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "hello"]
+    assert rig.clock.slept == [0.25, 0.5]
+    assert rig.metrics.relay_retries._value.get() == 2
+    assert dead_count(rig, "rejected_by_rasa") == 0
+
+
+async def test_a_timeout_whose_push_landed_is_found_in_the_tracker_not_pushed_again(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig()
+    await rig.link("ada", "c1")
+    await rig.started()
+    await rig.join("c1")
+    await rig.idle()
+    rig.rasa.failures = [LANDED]
+    await rig.say("c1", "hello")
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "hello"]
+    assert len([c for c in rig.rasa.pushes("ada") if c.text == "hello"]) == 1
+    assert rig.metrics.relay_skipped._value.get() == 1
+
+
+async def test_rasa_unreachable_is_retried(make_rig: RigFactory) -> None:
+    rig = await make_rig()
+    await rig.link("ada", "c1")
+    await rig.started()
+    rig.rasa.failures = [RetryableUpstreamError("Rasa unreachable: TimeoutError")]
+    await rig.join("c1")
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED]
+
+
+@pytest.mark.parametrize("status", [400, 422])
+async def test_a_permanent_rasa_answer_dead_letters_at_once_and_the_next_proceeds(
+    make_rig: RigFactory, status: int
+) -> None:
+    rig = await make_rig()
+    await rig.link("ada", "c1")
+    await rig.started()
+    await rig.join("c1")
+    await rig.idle()
+    rig.rasa.failures = [error_for_status(status, "")]
+    await rig.say("c1", "refused", "next")
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "next"]
+    [dead] = await rig.store.list_dead_letters()
+    assert dead.reason == "rejected_by_rasa" and "refused" in dead.entry.payload
+    assert dead_count(rig, "rejected_by_rasa") == 1
+    assert rig.clock.slept == []
+
+
+async def test_the_dead_letter_is_written_before_it_is_counted(make_rig: RigFactory) -> None:
+    rig = await make_rig(max_attempts=2)
+    await rig.link("ada", "c1")
+    relay = await rig.started()
+    counted_at_write: list[float] = []
+    write = rig.store.dead_letter
+
+    async def observed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        counted_at_write.append(dead_count(rig, "max_attempts"))
+        return await write(*args, **kwargs)
+
+    rig.store.dead_letter = observed  # type: ignore[method-assign]
+    rig.rasa.failures = [error_for_status(503, "")] * 2
+    await rig.join("c1")
+    await rig.idle(relay)
+    assert counted_at_write == [0]  # not counted while not yet listable
+    assert dead_count(rig, "max_attempts") == 1
+    assert [d.reason for d in await rig.store.list_dead_letters()] == ["max_attempts"]
+
+
+async def test_after_max_attempts_the_event_is_dead_lettered_and_the_next_proceeds(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(max_attempts=3)
+    await rig.link("ada", "c1")
+    await rig.started()
+    await rig.join("c1")
+    await rig.idle()
+    rig.rasa.failures = [error_for_status(503, "")] * 3
+    await rig.say("c1", "lost cause", "next one")
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "next one"]
+    assert rig.clock.slept == [0.25, 0.5]  # two waits between three attempts
+    assert dead_count(rig, "max_attempts") == 1
+
+
+async def test_an_event_older_than_its_budget_is_dead_lettered(make_rig: RigFactory) -> None:
+    rig = await make_rig(max_age_s=0.6)
+    await rig.link("ada", "c1")
+    await rig.started()
+    rig.rasa.failures = [error_for_status(503, "")] * 3
+    await rig.join("c1")
+    await rig.idle()
+    assert rig.clock.slept == [0.25, 0.5]  # third failure: 0.75 s old, over 0.6
+    assert dead_count(rig, "max_age") == 1
+    assert rig.rasa.timeline("ada") == []
+
+
+async def test_a_bug_while_delivering_is_retried_then_dead_lettered(make_rig: RigFactory) -> None:
+    rig = await make_rig(max_attempts=2)
+    await rig.link("ada", "c1")
+    await rig.started()
+    rig.rasa.failures = [ValueError("bug"), ValueError("bug")]
+    await rig.join("c1")
+    await rig.say("c1", "after")
+    await rig.idle()
+    assert dead_count(rig, "internal_error") == 1
+    assert rig.rasa.timeline("ada") == [JOINED, "after"]  # the message implies the join
+
+
+# --- holding events of conversations not mapped yet ---
+
+
+async def test_events_before_the_mapping_are_held_then_delivered_in_order(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig()
+    await rig.started()
+    await rig.join("c1")
+    await rig.say("c1", "are you there?")
+    await rig.idle()
+    assert rig.rasa.calls == []
+    assert set(await rig.store.held_conversations(0)) == {"c1"}
+    await rig.link("dee", "c1")
+    rig.kick()
+    await rig.idle()
+    assert rig.rasa.timeline("dee") == [JOINED, "are you there?"]
+    assert await rig.store.held_conversations(0) == {}
+    h = text_digest("are you there?")
+    assert await rig.store.message_state(0, ConversationId("c1"), h, 1) is MessageState.DELIVERED
+
+
+async def test_events_arriving_behind_held_ones_stay_behind_once_mapped(
+    make_rig: RigFactory,
+) -> None:
+    """The mapping appears while the consumer is between a held entry and a later one of the
+    same conversation: the later one must still wait behind the held one."""
+    rig = await make_rig()
+    await rig.link("bob", "other")
+
+    async def link_when_other_is_pushed(call: Call) -> None:
+        if call.sender == "bob" and call.text == "x":
+            await rig.link("dee", "c1")
+
+    rig.rasa.on_push = link_when_other_is_pushed
+    await rig.say("c1", "first")
+    await rig.say("other", "x")
+    await rig.say("c1", "second")
+    await rig.started()
+    await rig.idle()
+    assert rig.rasa.timeline("dee") == [JOINED, "first", "second"]
+
+
+async def test_held_events_of_a_never_mapped_conversation_go_to_the_dead_letters(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(hold_s=5.0)
+    await rig.started()
+    await rig.say("c1", "anyone?", "hello?")
+    await rig.idle()
+    assert dead_count(rig, "unknown_conversation") == 0
+    rig.clock.advance(6.0)
+    await rig.relays[0].renew_leases()  # time passed: renew as the supervisor would
+    rig.kick()
+    await rig.idle()
+    dead = await rig.store.list_dead_letters()
+    assert [d.reason for d in dead] == ["unknown_conversation"] * 2
+    assert dead_count(rig, "unknown_conversation") == 2
+    assert rig.metrics.unknown_conversation._value.get() == 2
+    assert await rig.store.held_conversations(0) == {}
+
+
+# --- leases ---
+
+
+async def test_a_second_relay_gets_its_share_and_the_first_gives_it_back(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(partitions=4)
+    a = await rig.started("relay-a")
+    assert a.owned_partitions == [0, 1, 2, 3]
+    b = await rig.started("relay-b")
+    assert b.owned_partitions == []  # nothing free yet
+    await a.renew_leases()
+    assert a.owned_partitions == [0, 1]  # gave back what exceeds ceil(4 / 2)
+    await b.renew_leases()
+    assert b.owned_partitions == [2, 3]
+    await b.stop()
+    await a.renew_leases()
+    assert a.owned_partitions == [0, 1, 2, 3]
+
+
+async def test_a_lease_lost_mid_push_leaves_the_entry_to_the_next_holder_once(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig()
+    await rig.link("ada", "c1")
+    relay = await rig.started()
+    await rig.join("c1")
+    await rig.idle()
+    lease = rig.store.keys.partition_lease(0)
+
+    async def taken_meanwhile(call: Call) -> None:
+        if call.text == "hello":
+            rig.rasa.on_push = None
+            await rig.store.redis.set(lease, "relay-z")  # it lapsed and another relay took it
+
+    rig.rasa.on_push = taken_meanwhile
+    await rig.say("c1", "hello")
+    await _consumer_gone(relay)
+    assert [e.event_id for e in await stream(rig)] != []  # the ack was refused: still there
+    assert await rig.store.redis.delete(lease)  # relay-z gave it up
+    await relay.renew_leases()
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "hello"]  # pushed once: found in the tracker
+    assert rig.metrics.relay_skipped._value.get() == 1
+
+
+async def test_no_push_once_the_lease_may_have_lapsed(make_rig: RigFactory) -> None:
+    rig = await make_rig(backoff_base_s=1.0, max_attempts=10)
+    await rig.link("ada", "c1")
+    relay = await rig.started()
+    rig.rasa.failures = [error_for_status(503, "")] * 10
+    await rig.join("c1")
+    await _consumer_gone(relay)
+    # attempts at 0, 1, 3 and 7 s; the next would be at 15 s, past 80 % of the 10 s lease
+    assert len(rig.rasa.pushes("ada")) == 4
+    assert len(await stream(rig)) == 1
+    rig.rasa.failures = []
+    await relay.renew_leases()
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED]
+
+
+async def test_a_lapsed_lease_taken_again_restarts_the_consumer_with_fresh_memory(
+    make_rig: RigFactory,
+) -> None:
+    """A's lease lapses; B holds a conversation's first event meanwhile and stops; A takes the
+    lease again. A's old consumer never saw that hold: only a new one (which loads the held set)
+    keeps the conversation's next event behind it."""
+    rig = await make_rig(hold_s=60.0)
+    rig.clock.frozen = True  # A's consumer waits for a renewal without the clock moving
+    a = await rig.started("relay-a")
+    await rig.idle(a)
+    rig.clock.advance(9.0)  # A may no longer push; its lease lapses in Redis too:
+    assert await rig.store.redis.delete(rig.store.keys.partition_lease(0))
+    b = await rig.started("relay-b")
+    await rig.say("c1", "first")
+    await rig.idle(b)
+    assert set(await rig.store.held_conversations(0)) == {"c1"}
+    await b.stop()
+    await a.renew_leases()
+    await rig.link("dee", "c1")
+    await rig.say("c1", "second")
+    await rig.idle(a)
+    assert rig.rasa.timeline("dee") == [JOINED, "first", "second"]
+
+
+async def _consumer_gone(relay: Relay) -> None:
+    """Until the relay's consumers have stopped on their own (lease lost or lapsing)."""
+    await relay.wait_consumers_ended(timeout_s=10.0)

@@ -1,0 +1,85 @@
+"""Agent message identities in the store: taken before the push, recorded with the ack."""
+
+from __future__ import annotations
+
+from bridge.ids import ConversationId, EventId
+from bridge.store import RedisStore, StreamEntry
+from bridge.store.base import MessageClaim, MessageState
+from bridge.store.keys import MAPPING_TTL_MS
+
+from .conftest import OTHER, OWNER
+
+C = ConversationId("conv-1")
+H = "ab" * 16  # a text digest
+
+
+async def enqueue(store: RedisStore, *ids: str) -> list[StreamEntry]:
+    for event_id in ids:
+        assert await store.enqueue_event(0, EventId(event_id), f"payload-{event_id}", 3600)
+    return await store.read_events(0, 100)
+
+
+async def test_webhook_events_take_the_lowest_free_ordinal_and_keep_it(leased: RedisStore) -> None:
+    assert await leased.claim_message(0, C, OWNER, H, EventId("e1"), 0) == (1, MessageClaim.MINE)
+    assert await leased.claim_message(0, C, OWNER, H, EventId("e2"), 0) == (2, MessageClaim.MINE)
+    # a retry, a take-over or a replay of e1: the same ordinal, still its own
+    assert await leased.claim_message(0, C, OWNER, H, EventId("e1"), 0) == (1, MessageClaim.MINE)
+    assert await leased.message_state(0, C, H, 1) is MessageState.OWNED
+    assert await leased.message_state(0, C, H, 3) is MessageState.UNKNOWN
+    other_text = "cd" * 16
+    assert await leased.claim_message(0, C, OWNER, other_text, EventId("e3"), 0) == (
+        1,
+        MessageClaim.MINE,
+    )
+
+
+async def test_a_listed_message_owned_or_delivered_by_another_entry_is_not_its_own(
+    leased: RedisStore,
+) -> None:
+    [a] = await enqueue(leased, "a")
+    assert await leased.claim_message(0, C, OWNER, H, a.event_id, 0) == (1, MessageClaim.MINE)
+    listed = EventId(f"msg:{H}:1")
+    assert await leased.claim_message(0, C, OWNER, H, listed, 1) == (1, MessageClaim.OTHER)
+    assert await leased.ack_message(0, a.entry_id, OWNER, C, H, 1)
+    assert await leased.message_state(0, C, H, 1) is MessageState.DELIVERED
+    assert await leased.claim_message(0, C, OWNER, H, listed, 1) == (1, MessageClaim.DELIVERED)
+    # a listed second occurrence is free: it takes it
+    second = EventId(f"msg:{H}:2")
+    assert await leased.claim_message(0, C, OWNER, H, second, 2) == (2, MessageClaim.MINE)
+    # and a webhook event for the same text now takes the third
+    assert await leased.claim_message(0, C, OWNER, H, EventId("late"), 0) == (3, MessageClaim.MINE)
+
+
+async def test_the_ack_removes_the_entry_and_records_delivery_in_one_fenced_step(
+    leased: RedisStore,
+) -> None:
+    a, b = await enqueue(leased, "a", "b")
+    await leased.note_attempt(0, a.entry_id)
+    assert not await leased.ack_message(0, a.entry_id, OTHER, C, H, 1)
+    assert await leased.read_events(0, 10) == [a, b]
+    assert await leased.message_state(0, C, H, 1) is MessageState.UNKNOWN
+    assert await leased.ack_message(0, a.entry_id, OWNER, C, H, 1)
+    assert await leased.read_events(0, 10) == [b]
+    assert await leased.message_state(0, C, H, 1) is MessageState.DELIVERED
+    assert not await leased.redis.hexists(leased.keys.attempts(0), a.entry_id)
+
+
+async def test_claims_are_fenced_by_the_partition_lease(leased: RedisStore) -> None:
+    assert await leased.claim_message(0, C, OTHER, H, EventId("e1"), 0) == (0, MessageClaim.LOST)
+    assert await leased.message_state(0, C, H, 1) is MessageState.UNKNOWN
+
+
+async def test_unholding_a_message_records_it(leased: RedisStore) -> None:
+    [a] = await enqueue(leased, "a")
+    assert await leased.hold_event(0, C, a, 10**13, OWNER)
+    assert not await leased.unhold_message(0, C, a.entry_id, OTHER, H, 1)
+    assert await leased.unhold_message(0, C, a.entry_id, OWNER, H, 1)
+    assert await leased.held_events(0, C) == []
+    assert await leased.held_conversations(0) == {}
+    assert await leased.message_state(0, C, H, 1) is MessageState.DELIVERED
+
+
+async def test_the_record_expires_with_the_conversation_link(leased: RedisStore) -> None:
+    await leased.claim_message(0, C, OWNER, H, EventId("e1"), 0)
+    ttl = await leased.redis.pttl(leased.keys.delivered(0, C))
+    assert MAPPING_TTL_MS - 60_000 < ttl <= MAPPING_TTL_MS
