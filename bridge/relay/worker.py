@@ -151,6 +151,9 @@ class Relay:
         self._metrics.partitions_owned.set(owned)
 
     async def _claim(self, partition: int) -> None:
+        task = self._tasks.get(partition)
+        if self._stopping.is_set() and (task is None or task.done()):
+            return  # stopping: renew only what a live consumer still works on, take nothing
         before = self._clock()
         grant = await self._store.acquire_partition(
             partition, self.owner, self._config.lease_ttl_ms
@@ -167,7 +170,7 @@ class Relay:
         if grant:
             # Safe to push until the lease could lapse, counted from before we asked for it.
             self._valid_until[partition] = before + self._config.lease_ttl_ms / 1000 * _SAFETY
-        if grant and (task is None or task.done()):
+        if grant and (task is None or task.done()) and not self._stopping.is_set():
             self._tasks[partition] = asyncio.create_task(
                 self._consume(partition), name=f"relay-p{partition}"
             )

@@ -100,6 +100,12 @@ class Keys:
         of the partitions. TTL 10x the lease, refreshed by every heartbeat."""
         return f"{self.base}{{relays}}:live"
 
+    def live_handoffs(self) -> str:
+        """ZSET: senders whose handoff is live, scored by when the entry lapses (the record's
+        TTL). Its own slot, an index that may lag (never an authority): readers drop entries
+        whose record is no longer live. TTL MAPPING_TTL_MS, refreshed by every write."""
+        return f"{self.base}{{handoffs}}:live"
+
     # --- one partition: {p:<n>} ---
 
     def claim(self, partition: int, event_id: EventId) -> str:

@@ -21,7 +21,7 @@ from redis.commands.core import AsyncScript
 
 from bridge.errors import StoreUnavailable
 from bridge.ids import ConversationId, EventId, SenderId
-from bridge.store import scripts
+from bridge.store import live_index, scripts
 from bridge.store.base import DeadLetter, HandoffRecord, Store, StreamEntry
 from bridge.store.keys import (
     CONVERSATION_FIELD,
@@ -169,6 +169,8 @@ class RedisStore:
         if VERSION_FIELD in fields:
             raise ValueError(f"{VERSION_FIELD!r} is reserved for the record's version")
         pairs = [part for name, value in fields.items() for part in (name, value)]
+        live = live_index.is_live(fields)
+        await live_index.before_save(self.redis, self.keys, sender, live)
         written, conversation = await self._run(
             "save_handoff",
             [self.keys.record(sender)],
@@ -176,6 +178,7 @@ class RedisStore:
         )
         if not int(written):
             return False
+        await live_index.after_save(self.redis, self.keys, sender, live)
         if conversation:
             # Keep the reverse direction alive as long as the record (its own slot, so not in
             # the script; a lapse here only shortens its life, sender_of stays correct).
