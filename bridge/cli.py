@@ -29,7 +29,7 @@ def _settings_or_exit(*, for_serve: bool) -> Settings:
 
 def cmd_serve(_args: argparse.Namespace) -> int:
     settings = _settings_or_exit(for_serve=True)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, id_key=settings.log_id_secret())
     if not settings.redis_url:
         log.warning(
             "embedded_store",
@@ -44,7 +44,7 @@ def cmd_serve(_args: argparse.Namespace) -> int:
 
 def cmd_simulator(args: argparse.Namespace) -> int:
     settings = _settings_or_exit(for_serve=False)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, id_key=settings.log_id_secret())
     from bridge.simulator.cli import run
 
     return run(host=args.host, port=args.port, webhook_url=args.webhook_url, settings=settings)
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     box.add_argument("--api", choices=["gateway", "chat-v2"], default="gateway",
                      help="which 8x8 API the simulated contact center speaks")  # fmt: skip
     box.set_defaults(func=cmd_sandbox)
+    from bridge import ops  # the operator commands (check, status, end, ...)
+
+    ops.register(sub)
     return parser
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from collections.abc import Sequence
 
+from bridge import logs
 from bridge.errors import ConfigError
 from bridge.settings import Settings, load_settings
 from bridge.simulator.config import SimulatorConfig
@@ -73,10 +73,7 @@ def run(
     except (ConfigError, ValueError) as exc:
         print(f"handoff-bridge simulator: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level, id_key=settings.log_id_secret())
     try:
         asyncio.run(_serve(config, host, port))
     except KeyboardInterrupt:

@@ -178,7 +178,7 @@ class Deliverer:
                 await self._deliver(item)
             except Exception:
                 # A bug here must not stall the conversation's lane forever.
-                log.exception("delivering %s %s failed", item.event_type, item.event_id)
+                log.exception("sim_delivery_error", extra={"event_id": item.event_id})
             lane.items.popleft()
             item.attempted.set()
             item.settled.set()
@@ -201,12 +201,10 @@ class Deliverer:
                 item.delivered = True
                 return
         log.warning(
-            "gave up on %s %s (conversation %s) after %d attempts",
-            item.event_type,
-            item.event_id,
-            item.conversation_id,
-            last + 1,
-        )
+            "sim_delivery_gave_up",
+            extra={"event_type": item.event_type, "event_id": item.event_id,
+                   "conversation": item.conversation_id, "attempts": last + 1},
+        )  # fmt: skip
 
     # --- one attempt ---
 

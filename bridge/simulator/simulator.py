@@ -211,23 +211,14 @@ class Simulator:
             self._notices.publish({"type": "delivery", "delivery": delivery_view(delivery)})
         signal, self._delivered = self._delivered, asyncio.Event()
         signal.set()
+        fields = {"event_type": delivery.event_type, "conversation": delivery.conversation_id,
+                  "event_id": delivery.event_id, "retry": delivery.retry}  # fmt: skip
         if delivery.ok:
-            log.info(
-                "delivered %s for %s to %s (retry %d): %s",
-                delivery.event_type,
-                delivery.conversation_id,
-                delivery.url,
-                delivery.retry,
-                delivery.status,
-            )
+            log.info("sim_delivered", extra={**fields, "status": delivery.status})
         else:
             log.warning(
-                "delivery of %s for %s to %s failed (retry %d): %s",
-                delivery.event_type,
-                delivery.conversation_id,
-                delivery.url,
-                delivery.retry,
-                delivery.status or delivery.error,
+                "sim_delivery_failed",
+                extra={**fields, "status": delivery.status, "error": delivery.error},
             )
 
     def delivered(self, conversation_id: str | None = None) -> list[Delivery]:

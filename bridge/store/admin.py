@@ -100,7 +100,9 @@ async def dead_letter(store: RedisStore, partition: int, dead_id: str) -> DeadLe
     if not 0 <= partition < store.partitions:
         return None
     try:
-        found = await store.redis.xrange(store.keys.dead(partition), dead_id, dead_id)
+        found: list[Any] = (
+            await store.redis.xrange(store.keys.dead(partition), dead_id, dead_id) or []
+        )
     except Exception:  # not a stream id Redis accepts: unknown, like any other wrong id
         return None
     return _dead_letter(partition, found[0][0], found[0][1]) if found else None
@@ -124,7 +126,9 @@ async def _dead_letters_of(
     found: list[str] = []
     start = "-"
     while True:
-        page = await store.redis.xrange(store.keys.dead(partition), start, "+", count=_PAGE)
+        page: list[Any] = (
+            await store.redis.xrange(store.keys.dead(partition), start, "+", count=_PAGE) or []
+        )
         for dead_id, fields in page:
             letter = _dead_letter(partition, dead_id, fields)
             cid = _conversation_of(letter.entry.payload)

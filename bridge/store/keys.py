@@ -19,8 +19,8 @@ Keys without a TTL, and why:
 - partition stream, attempts, held set, held index, hold lists: they hold accepted events that
   must not vanish while the relay is down; they are emptied entry by entry (ack, dead letter,
   unhold), so they are bounded by what is in flight, and Redis drops them when empty.
-- dead letters: the record of what could not be delivered; kept until replayed (the CLI lists
-  them). Expiring them would silently lose events.
+- dead letters: the record of what could not be delivered; kept until replayed or purged (the
+  CLI lists them), and trimmed by age (DEAD_LETTER_MAX_AGE_S, logged) when new ones arrive.
 - the outbox index: one global set; an expiry would forget senders with pending messages.
 Everything per handoff (record, mapping, leases, outbox, dedupe claims) expires.
 """
@@ -43,6 +43,9 @@ MAPPING_TTL_MS = 90 * DAY_MS
 # A sender's outbox belongs to its handoff: it lives as long as the mapping would, refreshed by
 # each push. Normally it drains within minutes of 8x8 coming back.
 OUTBOX_TTL_MS = MAPPING_TTL_MS
+
+# Dead letters older than this are trimmed (`DEAD_LETTER_MAX_AGE_S` overrides it in `serve`).
+DEAD_LETTER_MAX_AGE_MS = 30 * DAY_MS
 
 # Dedupe claims (`EVENT_DEDUPE_TTL_S`), the sender lease and the partition lease take their
 # TTLs from the caller: they are settings of the webhook door and the relay.

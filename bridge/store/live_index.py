@@ -10,6 +10,7 @@ reader drops once it has seen the record.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -40,7 +41,7 @@ async def live_senders(client: aioredis.Redis, keys: Keys, limit: int) -> list[S
     """Senders the index lists as live (expired entries dropped first), oldest entry first."""
     now = int(time.time() * 1000)
     await client.zremrangebyscore(keys.live_handoffs(), "-inf", now)
-    found = await client.zrange(keys.live_handoffs(), 0, limit - 1)
+    found: list[Any] = await client.zrange(keys.live_handoffs(), 0, limit - 1)
     return [SenderId(m.decode() if isinstance(m, bytes) else m) for m in found]
 
 

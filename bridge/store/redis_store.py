@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 import secrets
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -25,11 +27,14 @@ from bridge.store import live_index, scripts
 from bridge.store.base import DeadLetter, HandoffRecord, Store, StreamEntry
 from bridge.store.keys import (
     CONVERSATION_FIELD,
+    DEAD_LETTER_MAX_AGE_MS,
     MAPPING_TTL_MS,
     OUTBOX_TTL_MS,
     VERSION_FIELD,
     Keys,
 )
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -109,6 +114,7 @@ class RedisStore:
         self.redis = client
         self.keys = Keys(prefix)
         self.partitions = partitions
+        self.dead_letter_max_age_ms = DEAD_LETTER_MAX_AGE_MS  # `serve` sets its setting here
         # Registered once; each call is EVALSHA, with a reload if the server lost the script.
         self.scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in scripts.ALL.items()
@@ -264,6 +270,7 @@ class RedisStore:
         args: list[str | int] = [owner, entry.entry_id, entry.event_id, entry.payload, reason]
         # The interface gives only the entry: the held index says whether (and for which
         # conversation) it is held, so the script can name the hold list among its KEYS.
+        await self._trim_dead_letters(p)
         held_by = await self.redis.hget(self.keys.held_index(p), entry.entry_id)
         if held_by is None:
             keys = [
@@ -283,6 +290,14 @@ class RedisStore:
             self.keys.dead(p),
         ]
         return bool(await self._run("dead_letter_from_hold", keys, [*args, conversation]))
+
+    async def _trim_dead_letters(self, partition: int) -> None:
+        """Dead letters older than `dead_letter_max_age_ms` go (their ids are when they were
+        parked); done as new ones arrive, so a partition that stops failing keeps its last."""
+        cutoff = int(time.time() * 1000) - self.dead_letter_max_age_ms
+        trimmed = await self.redis.xtrim(self.keys.dead(partition), minid=f"{max(0, cutoff)}-0")
+        if trimmed:
+            log.warning("dead_letters_trimmed", extra={"partition": partition, "count": trimmed})
 
     @_guarded
     async def list_dead_letters(self, count: int = 100) -> list[DeadLetter]:
