@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -166,6 +167,16 @@ class Deliverer:
     def pending(self) -> int:
         """Events queued or in flight."""
         return self._pending
+
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        return self._delays
+
+    def set_retry_delays(self, delays: tuple[float, ...]) -> None:
+        """A new schedule (1 + len(delays) attempts), for events whose retries start later."""
+        if any(not (d >= 0 and math.isfinite(d)) for d in delays):
+            raise ValueError("retry delays must be non-negative numbers")
+        self._delays = tuple(delays)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()

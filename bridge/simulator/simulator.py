@@ -117,6 +117,15 @@ class Simulator:
     def webhook_url(self) -> str | None:
         return self._webhook_url
 
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        """Pauses before each webhook retry; after the last one an event is given up."""
+        return self._deliverer.retry_delays
+
+    def set_retry_delays(self, delays: tuple[float, ...]) -> None:
+        """Change the webhook retry schedule (e.g. `()`: one attempt, then give up)."""
+        self._deliverer.set_retry_delays(delays)
+
     def set_webhook_url(self, url: str | None) -> None:
         """Change the default target (and the seeded webhook, which points there)."""
         self._webhook_url = url

@@ -46,6 +46,7 @@ class RasaStandIn:
         app.router.add_post("/conversations/{sender}/trigger_intent", self._trigger)
         app.router.add_get("/conversations/{sender}/tracker", self._tracker)
         app.router.add_get("/version", self._version)
+        app.router.add_get("/status", self._status)
         return app
 
     def texts(self, sender: str) -> list[str]:
@@ -61,6 +62,11 @@ class RasaStandIn:
 
     async def _version(self, _request: web.Request) -> web.Response:
         return web.json_response({"version": "3.6.21", "minimum_compatible_version": "3.6.0"})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        if self.token is not None and request.query.get("token") != self.token:
+            return web.json_response({"message": "unauthorized"}, status=401)
+        return web.json_response({"model_file": "models/stand-in.tar.gz", "num_active_training_jobs": 0})
 
     async def _gate(self, request: web.Request) -> web.Response | None:
         self.requests += 1
