@@ -84,10 +84,11 @@ def run(
         code, data, text = Exit.STORE, {"error": str(exc)}, f"error: Redis: {exc}"
     except UpstreamError as exc:
         code, data, text = Exit.UPSTREAM, {"error": str(exc)}, f"error: {exc}"
-    out = sys.stdout if code in (Exit.OK, Exit.PROBLEM) else sys.stderr
+    # A failure's message goes to stderr (also with --json, where stdout still gets the JSON).
+    out = sys.stderr if isinstance(data, dict) and set(data) == {"error"} else sys.stdout
     if as_json:
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
-    else:
+    if not as_json or out is sys.stderr:
         print(text, file=out)
     return int(code)
 

@@ -39,7 +39,7 @@ async def status(args: argparse.Namespace) -> tuple[Exit, Any, str]:
         h = Handoff.from_fields(record.fields)
         handoffs.append({
             "sender": sender, "log_id": mask_sender(sender), "conversation": h.conversation_id,
-            "state": h.state.value, "agent": h.agent_name, "since": iso(h.since_ms),
+            "state": h.state.value, "agent": h.agent_name or h.agent_id, "since": iso(h.since_ms),
             "waiting_s": (now - h.since_ms) // 1000 if h.since_ms else None,
         })  # fmt: skip
     partitions = [

@@ -270,7 +270,7 @@ class RedisStore:
         args: list[str | int] = [owner, entry.entry_id, entry.event_id, entry.payload, reason]
         # The interface gives only the entry: the held index says whether (and for which
         # conversation) it is held, so the script can name the hold list among its KEYS.
-        await self._trim_dead_letters(p)
+        await self._trim_dead_letters()
         held_by = await self.redis.hget(self.keys.held_index(p), entry.entry_id)
         if held_by is None:
             keys = [
@@ -291,13 +291,17 @@ class RedisStore:
         ]
         return bool(await self._run("dead_letter_from_hold", keys, [*args, conversation]))
 
-    async def _trim_dead_letters(self, partition: int) -> None:
-        """Dead letters older than `dead_letter_max_age_ms` go (their ids are when they were
-        parked); done as new ones arrive, so a partition that stops failing keeps its last."""
-        cutoff = int(time.time() * 1000) - self.dead_letter_max_age_ms
-        trimmed = await self.redis.xtrim(self.keys.dead(partition), minid=f"{max(0, cutoff)}-0")
+    async def _trim_dead_letters(self) -> None:
+        """Dead letters older than `dead_letter_max_age_ms` go, in every partition (their ids
+        are when they were parked). Done whenever one is parked: they are rare, and the age
+        limit matters only while new ones keep coming."""
+        cutoff = f"{max(0, int(time.time() * 1000) - self.dead_letter_max_age_ms)}-0"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(self.partitions):
+                pipe.xtrim(self.keys.dead(p), minid=cutoff)
+            trimmed = sum(int(n) for n in await pipe.execute())
         if trimmed:
-            log.warning("dead_letters_trimmed", extra={"partition": partition, "count": trimmed})
+            log.warning("dead_letters_trimmed", extra={"count": trimmed})
 
     @_guarded
     async def list_dead_letters(self, count: int = 100) -> list[DeadLetter]:

@@ -36,6 +36,13 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _main(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse refuses bad arguments this way
+        return int(exc.code or 0)
+
+
 @dataclass
 class Ran:
     code: int
@@ -61,7 +68,7 @@ class World:
         for name, value in {**self.env, **env}.items():
             self.monkeypatch.setenv(name, value)
         self.capsys.readouterr()
-        code = await asyncio.to_thread(main, list(argv))
+        code = await asyncio.to_thread(_main, list(argv))
         captured = self.capsys.readouterr()
         return Ran(code, captured.out, captured.err)
 
@@ -96,7 +103,9 @@ async def world(
     async with running_simulator(cfg) as sim:
         settings = bridge_settings(sim, rasa_url, api, redis_key_prefix=key_prefix,
                                    rasa_token=TOKEN, relay_max_attempts=2)  # fmt: skip
-        store = await open_store(real_redis_url, prefix=key_prefix, partitions=settings.relay_partitions)
+        store = await open_store(
+            real_redis_url, prefix=key_prefix, partitions=settings.relay_partitions
+        )
         runtime = await build_runtime(settings, store=store)
         server = await serve_app(create_app(runtime))
         url = str(server.make_url("")).rstrip("/")

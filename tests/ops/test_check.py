@@ -12,7 +12,15 @@ def _lines(ran) -> dict[str, dict]:  # type: ignore[no-untyped-def]
 async def test_check_all_ok(world: World) -> None:
     ran = await world.cli("check", "--webhook-url", f"{world.url}/8x8/events")
     assert ran.code == 0, ran.out
-    for name in ("settings", "8x8 credentials", "8x8 channel", "8x8 webhook", "redis", "rasa", "rasa api"):
+    for name in (
+        "settings",
+        "8x8 credentials",
+        "8x8 channel",
+        "8x8 webhook",
+        "redis",
+        "rasa",
+        "rasa api",
+    ):
         assert f"OK    {name}" in ran.out or f"OK  {name}" in ran.out, ran.out
     data = (await world.cli("check", "--json")).json()
     assert data["ok"] and all(c["ok"] for c in data["checks"])
@@ -42,7 +50,9 @@ async def test_check_wrong_key(world: World) -> None:
 async def test_check_missing_channel_and_foreign_webhook(world: World) -> None:
     ran = await world.cli("check", "--json", EIGHTBYEIGHT_CHANNEL_ID="nope")
     assert "does not exist" in _lines(ran)["8x8 channel"]["detail"]
-    ran = await world.cli("check", "--json", "--webhook-url", "https://elsewhere.example/8x8/events")
+    ran = await world.cli(
+        "check", "--json", "--webhook-url", "https://elsewhere.example/8x8/events"
+    )
     assert "not at https://elsewhere.example" in _lines(ran)["8x8 webhook"]["detail"]
     world.sim.set_webhook_url(f"http://127.0.0.1:{closed_port()}/8x8/events")
     ran = await world.cli("check", "--json")
@@ -83,7 +93,10 @@ async def test_provision_is_idempotent_and_verifies(world: World) -> None:
     again = await world.cli("provision", "--webhook-url", hook_url, "--queue", "202", "--json")
     found = again.json()
     assert not found["webhook"]["created"] and not found["channel"]["created"]
-    assert (found["webhook"]["id"], found["channel"]["id"]) == (made["webhook"]["id"], made["channel"]["id"])
+    assert (found["webhook"]["id"], found["channel"]["id"]) == (
+        made["webhook"]["id"],
+        made["channel"]["id"],
+    )
     hooks = [h for h in world.sim.provisioning.webhooks.values() if h.uri == hook_url]
     assert len(hooks) == 1
     # the channel it made works: `check` with its settings is all OK

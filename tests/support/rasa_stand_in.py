@@ -66,7 +66,9 @@ class RasaStandIn:
     async def _status(self, request: web.Request) -> web.Response:
         if self.token is not None and request.query.get("token") != self.token:
             return web.json_response({"message": "unauthorized"}, status=401)
-        return web.json_response({"model_file": "models/stand-in.tar.gz", "num_active_training_jobs": 0})
+        return web.json_response(
+            {"model_file": "models/stand-in.tar.gz", "num_active_training_jobs": 0}
+        )
 
     async def _gate(self, request: web.Request) -> web.Response | None:
         self.requests += 1
