@@ -79,7 +79,7 @@ class World:
         assert cid is not None
         if agent:
             await self.sim.desk.accept(cid, agent_name=agent)
-            await eventually(lambda: f"#EXTERNAL_agent_joined" in self.rasa.timeline(sender),
+            await eventually(lambda: "#EXTERNAL_agent_joined" in self.rasa.timeline(sender),
                              10, "the join")  # fmt: skip
         return cid
 
