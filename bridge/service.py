@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bridge import funnel
 from bridge.eightbyeight.client import ChatClient, Customer, HistoryMessage
 from bridge.errors import (
     AuthError,
@@ -25,6 +26,7 @@ from bridge.errors import (
 )
 from bridge.handoff import ActionInput, Escalated, EscalationFailed, Handoff, UserEnded, on_action
 from bridge.ids import ConversationId, SenderId
+from bridge.metrics import Metrics
 from bridge.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -65,9 +67,11 @@ class HandoffService:
         *,
         on_linked: Callable[[ConversationId], None] = lambda cid: None,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.chat = chat
+        self.metrics = metrics or Metrics()  # `serve` passes the one it exports
         self._on_linked = on_linked  # wakes the relay for events held before the link
         self._clock = clock
 
@@ -86,9 +90,11 @@ class HandoffService:
         customer: Customer,
         history: Sequence[HistoryMessage],
         reopen_text: str,
+        trigger: str = "asked",
     ) -> Result:
         """Open the sender's 8x8 conversation, or reopen the one they had. Concurrent calls for
-        one sender create one conversation: the first takes a lease, the others wait for it."""
+        one sender create one conversation: the first takes a lease, the others wait for it.
+        `trigger` (asked, fallbacks, rule) labels the escalation in the metrics."""
         current = await self.handoff(sender)
         if current.active:
             await self._repair_link(sender, current)
@@ -103,7 +109,11 @@ class HandoffService:
             if current.active:
                 return Result(Outcome.ALREADY_ACTIVE, current.conversation_id)
             await self._discard_outbox(sender)
-            return await self._open(sender, current, customer, history, reopen_text)
+            result = await self._open(sender, current, customer, history, reopen_text)
+            if result.outcome in (Outcome.CREATED, Outcome.REOPENED):
+                kind = "new" if result.outcome is Outcome.CREATED else "reopened"
+                self.metrics.escalations.labels(trigger, kind).inc()
+            return result
         finally:
             await self.store.release_sender_lease(sender, token)
 
@@ -250,6 +260,7 @@ class HandoffService:
         try:
             await self._send_item(item)
         except (RetryableUpstreamError, AuthError):
+            self.metrics.outbox_retries.inc()
             return False  # later, in order
         except PermanentUpstreamError as exc:
             log.error("outbox_item_refused", extra={"sender": sender, "status": exc.status})
@@ -277,5 +288,6 @@ class HandoffService:
             if await self.store.save_handoff(
                 sender, step.handoff.to_fields(), record.version if record else 0
             ):
+                funnel.observe(self.metrics, sender, current, step, self._now_ms())
                 return step.handoff
         raise RuntimeError(f"handoff record of {sender} kept changing")

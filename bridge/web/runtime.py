@@ -94,8 +94,9 @@ async def build_runtime(settings: Settings, *, store: Store | None = None) -> Ru
         is_transient_key_error=is_transient,
     )
     service = HandoffService(
-        store, chat, on_linked=lambda cid: relay.kick(partition_of(cid, store.partitions))
-    )
+        store, chat, on_linked=lambda cid: relay.kick(partition_of(cid, store.partitions)),
+        metrics=metrics,
+    )  # fmt: skip
     host.install(service, settings)  # the actions, served below, call it in-process
     actions = ActionServer()
     runtime = Runtime(
