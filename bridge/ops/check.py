@@ -72,9 +72,10 @@ def _lenient() -> Settings | None:
 
 def _upstream_problem(what: str, exc: UpstreamError, settings: Settings) -> str:
     if isinstance(exc, AuthError):
-        return (f"{what}: 8x8 refused the credentials ({exc.status}): check EIGHTBYEIGHT_API_KEY"
-                + (", _API_SECRET and _TENANT_ID" if settings.eightbyeight_api == "chat-v2" else "")
-                + f" are for the {settings.eightbyeight_api} API")  # fmt: skip
+        names = ("EIGHTBYEIGHT_API_KEY, _API_SECRET and _TENANT_ID are"
+                 if settings.eightbyeight_api == "chat-v2" else "EIGHTBYEIGHT_API_KEY is")  # fmt: skip
+        return (f"{what}: 8x8 refused the credentials ({exc.status}): check that {names} "
+                f"valid for the {settings.eightbyeight_api} API at {settings.eightbyeight_base_url}")  # fmt: skip
     if exc.status is None:
         return f"{what}: cannot reach 8x8 at {settings.eightbyeight_base_url} ({exc})"
     return f"{what}: 8x8 answered {exc.status} ({exc})"

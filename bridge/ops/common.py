@@ -81,7 +81,7 @@ def run(
     except ConfigError as exc:
         code, data, text = Exit.CONFIG, {"error": str(exc)}, f"configuration error: {exc}"
     except StoreUnavailable as exc:
-        code, data, text = Exit.STORE, {"error": str(exc)}, f"error: Redis: {exc}"
+        code, data, text = Exit.STORE, {"error": str(exc)}, f"error: {exc}"
     except UpstreamError as exc:
         code, data, text = Exit.UPSTREAM, {"error": str(exc)}, f"error: {exc}"
     # A failure's message goes to stderr (also with --json, where stdout still gets the JSON).

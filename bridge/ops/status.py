@@ -64,7 +64,7 @@ def _text(
 ) -> str:  # fmt: skip
     rows = [
         (h["sender"], h["conversation"], h["state"], h["agent"] or "-",
-         ago(now - (h["waiting_s"] or 0) * 1000, now) if h["waiting_s"] is not None else "")
+         ago(now - h["waiting_s"] * 1000, now) if h["waiting_s"] is not None else "")
         for h in handoffs
     ]  # fmt: skip
     shown = [p for p in partitions if every or p["backlog"] or p["dead_letters"] or p["held"]]
@@ -77,7 +77,7 @@ def _text(
     out = data["outbox"]
     return "\n".join([
         f"Live handoffs: {len(handoffs)}",
-        table(["SENDER", "CONVERSATION", "STATE", "AGENT", "WAITING"], rows),
+        table(["SENDER", "CONVERSATION", "STATE", "AGENT", "SINCE"], rows),
         "",
         f"Relay: backlog {data['backlog']} event(s) in {len(partitions)} partitions"
         + ("" if every else " (partitions with nothing waiting not shown)"),
