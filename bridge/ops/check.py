@@ -153,8 +153,11 @@ async def _rasa(settings: Settings) -> list[Line]:
         try:
             status = await rasa.status()
         except UpstreamError as exc:
-            problem = ("refused RASA_TOKEN (or Rasa runs without --enable-api)"
-                       if exc.status in (401, 403) else str(exc))  # fmt: skip
+            problem = {
+                401: "refused RASA_TOKEN (or Rasa runs without --enable-api)",
+                403: "refused RASA_TOKEN (or Rasa runs without --enable-api)",
+                409: "Rasa has no trained model loaded: it cannot run the bot",
+            }.get(exc.status or 0, str(exc))
             return [*lines, Line("rasa api", False, f"/status: {problem}")]
         model = status.get("model_file") or status.get("fingerprint") and "loaded" or "none"
         return [*lines, Line("rasa api", True, f"/status answers with RASA_TOKEN; model {model}")]

@@ -117,3 +117,10 @@ async def test_provision_errors(world: World) -> None:
     world.sim.faults.fail_next("webhooks", count=10, status=503)
     ran = await world.cli("provision", "--webhook-url", dead)
     assert ran.code == 5 and "503" in ran.err
+
+
+async def test_check_rasa_without_a_model(world: World) -> None:
+    world.rasa.model_loaded = False  # what a real Rasa 3.6 answers when started without a model
+    ran = await world.cli("check", "--json")
+    assert ran.code == 1
+    assert "no trained model" in _lines(ran)["rasa api"]["detail"]

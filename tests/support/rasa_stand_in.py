@@ -33,6 +33,7 @@ class RasaStandIn:
         }
     )  # fmt: skip
     token: str | None = None
+    model_loaded: bool = True  # False: /status answers 409 "No agent loaded", as Rasa 3.6 does
     down_status: int | None = None  # answer this to every push while set
     lose_next_responses: int = 0  # accept the push, then drop the connection without answering
     delay_s: float = 0.0
