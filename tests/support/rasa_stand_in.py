@@ -67,6 +67,8 @@ class RasaStandIn:
     async def _status(self, request: web.Request) -> web.Response:
         if self.token is not None and request.query.get("token") != self.token:
             return web.json_response({"message": "unauthorized"}, status=401)
+        if not self.model_loaded:
+            return web.json_response({"message": "No agent loaded.", "code": 409}, status=409)
         return web.json_response(
             {"model_file": "models/stand-in.tar.gz", "num_active_training_jobs": 0}
         )
