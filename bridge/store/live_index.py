@@ -1,10 +1,11 @@
 """The index of live handoffs, so that `handoff-bridge status` lists them without SCAN.
 
 One ZSET in its own slot (`Keys.live_handoffs`), member = sender, score = when the entry lapses
-(as the record would). Every command here touches that one key. The index may lag the records
-(they live in other slots): an entry is added *before* a record becomes live and removed
-*after* it stops being live, so a crash in between can only leave an extra entry, which the
-reader drops once it has seen the record.
+(as the record would). Every command here touches that one key. It is updated in the round trip
+that follows each record write (no extra one on the hot path), so it may lag the records: an
+extra entry (a record no longer live) is dropped by the reader once it has seen the record; an
+entry missing after a crash between the two round trips comes back with the handoff's next
+state change (queued, agent joined).
 """
 
 from __future__ import annotations
@@ -23,18 +24,24 @@ def is_live(fields: dict[str, str]) -> bool:
     return Handoff.from_fields(fields).active
 
 
-async def before_save(client: aioredis.Redis, keys: Keys, sender: SenderId, live: bool) -> None:
-    if live:
-        now = int(time.time() * 1000)
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.live_handoffs(), {sender: now + MAPPING_TTL_MS})
-            pipe.pexpire(keys.live_handoffs(), MAPPING_TTL_MS)
-            await pipe.execute()
+# KEYS: the index. ARGV: sender, 1 when live, the entry's lapse time (ms), the index's TTL (ms).
+# One command per record write: an entry for a live record, none for the others.
+_UPDATE = """
+if ARGV[2] == '1' then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 1
+"""
 
 
-async def after_save(client: aioredis.Redis, keys: Keys, sender: SenderId, live: bool) -> None:
-    if not live:
-        await client.zrem(keys.live_handoffs(), sender)
+async def update(client: aioredis.Redis, keys: Keys, sender: SenderId, live: bool) -> None:
+    """Index the record just written (after the write: see the module's docstring)."""
+    lapses = int(time.time() * 1000) + MAPPING_TTL_MS
+    args = [sender, 1 if live else 0, lapses, MAPPING_TTL_MS]
+    await client.register_script(_UPDATE)(keys=[keys.live_handoffs()], args=args)
 
 
 async def live_senders(client: aioredis.Redis, keys: Keys, limit: int) -> list[SenderId]:

@@ -175,8 +175,6 @@ class RedisStore:
         if VERSION_FIELD in fields:
             raise ValueError(f"{VERSION_FIELD!r} is reserved for the record's version")
         pairs = [part for name, value in fields.items() for part in (name, value)]
-        live = live_index.is_live(fields)
-        await live_index.before_save(self.redis, self.keys, sender, live)
         written, conversation = await self._run(
             "save_handoff",
             [self.keys.record(sender)],
@@ -184,12 +182,12 @@ class RedisStore:
         )
         if not int(written):
             return False
-        await live_index.after_save(self.redis, self.keys, sender, live)
         if conversation:
             # Keep the reverse direction alive as long as the record (its own slot, so not in
             # the script; a lapse here only shortens its life, sender_of stays correct).
             reverse = self.keys.conversation(ConversationId(_text(conversation)))
             await self.redis.pexpire(reverse, MAPPING_TTL_MS)
+        await live_index.update(self.redis, self.keys, sender, live_index.is_live(fields))
         return True
 
     # --- per-sender lease ---
