@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from enum import IntEnum
 from typing import Any
 
+from bridge import logs
 from bridge.errors import ConfigError, StoreUnavailable, UpstreamError
 from bridge.settings import Settings, load_settings
 from bridge.store.redis_store import RedisStore
@@ -44,6 +45,8 @@ def settings_for(*, needs_8x8: bool) -> Settings:
     settings = load_settings()
     if needs_8x8:
         settings.check_for_serve()
+    # Sender ids printed as `log_id` must hash as `serve` hashes them in its logs.
+    logs.set_id_key(settings.log_id_secret())
     return settings
 
 

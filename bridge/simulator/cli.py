@@ -77,7 +77,6 @@ def run(
     except (ConfigError, ValueError) as exc:
         print(f"handoff-bridge simulator: {exc}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level, id_key=settings.log_id_secret())
     try:
         asyncio.run(_serve(config, host, port))
     except KeyboardInterrupt:
@@ -98,7 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--webhook-url", help="where to send events (default: the local bridge)")
     add_retry_delays(parser)
     args = parser.parse_args(argv)
-    return run(args.host, args.port, args.webhook_url, retry_delays=args.retry_delays)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"handoff-bridge simulator: {exc}", file=sys.stderr)
+        return 2
+    # Logging is the entry point's to set up (`handoff-bridge simulator` does it too), not run()'s.
+    logs.configure(settings.log_level, id_key=settings.log_id_secret())
+    return run(args.host, args.port, args.webhook_url, settings, retry_delays=args.retry_delays)
 
 
 def retry_delays(text: str) -> tuple[float, ...]:
