@@ -14,7 +14,7 @@ from bridge.errors import (
     StoreUnavailable,
     UpstreamError,
 )
-from bridge.ops.common import Exit, add_json_flag, run, table
+from bridge.ops.common import EXIT_CODES, Exit, add_json_flag, run, table
 from bridge.settings import Settings, load_settings
 
 
@@ -28,6 +28,7 @@ class Line:
 def add(sub: Any) -> None:
     p = sub.add_parser(
         "check",
+        epilog=EXIT_CODES,
         help="check settings, 8x8 (credentials, channel, webhook), Redis and Rasa",
         description="Check everything `serve` depends on, with the same settings. "
         "Exit 0 when all is well, 1 when something is wrong (each line says what).",

@@ -37,6 +37,13 @@ class Failed(Exception):
         self.code = code
 
 
+EXIT_CODES = (
+    "exit codes: 0 done (all checks OK); 1 a check failed or only part was done; "
+    "2 settings or arguments invalid; 3 Redis unreachable; 4 no such sender or dead letter; "
+    "5 8x8 (or Rasa) unreachable or refused"
+)
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from bridge.eightbyeight.events import ChatEvent
 from bridge.ops.common import (
+    EXIT_CODES,
     Exit,
     Failed,
     add_json_flag,
@@ -36,6 +37,7 @@ _ALL = 1_000_000  # "every dead letter": far more than trimming by age lets accu
 def add(sub: Any) -> None:
     p = sub.add_parser(
         "dead-letters",
+        epilog=EXIT_CODES,
         help="list, show, replay or purge the events the relay gave up on",
         description="Events the relay could not deliver (after RELAY_MAX_ATTEMPTS or "
         "RELAY_MAX_AGE_S), kept for an operator. IDs look like 3:1732912345678-0.",

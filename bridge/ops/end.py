@@ -15,12 +15,13 @@ from typing import Any
 from bridge.errors import UpstreamError
 from bridge.handoff import INTENT_AGENT_LEFT
 from bridge.ids import SenderId
-from bridge.ops.common import Exit, Failed, add_json_flag, open_redis, run, settings_for
+from bridge.ops.common import EXIT_CODES, Exit, Failed, add_json_flag, open_redis, run, settings_for
 
 
 def add(sub: Any) -> None:
     p = sub.add_parser(
         "end",
+        epilog=EXIT_CODES,
         help="end a stuck handoff on both sides (8x8 and the bot), telling the user",
         description="End SENDER's live handoff: leave the 8x8 interaction, hand the user back "
         "to the bot, and let the bot tell them (EXTERNAL_agent_left).",

@@ -8,13 +8,14 @@ import argparse
 from typing import Any
 
 from bridge.ids import SenderId
-from bridge.ops.common import Exit, Failed, add_json_flag, open_redis, run, settings_for
+from bridge.ops.common import EXIT_CODES, Exit, Failed, add_json_flag, open_redis, run, settings_for
 from bridge.store import admin, live_index
 
 
 def add(sub: Any) -> None:
     p = sub.add_parser(
         "forget",
+        epilog=EXIT_CODES,
         help="erase what the bridge holds about a user (mapping, record, outbox, dead letters)",
         description="Erase SENDER's data from the bridge's store. Refused while the user's "
         "handoff is live: `handoff-bridge end SENDER` first.",

@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from bridge.eightbyeight.client import Channel, ChatClient, Webhook
-from bridge.ops.common import Exit, Failed, add_json_flag, run, settings_for
+from bridge.ops.common import EXIT_CODES, Exit, Failed, add_json_flag, run, settings_for
 
 NAME = "handoff-bridge"  # the name of what we create, so an operator sees it in 8x8's console
 
@@ -20,6 +20,7 @@ NAME = "handoff-bridge"  # the name of what we create, so an operator sees it in
 def add(sub: Any) -> None:
     p = sub.add_parser(
         "provision",
+        epilog=EXIT_CODES,
         help="create or find the 8x8 webhook and Chat API channel; print the settings to use",
         description="Find or create (idempotently) the webhook pointing at URL and a channel "
         "using it, on the configured 8x8 API; verify the webhook; print the settings.",

@@ -9,13 +9,24 @@ from typing import Any
 
 from bridge.handoff import Handoff
 from bridge.logs import mask_sender
-from bridge.ops.common import Exit, add_json_flag, ago, iso, open_redis, run, settings_for, table
+from bridge.ops.common import (
+    EXIT_CODES,
+    Exit,
+    add_json_flag,
+    ago,
+    iso,
+    open_redis,
+    run,
+    settings_for,
+    table,
+)
 from bridge.store import admin
 
 
 def add(sub: Any) -> None:
     p = sub.add_parser(
         "status",
+        epilog=EXIT_CODES,
         help="live handoffs, relay backlog and lag, live relays, outbox, dead letters",
         description="What the bridge is doing now, from the Redis `serve` uses.",
     )
