@@ -10,12 +10,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge import logs
 from bridge.errors import ConfigError, StoreUnavailable, UpstreamError
 from bridge.settings import Settings, load_settings
-from bridge.store.redis_store import RedisStore
+
+if TYPE_CHECKING:
+    from bridge.store.redis_store import RedisStore
 
 
 class Exit(IntEnum):

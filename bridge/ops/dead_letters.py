@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.eightbyeight.events import ChatEvent
 from bridge.ops.common import (
@@ -27,9 +27,10 @@ from bridge.ops.common import (
     settings_for,
     table,
 )
-from bridge.store import admin
-from bridge.store.base import DeadLetter
-from bridge.store.redis_store import RedisStore
+
+if TYPE_CHECKING:
+    from bridge.store.base import DeadLetter
+    from bridge.store.redis_store import RedisStore
 
 _ALL = 1_000_000  # "every dead letter": far more than trimming by age lets accumulate
 
@@ -68,6 +69,8 @@ async def dead_letters(args: argparse.Namespace) -> tuple[Exit, Any, str]:
             return _show(await _find(store, args.id))
         if args.verb == "replay":
             return await _replay(store, args.id, every=args.all)
+        from bridge.store import admin
+
         removed = await admin.purge_dead_letters(store, args.older_than)
         return Exit.OK, {"purged": removed}, f"purged {removed} dead letter(s)"
 
@@ -102,6 +105,8 @@ async def _list(store: RedisStore, limit: int) -> tuple[Exit, Any, str]:
 
 
 async def _find(store: RedisStore, ident: str) -> DeadLetter:
+    from bridge.store import admin
+
     partition, _, dead_id = ident.partition(":")
     found = await admin.dead_letter(store, int(partition), dead_id) if partition.isdigit() else None
     if found is None:

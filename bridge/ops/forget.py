@@ -9,7 +9,6 @@ from typing import Any
 
 from bridge.ids import SenderId
 from bridge.ops.common import EXIT_CODES, Exit, Failed, add_json_flag, open_redis, run, settings_for
-from bridge.store import admin, live_index
 
 
 def add(sub: Any) -> None:
@@ -26,6 +25,8 @@ def add(sub: Any) -> None:
 
 
 async def forget(args: argparse.Namespace) -> tuple[Exit, Any, str]:
+    from bridge.store import admin, live_index
+
     settings = settings_for(needs_8x8=False)
     sender = SenderId(args.sender)
     async with open_redis(settings) as store:

@@ -20,7 +20,6 @@ from bridge.ops.common import (
     settings_for,
     table,
 )
-from bridge.store import admin
 
 
 def add(sub: Any) -> None:
@@ -37,6 +36,8 @@ def add(sub: Any) -> None:
 
 
 async def status(args: argparse.Namespace) -> tuple[Exit, Any, str]:
+    from bridge.store import admin
+
     settings = settings_for(needs_8x8=False)
     now = int(time.time() * 1000)
     async with open_redis(settings) as store:
