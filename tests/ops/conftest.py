@@ -24,7 +24,6 @@ from bridge.web.app import create_app
 from bridge.web.runtime import Runtime, build_runtime
 from tests.core.conftest import bridge_settings, serve_app
 from tests.support.rasa_stand_in import RasaStandIn
-from tests.support.waiting import eventually
 
 TOKEN = "rasa-token-5d1e"
 
@@ -79,9 +78,18 @@ class World:
         assert cid is not None
         if agent:
             await self.sim.desk.accept(cid, agent_name=agent)
-            await eventually(lambda: "#EXTERNAL_agent_joined" in self.rasa.timeline(sender),
-                             10, "the join")  # fmt: skip
+            await self._stored_state(sender, "with_agent")
         return cid
+
+    async def _stored_state(self, sender: str, state: str, within: float = 10.0) -> None:
+        """Wait until the relay has stored `state` for `sender` (after its push into Rasa)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            record = await self.runtime.store.load_handoff(SenderId(sender))
+            if record is not None and record.fields.get("state") == state:
+                return
+            assert asyncio.get_running_loop().time() < deadline, f"{sender} never {state}"
+            await asyncio.sleep(0.02)
 
 
 @pytest.fixture(params=["gateway", "chat-v2"])
