@@ -160,7 +160,7 @@ async def _rasa(settings: Settings) -> list[Line]:
                 409: "Rasa has no trained model loaded: it cannot run the bot",
             }.get(exc.status or 0, str(exc))
             return [*lines, Line("rasa api", False, f"/status: {problem}")]
-        model = status.get("model_file") or status.get("fingerprint") and "loaded" or "none"
+        model = status.get("model_file") or ("loaded" if status.get("fingerprint") else "none")
         return [*lines, Line("rasa api", True, f"/status answers with RASA_TOKEN; model {model}")]
     finally:
         await rasa.close()
