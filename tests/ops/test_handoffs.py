@@ -183,3 +183,30 @@ async def test_forget_erases_the_user(world: World) -> None:
     assert await admin.dead_letter(store, int(ident.split(":")[0]), ident.split(":")[1]) is None
     again = await world.cli("forget", "kim")
     assert again.code == 4 and "holds nothing" in again.err
+
+
+async def test_replay_of_a_message_that_did_reach_the_user_is_not_shown_twice(world: World) -> None:
+    """Given up after its push landed (the answer was lost, then Rasa went down): the replay
+    re-enters the stream as the original event, and the relay finds its marker in the tracker."""
+    cid = await world.live_handoff("kim")
+    world.rasa.lose_next_responses = 1
+    await world.sim.desk.say(cid, "seen once")
+    await eventually(lambda: world.rasa.texts("kim") == ["seen once"], 10, "the landed push")
+    world.rasa.down_status = 503  # the retry's tracker check fails: the attempts run out
+    store = world.runtime.store
+    for _ in range(200):
+        if await store.list_dead_letters():
+            break
+        await __import__("asyncio").sleep(0.05)
+    world.rasa.down_status = None
+    [letter] = await store.list_dead_letters()
+    assert letter.reason == "max_attempts"
+    ran = await world.cli("dead-letters", "replay", f"{letter.partition}:{letter.dead_id}")
+    assert ran.code == 0
+    skipped = "handoff_relay_already_delivered_total"
+    registry = world.runtime.metrics.registry
+    await eventually(
+        lambda: (registry.get_sample_value(skipped) or 0) == 1, 10, "the tracker check"
+    )
+    assert world.rasa.texts("kim") == ["seen once"]
+    assert await store.list_dead_letters() == []
