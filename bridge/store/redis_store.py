@@ -3,7 +3,8 @@
 Every multi-key atomic step is a Lua script from `scripts.py` over keys of one hash slot (see
 `keys.py`). The two places that span slots are `link` (a MULTI: atomic on a single Redis; under
 Cluster a half-written link is never trusted, because `sender_of` checks both directions) and
-the outbox index (an index that may lag; readers repair it).
+the two indexes, of outboxes and of live handoffs (`live_index.py`), which may lag; readers
+repair them.
 """
 
 from __future__ import annotations
