@@ -71,16 +71,22 @@ def _rule_says_escalate(tracker: Tracker) -> bool:
         return False
 
 
-def should_escalate(tracker: Tracker) -> bool:
-    """human_handoff always; a fallback after HANDOFF_FALLBACKS of them in a row, or at once
-    when the bot owner's HANDOFF_RULE says so."""
+def escalation_trigger(tracker: Tracker) -> str | None:
+    """Why to escalate now, or None: `asked` (human_handoff, always), `rule` (the bot owner's
+    HANDOFF_RULE says so), `fallbacks` (HANDOFF_FALLBACKS fallbacks in a row)."""
     intent, _ = _intent(tracker)
     if intent == ESCALATION_INTENT:
-        return True
+        return "asked"
     if _rule_says_escalate(tracker):
-        return True
+        return "rule"
     needed = host.settings().handoff_fallbacks
-    return needed > 0 and fallback_streak(tracker.events, ESCALATION_INTENT) >= needed
+    if needed > 0 and fallback_streak(tracker.events, ESCALATION_INTENT) >= needed:
+        return "fallbacks"
+    return None
+
+
+def should_escalate(tracker: Tracker) -> bool:
+    return escalation_trigger(tracker) is not None
 
 
 class ActionHandoffToAgent(Action):
@@ -94,7 +100,8 @@ class ActionHandoffToAgent(Action):
     ) -> list[EventType]:
         if tracker.get_slot(SLOT):
             return []  # already with an agent (or queued): nothing to open
-        if not should_escalate(tracker):
+        trigger = escalation_trigger(tracker)
+        if trigger is None:
             dispatcher.utter_message(response="utter_default")
             return []
         settings = host.settings()
@@ -113,6 +120,7 @@ class ActionHandoffToAgent(Action):
             transcript(tracker.events),
             reopen_text=(tracker.latest_message or {}).get("text")
             or "The customer asked for an agent again.",
+            trigger=trigger,
         )
         if result.outcome is Outcome.OUT_OF_HOURS:
             dispatcher.utter_message(response="utter_handoff_out_of_hours")

@@ -29,7 +29,7 @@ def _settings_or_exit(*, for_serve: bool) -> Settings:
 
 def cmd_serve(_args: argparse.Namespace) -> int:
     settings = _settings_or_exit(for_serve=True)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, id_key=settings.log_id_secret())
     if not settings.redis_url:
         log.warning(
             "embedded_store",
@@ -44,10 +44,11 @@ def cmd_serve(_args: argparse.Namespace) -> int:
 
 def cmd_simulator(args: argparse.Namespace) -> int:
     settings = _settings_or_exit(for_serve=False)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, id_key=settings.log_id_secret())
     from bridge.simulator.cli import run
 
-    return run(host=args.host, port=args.port, webhook_url=args.webhook_url, settings=settings)
+    return run(host=args.host, port=args.port, webhook_url=args.webhook_url, settings=settings,
+               retry_delays=args.retry_delays)  # fmt: skip
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8088)
     sim.add_argument("--webhook-url", default=None, help="where to send signed webhook events")
+    from bridge.simulator.cli import add_retry_delays
+
+    add_retry_delays(sim)
     sim.set_defaults(func=cmd_simulator)
     box = sub.add_parser(
         "sandbox", help="the whole handoff on this machine, in a browser (no accounts needed)"
@@ -80,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     box.add_argument("--api", choices=["gateway", "chat-v2"], default="gateway",
                      help="which 8x8 API the simulated contact center speaks")  # fmt: skip
     box.set_defaults(func=cmd_sandbox)
+    from bridge import ops  # the operator commands (check, status, end, ...)
+
+    ops.register(sub)
     return parser
 
 

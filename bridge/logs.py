@@ -1,19 +1,60 @@
-"""Structured logging on the standard library: one JSON object per line.
+"""Structured logging on the standard library: one JSON object per line, in every process
+(serve, the CLI, the simulator).
 
 Call sites log an event name and ids (`extra={"sender": ..., "conversation": ...}`); message
 text and secrets are never passed at info level or above.
+
+- A sender id can be a phone number: above debug, every `sender` field is replaced by a keyed
+  hash (`mask_sender`), the same in every process that shares the key, so lines still correlate
+  (and `handoff-bridge status --json` prints each sender's `log_id`).
+- An exception keeps its frames (file, line, function) at every level; its message, which may
+  carry personal data, only at debug.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import sys
 import time
+import traceback
+from types import TracebackType
 from typing import Any
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+# Fields that hold a sender id, masked above debug.
+SENDER_FIELDS = frozenset({"sender"})
+
+# Used when no key is configured: still stable across processes, but then anyone can hash a
+# candidate phone number and compare; `serve` derives a secret key from its settings instead.
+_DEFAULT_KEY = b"handoff-bridge log ids"
+_key = _DEFAULT_KEY
+
+
+def set_id_key(key: bytes | None) -> None:
+    """The key of `mask_sender` (None: the public default)."""
+    global _key
+    _key = key or _DEFAULT_KEY
+
+
+def derive_id_key(secret: str) -> bytes:
+    """A log-id key derived from a deployment secret (never the secret itself)."""
+    return hmac.new(secret.encode("utf-8"), b"handoff-bridge log ids v1", hashlib.sha256).digest()
+
+
+def mask_sender(sender: object) -> str:
+    """The sender id as logged above debug: `s-` and 12 hex digits of an HMAC-SHA256."""
+    digest = hmac.new(_key, str(sender).encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"s-{digest[:12]}"
+
+
+def frames(tb: TracebackType | None) -> list[str]:
+    """`file:line in function` for each frame, innermost last: where, never what."""
+    return [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(tb)]
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,22 +66,26 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
+        debug = record.levelno <= logging.DEBUG
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value
-        if record.exc_info and record.levelno <= logging.DEBUG:
-            out["exc"] = self.formatException(record.exc_info)
-        elif record.exc_info and record.exc_info[1] is not None:
-            # Above debug, the exception's type only: its text may carry personal data.
-            out["error"] = type(record.exc_info[1]).__name__
+                masked = key in SENDER_FIELDS and value is not None and not debug
+                out[key] = mask_sender(value) if masked else value
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            out["error"] = type(exc).__name__
+            out["frames"] = frames(record.exc_info[2])
+            if debug:
+                out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-def configure(level: str = "INFO") -> None:
+def configure(level: str = "INFO", *, id_key: bytes | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    set_id_key(id_key)
     # aiohttp's access log would print every webhook request; ours is enough.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

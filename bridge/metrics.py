@@ -89,5 +89,46 @@ class Metrics:
             registry=r,
         )
 
+        self._funnel(r)
+
+    def _funnel(self, r: CollectorRegistry) -> None:
+        """The handoff funnel, from escalation to the bot taking over again."""
+        self.escalations = Counter(
+            "handoff_escalations",
+            "handoffs opened, by trigger (asked, fallbacks, rule) and kind (new, reopened)",
+            ["trigger", "kind"],
+            registry=r,
+        )
+        self.time_to_agent = Histogram(
+            "handoff_time_to_agent_seconds",
+            "from the escalation to the first agent joining",
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+            registry=r,
+        )
+        self.abandoned_waits = Counter(
+            "handoff_abandoned_waits",
+            "handoffs the user ended while still waiting for an agent",
+            registry=r,
+        )
+        self.transfers = Counter(
+            "handoff_transfers", "chats an agent transferred to another queue", registry=r
+        )
+        self.returns_to_bot = Counter(
+            "handoff_returns_to_bot",
+            "live handoffs (or escalations) that ended with the bot answering again, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.recovered_messages = Counter(
+            "handoff_recovered_messages",
+            "agent messages 8x8 gave up on, found in its message list and relayed",
+            registry=r,
+        )
+        self.outbox_retries = Counter(
+            "handoff_outbox_retries",
+            "user messages (or leaves) that waited in the outbox and failed again",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bridge import funnel
 from bridge.eightbyeight.client import ChatClient, Customer, HistoryMessage
 from bridge.errors import (
     AuthError,
@@ -37,6 +38,7 @@ from bridge.handoff import (
 )
 from bridge.hours import OpeningHours
 from bridge.ids import ConversationId, SenderId
+from bridge.metrics import Metrics
 from bridge.store.base import Store, partition_of
 
 log = logging.getLogger(__name__)
@@ -80,11 +82,13 @@ class HandoffService:
         clock: Callable[[], float] = time.time,
         timing: Timing = DEFAULT_TIMING,
         hours: OpeningHours | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.chat = chat
         self.timing = timing  # the timers an escalation arms
         self.hours = hours  # None: always open
+        self.metrics = metrics or Metrics()  # `serve` passes the one it exports
         self._on_linked = on_linked  # wakes the relay for events held before the link
         self._clock = clock
 
@@ -107,10 +111,12 @@ class HandoffService:
         customer: Customer,
         history: Sequence[HistoryMessage],
         reopen_text: str,
+        trigger: str = "asked",
     ) -> Result:
         """Open the sender's 8x8 conversation, or reopen the one they had. Concurrent calls for
         one sender create one conversation: the first takes a lease, the others wait for it.
-        Outside the opening hours nothing is opened (a live handoff is still reported)."""
+        Outside the opening hours nothing is opened (a live handoff is still reported).
+        `trigger` (asked, fallbacks, rule) labels the escalation in the metrics."""
         current = await self.handoff(sender)
         if not current.active and not self.is_open():
             log.info("out_of_hours", extra={"sender": sender})
@@ -128,7 +134,11 @@ class HandoffService:
             if current.active:
                 return Result(Outcome.ALREADY_ACTIVE, current.conversation_id)
             await self._discard_outbox(sender)
-            return await self._open(sender, current, customer, history, reopen_text)
+            result = await self._open(sender, current, customer, history, reopen_text)
+            if result.outcome in (Outcome.CREATED, Outcome.REOPENED):
+                kind = "new" if result.outcome is Outcome.CREATED else "reopened"
+                self.metrics.escalations.labels(trigger, kind).inc()
+            return result
         finally:
             await self.store.release_sender_lease(sender, token)
 
@@ -293,6 +303,7 @@ class HandoffService:
         try:
             await self._send_item(item)
         except (RetryableUpstreamError, AuthError):
+            self.metrics.outbox_retries.inc()
             return False  # later, in order
         except PermanentUpstreamError as exc:
             log.error("outbox_item_refused", extra={"sender": sender, "status": exc.status})
@@ -330,5 +341,6 @@ class HandoffService:
             if await self.store.save_handoff(
                 sender, step.handoff.to_fields(), record.version if record else 0
             ):
+                funnel.observe(self.metrics, sender, current, step, self._now_ms())
                 return step.handoff
         raise RuntimeError(f"handoff record of {sender} kept changing")

@@ -96,6 +96,19 @@ class Settings(BaseSettings):
     def opening_hours(self) -> OpeningHours | None:
         return load_hours(self.handoff_hours_file) if self.handoff_hours_file else None
 
+    # --- operations: logs and dead letters ---
+    # Key of the hash that stands for a sender id in logs above debug; unset: derived from
+    # EIGHTBYEIGHT_API_KEY, so every process of a deployment hashes alike.
+    log_id_key: SecretStr | None = None
+    dead_letter_max_age_s: int = Field(30 * 86400, ge=3600)  # older dead letters are trimmed
+
+    def log_id_secret(self) -> bytes | None:
+        """The key `bridge.logs.mask_sender` uses, derived (never the secret itself)."""
+        from bridge.logs import derive_id_key
+
+        secret = self.log_id_key or self.eightbyeight_api_key
+        return derive_id_key(secret.get_secret_value()) if secret else None
+
     @model_validator(mode="after")
     def _strip_urls(self) -> Settings:
         self.eightbyeight_base_url = self.eightbyeight_base_url.rstrip("/")

@@ -52,6 +52,15 @@ class Provisioning(ABC):
         )
         return webhook_from_wire(answer)
 
+    async def verify_webhook(self, uri: str) -> None:
+        """Ask 8x8 to send WEB_HOOK_VERIFY to `uri` now; an error unless `uri` answered 2xx."""
+        await self._caller.call(
+            "verify_webhook",
+            "POST",
+            self._url(self.WEBHOOKS, "verify"),
+            json_body={"version": self.WEBHOOK_VERSION, "uri": uri},
+        )
+
     async def get_webhook(self, webhook_id: str) -> Webhook:
         """One webhook; NotFound if it does not exist."""
         return webhook_from_wire(

@@ -106,6 +106,11 @@ class RasaClient:
         data = await self._request("GET", f"{self._base}/version", None, {})
         return data if isinstance(data, dict) else {}
 
+    async def status(self) -> dict[str, Any]:
+        """Rasa's `/status` (the loaded model); needs the token when Rasa has one."""
+        data = await self._request("GET", f"{self._base}/status", None, self._params())
+        return data if isinstance(data, dict) else {}
+
     async def _post(self, url: str, body: Any, params: dict[str, str]) -> None:
         # include_events=NONE keeps Rasa's answer small; we do not read it either way.
         await self._request("POST", url, body, params, read=False)

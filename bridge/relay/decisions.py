@@ -65,13 +65,16 @@ class ConsumerAction(StrEnum):
     NONE = "none"  # not ours, nothing running
 
 
-def on_grant(grant: int, consumer_running: bool) -> ConsumerAction:
-    """What to do with a partition's consumer after asking for its lease."""
+def on_grant(grant: int, consumer_running: bool, stopping: bool = False) -> ConsumerAction:
+    """What to do with a partition's consumer after asking for its lease. A stopping relay
+    starts nothing: it only lets a running consumer finish the delivery in flight."""
     if grant == LOST:
         return ConsumerAction.STOP if consumer_running else ConsumerAction.NONE
     if not consumer_running:
-        return ConsumerAction.START
-    return ConsumerAction.RESTART if grant == FRESH else ConsumerAction.KEEP
+        return ConsumerAction.NONE if stopping else ConsumerAction.START
+    if grant == FRESH:  # our lease had lapsed: the consumer's memory is stale
+        return ConsumerAction.STOP if stopping else ConsumerAction.RESTART
+    return ConsumerAction.KEEP
 
 
 def push_deadline(asked_at_s: float, lease_ttl_ms: int) -> float:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bridge import funnel
 from bridge.eightbyeight.events import Attachment, ChatEvent
 from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, StoreUnavailable
 from bridge.handoff import (
@@ -234,6 +235,7 @@ class Deliverer:
             if step.handoff == before:
                 return
             if await self._store.save_handoff(sender, step.handoff.to_fields(), version):
+                funnel.observe(self._metrics, sender, before, step, int(self._clock() * 1000))
                 return
             record = await self._store.load_handoff(sender)
             before = Handoff.from_fields(record.fields) if record else Handoff()

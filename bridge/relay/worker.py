@@ -191,12 +191,15 @@ class Relay:
         self._metrics.partitions_owned.set(owned)
 
     async def _claim(self, partition: int) -> None:
+        task = self._tasks.get(partition)
+        if self._stopping.is_set() and (task is None or task.done()):
+            return  # stopping: renew only what a live consumer still works on, take nothing
         asked_at = self._clock()
         grant = await self._store.acquire_partition(
             partition, self.owner, self._config.lease_ttl_ms
         )
         task = self._tasks.get(partition)
-        action = d.on_grant(grant, task is not None and not task.done())
+        action = d.on_grant(grant, task is not None and not task.done(), self._stopping.is_set())
         if grant != d.LOST:
             self._valid_until[partition] = d.push_deadline(asked_at, self._config.lease_ttl_ms)
         if action in (d.ConsumerAction.RESTART, d.ConsumerAction.STOP) and task is not None:

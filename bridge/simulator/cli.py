@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
+import dataclasses
 import signal
 import sys
 from collections.abc import Sequence
 
+from bridge import logs
 from bridge.errors import ConfigError
 from bridge.settings import Settings, load_settings
 from bridge.simulator.config import SimulatorConfig
@@ -64,19 +65,18 @@ def run(
     port: int = DEFAULT_PORT,
     webhook_url: str | None = None,
     settings: Settings | None = None,
+    retry_delays: tuple[float, ...] | None = None,
 ) -> int:
     """Serve the simulator until Ctrl-C or SIGTERM. Returns the exit status: 0, or 2 with a
     one-line reason on stderr when it cannot start (bad settings, port taken)."""
     try:
         settings = settings or load_settings()
         config = SimulatorConfig.from_settings(settings, webhook_url=webhook_url)
+        if retry_delays is not None:
+            config = dataclasses.replace(config, delivery_retry_delays=retry_delays)
     except (ConfigError, ValueError) as exc:
         print(f"handoff-bridge simulator: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         asyncio.run(_serve(config, host, port))
     except KeyboardInterrupt:
@@ -95,5 +95,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
     parser.add_argument("--webhook-url", help="where to send events (default: the local bridge)")
+    add_retry_delays(parser)
     args = parser.parse_args(argv)
-    return run(args.host, args.port, args.webhook_url)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"handoff-bridge simulator: {exc}", file=sys.stderr)
+        return 2
+    # Logging is the entry point's to set up (`handoff-bridge simulator` does it too), not run()'s.
+    logs.configure(settings.log_level, id_key=settings.log_id_secret())
+    return run(args.host, args.port, args.webhook_url, settings, retry_delays=args.retry_delays)
+
+
+def retry_delays(text: str) -> tuple[float, ...]:
+    """`0.2,0.5,1` as seconds; empty: no retry (one attempt, then the event is given up)."""
+    try:
+        delays = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of seconds: {text!r}") from None
+    if any(not (d >= 0 and d < float("inf")) for d in delays):
+        raise argparse.ArgumentTypeError("delays must be non-negative seconds")
+    return delays
+
+
+def add_retry_delays(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retry-delays", type=retry_delays, default=None, metavar="S,S,...",
+        help="pauses before each webhook retry (default 0.2,0.5,1,2,4); '' gives up after one "
+        "attempt",
+    )  # fmt: skip

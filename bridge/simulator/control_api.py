@@ -79,6 +79,8 @@ class ControlApi:
         router.add_get(f"{PREFIX}/requests", self.requests)
         router.add_post(f"{PREFIX}/webhook-url", self.webhook_url)
         router.add_post(f"{PREFIX}/rotate-key", self.rotate_key)
+        router.add_get(f"{PREFIX}/retry-schedule", self.retry_schedule)
+        router.add_post(f"{PREFIX}/retry-schedule", self.set_retry_schedule)
         router.add_get(f"{PREFIX}/events", self.events)
 
     async def info(self, request: web.Request) -> web.StreamResponse:
@@ -180,6 +182,23 @@ class ControlApi:
             _fail(400, "url must be an http(s) URL or null")
         self.sim.set_webhook_url(url)
         return respond({"webhookUrl": url})
+
+    async def retry_schedule(self, request: web.Request) -> web.StreamResponse:
+        delays = list(self.sim.retry_delays)
+        return respond({"delays": delays, "attempts": len(delays) + 1})
+
+    async def set_retry_schedule(self, request: web.Request) -> web.StreamResponse:
+        """`{"delays": [0.2, 0.5]}`: the pauses before each retry (attempts = 1 + their count)."""
+        delays = _optional(await _body(request), "delays", list)
+        if delays is None or not all(
+            isinstance(d, int | float) and not isinstance(d, bool) for d in delays
+        ):
+            _fail(400, "delays must be a list of seconds")
+        try:
+            self.sim.set_retry_delays(tuple(float(d) for d in delays))
+        except ValueError as exc:
+            _fail(400, str(exc))
+        return await self.retry_schedule(request)
 
     async def rotate_key(self, request: web.Request) -> web.StreamResponse:
         return respond({"kid": self.sim.rotate_key()})

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -172,6 +173,16 @@ class Deliverer:
         """Events queued or in flight."""
         return self._pending
 
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        return self._delays
+
+    def set_retry_delays(self, delays: tuple[float, ...]) -> None:
+        """A new schedule (1 + len(delays) attempts), for events whose retries start later."""
+        if any(not (d >= 0 and math.isfinite(d)) for d in delays):
+            raise ValueError("retry delays must be non-negative numbers")
+        self._delays = tuple(delays)
+
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
@@ -183,7 +194,7 @@ class Deliverer:
                 await self._deliver(item)
             except Exception:
                 # A bug here must not stall the conversation's lane forever.
-                log.exception("delivering %s %s failed", item.event_type, item.event_id)
+                log.exception("sim_delivery_error", extra={"event_id": item.event_id})
             lane.items.popleft()
             item.attempted.set()
             item.settled.set()
@@ -206,12 +217,10 @@ class Deliverer:
                 item.delivered = True
                 return
         log.warning(
-            "gave up on %s %s (conversation %s) after %d attempts",
-            item.event_type,
-            item.event_id,
-            item.conversation_id,
-            last + 1,
-        )
+            "sim_delivery_gave_up",
+            extra={"event_type": item.event_type, "event_id": item.event_id,
+                   "conversation": item.conversation_id, "attempts": last + 1},
+        )  # fmt: skip
 
     # --- one attempt ---
 

@@ -73,7 +73,7 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
         raise
     except Exception:
         # A bug, not bad input: logged with its traceback here, never sent to the caller.
-        log.exception("failed to answer %s %s", request.method, request.path)
+        log.exception("sim_unhandled_error", extra={"method": request.method, "path": request.path})
         style = _style(request.path)
         if style is None:
             return ApiProblem(

@@ -127,6 +127,15 @@ class Simulator:
     def webhook_url(self) -> str | None:
         return self._webhook_url
 
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        """Pauses before each webhook retry; after the last one an event is given up."""
+        return self._deliverer.retry_delays
+
+    def set_retry_delays(self, delays: tuple[float, ...]) -> None:
+        """Change the webhook retry schedule (e.g. `()`: one attempt, then give up)."""
+        self._deliverer.set_retry_delays(delays)
+
     def set_webhook_url(self, url: str | None) -> None:
         """Change the default target (and the seeded webhook, which points there)."""
         self._webhook_url = url
@@ -221,23 +230,14 @@ class Simulator:
             self._notices.publish({"type": "delivery", "delivery": delivery_view(delivery)})
         signal, self._delivered = self._delivered, asyncio.Event()
         signal.set()
+        fields = {"event_type": delivery.event_type, "conversation": delivery.conversation_id,
+                  "event_id": delivery.event_id, "retry": delivery.retry}  # fmt: skip
         if delivery.ok:
-            log.info(
-                "delivered %s for %s to %s (retry %d): %s",
-                delivery.event_type,
-                delivery.conversation_id,
-                delivery.url,
-                delivery.retry,
-                delivery.status,
-            )
+            log.info("sim_delivered", extra={**fields, "status": delivery.status})
         else:
             log.warning(
-                "delivery of %s for %s to %s failed (retry %d): %s",
-                delivery.event_type,
-                delivery.conversation_id,
-                delivery.url,
-                delivery.retry,
-                delivery.status or delivery.error,
+                "sim_delivery_failed",
+                extra={**fields, "status": delivery.status, "error": delivery.error},
             )
 
     def delivered(self, conversation_id: str | None = None) -> list[Delivery]:

@@ -50,6 +50,9 @@ MAPPING_TTL_MS = 90 * DAY_MS
 # a push would let it append after the index forgot the sender).
 OUTBOX_TTL_MS = MAPPING_TTL_MS
 
+# Dead letters older than this are trimmed (`DEAD_LETTER_MAX_AGE_S` overrides it in `serve`).
+DEAD_LETTER_MAX_AGE_MS = 30 * DAY_MS
+
 # Event claims and enqueued markers (`EVENT_DEDUPE_TTL_S`), the sender lease and the partition
 # lease take their TTLs from the caller: they are settings of the webhook door and the relay.
 
@@ -163,6 +166,12 @@ class Keys:
         """ZSET: live relay processes, scored by when they lapse; lets each take a fair share
         of the partitions. TTL 10x the lease, refreshed by every heartbeat."""
         return f"{self.base}{{relays}}:live"
+
+    def live_handoffs(self) -> str:
+        """ZSET: senders whose handoff is live, scored by when the entry lapses (the record's
+        TTL). Its own slot, an index that may lag (never an authority): readers drop entries
+        whose record is no longer live. TTL MAPPING_TTL_MS, refreshed by every write."""
+        return f"{self.base}{{handoffs}}:live"
 
     # --- one partition: {p:<n>} ---
 

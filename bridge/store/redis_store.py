@@ -3,15 +3,18 @@
 Every multi-key atomic step is a Lua script from `scripts.py` over keys of one hash slot (the
 rule in `keys.py`), so the same code runs on one Redis and on a Redis Cluster. The two changes
 that span slots, `link` and the outbox index, are ordered sequences of single-slot steps; the
-crash analysis of each is beside its code.
+crash analysis of each is beside its code; the
+index of live handoffs (`live_index.py`) may lag, and its readers repair it.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 import secrets
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -22,7 +25,7 @@ from redis.commands.core import AsyncScript
 
 from bridge.errors import StoreUnavailable
 from bridge.ids import ConversationId, EventId, SenderId
-from bridge.store import scripts
+from bridge.store import live_index, scripts
 from bridge.store.base import (
     TIMER_EVENT_PREFIX,
     Claim,
@@ -35,11 +38,14 @@ from bridge.store.base import (
 )
 from bridge.store.keys import (
     CONVERSATION_FIELD,
+    DEAD_LETTER_MAX_AGE_MS,
     MAPPING_TTL_MS,
     OUTBOX_TTL_MS,
     VERSION_FIELD,
     Keys,
 )
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -136,6 +142,7 @@ class RedisStore:
         self.redis = client
         self.keys = Keys(prefix)
         self.partitions = partitions
+        self.dead_letter_max_age_ms = DEAD_LETTER_MAX_AGE_MS  # `serve` sets its setting here
         # Registered once; each call is EVALSHA, with a reload if the server lost the script.
         self.scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in scripts.ALL.items()
@@ -218,6 +225,7 @@ class RedisStore:
             # the script; a lapse here only shortens its life, sender_of stays correct).
             reverse = self.keys.conversation(ConversationId(_text(conversation)))
             await self.redis.pexpire(reverse, MAPPING_TTL_MS)
+        await live_index.update(self.redis, self.keys, sender, live_index.is_live(fields))
         return True
 
     # --- per-sender lease ---
@@ -312,6 +320,7 @@ class RedisStore:
         args: list[str | int] = [owner, entry.entry_id, entry.event_id, entry.payload, reason]
         # The interface gives only the entry: the held index says whether (and for which
         # conversation) it is held, so the script can name the hold list among its KEYS.
+        await self._trim_dead_letters()
         held_by = await self.redis.hget(self.keys.held_index(p), entry.entry_id)
         if held_by is None:
             keys = [
@@ -331,6 +340,18 @@ class RedisStore:
             self.keys.dead(p),
         ]
         return bool(await self._run("dead_letter_from_hold", keys, [*args, conversation]))
+
+    async def _trim_dead_letters(self) -> None:
+        """Dead letters older than `dead_letter_max_age_ms` go, in every partition (their ids
+        are when they were parked). Done whenever one is parked: they are rare, and the age
+        limit matters only while new ones keep coming."""
+        cutoff = f"{max(0, int(time.time() * 1000) - self.dead_letter_max_age_ms)}-0"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(self.partitions):
+                pipe.xtrim(self.keys.dead(p), minid=cutoff)
+            trimmed = sum(int(n) for n in await pipe.execute())
+        if trimmed:
+            log.warning("dead_letters_trimmed", extra={"count": trimmed})
 
     @_guarded
     async def list_dead_letters(self, count: int = 100) -> list[DeadLetter]:

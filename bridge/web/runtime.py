@@ -19,7 +19,7 @@ from bridge.rasa.client import RasaClient
 from bridge.relay import Deliverer, Relay, RelayConfig
 from bridge.service import HandoffService
 from bridge.settings import Settings
-from bridge.store import open_store
+from bridge.store import RedisStore, open_store
 from bridge.store.base import Store, partition_of
 from bridge.web.action_server import ActionServer
 from bridge.web.verification import make_verifier
@@ -80,6 +80,8 @@ async def build_runtime(
             prefix=settings.redis_key_prefix,
             partitions=settings.relay_partitions,
         )
+    if isinstance(store, RedisStore):
+        store.dead_letter_max_age_ms = settings.dead_letter_max_age_s * 1000
     chat = make_client(settings.eightbyeight())
     rasa = RasaClient(
         settings.rasa_url, token=settings.rasa_token, output_channel=settings.rasa_output_channel
@@ -92,6 +94,7 @@ async def build_runtime(
         clock=clock,
         timing=config.timing,
         hours=settings.opening_hours(),
+        metrics=metrics,
     )
     deliverer = Deliverer(
         store, rasa, metrics, config, clock=clock, end_interaction=service.close_interaction

@@ -136,5 +136,9 @@ async def test_logs_at_info_carry_ids_but_no_message_text_or_secrets(
     logged = stream.getvalue()
     assert "event_accepted" in logged and "relay_processed" in logged and "escalated" in logged
     assert cid in logged  # ids are there, for tracing
+    from bridge.logs import mask_sender
+
+    assert '"lia"' not in logged and mask_sender("lia") in logged  # the sender, masked
+    assert '"event": "handoff_state"' in logged  # one line per state change
     for secret in ("4111", "9876", "key-7f3a9e", "secret-9c2b4d", "rasa-token-55e1", "Bearer"):
         assert secret not in logged, secret

@@ -71,6 +71,23 @@ def test_a_grant_decides_the_consumer(grant: int, running: bool, action: Consume
 
 
 @pytest.mark.parametrize(
+    ("grant", "running", "action"),
+    [
+        (FRESH, False, ConsumerAction.NONE),  # a stopping relay takes no partition
+        (RENEWED, False, ConsumerAction.NONE),  # nor restarts a consumer that finished
+        (RENEWED, True, ConsumerAction.KEEP),  # the delivery in flight finishes under its lease
+        (FRESH, True, ConsumerAction.STOP),  # lapsed: stale, and we are leaving anyway
+        (LOST, True, ConsumerAction.STOP),
+        (LOST, False, ConsumerAction.NONE),
+    ],
+)
+def test_a_stopping_relay_starts_no_consumer(
+    grant: int, running: bool, action: ConsumerAction
+) -> None:
+    assert on_grant(grant, running, stopping=True) is action
+
+
+@pytest.mark.parametrize(
     ("asked_at", "now", "allowed"),
     [
         (100.0, 100.0, True),

@@ -35,6 +35,7 @@ class RasaStandIn:
         }
     )  # fmt: skip
     token: str | None = None
+    model_loaded: bool = True  # False: /status answers 409 "No agent loaded", as Rasa 3.6 does
     down_status: int | None = None  # answer this to every push while set
     lose_next_responses: int = 0  # accept the push, then drop the connection without answering
     delay_s: float = 0.0
@@ -48,6 +49,7 @@ class RasaStandIn:
         app.router.add_post("/conversations/{sender}/trigger_intent", self._trigger)
         app.router.add_get("/conversations/{sender}/tracker", self._tracker)
         app.router.add_get("/version", self._version)
+        app.router.add_get("/status", self._status)
         return app
 
     def texts(self, sender: str) -> list[str]:
@@ -63,6 +65,15 @@ class RasaStandIn:
 
     async def _version(self, _request: web.Request) -> web.Response:
         return web.json_response({"version": "3.6.21", "minimum_compatible_version": "3.6.0"})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        if self.token is not None and request.query.get("token") != self.token:
+            return web.json_response({"message": "unauthorized"}, status=401)
+        if not self.model_loaded:
+            return web.json_response({"message": "No agent loaded.", "code": 409}, status=409)
+        return web.json_response(
+            {"model_file": "models/stand-in.tar.gz", "num_active_training_jobs": 0}
+        )
 
     async def _gate(self, request: web.Request) -> web.Response | None:
         self.requests += 1
