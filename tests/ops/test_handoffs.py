@@ -8,6 +8,7 @@ from bridge import logs
 from bridge.handoff import Handoff, State
 from bridge.ids import SenderId
 from bridge.store import admin
+from bridge.store.base import partition_of
 from tests.ops.conftest import World, closed_port
 from tests.support.waiting import eventually
 
@@ -172,6 +173,9 @@ async def test_forget_erases_the_user(world: World) -> None:
     assert refused.code == 1 and "end it first" in refused.err
     world.sim.faults.fail_next("leave", count=20, status=503)
     await world.cli("end", "kim")  # the leave waits in the outbox: forget drops it too
+    # The digest of what the agent said (the relay's message identity) is about the user too.
+    said = store.keys.delivered(partition_of(cid, store.partitions), cid)
+    assert await store.redis.exists(said)
     ran = await world.cli("forget", "kim", "--json")
     assert ran.code == 0, ran.err
     data = ran.json()
@@ -180,6 +184,7 @@ async def test_forget_erases_the_user(world: World) -> None:
     assert await store.load_handoff(SenderId("kim")) is None
     assert await store.redis.get(store.keys.conversation(cid)) is None
     assert await store.outbox_peek(SenderId("kim")) is None
+    assert not await store.redis.exists(said, store.keys.outbox_fence(SenderId("kim")))
     assert await admin.dead_letter(store, int(ident.split(":")[0]), ident.split(":")[1]) is None
     again = await world.cli("forget", "kim")
     assert again.code == 4 and "holds nothing" in again.err
