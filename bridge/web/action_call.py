@@ -28,6 +28,7 @@ class _Open(BaseModel):
 
 class _Intent(_Open):
     name: str | None = None
+    confidence: float | int | None = None
 
 
 class _ParseData(_Open):
@@ -49,9 +50,14 @@ class _Event(_Open):
     metadata: dict[str, Any] | None = None
 
 
+class _Slots(_Open):
+    # Rasa's own slot (type any, a dict from the channel); the actions merge it as a mapping.
+    session_started_metadata: dict[str, Any] | None = None
+
+
 class _Tracker(_Open):
     sender_id: str
-    slots: dict[str, Any] = {}
+    slots: _Slots = _Slots()
     latest_message: _Message | None = None
     events: list[_Event] = []
     paused: bool = False
