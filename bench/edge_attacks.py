@@ -5,8 +5,9 @@
 Starts `handoff-bridge serve` on loopback (real Redis, a fresh key prefix; BRIDGE_ACTION_TOKEN
 set to TOKEN when given) and reports, per attack, what an attacker with network access gets:
 
-- deflate bomb: 1 MiB of raw deflate (inflates to 1 GiB) POSTed to /webhook with
-  `Content-Encoding: deflate`: status, seconds to the answer, the process's peak RSS, and the
+- deflate bombs: 1 MiB of raw deflate (inflates to 1 GiB) POSTed to /webhook with
+  `Content-Encoding: deflate`, and 1 MiB of zlib with no Content-Encoding (the "proxy dropped
+  the header" fallback): status, seconds to the answer, the process's peak RSS, and the
   longest /health answer while it runs (a stalled event loop stalls every route);
 - gzip bomb: the same as gzip to /8x8/events;
 - slow clients: 200 idle connections, 100 sending their headers a byte a second, 100 sending a
@@ -59,7 +60,9 @@ async def bomb_attack(serve: ServeProc, path: str, body: bytes, encoding: str) -
         stop = asyncio.Event()
         watch = asyncio.create_task(_health_watch(http, serve.url, stop))
         started = time.monotonic()
-        headers = {"Content-Encoding": encoding, "Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json"}
+        if encoding:
+            headers["Content-Encoding"] = encoding
         try:
             async with http.post(f"{serve.url}{path}", data=body, headers=headers) as r:
                 await r.read()
@@ -70,7 +73,7 @@ async def bomb_attack(serve: ServeProc, path: str, body: bytes, encoding: str) -
         stop.set()
         worst = await watch
     return (
-        f"{path} {encoding} bomb ({len(body) / MIB:.2f} MiB -> 1024 MiB): {status} in "
+        f"{path} {encoding or 'unlabelled zlib'} bomb ({len(body) / MIB:.2f} MiB -> 1024 MiB): {status} in "
         f"{elapsed:.2f} s, peak RSS {serve.peak_rss_mb():.0f} MB, slowest /health {worst:.2f} s"
     )
 
@@ -165,14 +168,16 @@ async def main(token: str | None) -> None:
     if token:
         settings["BRIDGE_ACTION_TOKEN"] = token
     with tempfile.TemporaryDirectory() as tmp:
-        deflate, gzipped = bomb(-15), bomb(31)
-        for run in ("webhook", "events", "rest"):
+        deflate, zlibbed, gzipped = bomb(-15), bomb(15), bomb(31)
+        for run in ("webhook", "webhook-bare", "events", "rest"):
             # A fresh process per bomb: the peak RSS of one must not hide the other's.
             serve = ServeProc(base_env(**settings), Path(tmp) / f"serve-{run}.log")
             await serve.start()
             try:
                 if run == "webhook":
                     print(await bomb_attack(serve, "/webhook", deflate, "deflate"), flush=True)
+                elif run == "webhook-bare":
+                    print(await bomb_attack(serve, "/webhook", zlibbed, ""), flush=True)
                 elif run == "events":
                     print(await bomb_attack(serve, "/8x8/events", gzipped, "gzip"), flush=True)
                 else:
