@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from bridge.errors import StoreUnavailable
+from bridge.web.action_server import MAX_CALL_BYTES
 from bridge.web.auth import ActionToken
 from bridge.web.limits import body_deadline, refuse_encodings
 from bridge.web.runtime import Runtime
@@ -19,7 +20,7 @@ RUNTIME = web.AppKey("runtime", Runtime)
 
 # Rasa's action calls carry the whole tracker (and possibly the domain): allow large bodies
 # there. The 8x8 webhook enforces its own, much smaller, limit while streaming.
-_MAX_ACTION_BODY = 32 * 1024 * 1024
+_MAX_ACTION_BODY = MAX_CALL_BYTES
 
 
 @web.middleware

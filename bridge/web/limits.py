@@ -26,7 +26,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Routes whose clients may compress their bodies (Rasa's action calls).
 ENCODED_ROUTES = frozenset({"/webhook"})
 _IDENTITY = frozenset({"", "identity"})
-_WBITS = {"gzip": 31, "x-gzip": 31}  # deflate: sniffed from the first byte, see _inflater
+_WBITS = {"gzip": 31, "x-gzip": 31}  # deflate: zlib or raw, see _deflate_wbits
 
 
 def server_options(client_timeout_s: float) -> dict[str, Any]:
