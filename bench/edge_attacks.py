@@ -13,12 +13,15 @@ set to TOKEN when given) and reports, per attack, what an attacker with network 
 - slow clients: 200 idle connections, 100 sending their headers a byte a second, 100 sending a
   declared body a byte a second: how many the server still holds after 35 s;
 - forged action calls: 100 rasa-sdk calls of `action_handoff_end` without the token: how many
-  were run (2xx).
+  were run (2xx);
+- the fd limit: serve under RLIMIT_NOFILE=512, 612 connections held for 10 s: the log lines
+  written meanwhile, and whether /ready (a Redis round trip) answers once they close.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -30,7 +33,7 @@ from pathlib import Path
 import aiohttp
 import redis.asyncio as aioredis
 
-from tests.support.serve_proc import ServeProc, base_env
+from tests.support.serve_proc import ServeProc, base_env, nofile_limit
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MIB = 1 << 20
@@ -162,6 +165,33 @@ async def forged_calls(serve: ServeProc, count: int = 100) -> str:
     return f"forged /webhook calls: {run}/{count} run (statuses {json.dumps(statuses)})"
 
 
+async def fd_flood(serve: ServeProc, count: int = 612, hold_s: float = 10.0) -> str:
+    lines_before = len(serve.log_lines())
+    held = []
+    for _ in range(count):
+        with contextlib.suppress(OSError, TimeoutError):
+            held.append(await asyncio.wait_for(asyncio.open_connection("127.0.0.1", serve.port), 2))
+    await asyncio.sleep(hold_s)
+    lines = len(serve.log_lines()) - lines_before
+    for _, writer in held:
+        writer.close()
+    ready: object = None
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        for _ in range(50):
+            try:
+                async with http.get(f"{serve.url}/ready") as r:
+                    ready = r.status
+                    if r.status == 200:
+                        break
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                ready = type(exc).__name__
+            await asyncio.sleep(0.1)
+    return (
+        f"fd limit 512, {len(held)} connections held {hold_s:.0f} s: {lines} log lines, "
+        f"/ready afterwards: {ready}"
+    )
+
+
 async def main(token: str | None) -> None:
     prefix = f"hbbench:{uuid.uuid4().hex[:12]}:"
     settings = {"REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": prefix, "LOG_LEVEL": "WARNING"}
@@ -169,9 +199,15 @@ async def main(token: str | None) -> None:
         settings["BRIDGE_ACTION_TOKEN"] = token
     with tempfile.TemporaryDirectory() as tmp:
         deflate, zlibbed, gzipped = bomb(-15), bomb(15), bomb(31)
-        for run in ("webhook", "webhook-bare", "events", "rest"):
+        for run in ("webhook", "webhook-bare", "events", "rest", "fd"):
             # A fresh process per bomb: the peak RSS of one must not hide the other's.
-            serve = ServeProc(base_env(**settings), Path(tmp) / f"serve-{run}.log")
+            limit = nofile_limit(512) if run == "fd" else None
+            env = (
+                base_env(**settings, BRIDGE_CLIENT_TIMEOUT_S="60")
+                if run == "fd"
+                else base_env(**settings)
+            )
+            serve = ServeProc(env, Path(tmp) / f"serve-{run}.log", preexec_fn=limit)
             await serve.start()
             try:
                 if run == "webhook":
@@ -180,6 +216,8 @@ async def main(token: str | None) -> None:
                     print(await bomb_attack(serve, "/webhook", zlibbed, ""), flush=True)
                 elif run == "events":
                     print(await bomb_attack(serve, "/8x8/events", gzipped, "gzip"), flush=True)
+                elif run == "fd":
+                    print(await fd_flood(serve), flush=True)
                 else:
                     print(await forged_calls(serve), flush=True)
                     print(await slow_clients(serve), flush=True)
