@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     box.add_argument("--api", choices=["gateway", "chat-v2"], default="gateway",
                      help="which 8x8 API the simulated contact center speaks")  # fmt: skip
     box.set_defaults(func=cmd_sandbox)
+    from bridge.onboard import command as onboard
+
+    bot = sub.add_parser("add-to-bot", help="add the handoff to a Rasa 3.x project, in place")
+    onboard.add_arguments(bot)
+    bot.set_defaults(func=onboard.run)
     return parser
 
 
