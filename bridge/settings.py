@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.eightbyeight.config import ApiFamily, EightByEightConfig, Region
@@ -19,7 +19,11 @@ class Settings(BaseSettings):
     """All settings. Field names are the environment variable names, lower-cased."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,  # read once; every part of the process sees the same values
     )
 
     # --- 8x8 ---
@@ -53,7 +57,8 @@ class Settings(BaseSettings):
     handoff_fallbacks: int = Field(2, ge=0)
     handoff_rule: str | None = None
     handoff_customer_slots: str = "name,email"
-    handoff_end_threshold: float = Field(0.9, ge=0.0, le=1.0)
+    # Unset: a live handoff ends only on an explicit /end_handoff; NLU never ends it.
+    handoff_end_threshold: float | None = Field(None, ge=0.0, le=1.0)
 
     # --- relay and dedupe ---
     relay_max_attempts: int = Field(20, ge=1)
@@ -68,11 +73,10 @@ class Settings(BaseSettings):
     relay_lease_ttl_ms: int = Field(10_000, ge=500)  # a dead process's partitions move after this
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @model_validator(mode="after")
-    def _strip_urls(self) -> Settings:
-        self.eightbyeight_base_url = self.eightbyeight_base_url.rstrip("/")
-        self.rasa_url = self.rasa_url.rstrip("/")
-        return self
+    @field_validator("eightbyeight_base_url", "rasa_url")
+    @classmethod
+    def _strip_url(cls, url: str) -> str:
+        return url.rstrip("/")
 
     @property
     def customer_slots(self) -> tuple[str, ...]:

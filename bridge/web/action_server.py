@@ -16,13 +16,16 @@ from aiohttp import web
 from rasa_sdk.executor import ActionExecutor
 from rasa_sdk.interfaces import ActionExecutionRejection, ActionNotFoundException
 
+from bridge.host import ActionContext, serving
+
 log = logging.getLogger(__name__)
 
 ACTIONS_PACKAGE = "actions"  # imported by name: bridge/ never imports the actions statically
 
 
 class ActionServer:
-    def __init__(self, package: str = ACTIONS_PACKAGE) -> None:
+    def __init__(self, context: ActionContext, package: str = ACTIONS_PACKAGE) -> None:
+        self.context = context  # handed to the actions per call (bridge.host)
         self.executor = ActionExecutor()
         self.executor.register_package(package)
 
@@ -34,7 +37,8 @@ class ActionServer:
         if call is None:
             return web.json_response({"error": "Invalid body request"}, status=400)
         try:
-            result = await self.executor.run(call)
+            with serving(self.context):
+                result = await self.executor.run(call)
         except ActionExecutionRejection as exc:
             return web.json_response(
                 {"error": exc.message, "action_name": exc.action_name}, status=400

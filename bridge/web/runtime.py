@@ -94,8 +94,8 @@ async def build_runtime(settings: Settings, *, store: Store | None = None) -> Ru
     service = HandoffService(
         store, chat, on_linked=lambda cid: relay.kick(partition_of(cid, store.partitions))
     )
-    host.install(service, settings)  # the actions, served below, call it in-process
-    actions = ActionServer()
+    host.declare_in_process()  # the actions, served below, call the service in-process
+    actions = ActionServer(host.ActionContext(settings, service))
     runtime = Runtime(
         settings, store, chat, rasa, metrics, door, relay, service, OutboxDrainer(service)
     )

@@ -92,7 +92,6 @@ async def world(
         store = await open_store(real_redis_url, prefix=key_prefix)
         chat = make_client(settings.eightbyeight())
         service = HandoffService(store, chat)
-        host.install(service, settings)
         yield World(sim, store, service, settings)
         await chat.close()
         await store.close()
