@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     relay_lease_ttl_ms: int = Field(10_000, ge=500)  # a dead process's partitions move after this
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- the bot's own action server (add-to-bot sets it up) ---
+    bridge_action_upstream: str | None = None  # its /webhook URL: other actions go there
+    # Rasa's own action call timeout (rasa 3.6 DEFAULT_REQUEST_TIMEOUT), so no action is cut
+    # shorter than it would be without the bridge in between.
+    bridge_action_upstream_timeout_s: float = Field(300.0, gt=0)
+
     @field_validator("eightbyeight_base_url", "rasa_url")
     @classmethod
     def _strip_url(cls, url: str) -> str:

@@ -21,6 +21,7 @@ from bridge.settings import Settings
 from bridge.store import open_store
 from bridge.store.base import Store, partition_of
 from bridge.web.action_server import ActionServer
+from bridge.web.upstream import Upstream
 from bridge.web.verification import make_verifier
 from bridge.web.webhook import WebhookDoor
 
@@ -95,7 +96,12 @@ async def build_runtime(settings: Settings, *, store: Store | None = None) -> Ru
         store, chat, on_linked=lambda cid: relay.kick(partition_of(cid, store.partitions))
     )
     host.declare_in_process()  # the actions, served below, call the service in-process
-    actions = ActionServer(host.ActionContext(settings, service))
+    upstream = (
+        Upstream(settings.bridge_action_upstream, settings.bridge_action_upstream_timeout_s)
+        if settings.bridge_action_upstream
+        else None
+    )
+    actions = ActionServer(host.ActionContext(settings, service), upstream=upstream)
     runtime = Runtime(
         settings, store, chat, rasa, metrics, door, relay, service, OutboxDrainer(service)
     )
@@ -104,4 +110,6 @@ async def build_runtime(settings: Settings, *, store: Store | None = None) -> Ru
         Route("GET", "/actions", actions.list_actions),
     ]
     runtime._closers.extend([store.close, chat.close, rasa.close])
+    if upstream is not None:
+        runtime._closers.append(upstream.close)
     return runtime
