@@ -21,6 +21,7 @@ import yaml
 
 from tests.e2e.conftest import E2E, Project, RasaServer, Responses, train_model
 from tests.e2e.test_handoff_e2e import agent_name, agent_talks, escalate, user_talks_to_agent
+from tests.support.sdk_server import running_sdk_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test trains the bot
 
@@ -128,3 +129,91 @@ async def test_the_rasa_init_bot_hands_off_to_an_agent_and_back(e2e: E2E) -> Non
     assert e2e.sim.conversation(conv.id).interaction is None
     await e2e.settled()
     assert e2e.inbox.texts(sender) == seen
+
+
+# --- a bot with an action server of its own ---
+
+SHOP_NLU = """\
+version: "3.1"
+nlu:
+- intent: order_status
+  examples: |
+    - where is my order
+    - order status
+    - has my order shipped
+    - track my order
+    - what about my order
+rules:
+- rule: order status
+  steps:
+  - intent: order_status
+  - action: action_order_status
+"""
+
+
+@pytest.fixture(scope="module")
+def shop_actions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The bot's own rasa-sdk server (stock `python -m rasa_sdk`), with its own action."""
+    with running_sdk_server(tmp_path_factory.mktemp("shop-actions")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shop_bot(
+    rasa_venv: Path,
+    callback_receiver: Any,
+    bridge_port: int,
+    shop_actions: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Project, str]:
+    """`rasa init`'s bot grown an action of its own, served by its own rasa-sdk server, before
+    add-to-bot. Returns the project and the BRIDGE_ACTION_UPSTREAM add-to-bot told us to set."""
+    root = tmp_path_factory.mktemp("shopbot") / "bot"
+    shutil.copytree(
+        _rasa_init_template(rasa_venv), root, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    with (root / "domain.yml").open("a") as domain:
+        domain.write("\nactions:\n  - action_order_status\n")
+    (root / "domain.yml").write_text(
+        (root / "domain.yml").read_text().replace("intents:\n", "intents:\n  - order_status\n", 1)
+    )
+    (root / "data" / "shop.yml").write_text(SHOP_NLU)
+    (root / "endpoints.yml").write_text(f"action_endpoint:\n  url: {shop_actions}\n")
+    done = _add_to_bot(
+        root, "--bridge-url", f"http://127.0.0.1:{bridge_port}/webhook",
+        "--channel", "callback", "--callback-url", callback_receiver.url,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    upstream = f"BRIDGE_ACTION_UPSTREAM={shop_actions}"
+    assert upstream in done.stdout
+    return Project(root, {"PYTHONPATH": "", "BRIDGE_ACTION_TOKEN": ACTION_TOKEN}), shop_actions
+
+
+@pytest.fixture(scope="module")
+def shop_rasa(
+    run_rasa: Callable[..., Any], rasa_venv: Path, shop_bot: tuple[Project, str]
+) -> Iterator[RasaServer]:
+    project, _ = shop_bot
+    model = train_model(rasa_venv, "rasa-init-shop-bot", project.root)
+    with run_rasa(model, project) as server:
+        yield server
+
+
+@pytest.fixture
+def bridge_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    if getattr(request, "param", None) != "shop":
+        return {}
+    _, upstream = request.getfixturevalue("shop_bot")
+    return {"BRIDGE_ACTION_UPSTREAM": upstream}
+
+
+@pytest.mark.parametrize(("rasa", "bridge_env"), [("shop_rasa", "shop")], indirect=True)
+async def test_the_bots_own_action_still_answers_through_the_bridge(e2e: E2E) -> None:
+    sender = e2e.new_sender()
+    assert await e2e.say(sender, "where is my order") == [f"Your order {sender} has shipped."]
+    assert await e2e.slot(sender, "order_status") is None  # not in the domain: Rasa drops it
+    turn = await e2e.last_turn(sender, "where is my order")
+    assert turn.actions == ["action_order_status", "action_listen"]
+    seen: list[str | None] = [f"Your order {sender} has shipped."]
+    await escalate(e2e, sender, "I want to talk to a human", seen)
+    await user_talks_to_agent(e2e, sender, e2e.conversation_of(sender).id, "where is my order")
