@@ -41,5 +41,5 @@ def merge_credentials(plan: Plan, channel: str | None, callback_url: str) -> Non
     if channel not in ("socketio", "callback"):
         raise ProjectError(f"--channel {channel}: only socketio and callback can be added")
     doc.data[channel] = _new_channel(channel, callback_url)
-    plan.change(doc.path, f"added the {channel} channel (it receives the agent's messages)")
+    plan.change(doc.path, f"add the {channel} channel (it can receive the agent's messages)")
     plan.stage(doc)

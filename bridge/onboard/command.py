@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         return _report_check(planned.changes, planned.problems, planned.notes)
     apply(planned)
     for line in planned.changes or ["nothing to change: the handoff is already there"]:
-        print(f"changed {line}" if planned.changes else line)
+        print(f"done: {line}" if planned.changes else line)
     for line in planned.problems:
         print(f"still to do: {line}")
     for line in planned.notes:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _report_check(changes: list[str], problems: list[str], notes: list[str]) -> int:
     for line in changes:
-        print(f"missing: {line}")
+        print(f"to do: {line}")
     for line in problems:
         print(f"wrong: {line}")
     for line in notes:

@@ -48,8 +48,8 @@ def _write_defaults(plan: Plan, doc: YamlFile, fragment: CommentedMap) -> None:
     names = ", ".join(str(p["name"]) for p in fragment["default"])
     plan.change(
         doc.path,
-        f"policies: wrote out Rasa 3.6's default policies ({names}), which Rasa used when "
-        f"none were listed, and added {fragment['handoff'][0]['name']}",
+        f"policies: write out Rasa 3.6's default policies ({names}), which Rasa uses while "
+        f"none are listed, and add {fragment['handoff'][0]['name']}",
     )
 
 
@@ -57,7 +57,7 @@ def _complete(plan: Plan, doc: YamlFile, policies: CommentedSeq, fragment: Comme
     handoff = _named(policies, HANDOFF_SUFFIX)
     if handoff is None:
         append(policies, [fragment["handoff"][0]])
-        plan.change(doc.path, f"policies: added {fragment['handoff'][0]['name']}")
+        plan.change(doc.path, f"policies: add {fragment['handoff'][0]['name']}")
     else:
         rule = _named(policies, "RulePolicy")
         floor = int((rule or {}).get("priority", RULE_POLICY_PRIORITY))
@@ -65,12 +65,12 @@ def _complete(plan: Plan, doc: YamlFile, policies: CommentedSeq, fragment: Comme
             handoff["priority"] = max(7, floor + 1)
             plan.change(
                 doc.path,
-                f"policies: HandoffPolicy's priority raised to {handoff['priority']} "
+                f"policies: raise HandoffPolicy's priority to {handoff['priority']} "
                 f"(it must outrank RulePolicy's {floor})",
             )
     if _named(policies, "RulePolicy") is None:
         policies.insert(0, CommentedMap(name="RulePolicy"))
-        plan.change(doc.path, "policies: added RulePolicy (the handoff's rules need it)")
+        plan.change(doc.path, "policies: add RulePolicy (the handoff's rules need it)")
 
 
 def _note_fallback(plan: Plan, doc: YamlFile) -> None:

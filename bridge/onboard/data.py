@@ -74,7 +74,7 @@ def merge_data(plan: Plan) -> None:
         added.append(f"rules: {'; '.join(str(r['rule']) for r in missing)}")
     if added:
         plan.stage(target)
-        plan.change(target.path, "added " + "; ".join(added))
+        plan.change(target.path, "add " + "; ".join(added))
 
 
 def _section(doc: YamlFile, key: str) -> CommentedSeq:

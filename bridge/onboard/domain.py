@@ -85,7 +85,7 @@ def merge_domain(plan: Plan) -> set[str]:
             added.append(f"{key} {', '.join(missing)}")
     if added:
         plan.stage(target)
-        plan.change(target.path, "added " + "; ".join(added))
+        plan.change(target.path, "add " + "; ".join(added))
     _check_sessions(plan, docs)
     return present["actions"]
 

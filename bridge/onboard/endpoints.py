@@ -33,10 +33,10 @@ def merge_endpoints(plan: Plan, bridge_url: str, own_actions: list[str]) -> None
     old = str((endpoint or {}).get("url") or "")
     if endpoint is None:
         doc.data["action_endpoint"] = CommentedMap(url=bridge_url, token=TOKEN)
-        plan.change(doc.path, f"action_endpoint: {bridge_url} (the bridge), token {TOKEN}")
+        plan.change(doc.path, f"set action_endpoint to {bridge_url} (the bridge), token {TOKEN}")
     elif old != bridge_url or endpoint.get("token") != TOKEN:
         endpoint["url"], endpoint["token"] = bridge_url, TOKEN
-        plan.change(doc.path, f"action_endpoint: {bridge_url} (the bridge), token {TOKEN}")
+        plan.change(doc.path, f"set action_endpoint to {bridge_url} (the bridge), token {TOKEN}")
     _upstream(plan, old, bridge_url, own_actions)
     plan.stage(doc)
 

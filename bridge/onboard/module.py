@@ -18,7 +18,10 @@ def place_policy_module(plan: Plan) -> None:
             return
         if current.splitlines()[:1] != wanted.splitlines()[:1]:
             raise ProjectError(f"{MODULE} exists and is not the bridge's: rename it first")
-        plan.change(path, "updated to this version of the bridge's policy")
+        plan.change(path, "update it to this version of the bridge's policy")
     else:
-        plan.change(path, "added (Rasa imports it from the project directory: run rasa from there)")
+        plan.change(
+            path,
+            "add the policy module (Rasa imports it from the project directory: run rasa from there)",
+        )
     plan.writes[path] = wanted

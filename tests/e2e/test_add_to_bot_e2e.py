@@ -60,7 +60,7 @@ def moodbot(
     assert _add_to_bot(root, "--check", *args).returncode == 1
     first = _add_to_bot(root, *args)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "wrote out Rasa 3.6's default policies" in first.stdout
+    assert "write out Rasa 3.6's default policies" in first.stdout
     again = _add_to_bot(root, *args)
     assert (again.returncode, again.stdout) == (
         0,

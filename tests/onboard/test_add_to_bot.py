@@ -75,7 +75,7 @@ def test_a_rasa_init_project_gets_the_whole_handoff_and_keeps_its_comments(
         kept = comments((root / name).read_text())
         assert all(c in kept for c in comments(AUTO_CONFIG[name])), name
     assert load(root, "domain.yml")["responses"]["utter_greet"] == [{"text": "Hey! How are you?"}]
-    assert "changed config.yml: policies: wrote out Rasa 3.6's default policies" in out
+    assert "done: config.yml: policies: write out Rasa 3.6's default policies" in out
 
 
 def test_a_second_run_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
