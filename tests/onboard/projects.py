@@ -97,6 +97,19 @@ policies:
 """,
 }
 
+# The same, with list items flush with their key (the other usual style).
+FLUSH_POLICIES = {
+    **AUTO_CONFIG,
+    "config.yml": """\
+recipe: default.v1
+language: en
+policies:
+- name: MemoizationPolicy   # remembers the stories
+- name: TEDPolicy
+  max_history: 3
+""",
+}
+
 DOMAIN_FOLDER = {
     **{k: v for k, v in AUTO_CONFIG.items() if k != "domain.yml"},
     "domain/core.yml": """\

@@ -18,6 +18,7 @@ from tests.onboard.projects import (
     AUTO_CONFIG,
     DOMAIN_FOLDER,
     EXPLICIT_POLICIES,
+    FLUSH_POLICIES,
     OWN_ACTIONS_5055,
     OWN_ACTIONS_ELSEWHERE,
     snapshot,
@@ -217,7 +218,9 @@ def removed_lines(before: str, after: str) -> list[str]:
     return [line[2:] for line in diff if line.startswith("- ")]
 
 
-@pytest.mark.parametrize("project", [AUTO_CONFIG, EXPLICIT_POLICIES], ids=["auto", "explicit"])
+@pytest.mark.parametrize(
+    "project", [AUTO_CONFIG, EXPLICIT_POLICIES, FLUSH_POLICIES], ids=["auto", "indented", "flush"]
+)
 def test_the_bots_own_lines_stay_as_they_were(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], project: dict[str, str]
 ) -> None:
@@ -231,3 +234,5 @@ def test_the_bots_own_lines_stay_as_they_were(
     moved = removed_lines(project["domain.yml"], after)
     words = {" ".join(line.split()) for line in after.splitlines()}
     assert len(moved) <= 2 and all(" ".join(line.split()) in words for line in moved), after
+    # The blank line before `responses:` stays there, below the intents added above it.
+    assert "\n\nresponses:" in after and "- goodbye\n\n" not in after
