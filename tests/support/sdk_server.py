@@ -75,9 +75,11 @@ def running_sdk_server(directory: Path, module: str = "shop_actions") -> Iterato
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"rasa_sdk exited with {proc.returncode}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                    break
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1),
+            ):
+                break
             if time.monotonic() > deadline:
                 raise RuntimeError("rasa_sdk did not answer /health within 60 s")
             time.sleep(0.1)
