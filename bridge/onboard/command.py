@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bridge.onboard import Options, ProjectError, apply, plan
@@ -31,12 +32,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         planned = plan(args.path, options)
     except (ProjectError, OSError) as exc:
-        print(f"handoff-bridge add-to-bot: cannot add the handoff to {args.path}: {exc}")
-        print("Nothing was changed.")
+        print(
+            f"handoff-bridge add-to-bot: cannot add the handoff to {args.path}: {exc}\n"
+            "Nothing was changed.",
+            file=sys.stderr,
+        )
         return 2
     if args.check:
         return _report_check(planned.changes, planned.problems, planned.notes)
-    apply(planned)
+    try:
+        apply(planned)
+    except OSError as exc:  # e.g. a read-only file: say which, no traceback
+        print(f"handoff-bridge add-to-bot: cannot write: {exc}", file=sys.stderr)
+        return 2
     for line in planned.changes or ["nothing to change: the handoff is already there"]:
         print(f"done: {line}" if planned.changes else line)
     for line in planned.problems:

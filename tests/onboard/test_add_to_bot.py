@@ -31,8 +31,10 @@ HANDOFF = "handoff_policy.HandoffPolicy"
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """Exit code and output (a refusal goes to stderr, everything else to stdout)."""
     code = main(["add-to-bot", *args])
-    return code, capsys.readouterr().out
+    out, err = capsys.readouterr()
+    return code, out + err
 
 
 def load(root: Path, name: str) -> Any:
