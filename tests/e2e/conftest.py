@@ -20,6 +20,10 @@ Per test package (tests/e2e), built once and torn down when its last test is don
   of the bot whose sessions expire after 3 s (a patched copy of its files, `bot_variant`,
   trained and cached like the bot's own model under a name of its own).
 
+- a bot of its own (`Project`, e.g. `rasa init`'s after add-to-bot, test_add_to_bot_e2e.py) is
+  trained the same way and run from its own directory with its own endpoints.yml and
+  credentials.yml (`run_rasa(model, project)`).
+
 Per test (parametrized over both 8x8 APIs): a fresh simulator and a fresh `serve` process on
 that port, with its own REDIS_KEY_PREFIX, talking to the test's Rasa (`rasa`). When a test
 fails, the tails of its Rasa's and the bridge's logs are added to its report.
