@@ -3,8 +3,11 @@ installed Rasa 3.6 package, not a copy of ours), trained with that Rasa and run 
 directory with the endpoints.yml and credentials.yml add-to-bot wrote: the whole handoff
 through Rasa's callback channel, the bridge as `serve`, 8x8 as the simulator.
 
-The template trains with its own settings (Rasa's default pipeline and policies, 100 epochs):
-about 70 s on two cores, once; the model is cached like the example bot's (conftest.py).
+A second bot, the same template grown an action of its own served by its own stock rasa-sdk
+server, shows that action still answering through the bridge (BRIDGE_ACTION_UPSTREAM, as
+add-to-bot says). Both train with the template's own settings (Rasa's default pipeline and
+policies, 100 epochs): about 70 s each on two cores, once; the models are cached like the
+example bot's (conftest.py).
 """
 
 from __future__ import annotations
