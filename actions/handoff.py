@@ -140,12 +140,17 @@ class ActionHandoffToAgent(Action):
         ]
 
 
-def is_end_request(tracker: Tracker, threshold: float) -> bool:
-    """An explicit `/end_handoff` (typed or a button payload), or NLU sure enough of it."""
+def is_end_request(tracker: Tracker, threshold: float | None) -> bool:
+    """An explicit `/end_handoff` (typed or a button payload); with a `threshold`
+    (HANDOFF_END_THRESHOLD), also NLU at least that sure of end_handoff. Without one, NLU never
+    ends a chat: small bots' classifiers are sure of end_handoff for "stop" or "close my
+    account", words meant for the agent."""
     text = str((tracker.latest_message or {}).get("text") or "").strip()
-    intent, confidence = _intent(tracker)
     explicit = text == f"/{END_INTENT}" or text.startswith(f"/{END_INTENT}{{")
-    return explicit or (intent == END_INTENT and confidence >= threshold)
+    if explicit or threshold is None:
+        return explicit
+    intent, confidence = _intent(tracker)
+    return intent == END_INTENT and confidence >= threshold
 
 
 async def _end(dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType]:

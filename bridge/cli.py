@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     from bridge import ops  # the operator commands (check, status, end, ...)
 
     ops.register(sub)
+
+    from bridge.onboard import command as onboard
+
+    bot = sub.add_parser("add-to-bot", help="add the handoff to a Rasa 3.x project, in place")
+    onboard.add_arguments(bot)
+    bot.set_defaults(func=onboard.run)
     return parser
 
 

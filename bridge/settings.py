@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.eightbyeight.config import ApiFamily, EightByEightConfig, Region
@@ -22,7 +22,11 @@ class Settings(BaseSettings):
     """All settings. Field names are the environment variable names, lower-cased."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,  # read once; every part of the process sees the same values
     )
 
     # --- 8x8 ---
@@ -56,7 +60,8 @@ class Settings(BaseSettings):
     handoff_fallbacks: int = Field(2, ge=0)
     handoff_rule: str | None = None
     handoff_customer_slots: str = "name,email"
-    handoff_end_threshold: float = Field(0.9, ge=0.0, le=1.0)
+    # Unset: a live handoff ends only on an explicit /end_handoff; NLU never ends it.
+    handoff_end_threshold: float | None = Field(None, ge=0.0, le=1.0)
 
     # --- relay and dedupe ---
     relay_max_attempts: int = Field(20, ge=1)
@@ -117,11 +122,16 @@ class Settings(BaseSettings):
     # after this (slow clients must not hold connections, and so file descriptors).
     bridge_client_timeout_s: float = Field(15.0, gt=0, le=300)
 
-    @model_validator(mode="after")
-    def _strip_urls(self) -> Settings:
-        self.eightbyeight_base_url = self.eightbyeight_base_url.rstrip("/")
-        self.rasa_url = self.rasa_url.rstrip("/")
-        return self
+    # --- the bot's own action server (add-to-bot sets it up) ---
+    bridge_action_upstream: str | None = None  # its /webhook URL: other actions go there
+    # Rasa's own action call timeout (rasa 3.6 DEFAULT_REQUEST_TIMEOUT), so no action is cut
+    # shorter than it would be without the bridge in between.
+    bridge_action_upstream_timeout_s: float = Field(300.0, gt=0)
+
+    @field_validator("eightbyeight_base_url", "rasa_url")
+    @classmethod
+    def _strip_url(cls, url: str) -> str:
+        return url.rstrip("/")
 
     @field_validator("bridge_action_token")
     @classmethod
@@ -148,7 +158,14 @@ class Settings(BaseSettings):
         return tuple(s.strip() for s in self.handoff_customer_slots.split(",") if s.strip())
 
     def check_for_serve(self) -> None:
-        """Raise ConfigError naming the first missing variable `serve` cannot run without."""
+        """Raise ConfigError naming the first missing variable `serve` cannot run without,
+        including what its public listener needs (`_check_edge`)."""
+        self.check_required()
+        self._check_edge()
+
+    def check_required(self) -> None:
+        """Raise ConfigError naming the first missing variable any process that talks to 8x8
+        needs (serve, the operator commands, the stock rasa-sdk server)."""
         if self.eightbyeight_api_key is None:
             raise ConfigError("EIGHTBYEIGHT_API_KEY", "is required")
         if not self.eightbyeight_channel_id:
@@ -168,7 +185,6 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "EVENT_DEDUPE_TTL_S", "must be at least twice EIGHTBYEIGHT_MAX_CLOCK_SKEW_S"
             )
-        self._check_edge()
 
     def _check_edge(self) -> None:
         """Off loopback, the action routes need their token and 8x8 events their signature."""
@@ -187,7 +203,7 @@ class Settings(BaseSettings):
     def eightbyeight(self) -> EightByEightConfig:
         """The 8x8 layer's view of these settings (call check_for_serve() first)."""
         if self.eightbyeight_api_key is None or not self.eightbyeight_channel_id:
-            self.check_for_serve()
+            self.check_required()
         assert self.eightbyeight_api_key is not None and self.eightbyeight_channel_id
         return EightByEightConfig(
             api=self.eightbyeight_api,

@@ -34,7 +34,7 @@ def test_defaults_match_the_contract() -> None:
     assert s.rasa_url == "http://localhost:5005"
     assert s.rasa_output_channel == "latest"
     assert (s.bridge_host, s.bridge_port, s.bridge_max_body_bytes) == ("0.0.0.0", 5055, 262144)
-    assert (s.handoff_fallbacks, s.handoff_end_threshold) == (2, 0.9)
+    assert (s.handoff_fallbacks, s.handoff_end_threshold) == (2, None)
     assert s.customer_slots == ("name", "email")
     assert (s.relay_max_attempts, s.relay_max_age_s, s.event_dedupe_ttl_s) == (20, 3600, 86400)
 

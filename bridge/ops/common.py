@@ -53,7 +53,7 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 def settings_for(*, needs_8x8: bool) -> Settings:
     settings = load_settings()
     if needs_8x8:
-        settings.check_for_serve()
+        settings.check_required()
     # Sender ids printed as `log_id` must hash as `serve` hashes them in its logs.
     logs.set_id_key(settings.log_id_secret())
     return settings

@@ -37,7 +37,7 @@ def _banner(sim: Simulator) -> list[str]:
             "EIGHTBYEIGHT_TENANT_ID": config.tenant_id,
             "EIGHTBYEIGHT_CHANNEL_ID": config.channel_id,
         }
-        lines.append("  (made up, as these were not set; demo values for this run only:)")
+        lines.append("  (demo values, the same on every start, as these were not set:)")
         lines += [f"  {name}={values[name]}" for name in config.made_up if name in values]
     lines.append("Ctrl-C stops it.")
     return lines

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, get_args
 
@@ -15,6 +14,10 @@ if TYPE_CHECKING:
 DEMO_TENANT = "demo-tenant"
 DEMO_CHANNEL = "demo-channel"
 DEMO_QUEUE = "101"
+# The same on every start, so a bridge configured once for the simulator stays configured.
+# Admin Console keys start with "eght_" (spec §1.2). Nothing real: the simulator is local.
+DEMO_API_KEY = "eght_simulator-demo-key"
+DEMO_API_SECRET = "simulator-demo-secret"
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,8 @@ class SimulatorConfig:
     ) -> SimulatorConfig:
         """The simulator that matches a bridge configured with `settings`.
 
-        Unset values are made up (random key and secret, tenant "demo-tenant", channel
-        "demo-channel", queue "101") and named in `made_up`. Without `webhook_url`, events go to
+        Unset values are demo values, the same on every start (DEMO_API_KEY, DEMO_API_SECRET,
+        tenant "demo-tenant", channel "demo-channel", queue "101"), named in `made_up`. Without `webhook_url`, events go to
         the bridge's own webhook on this machine (`BRIDGE_PORT`, path `/8x8/events`).
         """
         made_up: list[str] = []
@@ -90,13 +93,12 @@ class SimulatorConfig:
             api_key=pick(
                 "EIGHTBYEIGHT_API_KEY",
                 key.get_secret_value() if key else None,
-                # Admin Console keys start with "eght_" (spec §1.2).
-                "eght_" + secrets.token_urlsafe(24),
+                DEMO_API_KEY,
             ),
             api_secret=pick(
                 "EIGHTBYEIGHT_API_SECRET",
                 secret.get_secret_value() if secret else None,
-                secrets.token_urlsafe(24),
+                DEMO_API_SECRET,
             ),
             tenant_id=tenant,
             customer_id=tenant,

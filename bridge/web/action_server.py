@@ -6,6 +6,8 @@ action, 449 for a call that names a domain (`domain_digest`) without sending it 
 process has not seen that domain yet (Rasa Pro then retries with the domain; the executor
 keeps the last domain and its digest, so later calls may leave it out). A body that is not a
 well-formed action call gets a 400 that says what is wrong, never a stack trace.
+With BRIDGE_ACTION_UPSTREAM, an action the bridge does not own goes to the bot's own server
+(after the same checks).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from rasa_sdk.interfaces import (
     ActionNotFoundException,
 )
 
+from bridge.host import ActionContext, serving
 from bridge.web.action_call import BadCall, parse_call
 from bridge.web.limits import BodyTooLarge, decoded_body, inflate
+from bridge.web.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +36,35 @@ MAX_CALL_BYTES = 32 * 1024 * 1024
 
 
 class ActionServer:
-    def __init__(self, package: str = ACTIONS_PACKAGE) -> None:
+    def __init__(
+        self,
+        context: ActionContext,
+        package: str = ACTIONS_PACKAGE,
+        upstream: Upstream | None = None,
+    ) -> None:
+        self.context = context  # handed to the actions per call (bridge.host)
         self.executor = ActionExecutor()
         self.executor.register_package(package)
+        self.upstream = upstream  # the bot's own action server: every other action goes there
 
     async def list_actions(self, _request: web.Request) -> web.Response:
-        return web.json_response([item.model_dump() for item in self.executor.list_actions()])
+        own = [item.model_dump() for item in self.executor.list_actions()]
+        if self.upstream is not None:
+            names = {item["name"] for item in own}
+            own += [a for a in await self.upstream.list_actions() if a.get("name") not in names]
+        return web.json_response(own)
 
     async def webhook(self, request: web.Request) -> web.Response:
+        body = await _call_bytes(request)
         try:
-            call = parse_call(await _call_bytes(request))
+            call = parse_call(body)
         except BadCall as exc:
             return web.json_response({"error": f"Invalid body request: {exc}"}, status=400)
+        if self.upstream is not None and call["next_action"] not in self.executor.actions:
+            return await self.upstream.run(body, request.headers, call["next_action"])
         try:
-            result = await self.executor.run(call)
+            with serving(self.context):
+                result = await self.executor.run(call)
         except ActionExecutionRejection as exc:
             return web.json_response(
                 {"error": exc.message, "action_name": exc.action_name}, status=400

@@ -22,6 +22,7 @@ from bridge.settings import Settings
 from bridge.store import RedisStore, open_store
 from bridge.store.base import Store, partition_of
 from bridge.web.action_server import ActionServer
+from bridge.web.upstream import Upstream
 from bridge.web.verification import make_verifier
 from bridge.web.webhook import WebhookDoor
 
@@ -110,8 +111,13 @@ async def build_runtime(
         kick=relay.kick,
         is_transient_key_error=is_transient,
     )
-    host.install(service, settings)  # the actions, served below, call it in-process
-    actions = ActionServer()
+    host.declare_in_process()  # the actions, served below, call the service in-process
+    upstream = (
+        Upstream(settings.bridge_action_upstream, settings.bridge_action_upstream_timeout_s)
+        if settings.bridge_action_upstream
+        else None
+    )
+    actions = ActionServer(host.ActionContext(settings, service), upstream=upstream)
     runtime = Runtime(
         settings, store, chat, rasa, metrics, door, relay, service, OutboxDrainer(service)
     )
@@ -120,4 +126,6 @@ async def build_runtime(
         Route("GET", "/actions", actions.list_actions),
     ]
     runtime._closers.extend([store.close, chat.close, rasa.close])
+    if upstream is not None:
+        runtime._closers.append(upstream.close)
     return runtime

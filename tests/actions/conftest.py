@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +92,13 @@ async def world(
         store = await open_store(real_redis_url, prefix=key_prefix)
         chat = make_client(settings.eightbyeight())
         service = HandoffService(store, chat)
-        host.install(service, settings)
         yield World(sim, store, service, settings)
         await chat.close()
         await store.close()
+
+
+@pytest.fixture
+def w(world: World) -> Iterator[World]:
+    """The world, handed to the actions the way the action server does it (per call)."""
+    with host.serving(host.ActionContext(world.settings, world.service)):
+        yield world

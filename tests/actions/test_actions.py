@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -32,6 +33,11 @@ async def run(action: Action, t: Tracker) -> tuple[list[str | None], list[dict[s
     dispatcher = CollectingDispatcher()
     events = await action.run(dispatcher, t, {})
     return [m.get("response") for m in dispatcher.messages], list(events)
+
+
+def configured(w: World, update: dict[str, Any]) -> AbstractContextManager[None]:
+    """The actions run inside the block see these settings."""
+    return host.serving(host.ActionContext(w.settings.model_copy(update=update), w.service))
 
 
 def slot(events: list[dict[str, Any]]) -> bool | None:
@@ -104,12 +110,12 @@ async def test_a_fallback_streak_is_broken_by_an_answered_turn(w: World) -> None
 
 
 async def test_handoff_fallbacks_zero_never_escalates_on_fallbacks(
-    w: World, monkeypatch: pytest.MonkeyPatch
+    w: World,
 ) -> None:
-    monkeypatch.setattr(host, "_settings", w.settings.model_copy(update={"handoff_fallbacks": 0}))
-    history = turn("a", "nlu_fallback", "action_handoff_to_agent") * 3
-    said, _ = await run(ESCALATE, tracker("eve", "b", "nlu_fallback", history=history))
-    assert said == ["utter_default"] and not w.sim.conversations
+    with configured(w, {"handoff_fallbacks": 0}):
+        history = turn("a", "nlu_fallback", "action_handoff_to_agent") * 3
+        said, _ = await run(ESCALATE, tracker("eve", "b", "nlu_fallback", history=history))
+        assert said == ["utter_default"] and not w.sim.conversations
 
 
 def vip_rule(t: Tracker) -> bool:
@@ -117,14 +123,16 @@ def vip_rule(t: Tracker) -> bool:
 
 
 async def test_the_bot_owners_rule_escalates_at_the_first_fallback(
-    w: World, monkeypatch: pytest.MonkeyPatch
+    w: World,
 ) -> None:
     rule = f"{__name__}.vip_rule"
-    monkeypatch.setattr(host, "_settings", w.settings.model_copy(update={"handoff_rule": rule}))
-    said, _ = await run(ESCALATE, tracker("fay", "hmm", "nlu_fallback", slots={"tier": "basic"}))
-    assert said == ["utter_default"]
-    said, _ = await run(ESCALATE, tracker("gus", "hmm", "nlu_fallback", slots={"tier": "vip"}))
-    assert said == ["utter_handoff_connecting"]
+    with configured(w, {"handoff_rule": rule}):
+        said, _ = await run(
+            ESCALATE, tracker("fay", "hmm", "nlu_fallback", slots={"tier": "basic"})
+        )
+        assert said == ["utter_default"]
+        said, _ = await run(ESCALATE, tracker("gus", "hmm", "nlu_fallback", slots={"tier": "vip"}))
+        assert said == ["utter_handoff_connecting"]
 
 
 async def test_a_failed_create_tells_the_user_and_keeps_the_bot(w: World) -> None:
@@ -145,27 +153,37 @@ async def test_forward_sends_the_users_text_and_the_bot_says_nothing(w: World) -
 
 
 @pytest.mark.parametrize(
-    ("text", "intent", "confidence", "ends"),
+    ("threshold", "text", "intent", "confidence", "ends"),
     [
-        ("/end_handoff", "end_handoff", 1.0, True),
-        ("end chat", "end_handoff", 0.95, True),
-        ("end chat", "end_handoff", 0.9, True),
-        ("I'd like to end up with a refund", "end_handoff", 0.6, False),
-        ("bye", "goodbye", 0.99, False),
+        # HANDOFF_END_THRESHOLD unset (the default): only the explicit command ends the chat.
+        (None, "/end_handoff", "end_handoff", 1.0, True),
+        (None, '/end_handoff{"reason": "done"}', "end_handoff", 1.0, True),
+        (None, "close my account", "end_handoff", 0.997, False),
+        (None, "stop", "end_handoff", 1.0, False),
+        (None, "bye", "goodbye", 0.99, False),
+        # With a threshold, NLU sure enough of end_handoff ends it too.
+        (0.9, "/end_handoff", "end_handoff", 1.0, True),
+        (0.9, "end chat", "end_handoff", 0.95, True),
+        (0.9, "end chat", "end_handoff", 0.9, True),
+        (0.9, "I'd like to end up with a refund", "end_handoff", 0.6, False),
+        (0.9, "bye", "goodbye", 0.99, False),
     ],
 )
-async def test_end_handoff_during_a_handoff_needs_a_command_or_confidence(
-    w: World, text: str, intent: str, confidence: float, ends: bool
+async def test_end_handoff_during_a_handoff_needs_a_command_or_a_configured_confidence(
+    w: World, threshold: float | None, text: str, intent: str, confidence: float, ends: bool
 ) -> None:
-    cid = await escalate(w, "jo")
-    said, events = await run(FORWARD, active(tracker("jo", text, intent, confidence=confidence)))
-    messages = [(m.author_type, m.text) for m in w.sim.conversations[cid].messages]
-    if ends:
-        assert said == ["utter_handoff_ended"] and slot(events) is False
-        assert ("user", text) not in messages  # never forwarded as text
-        assert (await w.service.handoff(SenderId("jo"))).state is State.ENDED
-    else:
-        assert said == [] and ("user", text) in messages
+    with configured(w, {"handoff_end_threshold": threshold}):
+        cid = await escalate(w, "jo")
+        said, events = await run(
+            FORWARD, active(tracker("jo", text, intent, confidence=confidence))
+        )
+        messages = [(m.author_type, m.text) for m in w.sim.conversations[cid].messages]
+        if ends:
+            assert said == ["utter_handoff_ended"] and slot(events) is False
+            assert ("user", text) not in messages  # never forwarded as text
+            assert (await w.service.handoff(SenderId("jo"))).state is State.ENDED
+        else:
+            assert said == [] and ("user", text) in messages
 
 
 async def test_end_action_leaves_the_interaction_and_returns_to_the_bot(w: World) -> None:
@@ -218,11 +236,6 @@ async def test_notice_says_the_response_and_sets_the_slot(
 ) -> None:
     said, events = await run(NOTICE, tracker("ned", f"EXTERNAL: {intent}", intent))
     assert said == [response] and slot(events) is value
-
-
-@pytest.fixture
-def w(world: World) -> World:
-    return world
 
 
 def test_dataclass_world_is_plain() -> None:
@@ -286,10 +299,8 @@ async def test_two_drainers_never_send_an_item_twice(w: World) -> None:
 
 
 async def test_a_mistyped_handoff_rule_does_not_break_the_fallback(
-    w: World, monkeypatch: pytest.MonkeyPatch
+    w: World,
 ) -> None:
-    monkeypatch.setattr(
-        host, "_settings", w.settings.model_copy(update={"handoff_rule": "no.such.module.rule"})
-    )
-    said, _ = await run(ESCALATE, tracker("ray", "hmm", "nlu_fallback"))
-    assert said == ["utter_default"]
+    with configured(w, {"handoff_rule": "no.such.module.rule"}):
+        said, _ = await run(ESCALATE, tracker("ray", "hmm", "nlu_fallback"))
+        assert said == ["utter_default"]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 from rasa_sdk import Tracker
 
-from bridge import host
 from tests.actions.conftest import World, tracker, turn
-from tests.actions.test_actions import END, ESCALATE, active, run
+from tests.actions.test_actions import END, ESCALATE, active, configured, run
 
 
 def escalations(world: World, trigger: str, kind: str) -> float:
@@ -21,17 +19,16 @@ def vip(t: Tracker) -> bool:
     return t.get_slot("tier") == "vip"
 
 
-async def test_escalations_by_trigger_and_kind(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_escalations_by_trigger_and_kind(w: World) -> None:
+    world = w
     await run(ESCALATE, tracker("ann", "a human please", "human_handoff"))
     assert escalations(world, "asked", "new") == 1
     history = turn("asdf", "nlu_fallback", "action_handoff_to_agent")
     await run(ESCALATE, tracker("bob", "qwerty", "nlu_fallback", history=history))
     assert escalations(world, "fallbacks", "new") == 1
     rule = f"{__name__}.vip"
-    monkeypatch.setattr(host, "_settings", world.settings.model_copy(update={"handoff_rule": rule}))
-    await run(ESCALATE, tracker("cat", "hmm", "nlu_fallback", slots={"tier": "vip"}))
+    with configured(world, {"handoff_rule": rule}):
+        await run(ESCALATE, tracker("cat", "hmm", "nlu_fallback", slots={"tier": "vip"}))
     assert escalations(world, "rule", "new") == 1
     await run(END, active(tracker("ann", "/end_handoff", "end_handoff")))
     await run(ESCALATE, tracker("ann", "again", "human_handoff"))

@@ -147,8 +147,3 @@ async def test_restart_without_a_handoff_only_restarts(w: World) -> None:
     )
     assert said == ["utter_restart"] and slots == {"<restarted>": True}
     assert w.sim.requests == []
-
-
-@pytest.fixture
-def w(world: World) -> World:
-    return world

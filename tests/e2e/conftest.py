@@ -20,6 +20,10 @@ Per test package (tests/e2e), built once and torn down when its last test is don
   of the bot whose sessions expire after 3 s (a patched copy of its files, `bot_variant`,
   trained and cached like the bot's own model under a name of its own).
 
+- a bot of its own (`Project`, e.g. `rasa init`'s after add-to-bot, test_add_to_bot_e2e.py) is
+  trained the same way and run from its own directory with its own endpoints.yml and
+  credentials.yml (`run_rasa(model, project)`).
+
 Per test (parametrized over both 8x8 APIs): a fresh simulator and a fresh `serve` process on
 that port, with its own REDIS_KEY_PREFIX, talking to the test's Rasa (`rasa`). When a test
 fails, the tails of its Rasa's and the bridge's logs are added to its report.
@@ -416,16 +420,27 @@ def _wait_for_rasa(proc: subprocess.Popen[bytes], server: RasaServer) -> None:
 
 @contextlib.contextmanager
 def _running_rasa(
-    venv: Path, model: Path, receiver: CallbackReceiver, bridge_port: int, tmp: Path
+    venv: Path,
+    model: Path,
+    receiver: CallbackReceiver,
+    bridge_port: int,
+    tmp: Path,
+    project: Project | None = None,
 ) -> Iterator[RasaServer]:
-    """`rasa run --enable-api` of `model` from the repository root, actions at the bridge,
-    callback channel to the receiver."""
-    endpoints = tmp / "endpoints.yml"
-    endpoints.write_text(
-        yaml.safe_dump({"action_endpoint": {"url": f"http://127.0.0.1:{bridge_port}/webhook"}})
-    )
-    credentials = tmp / "credentials.yml"
-    credentials.write_text(yaml.safe_dump({"rest": None, "callback": {"url": receiver.url}}))
+    """`rasa run --enable-api` of `model`: by default from the repository root, actions at the
+    bridge, callback channel to the receiver; or, given a `project`, from its directory with
+    its own endpoints.yml and credentials.yml."""
+    if project is None:
+        endpoints = tmp / "endpoints.yml"
+        endpoints.write_text(
+            yaml.safe_dump({"action_endpoint": {"url": f"http://127.0.0.1:{bridge_port}/webhook"}})
+        )
+        credentials = tmp / "credentials.yml"
+        credentials.write_text(yaml.safe_dump({"rest": None, "callback": {"url": receiver.url}}))
+        cwd, env = REPO, _rasa_env(venv)
+    else:
+        endpoints, credentials = project.root / "endpoints.yml", project.root / "credentials.yml"
+        cwd, env = project.root, {**_rasa_env(venv), **project.env}
     port = _free_port()
     server = RasaServer(f"http://127.0.0.1:{port}", secrets.token_urlsafe(16), tmp / "rasa.log")
     cmd = [
@@ -436,7 +451,7 @@ def _running_rasa(
     _LOGS["rasa"] = server.log
     with server.log.open("wb") as sink:
         proc = subprocess.Popen(
-            cmd, cwd=REPO, env=_rasa_env(venv), stdout=sink, stderr=subprocess.STDOUT,
+            cmd, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
     try:
@@ -444,6 +459,14 @@ def _running_rasa(
         yield server
     finally:
         _stop_group(proc)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A Rasa project of its own (not the example bot), run from its directory."""
+
+    root: Path
+    env: dict[str, str]  # for Rasa, on top of _rasa_env (e.g. PYTHONPATH="", secrets)
 
 
 @pytest.fixture(scope="package")
@@ -454,11 +477,13 @@ def run_rasa(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[[Path], contextlib.AbstractContextManager[RasaServer]]:
     """`with run_rasa(model) as server:` a Rasa server of `model` for the package's bridge
-    port and callback receiver."""
+    port and callback receiver (`run_rasa(model, project)`: from that project's directory)."""
 
-    def run(model: Path) -> contextlib.AbstractContextManager[RasaServer]:
+    def run(
+        model: Path, project: Project | None = None
+    ) -> contextlib.AbstractContextManager[RasaServer]:
         tmp = tmp_path_factory.mktemp("rasa")
-        return _running_rasa(rasa_venv, model, callback_receiver, bridge_port, tmp)
+        return _running_rasa(rasa_venv, model, callback_receiver, bridge_port, tmp, project)
 
     return run
 
@@ -702,9 +727,16 @@ def rasa(request: pytest.FixtureRequest) -> RasaServer:
 
 
 @pytest.fixture
+def bridge_env() -> dict[str, str]:
+    """Extra environment for the test's `serve` (a test module may override it)."""
+    return {}
+
+
+@pytest.fixture
 async def e2e(
     request: pytest.FixtureRequest,
     api: str,
+    bridge_env: dict[str, str],
     rasa: RasaServer,
     callback_receiver: CallbackReceiver,
     bridge_port: int,
@@ -733,6 +765,7 @@ async def e2e(
             "BRIDGE_HOST": "127.0.0.1", "BRIDGE_PORT": str(bridge_port),
             "RELAY_RETRY_CAP_S": "0.5", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
         })  # fmt: skip
+        env.update(bridge_env)
         # A test's own settings for serve: @pytest.mark.bridge_env(HANDOFF_QUEUE_TIMEOUT_S="2").
         for marker in request.node.iter_markers("bridge_env"):
             env.update({k: str(v) for k, v in marker.kwargs.items()})

@@ -1,6 +1,7 @@
 """The example bot's domain and rules, as the demo bot needs them.
 
-Read from the repository's own `domain.yml` and `data/rules.yml`, so the demo bot says
+Read from the repository's own `domain.yml` and `data/rules.yml` (from an installed package
+without a checkout: the handoff's domain and rules that add-to-bot ships), so the demo bot says
 exactly what the example Rasa bot says (a reworded `utter_handoff_*` shows up in the sandbox)
 and follows its one-step rules. Only the parts the example uses are understood: responses
 with slot conditions and `{slot}` placeholders, `from_entity` slot mappings, and rules of the
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from bridge.onboard import resources
 from bridge.sandbox.errors import SandboxError
 
 _PLACEHOLDER = re.compile(r"\{([^\n{}]+?)\}")
@@ -78,25 +82,27 @@ class BotDomain:
 RASA_DEFAULT_INTENTS = frozenset({"restart"})
 
 
-def example_root() -> Path:
-    """The repository root holding the example bot (domain.yml, data/).
-
-    The package's own checkout first (an editable install from a clone), else the working
-    directory (a clone the command is run from)."""
+def example_root() -> Path | None:
+    """The repository root holding the example bot (domain.yml, data/): the package's own
+    checkout (an editable install from a clone), else the working directory (a clone the
+    command is run from); None from an installed package anywhere else."""
     here = Path(__file__).resolve().parents[3]
     for root in (here, Path.cwd()):
         if (root / "domain.yml").is_file() and (root / "data" / "rules.yml").is_file():
             return root
-    raise SandboxError(
-        "the demo bot needs the example bot's domain.yml and data/rules.yml: run the sandbox "
-        "from a clone of handoff-bridge (pip install -e .)"
-    )
+    return None
 
 
 def load_domain(root: Path | None = None) -> BotDomain:
+    """The example bot's domain; without a checkout, the handoff's own domain and rules as
+    the package ships them for add-to-bot (the demo bot then knows only the handoff)."""
     root = root or example_root()
-    raw = _yaml(root / "domain.yml")
-    rules = _yaml(root / "data" / "rules.yml")
+    if root is None:
+        raw = _parse(resources.text("domain.yml"), "the packaged handoff domain")
+        rules = _parse(resources.text("rules.yml"), "the packaged handoff rules")
+    else:
+        raw = _yaml(root / "domain.yml")
+        rules = _yaml(root / "data" / "rules.yml")
     slots = raw.get("slots") or {}
     return BotDomain(
         raw=raw,
@@ -109,13 +115,13 @@ def load_domain(root: Path | None = None) -> BotDomain:
 
 
 def _yaml(path: Path) -> dict[str, Any]:
-    try:
-        import yaml
-    except ImportError:  # pragma: no cover - a main dependency once the lead adds it
-        raise SandboxError("the demo bot needs PyYAML: pip install pyyaml") from None
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return _parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def _parse(text: str, what: str) -> dict[str, Any]:
+    data = yaml.safe_load(text)
     if not isinstance(data, dict):
-        raise SandboxError(f"{path} is not a YAML mapping")
+        raise SandboxError(f"{what} is not a YAML mapping")
     return data
 
 

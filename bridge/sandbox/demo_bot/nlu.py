@@ -12,8 +12,9 @@ import re
 from typing import Any
 
 FALLBACK = "nlu_fallback"
-# A keyword hit counts as a sure guess: above HANDOFF_END_THRESHOLD's default (0.9), so "end
-# chat" ends a live agent chat here as it does with a well-trained model.
+# A keyword hit counts as a sure guess, as small bots' classifiers are sure of themselves. During
+# a live agent chat "end chat" still goes to the agent unless HANDOFF_END_THRESHOLD is set: only
+# the explicit /end_handoff (the page's "End chat" button) ends it by default.
 KEYWORD_CONFIDENCE = 0.95
 FALLBACK_CONFIDENCE = 0.3  # below the example's FallbackClassifier threshold (0.4)
 
