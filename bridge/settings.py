@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridge.agent_names import DEFAULT_MESSAGE_FORMAT, check_message_format
+from bridge.eightbyeight.client import HISTORY_LIMIT
 from bridge.eightbyeight.config import ApiFamily, EightByEightConfig, Region
+from bridge.eightbyeight.realtime import PATH as RTM_PATH
+from bridge.eightbyeight.realtime import RealtimeConfig
 from bridge.errors import ConfigError
 
 
@@ -68,6 +72,23 @@ class Settings(BaseSettings):
     relay_lease_ttl_ms: int = Field(10_000, ge=500)  # a dead process's partitions move after this
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- names, queue figures and the agent's context (issue 12) ---
+    # 8x8's Real-time Metrics API (OAuth client credentials of an "analytics realtime" app):
+    # the Gateway agent's name, the queue's length and usual wait. Optional.
+    eightbyeight_rtm_client_id: SecretStr | None = None
+    eightbyeight_rtm_client_secret: SecretStr | None = None
+    eightbyeight_rtm_url: str | None = None  # default {EIGHTBYEIGHT_BASE_URL}/analytics/cc/v5/...
+    handoff_agent_message_format: str = DEFAULT_MESSAGE_FORMAT  # how an agent message reads
+    handoff_reopen_history: int = Field(20, ge=0, le=HISTORY_LIMIT)  # bot turns sent on reopen
+
+    @field_validator("handoff_agent_message_format")
+    @classmethod
+    def _message_format(cls, value: str) -> str:
+        problem = check_message_format(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _strip_urls(self) -> Settings:
         self.eightbyeight_base_url = self.eightbyeight_base_url.rstrip("/")
@@ -84,6 +105,12 @@ class Settings(BaseSettings):
             raise ConfigError("EIGHTBYEIGHT_API_KEY", "is required")
         if not self.eightbyeight_channel_id:
             raise ConfigError("EIGHTBYEIGHT_CHANNEL_ID", "is required")
+        if (self.eightbyeight_rtm_client_id is None) != (
+            self.eightbyeight_rtm_client_secret is None
+        ):
+            raise ConfigError(
+                "EIGHTBYEIGHT_RTM_CLIENT_SECRET", "and EIGHTBYEIGHT_RTM_CLIENT_ID go together"
+            )
         if self.eightbyeight_api == "chat-v2":
             if self.eightbyeight_api_secret is None:
                 raise ConfigError(
@@ -93,6 +120,21 @@ class Settings(BaseSettings):
                 raise ConfigError(
                     "EIGHTBYEIGHT_TENANT_ID", "is required when EIGHTBYEIGHT_API=chat-v2"
                 )
+
+    def realtime(self) -> RealtimeConfig | None:
+        """The Real-time Metrics API's settings, or None when its credentials are not set."""
+        client_id, secret = self.eightbyeight_rtm_client_id, self.eightbyeight_rtm_client_secret
+        if client_id is None or secret is None:
+            return None
+        return RealtimeConfig(
+            base_url=(self.eightbyeight_rtm_url or self.eightbyeight_base_url + RTM_PATH).rstrip(
+                "/"
+            ),
+            token_url=self.eightbyeight_auth_url or f"{self.eightbyeight_base_url}/oauth/v2/token",
+            client_id=client_id,
+            client_secret=secret,
+            tenant_id=self.eightbyeight_tenant_id,
+        )
 
     def eightbyeight(self) -> EightByEightConfig:
         """The 8x8 layer's view of these settings (call check_for_serve() first)."""

@@ -19,6 +19,7 @@ from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, StoreU
 from bridge.handoff import Handoff, NotifyBot, SayToUser, Step, on_event
 from bridge.ids import SenderId
 from bridge.metrics import Metrics
+from bridge.notices import Notices
 from bridge.rasa.client import RasaClient
 from bridge.relay.config import RelayConfig
 from bridge.store.base import HandoffRecord, Store, StreamEntry
@@ -53,7 +54,9 @@ class Deliverer:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        notices: Notices | None = None,
     ) -> None:
+        self._notices = notices or Notices()
         self._store = store
         self._rasa = rasa
         self._metrics = metrics
@@ -116,8 +119,9 @@ class Deliverer:
         *, check_tracker: bool,
     ) -> None:  # fmt: skip
         handoff = Handoff.from_fields(record.fields) if record else Handoff()
+        event = await self._notices.complete(event)  # e.g. the Gateway agent's name
         step = on_event(handoff, event, int(self._clock() * 1000))
-        for push in pushes_for(step, entry.event_id):
+        for push in await self._notices.dress(pushes_for(step, entry.event_id), event):
             if check_tracker and await self._rasa.has_marker(sender, push.marker):
                 self._metrics.relay_skipped.inc()
                 continue

@@ -12,7 +12,9 @@ from aiohttp import web
 from bridge import host
 from bridge.eightbyeight import make_client
 from bridge.eightbyeight.client import ChatClient
+from bridge.eightbyeight.realtime import RealtimeMetrics
 from bridge.metrics import Metrics
+from bridge.notices import Notices
 from bridge.outbox import OutboxDrainer
 from bridge.rasa.client import RasaClient
 from bridge.relay import Deliverer, Relay, RelayConfig
@@ -46,6 +48,7 @@ class Runtime:
     service: HandoffService
     outbox: OutboxDrainer
     extra_routes: list[Route] = field(default_factory=list)
+    notices: Notices | None = None  # the queue's and agents' words (queue_notice needs its metrics)
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -80,7 +83,11 @@ async def build_runtime(settings: Settings, *, store: Store | None = None) -> Ru
         settings.rasa_url, token=settings.rasa_token, output_channel=settings.rasa_output_channel
     )
     config = relay_config(settings)
-    relay = Relay(store, Deliverer(store, rasa, metrics, config), metrics, config)
+    realtime = settings.realtime()
+    notices = Notices(
+        RealtimeMetrics(realtime) if realtime else None, settings.handoff_agent_message_format
+    )
+    relay = Relay(store, Deliverer(store, rasa, metrics, config, notices=notices), metrics, config)
     verifier, is_transient = make_verifier(settings, chat)
     door = WebhookDoor(
         store=store,
@@ -103,5 +110,8 @@ async def build_runtime(settings: Settings, *, store: Store | None = None) -> Ru
         Route("POST", "/webhook", actions.webhook),
         Route("GET", "/actions", actions.list_actions),
     ]
+    runtime.notices = notices
     runtime._closers.extend([store.close, chat.close, rasa.close])
+    if notices.metrics is not None:
+        runtime._closers.append(notices.metrics.close)
     return runtime
