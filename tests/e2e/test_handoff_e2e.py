@@ -22,7 +22,7 @@ from tests.e2e.conftest import E2E
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]  # the first test also trains Rasa
 
-QUEUE = "Queue 101"  # the simulator's name for queue 101, which both APIs send
+QUEUE = "Customer Support"  # the simulator's name for queue 101, which both APIs send
 FORWARD_TURN = ["action_handoff_forward", "action_listen"]
 
 
