@@ -13,6 +13,7 @@ travels in the bot event's metadata (`metadata.handoff.agent`) for front ends th
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import replace
 from typing import Final
@@ -23,6 +24,7 @@ from bridge.eightbyeight.realtime import RealtimeMetrics
 PLACEHOLDERS: Final = frozenset({"agent_name", "text"})
 DEFAULT_MESSAGE_FORMAT: Final = "{agent_name}: {text}"
 
+_PLACEHOLDER: Final = re.compile(r"\{(agent_name|text)\}")
 _NAMED_KINDS: Final = frozenset(
     {EventKind.AGENT_JOINED, EventKind.AGENT_LEFT, EventKind.AGENT_MESSAGE, EventKind.TYPING}
 )
@@ -46,7 +48,9 @@ def format_agent_message(template: str, agent_name: str | None, text: str | None
     """The text the user sees. Without a name (or a text) the words go as they are."""
     if text is None or not agent_name:
         return text
-    return template.replace("{agent_name}", agent_name).replace("{text}", text)
+    values = {"agent_name": agent_name, "text": text}
+    # One pass: a name or text that itself contains "{text}" is shown as written.
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
 class AgentNames:
