@@ -73,7 +73,7 @@ class RealtimeConfig:
     tenant_id: str | None = None
     request_timeout_s: float = 1.5
     total_budget_s: float = 2.5  # both attempts: the relay waits for this
-    queue_ttl_s: float = 15.0  # queue figures move; 8x8 refreshes them every 5 s
+    queue_ttl_s: float = 5.0  # 8x8 refreshes its figures every 5 s: nothing fresher exists
     agents_ttl_s: float = 300.0  # the agent list changes rarely...
     agents_miss_refresh_s: float = 30.0  # ...an unknown id refetches it, at most this often
     failure_ttl_s: float = 30.0  # after a failure, no call for this long
