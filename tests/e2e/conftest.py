@@ -562,7 +562,7 @@ class Responses:
         for variation in variations:
             conditions = variation.get("condition") or []
             if conditions and all(slots.get(c["name"]) == c["value"] for c in conditions):
-                return str(variation["text"])
+                return str(variation["text"]).format(**slots)
         plain = next(v for v in variations if not v.get("condition"))
         return str(plain["text"]).format(**slots)
 
@@ -702,8 +702,16 @@ def rasa(request: pytest.FixtureRequest) -> RasaServer:
 
 
 @pytest.fixture
+def bridge_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Extra settings for the test's `serve` process; a test sets them with
+    `@pytest.mark.parametrize("bridge_env", [{...}], indirect=True)`."""
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.fixture
 async def e2e(
     api: str,
+    bridge_env: dict[str, str],
     rasa: RasaServer,
     callback_receiver: CallbackReceiver,
     bridge_port: int,
@@ -731,6 +739,7 @@ async def e2e(
             "REDIS_URL": real_redis_url, "REDIS_KEY_PREFIX": key_prefix,
             "BRIDGE_HOST": "127.0.0.1", "BRIDGE_PORT": str(bridge_port),
             "RELAY_RETRY_CAP_S": "0.5", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
+            **bridge_env,
         })  # fmt: skip
         bridge = BridgeProcess(env, bridge_port, tmp_path / "bridge.log", cwd=tmp_path)
         _LOGS["rasa"], _LOGS["bridge"] = rasa.log, bridge.log
