@@ -87,3 +87,18 @@ async def test_a_failing_metrics_api_leaves_the_wait_unsaid_and_the_handoff_goin
     await eventually(lambda: h.rasa.texts("dee") != [], 15, "the message")
     assert entities(h, "dee", QUEUED) == [{"queue": "Customer Support"}]
     assert h.rasa.texts("dee")[0].endswith("Hello")
+
+
+async def test_a_transfer_names_the_next_agent(make_bridge: BridgeFactory) -> None:
+    h = await make_bridge(**WITH_METRICS)
+    cid = await h.escalate("eve")
+    await h.sim.desk.accept(cid, agent_name="Anna Berg", agent_id="ag-anna")
+    await h.sim.desk.transfer(cid, "202")
+    await h.sim.desk.accept(cid, agent_name="Ben Ode", agent_id="ag-ben")
+    await h.sim.desk.say(cid, "Ben here.")
+    await eventually(lambda: h.rasa.texts("eve") != [], 15, "the new agent's words")
+    assert entities(h, "eve", JOINED) == [{"agent": "Anna Berg"}, {"agent": "Ben Ode"}]
+    assert {"queue": "Billing"} in [
+        {k: v for k, v in e.items() if k == "queue"} for e in entities(h, "eve", QUEUED)
+    ]
+    assert h.rasa.texts("eve") == ["Ben Ode: Ben here."]
