@@ -31,6 +31,7 @@ class SimulatorConfig:
     # The Real-time Metrics API's own OAuth client (queue figures, agent names).
     rtm_client_id: str = "demo-rtm-client"
     rtm_client_secret: str = "demo-rtm-secret"
+    rtm_made_up: bool = True  # the two above are demo values (the CLI may print them)
     # The default target of webhook events: the seeded webhook of the seeded channel points here.
     webhook_url: str | None = None
     # Which event family webhooks use; both REST APIs are always served.
@@ -115,6 +116,7 @@ class SimulatorConfig:
             queue_id=settings.eightbyeight_queue_id or DEMO_QUEUE,
             rtm_client_id=rtm_id.get_secret_value() if rtm_id else "demo-rtm-client",
             rtm_client_secret=rtm_secret.get_secret_value() if rtm_secret else "demo-rtm-secret",
+            rtm_made_up=rtm_id is None or rtm_secret is None,
             webhook_url=webhook_url or f"http://127.0.0.1:{settings.bridge_port}/8x8/events",
             api=settings.eightbyeight_api,
             made_up=tuple(made_up),
