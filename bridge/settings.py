@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     relay_lease_ttl_ms: int = Field(10_000, ge=500)  # a dead process's partitions move after this
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    # --- names, queue figures and the agent's context (issue 12) ---
+    # --- names, queue figures and the agent's context ---
     # 8x8's Real-time Metrics API (OAuth client credentials of an "analytics realtime" app):
     # the Gateway agent's name, the queue's length and usual wait. Optional.
     eightbyeight_rtm_client_id: SecretStr | None = None

@@ -1,4 +1,4 @@
-"""Tables for the pure parts of issue 12: wait wording, agent message wording, name filling."""
+"""Tables for the pure parts of names and queue figures: the wait, agent messages, names."""
 
 from __future__ import annotations
 
