@@ -11,6 +11,7 @@ a handoff leaves behind, prints bytes per handoff against the 1 KB target, and c
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sys
 import uuid
@@ -57,7 +58,10 @@ async def create(store: RedisStore, ttl_s: int) -> Handoff:
     partition = partition_of(h.conversation, store.partitions)
     for _ in range(EVENTS_PER_HANDOFF):
         event_id = EventId(str(uuid.uuid4()))
+        digest = hashlib.sha256(event_id.encode()).hexdigest()  # the webhook hashes the body
+        await store.claim_event(event_id, digest, ttl_s, settled=False)
         assert await store.enqueue_event(partition, event_id, '{"type":"x"}', ttl_s)
+        await store.settle_event(event_id, digest)
         h.events.append(event_id)
     return h
 
@@ -95,7 +99,8 @@ async def measure(store: RedisStore, handoffs: list[Handoff]) -> tuple[float, fl
         mapping += await usage(client, k.conversation(h.conversation))
         p = partition_of(h.conversation, store.partitions)
         for event_id in h.events:
-            claims += await usage(client, k.claim(p, event_id))
+            claims += await usage(client, k.event_claim(event_id))
+            claims += await usage(client, k.enqueued(p, event_id))
         leases_left += int(await client.exists(k.sender_lease(h.sender)))
     n = len(handoffs)
     return mapping / n, claims / n, leases_left
@@ -104,7 +109,8 @@ async def measure(store: RedisStore, handoffs: list[Handoff]) -> tuple[float, fl
 async def expire_claims(store: RedisStore, handoffs: list[Handoff]) -> None:
     for h in handoffs:
         p = partition_of(h.conversation, store.partitions)
-        await store.redis.delete(*(store.keys.claim(p, e) for e in h.events))
+        await store.redis.delete(*(store.keys.event_claim(e) for e in h.events))
+        await store.redis.delete(*(store.keys.enqueued(p, e) for e in h.events))
 
 
 async def cleanup(client: aioredis.Redis, prefix: str) -> None:

@@ -120,6 +120,12 @@ class Settings(BaseSettings):
                 raise ConfigError(
                     "EIGHTBYEIGHT_TENANT_ID", "is required when EIGHTBYEIGHT_API=chat-v2"
                 )
+        if self.event_dedupe_ttl_s < 2 * self.eightbyeight_max_clock_skew_s:
+            # A signature is accepted from tt - skew to tt + skew: its event id must stay
+            # claimed that long, or the request could be replayed once the claim expired.
+            raise ConfigError(
+                "EVENT_DEDUPE_TTL_S", "must be at least twice EIGHTBYEIGHT_MAX_CLOCK_SKEW_S"
+            )
 
     def realtime(self) -> RealtimeConfig | None:
         """The Real-time Metrics API's settings, or None when its credentials are not set."""

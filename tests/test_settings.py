@@ -74,6 +74,19 @@ def test_missing_required_names_the_variable(
     assert info.value.variable == variable
 
 
+def test_a_dedupe_ttl_shorter_than_the_signature_window_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for k, v in {"EIGHTBYEIGHT_API_KEY": "k", "EIGHTBYEIGHT_CHANNEL_ID": "c",
+                 "EIGHTBYEIGHT_MAX_CLOCK_SKEW_S": "300", "EVENT_DEDUPE_TTL_S": "599"}.items():  # fmt: skip
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError) as info:
+        load_settings().check_for_serve()
+    assert info.value.variable == "EVENT_DEDUPE_TTL_S"
+    monkeypatch.setenv("EVENT_DEDUPE_TTL_S", "600")
+    load_settings().check_for_serve()
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

@@ -8,6 +8,7 @@ receiver that throws on a new field would make 8x8 retry forever.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -94,19 +95,24 @@ def _str(value: Any) -> str | None:
     return str(value)
 
 
+_LONG_MAX = 2**63 - 1  # 8x8's timestamps are Java longs
+
+
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
+    """An integer as 8x8 sends it (a number, or a numeric string); None for anything else,
+    including NaN, ±Infinity, 1e400 (JSON parses it as infinity) and numbers beyond a long."""
     if isinstance(value, str):
         try:
-            return int(float(value))
+            value = float(value)  # "1e400" and 5,000 digits become inf, not an error
         except ValueError:
             return None
-    return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        value = int(value)
+    return value if -_LONG_MAX <= value <= _LONG_MAX else None
 
 
 def _map(value: Any) -> Mapping[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,13 @@ HEADER_RETRY = "x-8x8-retry"
 HEADER_SIGNATURE = "x-8x8-signature"
 HEADER_TENANT = "x-8x8-tenant-id"
 HEADER_TIME = "x-8x8-transmission-time"
+
+_LONG = re.compile(r"[0-9]{1,18}")
+
+# Every header the signature depends on, itself included: each must appear exactly once.
+SIGNED_HEADER_NAMES = frozenset(
+    {HEADER_CUSTOMER, HEADER_EVENT, HEADER_RETRY, HEADER_SIGNATURE, HEADER_TENANT, HEADER_TIME}
+)
 
 
 def b64url(data: bytes) -> str:
@@ -63,14 +71,16 @@ class SignedHeaders:
             value = headers.get(name)
             if value is None or value == "":
                 raise SignatureError(f"missing header {name}")
+            if not _is_utf8(value):
+                # A header byte that is not UTF-8 reaches us surrogate-escaped; 8x8 signs UTF-8
+                # JSON, so it cannot have signed this value.
+                raise SignatureError(f"header {name} is not valid UTF-8")
             values[name] = value
-        try:
-            retry = int(values[HEADER_RETRY])
-            tt = int(values[HEADER_TIME])
-        except ValueError:
-            raise SignatureError(
-                "x-8x8-retry and x-8x8-transmission-time must be integers"
-            ) from None
+        # 8x8 sends plain decimal longs; int() alone would also take "1_0", " 1", Arabic-Indic
+        # digits and numbers too large for the clock check's float arithmetic.
+        if not (_LONG.fullmatch(values[HEADER_RETRY]) and _LONG.fullmatch(values[HEADER_TIME])):
+            raise SignatureError("x-8x8-retry and x-8x8-transmission-time must be integers")
+        retry, tt = int(values[HEADER_RETRY]), int(values[HEADER_TIME])
         return cls(values[HEADER_CUSTOMER], values[HEADER_EVENT], retry, values[HEADER_TENANT], tt)
 
     def as_headers(self) -> dict[str, str]:
@@ -81,6 +91,14 @@ class SignedHeaders:
             HEADER_TENANT: self.tenant_id,
             HEADER_TIME: str(self.transmission_time_ms),
         }
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def detached_payload(body: bytes, signed: SignedHeaders) -> bytes:

@@ -1,8 +1,10 @@
 """Verify 8x8 webhook signatures (spec §3.9), with the public keys cached by `kid`.
 
 Only a key 8x8 itself serves can make a signature valid, so a forged event can at worst name
-a `kid` 8x8 does not know. Such kids are remembered for a while, so forged events cannot make
-us ask 8x8 again and again; concurrent events with one new kid share a single fetch.
+a `kid` 8x8 does not know. What such kids can cost 8x8 is bounded three ways: a kid 8x8 said
+it does not know, or whose fetch failed, is not asked for again for a while; concurrent events
+with one new kid share a single fetch; and fetches for new kids are rate-limited per process
+(a token bucket), so a flood of distinct forged kids costs about one fetch per second.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bridge.eightbyeight.signature import (
     HEADER_SIGNATURE,
+    SIGNED_HEADER_NAMES,
     SignedHeaders,
     detached_payload,
     jwk_to_public_key,
@@ -23,10 +26,19 @@ from bridge.eightbyeight.signature import (
     verify_jws,
 )
 from bridge.errors import NotFound, SignatureError, UpstreamError
+from bridge.token_bucket import TokenBucket
 
 UNKNOWN_KID_TTL_S = 30.0
+# Short: the event may be genuine (answered 503, 8x8 retries), and its key must be found soon.
+FAILED_FETCH_TTL_S = 5.0
 MAX_UNKNOWN_KIDS = 10_000  # bounds the memory forged kids can take
 MAX_KID_CHARS = 256
+# New kids are rare (8x8 rotates its key now and then): one lookup per second for kids not seen
+# before is plenty for 8x8 and caps what a flood of forged kids can make us ask of it (a lookup
+# is one request, two on the gateway when its path does not know the kid). Refused lookups are
+# answered 503, so a genuine new kid caught behind forged ones gets through on 8x8's retry.
+KEY_FETCHES_PER_S = 1.0
+KEY_FETCH_BURST = 1
 
 
 class KeyFetchUnavailable(SignatureError):
@@ -43,14 +55,17 @@ class WebhookVerifier:
         max_skew_s: int,
         clock: Callable[[], float] = time.time,
         *,
+        tenant_id: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch_jwk = fetch_jwk
         self._max_skew_ms = max_skew_s * 1000
         self._clock = clock
-        self._monotonic = monotonic
+        self._tenant_id = tenant_id
         self._keys: dict[str, rsa.RSAPublicKey] = {}
-        self._unknown_until: dict[str, float] = {}
+        self._unknown = _ExpiringKids(monotonic)  # 8x8 said no, or served an unusable key
+        self._failed = _ExpiringKids(monotonic)  # the fetch failed (8x8 down or erroring)
+        self._fetches = TokenBucket(KEY_FETCHES_PER_S, KEY_FETCH_BURST, monotonic=monotonic)
         self._inflight: dict[str, asyncio.Task[rsa.RSAPublicKey]] = {}
 
     async def verify(self, body: bytes, headers: Mapping[str, str]) -> SignedHeaders:
@@ -58,24 +73,29 @@ class WebhookVerifier:
 
         Args:
             body: The raw request body, exactly as received (its CRC32 is signed).
-            headers: The request headers; names are matched case-insensitively.
+            headers: The request headers; names are matched case-insensitively. A multidict
+                (aiohttp's request.headers) is read whole: a repeated signed header is refused.
 
         Returns:
             The signed header values (event id, tenant, ...), now trustworthy.
 
         Raises:
             KeyFetchUnavailable: The key could not be fetched for a transient reason.
-            SignatureError: A header is missing or malformed, the JWS is malformed or not
-                RS256 with b64=false, the kid is unknown to 8x8, the transmission time is
-                outside the allowed skew, or the signature does not verify.
+            SignatureError: A header is missing, repeated or malformed, the tenant is not
+                ours, the JWS is malformed or not RS256 with b64=false, the kid is unknown to
+                8x8, the transmission time is outside the allowed skew, or the signature does
+                not verify.
         """
-        lowered = {name.lower(): value for name, value in headers.items()}
+        lowered = _single_signed_headers(headers)
         signature = lowered.get(HEADER_SIGNATURE)
         if not signature:
             raise SignatureError(f"missing header {HEADER_SIGNATURE}")
         signed = SignedHeaders.from_headers(lowered)
         jws = parse_jws(signature)
         self._check_time(signed.transmission_time_ms)
+        if self._tenant_id is not None and signed.tenant_id != self._tenant_id:
+            # Checked before the key fetch, like the time: it needs no key to refuse.
+            raise SignatureError("x-8x8-tenant-id is not this deployment's tenant")
         key = await self._public_key(jws.kid)
         verify_jws(key, jws, detached_payload(body, signed))
         return signed
@@ -91,10 +111,15 @@ class WebhookVerifier:
             return key
         if len(kid) > MAX_KID_CHARS:
             raise SignatureError("JWS kid is too long")
-        if self._unknown_until.get(kid, 0.0) > self._monotonic():
+        if kid in self._unknown:
             raise SignatureError("unknown signing key")
+        if kid in self._failed:
+            raise KeyFetchUnavailable("signing key fetch failed recently")
         task = self._inflight.get(kid)
         if task is None:
+            if not self._fetches.take():
+                # A genuine new kid in a flood of forged ones waits for 8x8's retry.
+                raise KeyFetchUnavailable("too many new signing keys; fetch rate-limited")
             task = asyncio.create_task(self._load(kid))
             self._inflight[kid] = task
             task.add_done_callback(lambda done: self._settle(kid, done))
@@ -111,24 +136,49 @@ class WebhookVerifier:
         try:
             jwk = await self._fetch_jwk(kid)
         except NotFound:
-            self._remember_unknown(kid)
+            self._unknown.remember(kid, UNKNOWN_KID_TTL_S)
             raise SignatureError("unknown signing key") from None
         except UpstreamError as exc:
+            self._failed.remember(kid, FAILED_FETCH_TTL_S)
             raise KeyFetchUnavailable(f"signing key unavailable: {exc}") from None
         try:
             key = _key_from_jwk(kid, jwk)
         except SignatureError:
-            self._remember_unknown(kid)  # 8x8 served something unusable: no better next time
+            # 8x8 served something unusable: no better next time
+            self._unknown.remember(kid, UNKNOWN_KID_TTL_S)
             raise
         self._keys[kid] = key
         return key
 
-    def _remember_unknown(self, kid: str) -> None:
+
+class _ExpiringKids:
+    """Kids remembered for a while, at most MAX_UNKNOWN_KIDS of them (forged kids are free)."""
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+        self._until: dict[str, float] = {}
+
+    def __contains__(self, kid: str) -> bool:
+        return self._until.get(kid, 0.0) > self._monotonic()
+
+    def remember(self, kid: str, ttl_s: float) -> None:
         now = self._monotonic()
-        if len(self._unknown_until) >= MAX_UNKNOWN_KIDS:
-            self._unknown_until = {k: t for k, t in self._unknown_until.items() if t > now}
-        if len(self._unknown_until) < MAX_UNKNOWN_KIDS:
-            self._unknown_until[kid] = now + UNKNOWN_KID_TTL_S
+        if len(self._until) >= MAX_UNKNOWN_KIDS:
+            self._until = {k: t for k, t in self._until.items() if t > now}
+        if len(self._until) < MAX_UNKNOWN_KIDS:
+            self._until[kid] = now + ttl_s
+
+
+def _single_signed_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Lower-cased headers; SignatureError if a signed one appears twice. Otherwise a second
+    `x-8x8-event-id` could be the one verified while the other one is used (or vice versa)."""
+    lowered: dict[str, str] = {}
+    for name, value in headers.items():
+        name = name.lower()
+        if name in SIGNED_HEADER_NAMES and name in lowered:
+            raise SignatureError(f"header {name} is repeated")
+        lowered[name] = value
+    return lowered
 
 
 def _key_from_jwk(kid: str, jwk: Mapping[str, Any]) -> rsa.RSAPublicKey:

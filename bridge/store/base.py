@@ -6,15 +6,16 @@ unset, against an embedded fakeredis (with Lua), so both pass the same contract 
 Partitions: 8x8 events are appended to one of N partition streams chosen by
 `partition_of(conversation_id)`. A conversation's events therefore always share a stream, and a
 sender has one live conversation at a time, so per-conversation order is per-sender order. (We
-partition by conversation rather than by sender so that the webhook can claim and enqueue in a
-single round trip, without first looking the sender up, and so that events arriving before the
-mapping exists stay in order behind the held ones.) Each partition's keys share a hash slot.
+partition by conversation rather than by sender so that the webhook can enqueue without first
+looking the sender up, and so that events arriving before the mapping exists stay in order
+behind the held ones.) Each partition's keys share a hash slot.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from bridge.ids import ConversationId, EventId, SenderId
@@ -23,6 +24,15 @@ from bridge.ids import ConversationId, EventId, SenderId
 def partition_of(conversation_id: str, partitions: int) -> int:
     """The partition of a conversation: stable across processes and restarts."""
     return zlib.crc32(conversation_id.encode("utf-8")) % partitions
+
+
+class Claim(StrEnum):
+    """What the webhook's claim of an 8x8 event id found (see `Store.claim_event`)."""
+
+    NEW = "new"  # first seen now
+    PENDING = "pending"  # seen with this body, its enqueue not confirmed: do it (again)
+    DONE = "done"  # seen with this body and fully accepted: a duplicate
+    CONFLICT = "conflict"  # seen with another body: a signature reused on a forged body
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +74,9 @@ class Store(Protocol):
 
     # --- sender <-> conversation mapping, and the sender's handoff record ---
     async def link(self, sender: SenderId, conversation: ConversationId) -> None:
-        """Map both directions at once (one MULTI). A conversation maps to one sender for life;
-        the sender's record gets `conversation_id` set."""
+        """Map both directions: the conversation -> sender key, then the sender's record gets
+        `conversation_id` set (the commit; see `RedisStore.link` for why a crash in between is
+        safe). A conversation maps to one sender for life."""
         ...
 
     async def sender_of(self, conversation: ConversationId) -> SenderId | None:
@@ -90,12 +101,23 @@ class Store(Protocol):
         """Release only if `token` still holds it."""
         ...
 
-    # --- the webhook door ---
+    # --- the webhook door: claim the event id, then enqueue, then settle ---
+    async def claim_event(
+        self, event_id: EventId, body_sha256: str, dedupe_ttl_s: int, *, settled: bool
+    ) -> Claim:
+        """Claim an 8x8 event id for the whole deployment, remembering the body's hash. With
+        `settled`, a new claim is done at once (an event that is not enqueued)."""
+        ...
+
+    async def settle_event(self, event_id: EventId, body_sha256: str) -> None:
+        """Mark a pending claim done, once its event is enqueued."""
+        ...
+
     async def enqueue_event(
         self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int
     ) -> bool:
-        """Claim `event_id` and append to the partition stream in one atomic step.
-        False (and nothing written) if the id was already claimed."""
+        """Append to the partition stream unless this event id is in it already (False, and
+        nothing written): the claim's second step, safe to redo."""
         ...
 
     # --- the relay: one lease holder per partition, fenced by `owner` ---

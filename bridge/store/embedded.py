@@ -1,6 +1,12 @@
-"""Opening the store: a real Redis when a URL is given, else an embedded fakeredis.
+"""Opening the store: a real Redis (or Redis Cluster) when a URL is given, else an embedded
+fakeredis.
 
-Both run the very same `RedisStore` (Lua included: fakeredis runs the scripts with lupa), so
+`redis://` and `rediss://` name one Redis server; `redis+cluster://` and `rediss+cluster://`
+name any one node of a Redis Cluster (the client discovers the others and follows the slots as
+they move). Every atomic step of the store stays inside one hash slot (see `keys.py`), so the
+same store runs unchanged on either.
+
+All run the very same `RedisStore` (Lua included: fakeredis runs the scripts with lupa), so
 the embedded store is not a second implementation and passes the same contract suite. It lives
 in this process only: two processes must never each hold one (`serve` warns, the actions
 refuse to load without `REDIS_URL`).
@@ -8,12 +14,15 @@ refuse to load without `REDIS_URL`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import fakeredis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from bridge.store.redis_store import RedisStore
+from bridge.store.redis_store import Client, RedisStore
 
 # A dead Redis must fail fast (the webhook answers 503 and 8x8 retries; /ready reports it)
 # rather than hold a request: redis-py's default is to wait forever.
@@ -30,16 +39,41 @@ HEALTH_CHECK_INTERVAL_S = 30
 RETRIES = 1
 
 
-def redis_client(redis_url: str) -> aioredis.Redis:
-    """A client for a real Redis, with the bridge's timeouts."""
-    return aioredis.from_url(
-        redis_url,
-        decode_responses=True,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        health_check_interval=HEALTH_CHECK_INTERVAL_S,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=RETRIES),
-    )
+class _Cluster(RedisCluster):
+    """redis-py's async cluster client, initialized before each command's routing: its own
+    `execute_command` works out a command's slot (with the uninitialized client's startup node)
+    before it initializes, which fails when a first burst of commands runs concurrently (seen
+    with redis-py 8.1). `initialize` takes a lock and returns at once when already done."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
+# The URL schemes that name a Redis Cluster, and the plain scheme each stands for.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_node_url(redis_url: str) -> str | None:
+    """For a cluster URL, the plain URL of its seed node; None for a single-server URL."""
+    scheme, sep, rest = redis_url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower()) if sep else None
+    return f"{plain}://{rest}" if plain else None
+
+
+def redis_client(redis_url: str) -> Client:
+    """A client for a real Redis or Redis Cluster, with the bridge's timeouts."""
+    options = {
+        "decode_responses": True,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=RETRIES),
+    }
+    seed = cluster_node_url(redis_url)
+    if seed is not None:
+        return _Cluster.from_url(seed, **options)
+    return aioredis.from_url(redis_url, **options)
 
 
 def embedded_client() -> aioredis.Redis:

@@ -1,33 +1,37 @@
 """Every Redis key the bridge uses, and every TTL, in one place.
 
-Layout: `<prefix>hb:v1:{<tag>}:<name>`. The prefix is empty in production and unique per test
-run; `hb:v1:` versions the schema so a future layout can live beside this one during a rollout.
+Layout: `<prefix>hb:v1:{<tag>}:<name>[:<id>]`. The prefix is empty in production and unique per
+test run; `hb:v1:` versions the schema so a future layout can live beside this one during a
+rollout. A key's *kind* is its `<name>`, the first segment after the hash tag.
 
-Hash tags decide the Cluster slot, and every atomic step (Lua script or MULTI) touches one
-slot only, with two documented exceptions (see `RedisStore.link` and the outbox index):
+The rule for where keys live, with no exceptions (tests/store/test_cluster_safety.py checks it
+for every script and transaction the store runs, on a single Redis and on a Redis Cluster):
+
+1. Every atomic step (a Lua script, or a MULTI) touches keys of one hash slot only, all named
+   in its KEYS. A change that must span two slots is a sequence of single-slot steps in an order
+   that is safe to interrupt, and its readers tolerate (or repair) the state left between two
+   steps; `RedisStore.link` and the outbox index are the two such sequences, each with its crash
+   analysis beside the code.
+2. Every key has a TTL, or is listed in `OWNED` below with the store methods that empty it.
+
+Hash tags decide the Cluster slot:
 
 - `{s:<sender>}`: everything about one Rasa sender (handoff record, creation lease, outbox).
 - `{c:<conversation>}`: the conversation -> sender direction of the mapping.
-- `{p:<n>}`: everything one relay partition owns (dedupe claims, stream, attempts, lease,
+- `{e:<event id>}`: the webhook's claim of one 8x8 event id (one key, one slot).
+- `{p:<n>}`: everything one relay partition owns (stream, enqueued markers, attempts, lease,
   dead letters, hold lists and the held set), so the relay's fenced steps are single-slot.
+- `{outboxes}`, `{relays}`: one deployment-wide key each.
 
 Ids (senders, conversations, event ids) are used verbatim. They cannot collide with each other
 or break the tag: the tag is the first `{...}` of the key, which is always ours because the
 prefix may not contain braces, and no key name after an id contains `}`.
-
-Keys without a TTL, and why:
-- partition stream, attempts, held set, held index, hold lists: they hold accepted events that
-  must not vanish while the relay is down; they are emptied entry by entry (ack, dead letter,
-  unhold), so they are bounded by what is in flight, and Redis drops them when empty.
-- dead letters: the record of what could not be delivered; kept until replayed (the CLI lists
-  them). Expiring them would silently lose events.
-- the outbox index: one global set; an expiry would forget senders with pending messages.
-Everything per handoff (record, mapping, leases, outbox, dedupe claims) expires.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from bridge.ids import ConversationId, EventId, SenderId
 
@@ -41,16 +45,57 @@ DAY_MS = 24 * 3600 * 1000
 MAPPING_TTL_MS = 90 * DAY_MS
 
 # A sender's outbox belongs to its handoff: it lives as long as the mapping would, refreshed by
-# each push. Normally it drains within minutes of 8x8 coming back.
+# each push. Normally it drains within minutes of 8x8 coming back. The outbox fence lives as
+# long: it must outlive any push still in flight when it moves (a fence that lapsed under such
+# a push would let it append after the index forgot the sender).
 OUTBOX_TTL_MS = MAPPING_TTL_MS
 
-# Dedupe claims (`EVENT_DEDUPE_TTL_S`), the sender lease and the partition lease take their
-# TTLs from the caller: they are settings of the webhook door and the relay.
+# Event claims and enqueued markers (`EVENT_DEDUPE_TTL_S`), the sender lease and the partition
+# lease take their TTLs from the caller: they are settings of the webhook door and the relay.
 
 # The record's version field (for compare-and-set); a reserved field name, kept short because
 # it is stored in every record.
 VERSION_FIELD = "_v"
 CONVERSATION_FIELD = "conversation_id"  # the record field `link` sets
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Why a kind of key has no TTL, and which `RedisStore` methods empty it (the tests check
+    that they exist). Redis deletes an emptied list, hash, set or sorted set by itself; a
+    stream stays, which is why only fixed keys (one per partition) may be streams."""
+
+    emptied_by: tuple[str, ...]
+    why: str
+
+
+# Every kind of key that lives without a TTL. Anything else the store writes must expire.
+OWNED: Final[dict[str, Owner]] = {
+    "stream": Owner(
+        ("ack_event", "hold_event", "dead_letter"),
+        "accepted events must not vanish while the relay is down; one fixed key per partition",
+    ),
+    "attempts": Owner(
+        ("ack_event", "dead_letter", "unhold_event"),
+        "a field per undelivered entry, deleted with its entry",
+    ),
+    "held": Owner(("unhold_event", "dead_letter"), "a member per conversation with held events"),
+    "heldby": Owner(("unhold_event", "dead_letter"), "a field per held entry"),
+    "hold": Owner(
+        ("unhold_event", "dead_letter"),
+        "held events, delivered or dead-lettered by their hold deadline (EVENT_HOLD_S)",
+    ),
+    "dead": Owner(
+        ("replay_dead_letter",),
+        "what could not be delivered, kept until replayed (expiring it would lose events); "
+        "one fixed key per partition",
+    ),
+    "senders": Owner(
+        ("outbox_peek", "outbox_pop"),
+        "the outbox index: an expiry would forget senders with waiting messages; a sender "
+        "leaves it when the drainer finds its outbox empty",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +127,31 @@ class Keys:
         """LIST: user messages waiting for 8x8, oldest first (OUTBOX_TTL_MS)."""
         return f"{self.base}{{s:{sender}}}:outbox"
 
+    def outbox_fence(self, sender: SenderId) -> str:
+        """STRING: a counter bumped each time the outbox index forgets this sender; a push that
+        began before the bump must start again (see `RedisStore.outbox_push`). OUTBOX_TTL_MS."""
+        return f"{self.base}{{s:{sender}}}:fence"
+
     # --- one conversation: {c:<conversation>} ---
 
     def conversation(self, conversation: ConversationId) -> str:
         """STRING: the sender a conversation belongs to (MAPPING_TTL_MS)."""
         return f"{self.base}{{c:{conversation}}}:sender"
 
+    # --- one 8x8 event: {e:<event id>} ---
+
+    def event_claim(self, event_id: EventId) -> str:
+        """STRING: `<state>:<sha256 of the raw body>` of an 8x8 event id seen by the webhook,
+        state `p` (claimed, enqueue not confirmed) or `d` (done) (EVENT_DEDUPE_TTL_S). One key
+        for the whole deployment, whatever the partition: a signature is usable once."""
+        return f"{self.base}{{e:{event_id}}}:claim"
+
     # --- global ---
 
     def outbox_index(self) -> str:
-        """SET: senders whose outbox may be non-empty. Its own slot, so it is an index that may
-        lag (never an authority): readers repair it from the outboxes. No TTL (see above)."""
+        """HASH: sender -> token of its latest push, for every sender whose outbox may be
+        non-empty. Its own slot: an index written before each outbox and repaired from the
+        outboxes (see `RedisStore.outbox_push`). No TTL (`OWNED`)."""
         return f"{self.base}{{outboxes}}:senders"
 
     def relays(self) -> str:
@@ -102,11 +161,12 @@ class Keys:
 
     # --- one partition: {p:<n>} ---
 
-    def claim(self, partition: int, event_id: EventId) -> str:
-        """STRING: an 8x8 event id already accepted (EVENT_DEDUPE_TTL_S). In the partition's
-        slot so that claim + append is one script; an event's conversation, hence partition,
-        never changes across 8x8's retries."""
-        return f"{self.base}{{p:{partition}}}:evt:{event_id}"
+    def enqueued(self, partition: int, event_id: EventId) -> str:
+        """STRING: this event id is in the partition's stream already (EVENT_DEDUPE_TTL_S).
+        Not the dedupe decision (that is `event_claim`): it makes the enqueue step idempotent,
+        so a retry that finds its claim still pending cannot append the event twice. In the
+        partition's slot so that the check and the append are one script."""
+        return f"{self.base}{{p:{partition}}}:enq:{event_id}"
 
     def stream(self, partition: int) -> str:
         """STREAM: accepted events not yet delivered (fields `eid`, `ev`). No TTL."""
@@ -139,7 +199,7 @@ class Keys:
         return f"{self.base}{{p:{partition}}}:hold:{conversation}"
 
     def partition_keys(self, partition: int) -> list[str]:
-        """The fixed keys of a partition (hold lists and claims are per id)."""
+        """The fixed keys of a partition (hold lists and enqueued markers are per id)."""
         return [
             self.stream(partition),
             self.attempts(partition),

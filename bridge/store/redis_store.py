@@ -1,9 +1,9 @@
 """The one `Store` implementation, on Redis (real, or fakeredis for the embedded store).
 
-Every multi-key atomic step is a Lua script from `scripts.py` over keys of one hash slot (see
-`keys.py`). The two places that span slots are `link` (a MULTI: atomic on a single Redis; under
-Cluster a half-written link is never trusted, because `sender_of` checks both directions) and
-the outbox index (an index that may lag; readers repair it).
+Every multi-key atomic step is a Lua script from `scripts.py` over keys of one hash slot (the
+rule in `keys.py`), so the same code runs on one Redis and on a Redis Cluster. The two changes
+that span slots, `link` and the outbox index, are ordered sequences of single-slot steps; the
+crash analysis of each is beside its code.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from bridge.errors import StoreUnavailable
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import scripts
-from bridge.store.base import DeadLetter, HandoffRecord, Store, StreamEntry
+from bridge.store.base import Claim, DeadLetter, HandoffRecord, Store, StreamEntry
 from bridge.store.keys import (
     CONVERSATION_FIELD,
     MAPPING_TTL_MS,
@@ -34,12 +35,23 @@ from bridge.store.keys import (
 P = ParamSpec("P")
 T = TypeVar("T")
 
+Client = aioredis.Redis | RedisCluster  # one Redis (or fakeredis), or a Redis Cluster
+
+# How often a push may find the outbox index forgetting its sender before it gives up: each
+# retry needs another drainer to find the outbox empty in between, so one retry is rare.
+_OUTBOX_PUSH_TRIES = 5
+
 # What "Redis cannot be reached or did not answer in time" looks like. ReadOnlyError is a
-# replica answering during a failover: as transient as a dropped connection.
+# replica answering during a failover: as transient as a dropped connection. On a Cluster: the
+# cluster is down or a master is (ClusterError), a slot is migrating (TryAgainError) or has no
+# node right now (SlotNotCoveredError).
 _UNAVAILABLE = (
     rexc.ConnectionError,
     rexc.TimeoutError,
     rexc.ReadOnlyError,
+    rexc.ClusterError,
+    rexc.TryAgainError,
+    rexc.SlotNotCoveredError,
     ConnectionError,
     TimeoutError,
 )
@@ -62,6 +74,12 @@ def _guarded(
             # The message names the error only: redis-py's messages carry no secrets, but the
             # URL (which can) is never part of it.
             raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}: {exc}") from exc
+        except rexc.RedisClusterException as exc:
+            # The cluster client's own error when no node answers (the connection error is its
+            # cause); any other (a command it cannot route) is a bug, and stays one.
+            if isinstance(exc.__cause__, _UNAVAILABLE):
+                raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+            raise
         except rexc.ResponseError as exc:
             # Out of memory, busy with a script, loading, failing over: Redis is there but
             # cannot take writes now. Callers answer 503 / retry, as for a dropped connection.
@@ -101,9 +119,9 @@ def _deserialize_held(raw: bytes | str) -> StreamEntry:
 
 
 class RedisStore:
-    """`Store` on a redis.asyncio client (a real Redis, or a fakeredis one)."""
+    """`Store` on a redis.asyncio client (a real Redis, a Redis Cluster, or a fakeredis)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str = "", partitions: int = 16) -> None:
+    def __init__(self, client: Client, prefix: str = "", partitions: int = 16) -> None:
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         self.redis = client
@@ -136,16 +154,26 @@ class RedisStore:
 
     @_guarded
     async def link(self, sender: SenderId, conversation: ConversationId) -> None:
-        # The two directions live in different slots (one per sender, one per conversation):
-        # the one documented cross-slot MULTI. The version bump makes a concurrent CAS writer
-        # that loaded the record before the link retry on top of it.
-        record = self.keys.record(sender)
-        async with self.redis.pipeline(transaction=True) as tx:
-            tx.hset(record, CONVERSATION_FIELD, conversation)
-            tx.hincrby(record, VERSION_FIELD, 1)
-            tx.pexpire(record, MAPPING_TTL_MS)
-            tx.set(self.keys.conversation(conversation), sender, px=MAPPING_TTL_MS)
-            await tx.execute()
+        # Two single-slot steps (the directions live in the conversation's and the sender's
+        # slots). `sender_of` trusts a link only when both directions agree, so the second step,
+        # which makes the record name the conversation, is the commit. A crash:
+        # - before step 1: nothing written.
+        # - between the steps: a reverse key the record does not confirm. `sender_of` ignores
+        #   it; the sender's previous link (if any) still holds, so nothing is routed to the
+        #   wrong sender and nothing already linked comes unlinked. The new conversation's
+        #   events are held by the relay until a retry completes the link (the service repairs
+        #   it on the next escalation: `HandoffService._repair_link`), and the stray key
+        #   expires with MAPPING_TTL_MS. (When the record already names the conversation, as the
+        #   service writes it first, the link is complete after step 1.)
+        # - after step 2: complete.
+        # The other order would, between its steps, leave the record naming a conversation that
+        # maps to nobody: the old link gone and the new one not yet valid.
+        await self.redis.set(self.keys.conversation(conversation), sender, px=MAPPING_TTL_MS)
+        await self._run(
+            "link_record",
+            [self.keys.record(sender)],
+            [conversation, MAPPING_TTL_MS, VERSION_FIELD, CONVERSATION_FIELD],
+        )
 
     @_guarded
     async def sender_of(self, conversation: ConversationId) -> SenderId | None:
@@ -198,11 +226,25 @@ class RedisStore:
     # --- the webhook door ---
 
     @_guarded
+    async def claim_event(
+        self, event_id: EventId, body_sha256: str, dedupe_ttl_s: int, *, settled: bool
+    ) -> Claim:
+        state = "d" if settled else "p"
+        found = await self._run(
+            "claim_event", [self.keys.event_claim(event_id)], [body_sha256, dedupe_ttl_s, state]
+        )
+        return Claim(_text(found))
+
+    @_guarded
+    async def settle_event(self, event_id: EventId, body_sha256: str) -> None:
+        await self._run("settle_event", [self.keys.event_claim(event_id)], [body_sha256])
+
+    @_guarded
     async def enqueue_event(
         self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int
     ) -> bool:
         p = self._check(partition)
-        keys = [self.keys.claim(p, event_id), self.keys.stream(p)]
+        keys = [self.keys.enqueued(p, event_id), self.keys.stream(p)]
         return bool(await self._run("enqueue_event", keys, [event_id, payload, dedupe_ttl_s]))
 
     # --- the relay ---
@@ -359,18 +401,28 @@ class RedisStore:
 
     # --- the outbox ---
 
+    # The index (one hash, its own slot) lists the senders the drainer visits. Invariant: a
+    # non-empty outbox is in the index, once the push that filled it has returned. Each step
+    # below is single-slot; the order makes any crash leave at worst an index entry for an
+    # empty outbox, which the drainer's next visit removes.
+
     @_guarded
     async def outbox_push(self, sender: SenderId, item: str) -> int:
-        outbox = self.keys.outbox(sender)
-        # Not a transaction: the index is in another slot. The list is written before the
-        # index, so a concurrent repair (below) that removes the sender re-checks the list
-        # after we pushed and puts it back.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.rpush(outbox, item)
-            pipe.pexpire(outbox, OUTBOX_TTL_MS)
-            pipe.sadd(self.keys.outbox_index(), sender)
-            replies = await pipe.execute()
-        return int(replies[0])
+        """Three steps: (1) read the sender's fence; (2) index the sender (a fresh token);
+        (3) append, unless the fence moved since (1). A crash after (2) leaves an index entry
+        for an empty outbox (removed on the drainer's next visit), never an item the index
+        lacks. A repair racing us (`_repair_outbox_index`) forgets the sender only after moving
+        the fence while the outbox was empty, so our (3) then fails and we index again."""
+        outbox, fence = self.keys.outbox(sender), self.keys.outbox_fence(sender)
+        for _ in range(_OUTBOX_PUSH_TRIES):
+            seen = await self.redis.get(fence)
+            await self.redis.hset(self.keys.outbox_index(), sender, secrets.token_hex(8))
+            length = await self._run(
+                "outbox_push", [outbox, fence], [item, OUTBOX_TTL_MS, _text(seen or "0")]
+            )
+            if int(length) >= 0:
+                return int(length)
+        raise StoreUnavailable("outbox push: the index kept forgetting this sender")
 
     @_guarded
     async def outbox_peek(self, sender: SenderId) -> str | None:
@@ -388,17 +440,22 @@ class RedisStore:
 
     @_guarded
     async def outbox_senders(self) -> list[SenderId]:
-        members = await self.redis.smembers(self.keys.outbox_index())
+        members = await self.redis.hkeys(self.keys.outbox_index())
         return sorted(SenderId(_text(m)) for m in members)
 
     async def _repair_outbox_index(self, sender: SenderId) -> None:
-        """Drop an empty outbox from the index. Remove first, then look again: a push that
-        raced us has written its list by the time its own SADD could be undone by our SREM,
-        so the second look sees it and restores the entry."""
+        """Forget a sender whose outbox is empty, in three steps: (a) read its index token;
+        (b) if the outbox is empty, move the fence (any push that read the fence before this
+        can no longer append); (c) delete the entry only if its token is still the one read in
+        (a) (a push that indexed itself since keeps it). A crash after (b) leaves the entry for
+        the next visit; nothing can leave a non-empty outbox unindexed."""
         index = self.keys.outbox_index()
-        await self.redis.srem(index, sender)
-        if await self.redis.llen(self.keys.outbox(sender)):
-            await self.redis.sadd(index, sender)
+        token = await self.redis.hget(index, sender)
+        if token is None:
+            return
+        keys = [self.keys.outbox(sender), self.keys.outbox_fence(sender)]
+        if int(await self._run("outbox_fence", keys, [OUTBOX_TTL_MS])):
+            await self._run("forget_if_unchanged", [index], [sender, _text(token)])
 
 
 def _dead_letter(partition: int, dead_id: bytes | str, fields: dict[Any, Any]) -> DeadLetter:

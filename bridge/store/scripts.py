@@ -1,7 +1,9 @@
 """The Lua scripts behind every multi-key atomic step.
 
-Rules every script follows (checked by tests/store/test_cluster_safety.py):
-- it touches only the keys passed in KEYS, and they all share one hash slot;
+Rules every script follows (checked by tests/store/test_cluster_safety.py, for every script
+the store runs, on a single Redis and on a Redis Cluster):
+- it touches only the keys passed in KEYS, and they all share one hash slot (no exceptions:
+  see the rule in `keys.py`);
 - steps of the relay are fenced: they do nothing unless KEYS[1] (the partition lease) holds the
   caller's owner id, so a worker whose lease lapsed cannot ack, hold or dead-letter anything
   after another worker took over;
@@ -35,9 +37,32 @@ local function remove_held(list, entry_id)
 end
 """
 
-# KEYS: claim, stream. ARGV: event id, payload, dedupe ttl (s).
-# Claim the event id and append the event, or do nothing (0) if it was claimed already.
-# XADD comes before SET so that a failure leaves no claim behind (8x8's retry redoes the work).
+# KEYS: event claim. ARGV: sha256 of the raw body, ttl (s), state of a new claim ('p' or 'd').
+# The webhook's dedupe decision for one 8x8 event id, whatever its partition. Returns 'new'
+# (claimed now), 'pending' (claimed with this body, enqueue not confirmed: redo it), 'done' (a
+# duplicate) or 'conflict' (claimed with another body: a reused signature).
+CLAIM_EVENT: Final = """
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], ARGV[3] .. ':' .. ARGV[1], 'EX', ARGV[2])
+  return 'new'
+end
+if string.sub(held, 3) ~= ARGV[1] then return 'conflict' end
+if string.sub(held, 1, 1) == 'p' then return 'pending' end
+return 'done'
+"""
+
+# KEYS: event claim. ARGV: sha256 of the raw body. A pending claim of this body becomes done.
+SETTLE_EVENT: Final = """
+if redis.call('GET', KEYS[1]) ~= 'p:' .. ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], 'd:' .. ARGV[1], 'KEEPTTL')
+return 1
+"""
+
+# KEYS: enqueued marker, stream. ARGV: event id, payload, ttl (s).
+# Append the event unless this partition has it already (0): the enqueue step after a claim,
+# idempotent so that redoing it after a crash cannot double the event. XADD comes before SET
+# so that a failure leaves no marker behind (the retry appends).
 ENQUEUE_EVENT: Final = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('XADD', KEYS[2], '*', 'eid', ARGV[1], 'ev', ARGV[2])
@@ -171,6 +196,41 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, redis.call('HGET', KEYS[1], ARGV[4]) or ''}
 """
 
+# KEYS: record. ARGV: conversation, ttl (ms), version field, conversation field.
+# The commit step of `link`: the record names the conversation. The version bump makes a
+# concurrent CAS writer that loaded the record before the link retry on top of it.
+LINK_RECORD: Final = """
+redis.call('HSET', KEYS[1], ARGV[4], ARGV[1])
+redis.call('HINCRBY', KEYS[1], ARGV[3], 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: outbox, fence. ARGV: item, ttl (ms), the fence as read before the push indexed itself.
+# Appends and returns the new length; -1 (nothing written) if the fence moved meanwhile: the
+# index may have forgotten this sender after the push's index write, so the push starts over.
+OUTBOX_PUSH: Final = """
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[3] then return -1 end
+local n = redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return n
+"""
+
+# KEYS: outbox, fence. ARGV: ttl (ms). Before the index forgets a sender: 0 if its outbox is not
+# empty (keep it); else move the fence, so that no push begun earlier can still append, and 1.
+OUTBOX_FENCE: Final = """
+if redis.call('LLEN', KEYS[1]) > 0 then return 0 end
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: hash. ARGV: field, value. Compare-and-delete of one field: 1 if deleted.
+FORGET_IF_UNCHANGED: Final = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
 # KEYS: outbox. ARGV: item. Pop the head only if it is still `item` (another drainer may have
 # popped it already); returns the length left.
 OUTBOX_POP: Final = """
@@ -192,6 +252,8 @@ return redis.call('ZCARD', KEYS[1])
 
 ALL: Final = {
     "relay_heartbeat": RELAY_HEARTBEAT,
+    "claim_event": CLAIM_EVENT,
+    "settle_event": SETTLE_EVENT,
     "enqueue_event": ENQUEUE_EVENT,
     "acquire_lease": ACQUIRE_LEASE,
     "release_lease": RELEASE_LEASE,
@@ -203,4 +265,8 @@ ALL: Final = {
     "unhold_event": UNHOLD_EVENT,
     "save_handoff": SAVE_HANDOFF,
     "outbox_pop": OUTBOX_POP,
+    "link_record": LINK_RECORD,
+    "outbox_push": OUTBOX_PUSH,
+    "outbox_fence": OUTBOX_FENCE,
+    "forget_if_unchanged": FORGET_IF_UNCHANGED,
 }

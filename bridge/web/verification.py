@@ -19,5 +19,9 @@ def make_verifier(
 ) -> tuple[WebhookVerifier | None, Callable[[SignatureError], bool]]:
     if not settings.eightbyeight_verify_signatures:
         return None, _is_transient
-    verifier = WebhookVerifier(chat.fetch_jwk, max_skew_s=settings.eightbyeight_max_clock_skew_s)
+    verifier = WebhookVerifier(
+        chat.fetch_jwk,
+        max_skew_s=settings.eightbyeight_max_clock_skew_s,
+        tenant_id=settings.eightbyeight_tenant_id or None,
+    )
     return verifier, _is_transient

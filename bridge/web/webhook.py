@@ -1,8 +1,18 @@
-"""POST /8x8/events: size limit -> signature -> JSON -> atomic claim-and-enqueue -> 2xx.
+"""POST /8x8/events: size limit -> signature -> JSON -> claim -> enqueue -> settle -> 2xx.
 
 The door does as little as it can: it verifies, deduplicates and durably enqueues, and answers
 8x8 at once; the relay delivers asynchronously and in order. Every answer is JSON with a short
 reason; no input produces a 500 (bridge-contract.md, "HTTP routes").
+
+One signature, one use. 8x8 signs the body's CRC32 (which anyone can match) and no
+conversation, so a captured signature could carry a forged body. Every verified event id is
+therefore claimed once for the whole deployment with the SHA-256 of its body: the same id with
+another body is refused like a bad signature and logged as an attack.
+
+Claim and enqueue are two steps (different hash slots), and a crash between them loses
+nothing: the claim stays "pending" until the enqueue is confirmed, 8x8 gets no 2xx before
+that and retries, and a retry that finds its own body's pending claim redoes the enqueue,
+which appends at most once per event id (docs/security-webhook.md).
 """
 
 from __future__ import annotations
@@ -16,12 +26,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from bridge.eightbyeight.events import RELAYED_KINDS, EventKind, parse_event
+from bridge.eightbyeight.events import RELAYED_KINDS, ChatEvent, EventKind, parse_event
 from bridge.eightbyeight.signature import HEADER_EVENT, SignedHeaders
 from bridge.errors import SignatureError, StoreUnavailable
 from bridge.ids import EventId
 from bridge.metrics import Metrics
-from bridge.store.base import Store, partition_of
+from bridge.store.base import Claim, Store, partition_of
 
 log = logging.getLogger(__name__)
 
@@ -57,54 +67,70 @@ class WebhookDoor:
             # 8x8's check of a new webhook must pass even unsigned (contract); never enqueued.
             self.metrics.events_received.labels("WEB_HOOK_VERIFY").inc()
             return _answer(200, "verified")
-        refused = await self._verify(body, request.headers)
-        if refused is not None:
-            return refused
+        verified = await self._verify(body, request.headers)
+        if isinstance(verified, web.Response):
+            return verified
+        event_id = EventId(verified.event_id if verified else _unsigned_id(body, request.headers))
+        digest = hashlib.sha256(body).hexdigest()
         if obj is None:
-            return _answer(400, "body is not valid JSON")
+            return await self._unusable(event_id, digest, "body is not valid JSON")
         if not isinstance(obj, dict):
-            return _answer(400, "body is not a JSON object")
-        return await self._accept(obj, body, request.headers)
+            return await self._unusable(event_id, digest, "body is not a JSON object")
+        return await self._accept(obj, event_id, digest)
 
-    async def _verify(self, body: bytes, headers: Mapping[str, str]) -> web.Response | None:
+    async def _verify(
+        self, body: bytes, headers: Mapping[str, str]
+    ) -> SignedHeaders | web.Response | None:
+        """The signed headers, a refusal, or None when verification is off."""
         if self.verifier is None:
             return None
         try:
-            await self.verifier.verify(body, headers)
+            return await self.verifier.verify(body, headers)
         except SignatureError as exc:
             if self.is_transient_key_error(exc):
                 log.warning("signature_key_unavailable", extra={"reason": str(exc)})
                 return _answer(503, "signing key temporarily unavailable")
-            self.metrics.signature_failures.inc()
             log.warning("signature_refused", extra={"reason": str(exc)})
-            return _answer(401, "invalid signature", reason=str(exc))
-        return None
+            return self._refused()
 
-    async def _accept(
-        self, obj: dict[str, Any], body: bytes, headers: Mapping[str, str]
-    ) -> web.Response:
+    def _refused(self) -> web.Response:
+        # One body for every reason (the reason is logged): a prober learns nothing, e.g.
+        # whether a kid exists or an event id was seen.
+        self.metrics.signature_failures.inc()
+        return _answer(401, "invalid signature")
+
+    def _reused(self, event_id: EventId) -> web.Response:
+        # A valid signature on a body it was not made for: an attack (or a forger who won the
+        # race against 8x8, see docs/security-webhook.md). The id only: no body, no text.
+        log.warning("event_id_reused_with_another_body", extra={"event_id": event_id})
+        return self._refused()
+
+    async def _accept(self, obj: dict[str, Any], event_id: EventId, digest: str) -> web.Response:
         event = parse_event(obj)
         self.metrics.events_received.labels(_type_label(event.raw_type, event.kind)).inc()
         if event.kind not in RELAYED_KINDS:
-            self.metrics.events_ignored.labels(event.kind.value).inc()
-            return _answer(200, "ignored", kind=event.kind.value)
+            # Claimed all the same: its signature must not be reusable on a forged body.
+            return await self._acknowledge(event, event_id, digest)
         if event.conversation_id is None:
-            return _answer(400, "event has no conversationId")
-        event_id = EventId(headers.get(HEADER_EVENT) or _body_id(body))
+            return await self._unusable(event_id, digest, "event has no conversationId")
         payload = event.to_json()
-        if not _encodable(payload, event_id):
+        if not _encodable(payload):
             # JSON allows lone surrogates ("\ud83d"); UTF-8, and so Redis, does not.
-            return _answer(400, "body has text that is not valid Unicode")
+            return await self._unusable(event_id, digest, "body has text that is not valid Unicode")
         partition = partition_of(event.conversation_id, self.store.partitions)
         try:
+            seen = await self._claim(event_id, digest, settled=False)
+            if seen is not None:
+                return seen
             fresh = await self.store.enqueue_event(partition, event_id, payload, self.dedupe_ttl_s)
+            await self.store.settle_event(event_id, digest)
         except StoreUnavailable:
             log.error(
                 "enqueue_failed",
                 extra={"event_id": event_id, "conversation": event.conversation_id},
             )
-            return _answer(503, "cannot accept the event right now; retry")
-        if not fresh:
+            return _unavailable()
+        if not fresh:  # a retry after a crash between the enqueue and the settle
             self.metrics.events_duplicate.inc()
             return _answer(200, "duplicate")
         self.kick(partition)
@@ -117,6 +143,38 @@ class WebhookDoor:
             },
         )
         return _answer(200, "accepted")
+
+    async def _acknowledge(self, event: ChatEvent, event_id: EventId, digest: str) -> web.Response:
+        try:
+            seen = await self._claim(event_id, digest, settled=True)
+        except StoreUnavailable:
+            log.error("claim_failed", extra={"event_id": event_id})
+            return _unavailable()
+        if seen is not None:
+            return seen
+        self.metrics.events_ignored.labels(event.kind.value).inc()
+        return _answer(200, "ignored", kind=event.kind.value)
+
+    async def _unusable(self, event_id: EventId, digest: str, reason: str) -> web.Response:
+        """400 for a body we cannot use, its event id claimed all the same: otherwise its
+        signature could carry a usable body with the same CRC32."""
+        try:
+            claim = await self.store.claim_event(event_id, digest, self.dedupe_ttl_s, settled=True)
+        except StoreUnavailable:
+            log.error("claim_failed", extra={"event_id": event_id})
+            return _unavailable()
+        return self._reused(event_id) if claim is Claim.CONFLICT else _answer(400, reason)
+
+    async def _claim(self, event_id: EventId, digest: str, *, settled: bool) -> web.Response | None:
+        """The answer when the event id was seen before; None when this request goes on
+        (first seen, or seen with this very body and not confirmed enqueued)."""
+        claim = await self.store.claim_event(event_id, digest, self.dedupe_ttl_s, settled=settled)
+        if claim is Claim.CONFLICT:
+            return self._reused(event_id)
+        if claim is Claim.DONE:
+            self.metrics.events_duplicate.inc()
+            return _answer(200, "duplicate")
+        return None
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
@@ -149,9 +207,12 @@ def _encodable(*texts: str) -> bool:
     return True
 
 
-def _body_id(body: bytes) -> str:
-    # Without x-8x8-event-id (signatures off, a test client), the body identifies the event:
-    # 8x8's retries resend the same body.
+def _unsigned_id(body: bytes, headers: Mapping[str, str]) -> str:
+    """The event id when signatures are off: the header if usable, else the body's hash
+    (8x8's retries resend the same body)."""
+    header = headers.get(HEADER_EVENT)
+    if header and _encodable(header):
+        return header
     return "body-" + hashlib.sha256(body).hexdigest()[:32]
 
 
@@ -166,6 +227,10 @@ _KNOWN_TYPES = frozenset(
 def _type_label(raw_type: str, kind: EventKind) -> str:
     # Metric labels must stay bounded: an attacker-chosen eventType is counted as "other".
     return raw_type if raw_type in _KNOWN_TYPES else "other"
+
+
+def _unavailable() -> web.Response:
+    return _answer(503, "cannot accept the event right now; retry")
 
 
 def _answer(status: int, result: str, **extra: Any) -> web.Response:

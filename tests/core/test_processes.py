@@ -1,13 +1,13 @@
-"""Real `handoff-bridge serve` processes: killed mid-stream, and two of them on one Redis."""
+"""Real `handoff-bridge serve` processes: killed mid-stream, and two of them on one Redis.
+
+They run on the machine's Redis; one of them also on the tests' Redis Cluster (CI), and every
+one of them there with TEST_REDIS_CLUSTER=all."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from itertools import cycle
 
@@ -24,56 +24,25 @@ from bridge.store import open_store
 from bridge.store.base import Store, partition_of
 from tests.core.conftest import bridge_settings, now_ms, serve_app
 from tests.support.rasa_stand_in import RasaStandIn
+from tests.support.serve_process import ServeProcess, free_port
+from tests.support.store_rules import key_violations
 from tests.support.waiting import eventually
 
 JOINED = "#EXTERNAL_agent_joined"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServeProcess:
-    def __init__(self, env: dict[str, str], port: int) -> None:
-        self.env = {**env, "BRIDGE_PORT": str(port), "BRIDGE_HOST": "127.0.0.1"}
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: ASYNC220 - a start, not a wait
-            [sys.executable, "-m", "bridge", "serve"], env=self.env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(f"{self.url}/ready") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError("serve did not become ready")
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+@pytest.fixture(
+    params=["redis", "cluster"] if os.environ.get("TEST_REDIS_CLUSTER") == "all" else ["redis"]
+)
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The `REDIS_URL` of the processes: the machine's Redis, or the tests' Redis Cluster."""
+    name = "redis_cluster_url" if request.param == "cluster" else "real_redis_url"
+    return str(request.getfixturevalue(name))
 
 
 @pytest.fixture
 async def world(
-    api: str, real_redis_url: str, key_prefix: str, rasa: tuple[RasaStandIn, str]
+    api: str, store_url: str, key_prefix: str, rasa: tuple[RasaStandIn, str]
 ) -> AsyncIterator[tuple[Simulator, RasaStandIn, Store, ChatClient, dict[str, str]]]:
     stand_in, rasa_url = rasa
     # 8x8 keeps retrying while a bridge is down (several seconds in all).
@@ -90,13 +59,11 @@ async def world(
         env.update({
             "EIGHTBYEIGHT_API": api, "EIGHTBYEIGHT_BASE_URL": sim.base_url, "EIGHTBYEIGHT_API_KEY": "key-7f3a9e",
             "EIGHTBYEIGHT_API_SECRET": "secret-9c2b4d", "EIGHTBYEIGHT_TENANT_ID": "t1", "EIGHTBYEIGHT_CHANNEL_ID": "ch1",
-            "RASA_URL": rasa_url, "REDIS_URL": real_redis_url, "REDIS_KEY_PREFIX": key_prefix,
+            "RASA_URL": rasa_url, "REDIS_URL": store_url, "REDIS_KEY_PREFIX": key_prefix,
             "RELAY_LEASE_TTL_MS": "1500", "RELAY_RETRY_CAP_S": "0.5", "LOG_LEVEL": "WARNING",
             "HANDOFF_AGENT_MESSAGE_FORMAT": "{text}",  # these tests compare the agent's words
         })  # fmt: skip
-        store = await open_store(
-            real_redis_url, prefix=key_prefix, partitions=settings.relay_partitions
-        )
+        store = await open_store(store_url, prefix=key_prefix, partitions=settings.relay_partitions)
         chat = make_client(settings.eightbyeight())
         yield sim, stand_in, store, chat, env
         await chat.close()
@@ -122,7 +89,7 @@ def processes() -> Iterator[list[ServeProcess]]:
 
 async def test_serve_killed_and_restarted_mid_stream_loses_nothing(world, processes) -> None:  # type: ignore[no-untyped-def]
     sim, rasa, store, chat, env = world
-    serve = ServeProcess(env, _free_port())
+    serve = ServeProcess(env, free_port())
     processes.append(serve)
     await serve.start()
     sim.set_webhook_url(f"{serve.url}/8x8/events")
@@ -172,7 +139,7 @@ async def test_two_serve_processes_on_one_redis_keep_order_and_double_nothing(
     world, processes
 ) -> None:  # type: ignore[no-untyped-def]
     sim, rasa, store, chat, env = world
-    a, b = ServeProcess(env, _free_port()), ServeProcess(env, _free_port())
+    a, b = ServeProcess(env, free_port()), ServeProcess(env, free_port())
     processes.extend([a, b])
     await asyncio.gather(a.start(), b.start())
     balancer = await serve_app(await _round_robin([a.url, b.url]))
@@ -202,6 +169,17 @@ async def test_two_serve_processes_on_one_redis_keep_order_and_double_nothing(
     await balancer.close()
 
 
+@pytest.mark.parametrize("api", ["gateway"])
+@pytest.mark.parametrize("store_url", ["cluster"], indirect=True)
+async def test_two_serve_processes_on_a_redis_cluster(world, processes) -> None:  # type: ignore[no-untyped-def]
+    """The same two processes, with `REDIS_URL=redis+cluster://...`: every step of the webhook,
+    the relay and the actions runs on a three-master Redis Cluster; afterwards every key they
+    left has a TTL or an owner (the key rule of bridge/store/keys.py)."""
+    await test_two_serve_processes_on_one_redis_keep_order_and_double_nothing(world, processes)
+    _sim, _rasa, store, _chat, _env = world
+    assert await key_violations(store) == []
+
+
 async def _owned_partitions(serve: ServeProcess) -> int:
     async with aiohttp.ClientSession() as http, http.get(f"{serve.url}/metrics") as r:
         text = await r.text()
@@ -211,7 +189,7 @@ async def _owned_partitions(serve: ServeProcess) -> int:
 
 async def test_sigterm_finishes_the_delivery_in_flight_then_exits(world, processes) -> None:  # type: ignore[no-untyped-def]
     sim, rasa, store, chat, env = world
-    serve = ServeProcess(env, _free_port())
+    serve = ServeProcess(env, free_port())
     processes.append(serve)
     await serve.start()
     sim.set_webhook_url(f"{serve.url}/8x8/events")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
+import zlib
 from typing import Any
 
 import aiohttp
@@ -11,9 +14,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from yarl import URL
 
-from bridge.store.base import partition_of
+from bridge.eightbyeight.signature import b64url
+from bridge.errors import StoreUnavailable
+from bridge.store.base import Store, partition_of
 from tests.core.conftest import BridgeFactory, Harness
+from tests.support.crc_forge import forge
 from tests.support.signing import signed_headers
 
 TEXT = {"eventType": "TEXT", "messageType": "AGENT", "conversationId": "conv-1", "timestamp": 1,
@@ -64,12 +71,90 @@ async def test_unsigned_event_is_refused(h: Harness) -> None:
     assert h.runtime.metrics.signature_failures._value.get() == 1
 
 
-async def test_forged_signature_with_the_right_kid_is_refused(h: Harness) -> None:
+async def test_forged_signature_with_the_right_kid_is_refused(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     body = _body()
     status, answer = await _post(h, body, signed_headers(h.sim, body, key=forger, kid=h.sim.kid))
-    assert status == 401 and "verify" in answer["reason"]
+    assert (status, answer) == (401, {"result": "invalid signature"})
+    assert _logged_reasons(caplog) == ["signature does not verify"]  # the log says why
     assert await _queued(h) == 0
+
+
+def _logged_reasons(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        str(getattr(r, "reason", r.getMessage()))
+        for r in caplog.records
+        if r.levelno == logging.WARNING
+        and r.name == "bridge.web.webhook"
+        and r.getMessage() != "signature_key_unavailable"
+    ]
+
+
+async def _post_as_8x8_would(
+    http: aiohttp.ClientSession, url: str, body: bytes, headers: Any
+) -> tuple[int, bytes]:
+    """Post, retrying a 503 (here: a key lookup held back by the rate limit) as 8x8 does."""
+    for _ in range(50):
+        async with http.post(url, data=body, headers=headers) as r:
+            answer = r.status, await r.read()
+        if answer[0] != 503:
+            return answer
+        await asyncio.sleep(0.1)
+    return answer
+
+
+def _refusals(h: Harness) -> dict[str, tuple[bytes, list[tuple[str, str]]]]:
+    """One request per way a signature check can fail."""
+    body = _body()
+    good = signed_headers(h.sim, body)
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    hs256 = b64url(
+        json.dumps({"b64": False, "crit": ["b64"], "kid": h.sim.kid, "alg": "HS256"}).encode()
+    )
+    stale = int((time.time() - 400) * 1000)
+    other_tenant = signed_headers(h.sim, body)
+    return {
+        "no headers": (body, []),
+        "no signature": (body, [(k, v) for k, v in good.items() if k != "x-8x8-signature"]),
+        "not a JWS": (body, [*{**good, "x-8x8-signature": "abc"}.items()]),
+        "not RS256": (body, [*{**good, "x-8x8-signature": f"{hs256}..c2ln"}.items()]),
+        "unknown kid": (body, [*signed_headers(h.sim, body, key=forger, kid="nope").items()]),
+        "forged": (body, [*signed_headers(h.sim, body, key=forger, kid=h.sim.kid).items()]),
+        "stale": (body, [*signed_headers(h.sim, body, tt_ms=stale).items()]),
+        "tampered": (_body({**TEXT, "message": "changed"}), [*good.items()]),
+        "repeated header": (body, [("x-8x8-event-id", "other"), *good.items()]),
+        "bad retry": (body, [*{**good, "x-8x8-retry": "1_0"}.items()]),
+        "other tenant": (body, [*{**other_tenant, "x-8x8-tenant-id": "t2"}.items()]),
+    }  # fmt: skip
+
+
+async def test_every_signature_failure_has_the_same_401_body(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers: dict[str, tuple[int, bytes]] = {}
+    async with aiohttp.ClientSession() as http:
+        # A signature used once, then again on another body with the same CRC32.
+        used = signed_headers(h.sim, _body(), event_id="evt-once")
+        async with http.post(f"{h.url}/8x8/events", data=_body(), headers=used) as r:
+            assert r.status == 200
+        forged = forge(_body({**TEXT, "message": "forged {PAD}"}), zlib.crc32(_body()))
+        reused = forged, [*used.items()]
+        for name, (body, headers) in {**_refusals(h), "reused id": reused}.items():
+            answers[name] = await _post_as_8x8_would(http, f"{h.url}/8x8/events", body, headers)
+    assert set(answers.values()) == {(401, b'{"result": "invalid signature"}')}, answers
+    # ...while the log tells them apart, at warning.
+    assert _logged_reasons(caplog) == [
+        "missing header x-8x8-signature", "missing header x-8x8-signature",
+        "signature is not a detached compact JWS", "JWS algorithm must be RS256",
+        "unknown signing key", "signature does not verify",
+        "x-8x8-transmission-time is outside the allowed clock skew", "signature does not verify",
+        "header x-8x8-event-id is repeated",
+        "x-8x8-retry and x-8x8-transmission-time must be integers",
+        "x-8x8-tenant-id is not this deployment's tenant", "event_id_reused_with_another_body",
+    ]  # fmt: skip
+    assert await _queued(h) == 1
 
 
 async def test_unknown_key_is_refused(h: Harness) -> None:
@@ -162,6 +247,53 @@ async def test_store_down_is_a_503_and_leaves_no_claim(make_bridge: BridgeFactor
     )
 
 
+class FailsOnce:
+    """The door's store, failing once at one step: what a crash or a lost Redis connection
+    between the claim, the enqueue and the settle leaves behind."""
+
+    def __init__(self, store: Store, step: str) -> None:
+        self._store, self._step = store, step
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def enqueue_event(self, *args: Any) -> bool:
+        await self._fail_at("enqueue")
+        return await self._store.enqueue_event(*args)
+
+    async def settle_event(self, *args: Any) -> None:
+        await self._fail_at("settle")
+        await self._store.settle_event(*args)
+
+    async def _fail_at(self, step: str) -> None:
+        if self._step == step:
+            self._step = "done"
+            raise StoreUnavailable("injected")
+
+
+@pytest.mark.parametrize("step", ["enqueue", "settle"])
+async def test_a_failure_between_claim_and_enqueue_loses_and_doubles_nothing(
+    h: Harness, step: str
+) -> None:
+    healthy = h.runtime.door.store
+    h.runtime.door.store = FailsOnce(healthy, step)  # type: ignore[assignment]
+    body = _body()
+    first = await _post(h, body, signed_headers(h.sim, body, event_id="evt-crash"))
+    assert first[0] == 503  # no 2xx: 8x8 retries
+    assert await _queued(h) == (1 if step == "settle" else 0)
+    # A forged body under the pending claim is refused.
+    forged = forge(_body({**TEXT, "message": "forged {PAD}"}), zlib.crc32(body))
+    assert (await _post(h, forged, signed_headers(h.sim, body, event_id="evt-crash")))[0] == 401
+    retry = await _post(h, body, signed_headers(h.sim, body, event_id="evt-crash"))
+    assert retry == (200, {"result": "duplicate" if step == "settle" else "accepted"})
+    assert await _queued(h) == 1
+    assert await _post(h, body, signed_headers(h.sim, body, event_id="evt-crash")) == (
+        200,
+        {"result": "duplicate"},
+    )
+    assert await _queued(h) == 1
+
+
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: (
@@ -223,3 +355,30 @@ async def test_text_that_is_not_valid_unicode_is_a_400(h: Harness) -> None:
     body = b'{"eventType":"TEXT","conversationId":"conv-1","message":"broken \\ud83d emoji"}'
     status, answer = await _post(h, body, signed_headers(h.sim, body))
     assert (status, answer["result"]) == (400, "body has text that is not valid Unicode")
+
+
+async def test_a_signed_header_with_bytes_that_are_not_utf8_is_a_401(h: Harness) -> None:
+    body = _body()
+    headers = signed_headers(h.sim, body)
+    lines = [f"{k}: {v}".encode() for k, v in headers.items() if k != "x-8x8-event-id"]
+    request = b"\r\n".join(
+        [b"POST /8x8/events HTTP/1.1", b"Host: bridge", b"x-8x8-event-id: evt-\xff\xfe",
+         *lines, b"Content-Length: %d" % len(body), b"Connection: close", b"", body]
+    )  # fmt: skip
+    url = URL(h.url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(request)
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"401"
+
+
+async def test_a_signature_on_an_unusable_body_cannot_carry_a_usable_one(h: Harness) -> None:
+    """A 400 claims the event id too: its signature with a CRC-matching usable body is refused."""
+    broken = b'{"eventType":"TEXT","conversationId":"conv-1","message":"lone \\ud83d"}'
+    headers = signed_headers(h.sim, broken, event_id="evt-broken")
+    assert (await _post(h, broken, headers))[0] == 400
+    assert (await _post(h, broken, signed_headers(h.sim, broken, event_id="evt-broken")))[0] == 400
+    forged = forge(_body({**TEXT, "message": "forged {PAD}"}), zlib.crc32(broken))
+    assert (await _post(h, forged, headers))[0] == 401
+    assert await _queued(h) == 0

@@ -356,11 +356,13 @@ async def test_rotated_key_is_fetched_and_verifies(
         fetched.append(kid)
         return await client.fetch_jwk(kid)
 
-    verifier = WebhookVerifier(fetch, max_skew_s=300)
+    now = [0.0]
+    verifier = WebhookVerifier(fetch, max_skew_s=300, monotonic=lambda: now[0])
     cid = await open_conversation(client)
     await eventually(lambda: len(receiver.events) >= 1, what="first delivery")
     await verifier.verify(receiver.events[-1].body, receiver.events[-1].headers)
     sim.rotate_key()
+    now[0] += 1.0  # past the one-lookup-per-second limit on new kids
     seen = len(receiver.events)
     await sim.desk.accept(cid, agent_name="Anna")
     await eventually(lambda: len(receiver.events) > seen, what="delivery after rotation")

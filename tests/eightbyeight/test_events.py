@@ -168,3 +168,17 @@ def test_parsing_never_raises_and_the_result_serialises(body: dict[str, Any]) ->
     event = parse_event(body)
     assert ChatEvent.from_json(event.to_json()).kind == event.kind
     json.loads(event.to_json())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"99999999999999999999",
+     b'"1e400"', b'"NaN"', b'"' + b"9" * 5000 + b'"', b"true", b"[1]"],
+)  # fmt: skip
+def test_a_timestamp_that_is_not_a_long_is_dropped_and_the_event_kept(raw: bytes) -> None:
+    body = json.loads(
+        b'{"eventType":"TEXT","conversationId":"c","message":"hi","timestamp":%s}' % raw
+    )
+    event = parse_event(body)
+    assert (event.kind, event.text, event.timestamp_ms) == (K.AGENT_MESSAGE, "hi", None)
+    assert ChatEvent.from_json(event.to_json()) == event

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from multidict import CIMultiDict
 
 from bridge.eightbyeight.signature import (
     HEADER_CUSTOMER,
@@ -27,7 +28,12 @@ from bridge.eightbyeight.signature import (
     sign,
     verify_jws,
 )
-from bridge.eightbyeight.verify import UNKNOWN_KID_TTL_S, KeyFetchUnavailable, WebhookVerifier
+from bridge.eightbyeight.verify import (
+    FAILED_FETCH_TTL_S,
+    UNKNOWN_KID_TTL_S,
+    KeyFetchUnavailable,
+    WebhookVerifier,
+)
 from bridge.errors import NotFound, RetryableUpstreamError, SignatureError
 
 NOW_S = 1_629_804_577.296
@@ -153,10 +159,12 @@ async def test_key_is_fetched_once_and_cached(
 async def test_rotated_key_is_fetched_on_demand(
     verifier: WebhookVerifier,
     server: KeyServer,
+    monotonic: FakeMonotonic,
     rsa_key: rsa.RSAPrivateKey,
     other_rsa_key: rsa.RSAPrivateKey,
 ) -> None:
     await verifier.verify(BODY, signed_headers(rsa_key))
+    monotonic.now += 1.0  # a rotation comes later than the first lookup's rate-limit slot
     server.keys["key-b"] = public_jwk(other_rsa_key.public_key(), "key-b")
     await verifier.verify(BODY, signed_headers(other_rsa_key, kid="key-b"))
     await verifier.verify(BODY, signed_headers(rsa_key))  # the old key still works
@@ -281,15 +289,89 @@ async def test_a_cancelled_waiter_does_not_cancel_the_shared_fetch(
     assert server.fetches == [KID]
 
 
-async def test_key_fetch_outage_is_a_distinct_error_and_not_cached(
-    verifier: WebhookVerifier, server: KeyServer, rsa_key: rsa.RSAPrivateKey
+async def test_key_fetch_outage_is_a_distinct_error_cached_briefly(
+    verifier: WebhookVerifier,
+    server: KeyServer,
+    monotonic: FakeMonotonic,
+    rsa_key: rsa.RSAPrivateKey,
 ) -> None:
     server.down = True
     with pytest.raises(KeyFetchUnavailable):
         await verifier.verify(BODY, signed_headers(rsa_key))
+    monotonic.now += 1.0  # the rate limit has a token again: only the failure cache holds back
+    for _ in range(3):
+        with pytest.raises(KeyFetchUnavailable):
+            await verifier.verify(BODY, signed_headers(rsa_key))
+    assert server.fetches == [KID]
     server.down = False
+    monotonic.now += FAILED_FETCH_TTL_S + 1
     assert (await verifier.verify(BODY, signed_headers(rsa_key))).event_id == "evt-1"
     assert server.fetches == [KID, KID]
+
+
+async def test_a_flood_of_distinct_forged_kids_costs_one_fetch_per_second(
+    verifier: WebhookVerifier,
+    server: KeyServer,
+    monotonic: FakeMonotonic,
+    other_rsa_key: rsa.RSAPrivateKey,
+    rsa_key: rsa.RSAPrivateKey,
+) -> None:
+    assert (await verifier.verify(BODY, signed_headers(rsa_key))).event_id == "evt-1"
+    outcomes: list[str] = []
+    for second in range(3):
+        for n in range(500):
+            headers = signed_headers(other_rsa_key, kid=f"forged-{second}-{n}")
+            with pytest.raises(SignatureError) as caught:
+                await verifier.verify(BODY, headers)
+            outcomes.append(type(caught.value).__name__)
+        monotonic.now += 1.0
+    # The real key took the one token; then one lookup per second.
+    assert len(server.fetches) == 1 + 0 + 1 + 1
+    assert outcomes.count("SignatureError") == 2  # looked up: 8x8 does not know them
+    assert outcomes.count("KeyFetchUnavailable") == 1498  # refused without asking 8x8: 503
+    # The known key needs no fetch, flood or not.
+    assert (await verifier.verify(BODY, signed_headers(rsa_key))).event_id == "evt-1"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [HEADER_CUSTOMER, HEADER_EVENT, HEADER_RETRY, HEADER_SIGNATURE, HEADER_TENANT, HEADER_TIME],
+)
+async def test_a_repeated_signed_header_is_rejected_whichever_comes_first(
+    verifier: WebhookVerifier, server: KeyServer, rsa_key: rsa.RSAPrivateKey, name: str
+) -> None:
+    good = signed_headers(rsa_key)
+    for extra_first in (True, False):
+        headers = CIMultiDict(good)
+        if extra_first:
+            headers = CIMultiDict([(name.upper(), "other"), *good.items()])
+        else:
+            headers.add(name, "other")
+        with pytest.raises(SignatureError, match="repeated"):
+            await verifier.verify(BODY, headers)
+    assert server.fetches == []
+
+
+async def test_another_tenants_event_is_rejected_when_the_tenant_is_set(
+    server: KeyServer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    ours = WebhookVerifier(server.fetch, max_skew_s=300, clock=lambda: NOW_S, tenant_id="tenant-2")
+    with pytest.raises(SignatureError, match="tenant"):
+        await ours.verify(BODY, signed_headers(rsa_key))  # signed for tenant-1
+    assert server.fetches == []  # refused before any fetch
+    theirs = WebhookVerifier(
+        server.fetch, max_skew_s=300, clock=lambda: NOW_S, tenant_id="tenant-1"
+    )
+    assert (await theirs.verify(BODY, signed_headers(rsa_key))).tenant_id == "tenant-1"
+
+
+async def test_a_header_that_is_not_utf8_is_rejected_not_an_error(
+    verifier: WebhookVerifier, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    headers = signed_headers(rsa_key)
+    headers[HEADER_EVENT] = "evt-\udcff"  # how aiohttp hands over a header byte 0xff
+    with pytest.raises(SignatureError, match="UTF-8"):
+        await verifier.verify(BODY, headers)
 
 
 async def test_jwk_served_for_another_kid_is_rejected(
@@ -345,9 +427,10 @@ async def test_non_integer_numeric_header_is_rejected(
     verifier: WebhookVerifier, rsa_key: rsa.RSAPrivateKey, header: str
 ) -> None:
     headers = signed_headers(rsa_key)
-    headers[header] = "soon"
-    with pytest.raises(SignatureError, match="integers"):
-        await verifier.verify(BODY, headers)
+    for odd in ("soon", "1_0", " 1", "\u0661", "-1", "9" * 19, "9" * 5000):
+        headers[header] = odd
+        with pytest.raises(SignatureError, match="integers"):
+            await verifier.verify(BODY, headers)
 
 
 @pytest.mark.parametrize("alg", ["HS256", "none", "RS512", "PS256", None])

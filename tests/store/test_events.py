@@ -33,13 +33,13 @@ async def test_enqueue_dedupes_by_event_id(store: RedisStore) -> None:
     assert not await store.enqueue_event(1, EventId("e1"), "second", TTL_S)
     entries = await store.read_events(1, 10)
     assert [(e.event_id, e.payload) for e in entries] == [("e1", "first")]
-    ttl = await store.redis.ttl(store.keys.claim(1, EventId("e1")))
+    ttl = await store.redis.ttl(store.keys.enqueued(1, EventId("e1")))
     assert 0 < ttl <= TTL_S
 
 
 async def test_claim_expiry_allows_the_id_again(store: RedisStore) -> None:
     assert await store.enqueue_event(0, EventId("e1"), "p", 1)
-    await store.redis.delete(store.keys.claim(0, EventId("e1")))  # as if the TTL had passed
+    await store.redis.delete(store.keys.enqueued(0, EventId("e1")))  # as if the TTL had passed
     assert await store.enqueue_event(0, EventId("e1"), "p", 1)
     assert len(await store.read_events(0, 10)) == 2
 

@@ -6,10 +6,7 @@ import pytest
 from redis.crc import key_slot
 
 from bridge.ids import ConversationId, EventId, SenderId
-from bridge.store import RedisStore
 from bridge.store.keys import Keys
-
-from .conftest import OWNER
 
 K = Keys("pre:")
 
@@ -29,8 +26,8 @@ def test_all_keys_of_a_sender_share_a_slot(sender: str) -> None:
 def test_all_keys_of_a_partition_share_a_slot(partition: int) -> None:
     keys = [
         *K.partition_keys(partition),
-        K.claim(partition, EventId("evt-1")),
-        K.claim(partition, EventId("}{weird")),
+        K.enqueued(partition, EventId("evt-1")),
+        K.enqueued(partition, EventId("}{weird")),
         K.hold(partition, ConversationId("conv-1")),
         K.hold(partition, ConversationId("c}{")),
     ]
@@ -56,33 +53,3 @@ def test_ids_cannot_make_keys_collide() -> None:
     # Suffixes after an id never contain "}", so distinct ids give distinct keys.
     a, b = SenderId("x"), SenderId("x}:rec")
     assert K.record(b) not in {K.record(a), K.sender_lease(a), K.outbox(a)}
-
-
-# Key kinds that live without a TTL (the reasons are in keys.py), and those that expire.
-NO_TTL = {"stream", "attempts", "dead", "held", "heldby", "hold", "senders"}
-WITH_TTL = {"rec", "lease", "outbox", "sender", "evt"}
-
-
-def kind(key: str) -> str:
-    """The name after the hash tag, without its id: "rec", "evt", "hold", ..."""
-    return key.rsplit("}:", 1)[1].split(":")[0]
-
-
-async def test_only_documented_keys_live_without_ttl(store: RedisStore, key_prefix: str) -> None:
-    """Run every write path, then look at the TTL of each key under this test's prefix."""
-    s, c = SenderId("s1"), ConversationId("c1")
-    await store.link(s, c)
-    assert await store.save_handoff(s, {"state": "live"}, 1)
-    assert await store.acquire_sender_lease(s, 60_000)
-    await store.outbox_push(s, "m")
-    assert await store.acquire_partition(0, OWNER, 60_000)
-    for event_id in ("e1", "e2", "e3"):
-        assert await store.enqueue_event(0, EventId(event_id), "p", 60)
-    e1, e2, e3 = await store.read_events(0, 10)
-    await store.note_attempt(0, e3.entry_id)
-    assert await store.hold_event(0, ConversationId("c2"), e1, 1, OWNER)
-    assert await store.dead_letter(0, e2, "r", OWNER)
-
-    ttls = {k: await store.redis.pttl(k) async for k in store.redis.scan_iter(f"{key_prefix}*")}
-    assert {kind(k) for k, ttl in ttls.items() if ttl == -1} == NO_TTL
-    assert {kind(k) for k, ttl in ttls.items() if ttl > 0} == WITH_TTL

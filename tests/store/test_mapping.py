@@ -28,13 +28,15 @@ async def test_unknown_conversation_has_no_sender(store: RedisStore) -> None:
 
 
 async def test_half_written_link_reverse_only_is_not_valid(store: RedisStore) -> None:
-    # What a Cluster could leave if the process died between the two directions.
-    await store.redis.set(store.keys.conversation(C), S)
+    # What a crash between the two steps of `link` leaves (see test_link_crash.py).
+    await store.redis.set(store.keys.conversation(C), S, px=MAPPING_TTL_MS)
     assert await store.sender_of(C) is None
 
 
 async def test_half_written_link_forward_only_is_not_valid(store: RedisStore) -> None:
+    # What the service leaves if it dies after saving the record and before linking.
     await store.redis.hset(store.keys.record(S), mapping={"conversation_id": C, "_v": "1"})
+    await store.redis.pexpire(store.keys.record(S), MAPPING_TTL_MS)
     assert await store.sender_of(C) is None
 
 

@@ -40,7 +40,7 @@ async def test_senders_join_and_leave_the_index(store: RedisStore) -> None:
 
 
 async def test_peek_repairs_a_stale_index_entry(store: RedisStore) -> None:
-    await store.redis.sadd(store.keys.outbox_index(), S)  # e.g. the list expired
+    await store.redis.hset(store.keys.outbox_index(), S, "t")  # e.g. the list expired
     assert await store.outbox_senders() == [S]
     assert await store.outbox_peek(S) is None
     assert await store.outbox_senders() == []

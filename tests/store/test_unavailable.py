@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ import pytest
 from bridge.errors import StoreUnavailable
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, Store, StreamEntry, open_store
+from tests.support.redis_cluster import LocalCluster
 
 S, C = SenderId("s"), ConversationId("c")
 ENTRY = StreamEntry("1-0", EventId("e"), "p")
@@ -26,6 +28,8 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "save_handoff": lambda s: s.save_handoff(S, {"a": "b"}, 0),
     "acquire_sender_lease": lambda s: s.acquire_sender_lease(S, 1000),
     "release_sender_lease": lambda s: s.release_sender_lease(S, "t"),
+    "claim_event": lambda s: s.claim_event(EventId("e"), "h", 60, settled=False),
+    "settle_event": lambda s: s.settle_event(EventId("e"), "h"),
     "enqueue_event": lambda s: s.enqueue_event(0, EventId("e"), "p", 60),
     "acquire_partition": lambda s: s.acquire_partition(0, "o", 1000),
     "relay_heartbeat": lambda s: s.relay_heartbeat("o", 1000),
@@ -81,3 +85,34 @@ async def test_every_method_raises_store_unavailable(name: str) -> None:
     with pytest.raises(StoreUnavailable):
         await CALLS[name](store)
     await store.close()
+
+
+async def test_unreachable_cluster_fails_fast() -> None:
+    store = await open_store(f"redis+cluster://127.0.0.1:{closed_port()}")
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+    assert time.monotonic() - started < 2.0
+    await store.close()
+
+
+@pytest.mark.skipif(
+    os.environ.get("TEST_REDIS_CLUSTER") != "all", reason="opt-in: TEST_REDIS_CLUSTER=all"
+)
+async def test_a_dead_cluster_master_makes_its_slots_unavailable() -> None:
+    """Its own cluster (the session's must stay whole): one of three masters dies, without a
+    replica to take over; a sender whose slot it served is unavailable, not an error."""
+    cluster = LocalCluster()
+    cluster.start()
+    store = await open_store(cluster.url)
+    try:
+        senders = [SenderId(f"s{i}") for i in range(12)]  # spread over the three masters
+        for sender in senders:
+            assert await store.save_handoff(sender, {"state": "live"}, 0)
+        cluster.procs[1].kill()
+        with pytest.raises(StoreUnavailable):
+            for sender in senders:
+                await store.load_handoff(sender)
+    finally:
+        await store.close()
+        cluster.stop()
