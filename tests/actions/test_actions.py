@@ -383,3 +383,20 @@ async def test_queued_notice_without_figures_clears_an_earlier_waits_figures(w: 
     assert said == ["utter_handoff_queued"] and slot(events) is True
     cleared = {e["name"] for e in events if e.get("event") == "slot" and e["value"] is None}
     assert cleared == {"handoff_queue_ahead", "handoff_queue_wait"}
+
+
+async def test_reopen_posts_at_most_handoff_reopen_history_turns(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(w.settings, "handoff_reopen_history", 2)
+    cid = await escalate(w, "viv")
+    await run(END, active(tracker("viv", "/end_handoff", "end_handoff")))
+    conv = w.sim.conversations[cid]
+    before = len(conv.messages)
+    history = [slot_event(True), slot_event(False), *turn("a", "x", "utter_x", bot="b"),
+               *turn("c", "x", "utter_x", bot="d")]  # fmt: skip
+    await run(ESCALATE, tracker("viv", "/human_handoff", "human_handoff", history=history))
+    assert [(m.author_type, m.text) for m in conv.messages[before:]] == [
+        ("user", "c"),
+        ("bot", "d"),
+    ]
