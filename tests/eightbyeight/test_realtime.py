@@ -167,3 +167,20 @@ def test_parse_agents_skips_rows_without_id_and_name() -> None:
     body = [{"id": "a", "name": "Ann "}, {"id": "b"}, {"name": "x"}, {"id": "c", "name": ""}, 7]
     assert parse_agents(body) == {"a": "Ann"}
     assert parse_agents({"not": "a list"}) == {}
+
+
+async def test_queue_notice_words_the_live_figures(sim: Simulator) -> None:
+    from bridge.handoff import Handoff
+    from bridge.queue_status import queue_notice
+
+    rtm = client(sim)
+    try:
+        for _ in range(5):
+            await _create(sim)
+        sim.realtime_overrides["101"] = {"interactionsAvgWaitTime.int-30m": 4.5 * 60_000}
+        assert await queue_notice(Handoff(queue="101"), rtm) == (
+            "You're in the queue for Customer Support. There are about 4 people ahead of you; "
+            "the wait is usually under 5 minutes."
+        )
+    finally:
+        await rtm.close()
