@@ -184,3 +184,33 @@ async def test_queue_notice_words_the_live_figures(sim: Simulator) -> None:
         )
     finally:
         await rtm.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "headers", "status"),
+    [
+        ("/agents", {"summary": "true", "size": "abc"}, {}, 400),
+        ("/agents", {"summary": "true", "size": "5000"}, {}, 400),
+        ("/agents", {"summary": "true", "page": "-1"}, {}, 400),
+        ("/agents", {}, {}, 400),  # agent metrics are not served
+        ("/agents", {"summary": "true"}, {"X-Tenant-Info": "other"}, 400),
+        ("/queues/999", {}, {}, 404),
+        ("/queues/101", {}, {}, 200),
+    ],
+)
+async def test_the_simulated_metrics_api_answers_bad_input_with_4xx(
+    sim: Simulator, path: str, params: dict[str, str], headers: dict[str, str], status: int
+) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        basic = basic_auth(
+            SecretStr(sim.config.rtm_client_id), SecretStr(sim.config.rtm_client_secret)
+        )
+        async with http.post(sim.base_url + "/oauth/v2/token", headers={"Authorization": basic},
+                             data={"grant_type": "client_credentials"}) as r:  # fmt: skip
+            token = (await r.json())["access_token"]
+        auth = {"Authorization": f"Bearer {token}", **headers}
+        async with http.get(sim.base_url + PATH + path, params=params, headers=auth) as r:
+            assert r.status == status
+            assert isinstance(await r.json(), (dict, list))
