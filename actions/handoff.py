@@ -20,7 +20,7 @@ from actions.outcomes import (
     offer_survey,
     took_over,
 )
-from actions.tracker_data import customer, fallback_streak, transcript
+from actions.tracker_data import customer, fallback_streak, since_last_handoff, transcript
 from bridge import host
 from bridge.ids import SenderId
 from bridge.service import Outcome
@@ -30,7 +30,12 @@ log = logging.getLogger(__name__)
 SLOT = "handoff_active"
 AGENT_SLOT = "handoff_agent"  # filled by Rasa from the triggers' `agent` entity
 QUEUE_SLOT = "handoff_queue"  # ... and `queue` entity
+# ... and the queue's figures (Real-time Metrics API), `queue_ahead` and `queue_wait`
+WAIT_SLOTS = ("handoff_queue_ahead", "handoff_queue_wait")
+WAIT_ENTITIES = ("queue_ahead", "queue_wait")
 ESCALATION_INTENT = "human_handoff"
+# Sent (as the user's) to reopen a conversation when the user's request was a command only.
+REOPEN_TEXT = "The customer asked for an agent again."
 END_INTENT = "end_handoff"
 
 # What action_handoff_notice says for each of the bridge's triggers, and the slot value after.
@@ -114,12 +119,18 @@ class ActionHandoffToAgent(Action):
             settings.customer_slots,
         )
         service = await host.service()
+        # The escalation command itself ("/human_handoff") is never customer text: transcript()
+        # leaves commands out. On reopen, the turns since the last handoff go first, so the
+        # agent sees the whole story; the neutral line reopens when the user said nothing else.
+        recent = transcript(since_last_handoff(tracker.events, SLOT))
         result = await service.escalate(
             SenderId(tracker.sender_id),
             data,
             transcript(tracker.events),
-            reopen_text=(tracker.latest_message or {}).get("text")
-            or "The customer asked for an agent again.",
+            reopen_text=REOPEN_TEXT,
+            reopen_history=recent[-settings.handoff_reopen_history :]
+            if settings.handoff_reopen_history
+            else [],
             trigger=trigger,
         )
         if result.outcome is Outcome.OUT_OF_HOURS:
@@ -136,6 +147,7 @@ class ActionHandoffToAgent(Action):
             SlotSet(AGENT_SLOT, None),
             SlotSet(QUEUE_SLOT, None),
             *handing_over(),
+            *(SlotSet(slot, None) for slot in WAIT_SLOTS),
             ActiveLoop(None),
         ]
 
@@ -222,6 +234,8 @@ class ActionHandoffNotice(Action):
             return []
         response, active = notice
         dispatcher.utter_message(response=response)  # rendered with the slots as they are now
+        if intent == "EXTERNAL_handoff_queued":
+            return [SlotSet(SLOT, True), *_queue_wait(dispatcher, tracker)]
         if active:
             return [SlotSet(SLOT, True)]
         outcome = OUTCOME_OF_INTENT.get(intent or "", HandoffOutcome.FAILED)
@@ -231,4 +245,15 @@ class ActionHandoffNotice(Action):
             *took_over(tracker, outcome),
             SlotSet(AGENT_SLOT, None),
             SlotSet(QUEUE_SLOT, None),
+            *(SlotSet(slot, None) for slot in WAIT_SLOTS),
         ]
+
+
+def _queue_wait(dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType]:
+    """The queue's figures, said when this trigger carries them; figures an earlier wait left in
+    the slots are cleared otherwise, so they are never said for this one."""
+    entities = {e.get("entity") for e in (tracker.latest_message or {}).get("entities") or []}
+    if all(name in entities for name in WAIT_ENTITIES):
+        dispatcher.utter_message(response="utter_handoff_queue_wait")
+        return []
+    return [SlotSet(slot, None) for slot in WAIT_SLOTS]

@@ -45,6 +45,22 @@ def _is_agent_message(event: Mapping[str, Any]) -> bool:
     return isinstance(metadata, Mapping) and "handoff" in metadata
 
 
+def since_last_handoff(
+    events: Sequence[Mapping[str, Any]], slot: str = "handoff_active"
+) -> list[Mapping[str, Any]]:
+    """The events after the last handoff ended (the last time `slot` turned false after being
+    true): what the agent of a reopened conversation has not seen. All events when there was
+    no earlier handoff."""
+    start, was_active = 0, False
+    for i, event in enumerate(events):
+        if event.get("event") == "slot" and event.get("name") == slot:
+            if event.get("value"):
+                was_active = True
+            elif was_active:
+                start, was_active = i + 1, False
+    return list(events[start:])
+
+
 def customer(
     sender_id: str, slots: Mapping[str, Any], metadata: Mapping[str, Any], slot_names: Sequence[str]
 ) -> Customer:

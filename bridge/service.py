@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bridge import funnel
-from bridge.eightbyeight.client import ChatClient, Customer, HistoryMessage
+from bridge.eightbyeight.client import Author, ChatClient, Customer, HistoryMessage
 from bridge.errors import (
     AuthError,
     NotFound,
@@ -112,11 +112,17 @@ class HandoffService:
         history: Sequence[HistoryMessage],
         reopen_text: str,
         trigger: str = "asked",
+        *,
+        reopen_history: Sequence[HistoryMessage] = (),
     ) -> Result:
         """Open the sender's 8x8 conversation, or reopen the one they had. Concurrent calls for
         one sender create one conversation: the first takes a lease, the others wait for it.
         Outside the opening hours nothing is opened (a live handoff is still reported).
-        `trigger` (asked, fallbacks, rule) labels the escalation in the metrics."""
+        `trigger` (asked, fallbacks, rule) labels the escalation in the metrics.
+
+        A create carries `history` (the most recent 200 turns: 8x8's limit). A reopen posts
+        `reopen_history` (the turns since the last handoff) as messages, in order, each with its
+        author, then `reopen_text` as the user's if none of them was the user's."""
         current = await self.handoff(sender)
         if not current.active and not self.is_open():
             log.info("out_of_hours", extra={"sender": sender})
@@ -134,7 +140,8 @@ class HandoffService:
             if current.active:
                 return Result(Outcome.ALREADY_ACTIVE, current.conversation_id)
             await self._discard_outbox(sender)
-            result = await self._open(sender, current, customer, history, reopen_text)
+            reopen = reopen_messages(reopen_history, reopen_text)
+            result = await self._open(sender, current, customer, history, reopen)
             if result.outcome in (Outcome.CREATED, Outcome.REOPENED):
                 kind = "new" if result.outcome is Outcome.CREATED else "reopened"
                 self.metrics.escalations.labels(trigger, kind).inc()
@@ -172,13 +179,13 @@ class HandoffService:
 
     async def _open(
         self, sender: SenderId, current: Handoff, customer: Customer,
-        history: Sequence[HistoryMessage], reopen_text: str,
+        history: Sequence[HistoryMessage], reopen: Sequence[HistoryMessage],
     ) -> Result:  # fmt: skip
         # The record says REQUESTED *before* 8x8 can answer (the reopen message, the create's
         # early events): the relay must never see an event while the handoff still reads ended.
         try:
             cid = current.conversation_id
-            if cid is not None and await self._reopen(sender, cid, reopen_text):
+            if cid is not None and await self._reopen(sender, cid, reopen):
                 return Result(Outcome.REOPENED, cid)
             created = await self.chat.create_conversation(customer, history)
         except UpstreamError as exc:
@@ -191,15 +198,33 @@ class HandoffService:
         log.info("escalated", extra={"sender": sender, "conversation": created.conversation_id})
         return Result(Outcome.CREATED, created.conversation_id)
 
-    async def _reopen(self, sender: SenderId, conversation: ConversationId, text: str) -> bool:
+    async def _reopen(
+        self, sender: SenderId, conversation: ConversationId, messages: Sequence[HistoryMessage]
+    ) -> bool:
         """A new message on an ended interaction reopens the conversation (spec §5). False when
-        8x8 no longer knows it, so that a new one is created instead."""
+        8x8 no longer knows it, so that a new one is created instead. If 8x8 fails after the
+        first message, the rest wait in the outbox, in order (the handoff is open by then)."""
         await self._apply(sender, Escalated(conversation, reopened=True))
+        first, *rest = messages
         try:
-            await self.chat.send_message(conversation, text, author="user")
+            await self.chat.send_message(conversation, first.text, author=first.author)
         except NotFound:
             log.info("conversation_gone", extra={"sender": sender, "conversation": conversation})
             return False
+        for k, message in enumerate(rest):
+            try:
+                await self.chat.send_message(conversation, message.text, author=message.author)
+            except (RetryableUpstreamError, AuthError):
+                for later in rest[k:]:
+                    await self.store.outbox_push(sender, outbox_text_item(conversation, later))
+                log.warning(
+                    "reopen_history_delayed", extra={"sender": sender, "items": len(rest) - k}
+                )
+                break
+            except PermanentUpstreamError as exc:  # this one message (e.g. too long): skip it
+                log.warning(
+                    "reopen_history_refused", extra={"sender": sender, "status": exc.status}
+                )
         log.info("reopened", extra={"sender": sender, "conversation": conversation})
         return True
 
@@ -316,7 +341,8 @@ class HandoffService:
         if data.get("kind") == "leave":
             await self.chat.leave(cid)
         else:
-            await self.chat.send_message(cid, str(data.get("text", "")), author="user")
+            author: Author = "bot" if data.get("author") == "bot" else "user"
+            await self.chat.send_message(cid, str(data.get("text", "")), author=author)
 
     # --- state ---
 
@@ -344,3 +370,24 @@ class HandoffService:
                 funnel.observe(self.metrics, sender, current, step, self._now_ms())
                 return step.handoff
         raise RuntimeError(f"handoff record of {sender} kept changing")
+
+
+def reopen_messages(history: Sequence[HistoryMessage], fallback: str) -> list[HistoryMessage]:
+    """What a reopen posts: the turns since the last handoff, and the neutral line as the user's
+    when none of them is the user's ([INFERRED] 8x8 reopens on a message "on behalf of the
+    user", spec §5.1.7; and the agent needs to see that the user asked)."""
+    messages = [m for m in history if m.text.strip()]
+    if not any(m.author == "user" for m in messages):
+        messages.append(HistoryMessage("user", fallback))
+    return messages
+
+
+def outbox_text_item(conversation: ConversationId, message: HistoryMessage) -> str:
+    return json.dumps(
+        {
+            "kind": "text",
+            "conversation": conversation,
+            "text": message.text,
+            "author": message.author,
+        }
+    )

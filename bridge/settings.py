@@ -12,7 +12,11 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridge.agent_names import DEFAULT_MESSAGE_FORMAT, check_message_format
+from bridge.eightbyeight.client import HISTORY_LIMIT
 from bridge.eightbyeight.config import ApiFamily, EightByEightConfig, Region
+from bridge.eightbyeight.realtime import PATH as RTM_PATH
+from bridge.eightbyeight.realtime import RealtimeConfig
 from bridge.errors import ConfigError
 from bridge.handoff import Timing
 from bridge.hours import OpeningHours, load_hours
@@ -153,6 +157,23 @@ class Settings(BaseSettings):
             return ()
         return _split_tokens(self.bridge_action_token.get_secret_value())
 
+    # --- names, queue figures and the agent's context ---
+    # 8x8's Real-time Metrics API (OAuth client credentials of an "analytics realtime" app):
+    # the Gateway agent's name, the queue's length and usual wait. Optional.
+    eightbyeight_rtm_client_id: SecretStr | None = None
+    eightbyeight_rtm_client_secret: SecretStr | None = None
+    eightbyeight_rtm_url: str | None = None  # default {EIGHTBYEIGHT_BASE_URL}/analytics/cc/v5/...
+    handoff_agent_message_format: str = DEFAULT_MESSAGE_FORMAT  # how an agent message reads
+    handoff_reopen_history: int = Field(20, ge=0, le=HISTORY_LIMIT)  # bot turns sent on reopen
+
+    @field_validator("handoff_agent_message_format")
+    @classmethod
+    def _message_format(cls, value: str) -> str:
+        problem = check_message_format(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @property
     def customer_slots(self) -> tuple[str, ...]:
         return tuple(s.strip() for s in self.handoff_customer_slots.split(",") if s.strip())
@@ -170,6 +191,12 @@ class Settings(BaseSettings):
             raise ConfigError("EIGHTBYEIGHT_API_KEY", "is required")
         if not self.eightbyeight_channel_id:
             raise ConfigError("EIGHTBYEIGHT_CHANNEL_ID", "is required")
+        if (self.eightbyeight_rtm_client_id is None) != (
+            self.eightbyeight_rtm_client_secret is None
+        ):
+            raise ConfigError(
+                "EIGHTBYEIGHT_RTM_CLIENT_SECRET", "and EIGHTBYEIGHT_RTM_CLIENT_ID go together"
+            )
         if self.eightbyeight_api == "chat-v2":
             if self.eightbyeight_api_secret is None:
                 raise ConfigError(
@@ -199,6 +226,21 @@ class Settings(BaseSettings):
                 "EIGHTBYEIGHT_VERIFY_SIGNATURES",
                 "must be true when BRIDGE_HOST is not a loopback address",
             )
+
+    def realtime(self) -> RealtimeConfig | None:
+        """The Real-time Metrics API's settings, or None when its credentials are not set."""
+        client_id, secret = self.eightbyeight_rtm_client_id, self.eightbyeight_rtm_client_secret
+        if client_id is None or secret is None:
+            return None
+        return RealtimeConfig(
+            base_url=(self.eightbyeight_rtm_url or self.eightbyeight_base_url + RTM_PATH).rstrip(
+                "/"
+            ),
+            token_url=self.eightbyeight_auth_url or f"{self.eightbyeight_base_url}/oauth/v2/token",
+            client_id=client_id,
+            client_secret=secret,
+            tenant_id=self.eightbyeight_tenant_id,
+        )
 
     def eightbyeight(self) -> EightByEightConfig:
         """The 8x8 layer's view of these settings (call check_for_serve() first)."""

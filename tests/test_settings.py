@@ -135,3 +135,49 @@ def test_secrets_are_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RASA_TOKEN", "top-secret-token")
     text = repr(load_settings()) + str(load_settings().model_dump())
     assert "top-secret" not in text
+
+
+def test_names_and_queue_figures_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert s.handoff_agent_message_format == "{agent_name}: {text}"
+    assert s.handoff_reopen_history == 20
+    assert s.realtime() is None  # optional: no credentials, no figures, no Gateway names
+    monkeypatch.setenv("EIGHTBYEIGHT_RTM_CLIENT_ID", "rid")
+    monkeypatch.setenv("EIGHTBYEIGHT_RTM_CLIENT_SECRET", "rsecret")
+    monkeypatch.setenv("EIGHTBYEIGHT_TENANT_ID", "t7")
+    rtm = load_settings().realtime()
+    assert rtm is not None
+    assert rtm.base_url == "https://api.8x8.com/analytics/cc/v5/realtime-metrics"
+    assert rtm.token_url == "https://api.8x8.com/oauth/v2/token"
+    assert (rtm.client_id.get_secret_value(), rtm.tenant_id) == ("rid", "t7")
+    monkeypatch.setenv(
+        "EIGHTBYEIGHT_RTM_URL", "https://api.8x8.com/eu/analytics/cc/v5/realtime-metrics/"
+    )
+    rtm = load_settings().realtime()
+    assert rtm is not None and rtm.base_url.endswith("/eu/analytics/cc/v5/realtime-metrics")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("HANDOFF_AGENT_MESSAGE_FORMAT", "{agent_name}", "must contain {text}"),
+        ("HANDOFF_AGENT_MESSAGE_FORMAT", "{agent}: {text}", "not {agent}"),
+        ("HANDOFF_REOPEN_HISTORY", "201", "less than or equal to 200"),
+    ],
+)
+def test_bad_names_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, problem: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.variable == variable and problem in str(info.value)
+
+
+def test_metrics_credentials_go_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EIGHTBYEIGHT_API_KEY", "k")
+    monkeypatch.setenv("EIGHTBYEIGHT_CHANNEL_ID", "c")
+    monkeypatch.setenv("EIGHTBYEIGHT_RTM_CLIENT_ID", "rid")
+    with pytest.raises(ConfigError) as info:
+        load_settings().check_for_serve()
+    assert info.value.variable == "EIGHTBYEIGHT_RTM_CLIENT_SECRET"

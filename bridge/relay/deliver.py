@@ -35,6 +35,7 @@ from bridge.handoff import (
 )
 from bridge.ids import ConversationId, SenderId
 from bridge.metrics import Metrics
+from bridge.notices import Notices
 from bridge.relay.config import RelayConfig
 from bridge.relay.decisions import Failure, after_failure
 from bridge.relay.identity import MessageIdentity, identity_of
@@ -91,8 +92,10 @@ class Deliverer:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         end_interaction: EndsInteraction | None = None,
+        notices: Notices | None = None,
     ) -> None:
         self._end_interaction = end_interaction
+        self._notices = notices or Notices()
         self._store = store
         self._rasa = rasa
         self._metrics = metrics
@@ -183,8 +186,13 @@ class Deliverer:
         *, check_tracker: bool,
     ) -> None:  # fmt: skip
         handoff = Handoff.from_fields(record.fields) if record else Handoff()
+        if isinstance(event, ChatEvent):
+            event = await self._notices.complete(event)  # e.g. the Gateway agent's name
         step = self._step(handoff, event)
-        for push in pushes_for(step, entry.event_id):
+        pushes = pushes_for(step, entry.event_id)
+        if isinstance(event, ChatEvent):
+            pushes = await self._notices.dress(pushes, event)
+        for push in pushes:
             if check_tracker and await self._rasa.has_marker(sender, push.marker):
                 self._metrics.relay_skipped.inc()
                 continue

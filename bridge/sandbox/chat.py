@@ -15,7 +15,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from bridge.agent_names import format_agent_message
 from bridge.simulator import Simulator
+from bridge.simulator.state import SimMessage
 
 ChatItem = dict[str, Any]  # {"id", "kind": "bot" | "agent" | "notice" | "typing", ...}
 
@@ -75,8 +77,10 @@ class ChatLabels:
         sim: Simulator,
         notice_texts: Iterable[str],
         conversation_of: Callable[[str], Awaitable[str | None]],
+        message_format: str = "{text}",
     ) -> None:
         self._sim = sim
+        self._format = message_format  # HANDOFF_AGENT_MESSAGE_FORMAT: how agent words arrive
         self._notices = [_template(text) for text in notice_texts]
         self._conversation_of = conversation_of
         self._matched: dict[str, Counter[str]] = {}  # per conversation: agent texts shown
@@ -96,12 +100,15 @@ class ChatLabels:
         conv = self._sim.conversations.get(cid) if cid else None
         if cid is None or conv is None:
             return None
-        said = [m for m in conv.messages if m.author_type == "agent" and m.text == text]
+        said = [m for m in conv.messages if m.author_type == "agent" and self._shown_as(m) == text]
         shown = self._matched.setdefault(cid, Counter())
         if len(said) <= shown[text]:
             return None
         shown[text] += 1
         return said[shown[text] - 1].author_name or "Agent"
+
+    def _shown_as(self, message: SimMessage) -> str | None:
+        return format_agent_message(self._format, message.author_name, message.text)
 
 
 def _template(text: str) -> re.Pattern[str]:

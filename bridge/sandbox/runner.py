@@ -111,7 +111,12 @@ class Sandbox:
             bot_runner = await self._serve(server.app(), [bot_sock])
 
         notices = domain.texts_of("utter_handoff_")  # what the handoff itself says
-        labels = ChatLabels(sim, notices, lambda sender: _conversation_of(runtime, sender))
+        labels = ChatLabels(
+            sim,
+            notices,
+            lambda sender: _conversation_of(runtime, sender),
+            runtime.settings.handoff_agent_message_format,
+        )
         page = PageServer(
             hub=self.hub, labels=labels, sim=sim, bot_url=self.bot_url,
             info=_info(config, sim, self.bridge_url, self.bot_url),
@@ -223,6 +228,10 @@ def _bridge_settings(
         "eightbyeight_queue_id": None,
         "eightbyeight_region": "us",
         "eightbyeight_verify_signatures": True,
+        # The simulator's Real-time Metrics API: the Gateway agent's name, the queue's figures.
+        "eightbyeight_rtm_client_id": cfg.rtm_client_id,
+        "eightbyeight_rtm_client_secret": cfg.rtm_client_secret,
+        "eightbyeight_rtm_url": None,
         "redis_url": None,
         "rasa_url": bot_url,
         "rasa_output_channel": "latest",

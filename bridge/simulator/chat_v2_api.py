@@ -74,13 +74,18 @@ class ChatV2Api:
 
     async def token(self, request: web.Request) -> web.StreamResponse:
         config = self.sim.config
-        check_basic(request.headers, config.api_key, config.api_secret)
+        try:
+            check_basic(request.headers, config.api_key, config.api_secret)
+            issuer = self.sim.tokens
+        except errors.ApiProblem:  # the Real-time Metrics app's credentials share the endpoint
+            check_basic(request.headers, config.rtm_client_id, config.rtm_client_secret)
+            issuer = self.sim.rtm_tokens
         form = await request.post()
         grant = form.get("grant_type", request.query.get("grant_type", ""))
         if grant != "client_credentials":
             shown = grant if isinstance(grant, str) else "?"
             raise errors.bad_request("token", "token", f"Unsupported grant type : {shown}")
-        issued = self.sim.tokens.issue()
+        issued = issuer.issue()
         return respond(
             {
                 "refresh_token_expires_in": "0",

@@ -39,6 +39,12 @@ def _banner(sim: Simulator) -> list[str]:
         }
         lines.append("  (demo values, the same on every start, as these were not set:)")
         lines += [f"  {name}={values[name]}" for name in config.made_up if name in values]
+    if config.rtm_made_up:  # an operator's own secret is never printed
+        lines += [
+            "  optional, for queue figures and the Gateway agent's name (Real-time Metrics API):",
+            f"  EIGHTBYEIGHT_RTM_CLIENT_ID={config.rtm_client_id}",
+            f"  EIGHTBYEIGHT_RTM_CLIENT_SECRET={config.rtm_client_secret}",
+        ]
     lines.append("Ctrl-C stops it.")
     return lines
 

@@ -31,6 +31,10 @@ class SimulatorConfig:
     customer_id: str = DEMO_TENANT
     channel_id: str = DEMO_CHANNEL
     queue_id: str = DEMO_QUEUE
+    # The Real-time Metrics API's own OAuth client (queue figures, agent names).
+    rtm_client_id: str = "demo-rtm-client"
+    rtm_client_secret: str = "demo-rtm-secret"
+    rtm_made_up: bool = True  # the two above are demo values (the CLI may print them)
     # The default target of webhook events: the seeded webhook of the seeded channel points here.
     webhook_url: str | None = None
     # Which event family webhooks use; both REST APIs are always served.
@@ -51,7 +55,8 @@ class SimulatorConfig:
     def __post_init__(self) -> None:
         if self.api not in get_args(ApiFamily):
             raise ValueError(f"api must be one of {get_args(ApiFamily)}, not {self.api!r}")
-        for name in ("api_key", "api_secret", "tenant_id", "customer_id", "channel_id", "queue_id"):
+        for name in ("api_key", "api_secret", "tenant_id", "customer_id", "channel_id", "queue_id",
+                     "rtm_client_id", "rtm_client_secret"):  # fmt: skip
             if not getattr(self, name):
                 raise ValueError(f"{name} must not be empty")
         if not (self.token_ttl_s > 0 and math.isfinite(self.token_ttl_s)):
@@ -88,6 +93,10 @@ class SimulatorConfig:
 
         key = settings.eightbyeight_api_key
         secret = settings.eightbyeight_api_secret
+        rtm_id, rtm_secret = (
+            settings.eightbyeight_rtm_client_id,
+            settings.eightbyeight_rtm_client_secret,
+        )
         tenant = pick("EIGHTBYEIGHT_TENANT_ID", settings.eightbyeight_tenant_id, DEMO_TENANT)
         return cls(
             api_key=pick(
@@ -107,6 +116,9 @@ class SimulatorConfig:
             ),
             # Not in `made_up`: the bridge needs no queue id to talk to the simulator.
             queue_id=settings.eightbyeight_queue_id or DEMO_QUEUE,
+            rtm_client_id=rtm_id.get_secret_value() if rtm_id else "demo-rtm-client",
+            rtm_client_secret=rtm_secret.get_secret_value() if rtm_secret else "demo-rtm-secret",
+            rtm_made_up=rtm_id is None or rtm_secret is None,
             webhook_url=webhook_url or f"http://127.0.0.1:{settings.bridge_port}/8x8/events",
             api=settings.eightbyeight_api,
             made_up=tuple(made_up),

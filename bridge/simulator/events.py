@@ -25,7 +25,7 @@ Chat API v2 (flat fields with `messageType`; only agent messages become events):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from bridge.eightbyeight.config import ApiFamily
 from bridge.simulator.customer import language, shown_as
@@ -49,8 +49,13 @@ GATEWAY_WEBHOOK_VERSION = "Chat Gateway v1.0"
 V2_WEBHOOK_VERSION = "v2.0"
 
 
+# Queues have the names an administrator gives them in 8x8's Configuration Manager; the
+# simulator's read as a real contact center's would. Any other queue id gets a generic name.
+QUEUE_NAMES: Final = {"101": "Customer Support", "202": "Billing", "303": "Sales"}
+
+
 def queue_name(queue_id: str) -> str:
-    return f"Queue {queue_id}"
+    return QUEUE_NAMES.get(queue_id, f"Queue {queue_id}")
 
 
 def user_participant_id(conv: SimConversation, api: ApiFamily) -> str:

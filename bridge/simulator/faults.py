@@ -26,6 +26,7 @@ ROUTES = frozenset(
         "channels",
         "participants",
         "typing",
+        "realtime",
         "webhook_delivery",
     }
 )

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bridge.simulator.simulator import Simulator
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Auth = Literal["api_key", "bearer", "none"]
+Auth = Literal["api_key", "bearer", "realtime", "none"]
 
 REGIONS = frozenset({"us", "eu", "ca", "ap"})
 
@@ -69,6 +69,8 @@ def _authenticate(sim: Simulator, route: Route, request: web.Request) -> None:
         raise errors.not_found(route.style, route.name, "Region", region)
     if route.auth == "api_key":
         check_api_key(request.headers, config.api_key, config.tenant_id, config.customer_id)
+    elif route.auth == "realtime":
+        check_bearer(request.headers, sim.rtm_tokens)
     elif route.auth == "bearer":
         check_bearer(request.headers, sim.tokens)
         tenant = request.match_info.get("tenant")

@@ -16,6 +16,7 @@ from bridge.simulator.control_api import ControlApi
 from bridge.simulator.errors import ApiProblem
 from bridge.simulator.gateway_api import GatewayApi
 from bridge.simulator.provisioning_api import ProvisioningApi
+from bridge.simulator.realtime_api import RealtimeApi
 from bridge.simulator.routing import Handler, guarded
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ def build_app(sim: Simulator) -> web.Application:
         *ProvisioningApi(sim, "gateway").routes(),
         *ChatV2Api(sim).routes(),
         *ProvisioningApi(sim, "chat-v2").routes(),
+        *RealtimeApi(sim).routes(),
     ]
     for route in routes:
         app.router.add_route(route.method, route.path, guarded(sim, route))

@@ -28,6 +28,7 @@ from bridge.simulator.notices import Notices, Subscription
 from bridge.simulator.provisioning import Provisioning
 from bridge.simulator.server import RecordedRequest, SimServer
 from bridge.simulator.state import (
+    Agent,
     Happening,
     MessageAdded,
     SimConversation,
@@ -46,6 +47,10 @@ class Simulator:
         self.config = config
         self.keys = SigningKeys()
         self.tokens = TokenIssuer(config.token_ttl_s)
+        self.rtm_tokens = TokenIssuer(config.token_ttl_s)  # Real-time Metrics API tokens
+        # Real-time metric values that replace the computed ones, per queue (a busy queue).
+        self.realtime_overrides: dict[str, dict[str, Any]] = {}
+        self._listed_agents: dict[str, Agent] = {}
         self.faults = Faults()
         self.provisioning = Provisioning()
         self.desk = Desk(self)
@@ -278,6 +283,19 @@ class Simulator:
         return self._notices.subscribe()
 
     # --- keys ---
+
+    def add_agent(self, agent_id: str, name: str) -> None:
+        """List an agent in the Real-time Metrics API's agent summary before any chat."""
+        self._listed_agents[agent_id] = Agent(agent_id, name)
+
+    def agent_directory(self) -> list[Agent]:
+        """Every agent the Real-time Metrics API lists: the added ones, then every agent who
+        accepted a chat here (by id; the latest name wins)."""
+        agents = dict(self._listed_agents)
+        for conv in self.conversations.values():
+            for agent in conv.agents:
+                agents[agent.id] = agent
+        return list(agents.values())
 
     @property
     def kid(self) -> str:

@@ -65,6 +65,7 @@ class SimInteraction:
     start_ms: int
     end_ms: int | None = None
     agents: list[Agent] = field(default_factory=list)  # everyone who accepted it, in order
+    accepted_ms: int | None = None  # when the first agent accepted it: its wait in the queue
 
     @property
     def live(self) -> bool:
@@ -240,6 +241,8 @@ def accept(conv: SimConversation, agent: Agent, *, now_ms: int) -> list[Happenin
         raise InvalidTransition(f"agent {conv.agent.name!r} already holds the conversation")
     conv.agent = agent
     interaction.agents.append(agent)
+    if interaction.accepted_ms is None:
+        interaction.accepted_ms = now_ms
     return [
         AgentJoined(conv.id, now_ms, agent),
         StateChanged(conv.id, now_ms, conv.state, "agent", agent.id),

@@ -13,7 +13,9 @@ from aiohttp import web
 from bridge import host
 from bridge.eightbyeight import make_client
 from bridge.eightbyeight.client import ChatClient
+from bridge.eightbyeight.realtime import RealtimeMetrics
 from bridge.metrics import Metrics
+from bridge.notices import Notices
 from bridge.outbox import OutboxDrainer
 from bridge.rasa.client import RasaClient
 from bridge.relay import Deliverer, Relay, RelayConfig
@@ -48,6 +50,7 @@ class Runtime:
     service: HandoffService
     outbox: OutboxDrainer
     extra_routes: list[Route] = field(default_factory=list)
+    notices: Notices | None = None  # the queue's and agents' words (queue_notice needs its metrics)
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -88,6 +91,10 @@ async def build_runtime(
         settings.rasa_url, token=settings.rasa_token, output_channel=settings.rasa_output_channel
     )
     config = relay_config(settings)
+    realtime = settings.realtime()
+    notices = Notices(
+        RealtimeMetrics(realtime) if realtime else None, settings.handoff_agent_message_format
+    )
     service = HandoffService(
         store,
         chat,
@@ -98,7 +105,13 @@ async def build_runtime(
         metrics=metrics,
     )
     deliverer = Deliverer(
-        store, rasa, metrics, config, clock=clock, end_interaction=service.close_interaction
+        store,
+        rasa,
+        metrics,
+        config,
+        clock=clock,
+        end_interaction=service.close_interaction,
+        notices=notices,
     )
     relay = Relay(store, deliverer, metrics, config, clock=clock)
     verifier, is_transient = make_verifier(settings, chat)
@@ -125,7 +138,10 @@ async def build_runtime(
         Route("POST", "/webhook", actions.webhook),
         Route("GET", "/actions", actions.list_actions),
     ]
+    runtime.notices = notices
     runtime._closers.extend([store.close, chat.close, rasa.close])
     if upstream is not None:
         runtime._closers.append(upstream.close)
+    if notices.metrics is not None:
+        runtime._closers.append(notices.metrics.close)
     return runtime

@@ -18,9 +18,11 @@ from actions.handoff import (
     ActionHandoffToAgent,
 )
 from bridge import host
+from bridge.eightbyeight.client import HistoryMessage
 from bridge.handoff import State
-from bridge.ids import SenderId
+from bridge.ids import ConversationId, SenderId
 from bridge.outbox import OutboxDrainer
+from bridge.service import outbox_text_item
 from tests.actions.conftest import World, tracker, turn
 
 ESCALATE = ActionHandoffToAgent()
@@ -304,3 +306,106 @@ async def test_a_mistyped_handoff_rule_does_not_break_the_fallback(
     with configured(w, {"handoff_rule": "no.such.module.rule"}):
         said, _ = await run(ESCALATE, tracker("ray", "hmm", "nlu_fallback"))
         assert said == ["utter_default"]
+
+
+def slot_event(value: bool) -> dict[str, Any]:
+    return {"event": "slot", "name": "handoff_active", "value": value}
+
+
+async def test_reopen_sends_the_turns_since_the_last_handoff_first_never_the_command(
+    w: World,
+) -> None:
+    first = turn("my order is late", "nlu_fallback", "action_handoff_to_agent", bot="Sorry!")
+    cid = await escalate(w, "ria", history=first)
+    await run(END, active(tracker("ria", "/end_handoff", "end_handoff")))
+    conv = w.sim.conversations[cid]
+    before = len(conv.messages)
+    history = [
+        *first,
+        slot_event(True),
+        *turn("to the agent", "inform", "action_handoff_forward"),  # 8x8 has it already
+        {"event": "bot", "text": "Hi, Anna here.", "metadata": {"handoff": {"agent": "Anna"}}},
+        slot_event(False),
+        *turn("what are your hours", "ask_hours", "utter_hours", bot="Mon-Fri 9-5."),
+        *turn("still late", "nlu_fallback", "action_handoff_to_agent", bot="Sorry, I can't help."),
+    ]
+    t = tracker("ria", "/human_handoff", "human_handoff", history=history)
+    said, events = await run(ESCALATE, t)
+    assert said == ["utter_handoff_connecting"] and slot(events) is True
+    sent = [(m.author_type, m.text) for m in conv.messages[before:]]
+    assert sent == [
+        ("user", "what are your hours"), ("bot", "Mon-Fri 9-5."),
+        ("user", "still late"), ("bot", "Sorry, I can't help."),
+    ]  # fmt: skip
+    assert len(conv.interactions) == 2
+    assert all(m.interaction_id == conv.interactions[1].id for m in conv.messages[before:])
+    assert "/human_handoff" not in [m.text for m in conv.messages + conv.history]
+
+
+async def test_reopen_by_command_alone_posts_the_neutral_line_as_the_user(w: World) -> None:
+    cid = await escalate(w, "sam")
+    await run(END, active(tracker("sam", "/end_handoff", "end_handoff")))
+    history = [slot_event(True), slot_event(False)]
+    await run(ESCALATE, tracker("sam", "/human_handoff", "human_handoff", history=history))
+    conv = w.sim.conversations[cid]
+    assert (conv.messages[-1].author_type, conv.messages[-1].text) == (
+        "user",
+        "The customer asked for an agent again.",
+    )
+    assert len(conv.interactions) == 2
+
+
+async def test_a_first_escalation_by_command_keeps_the_command_out_of_the_transcript(
+    w: World,
+) -> None:
+    history = turn("hello", "greet", "utter_greet", bot="Hi!")
+    t = tracker("tom", "/human_handoff", "human_handoff", history=history)
+    await run(ESCALATE, t)
+    cid = (await w.service.handoff(SenderId("tom"))).conversation_id
+    assert cid is not None
+    conv = w.sim.conversations[cid]
+    assert [(m.author_type, m.text) for m in conv.history] == [("user", "hello"), ("bot", "Hi!")]
+    assert conv.messages == []
+
+
+async def test_history_waiting_in_the_outbox_keeps_its_author(w: World) -> None:
+    cid = await escalate(w, "uma")
+    item = outbox_text_item(ConversationId(cid), HistoryMessage("bot", "Mon-Fri 9-5."))
+    await w.store.outbox_push(SenderId("uma"), item)
+    assert await OutboxDrainer(w.service).drain_once()
+    last = w.sim.conversations[cid].messages[-1]
+    assert (last.author_type, last.text) == ("bot", "Mon-Fri 9-5.")
+
+
+def notice_tracker(entities: dict[str, str]) -> Tracker:
+    t = tracker("ned", "EXTERNAL: EXTERNAL_handoff_queued", "EXTERNAL_handoff_queued")
+    t.latest_message["entities"] = [{"entity": k, "value": v} for k, v in entities.items()]
+    return t
+
+
+async def test_queued_notice_says_the_wait_when_the_trigger_carries_it(w: World) -> None:
+    said, events = await run(NOTICE, notice_tracker({"queue": "Support", "queue_ahead": "4",
+                                                      "queue_wait": "5"}))  # fmt: skip
+    assert said == ["utter_handoff_queued", "utter_handoff_queue_wait"] and slot(events) is True
+
+
+async def test_queued_notice_without_figures_clears_an_earlier_waits_figures(w: World) -> None:
+    said, events = await run(NOTICE, notice_tracker({"queue": "Support"}))
+    assert said == ["utter_handoff_queued"] and slot(events) is True
+    cleared = {e["name"] for e in events if e.get("event") == "slot" and e["value"] is None}
+    assert cleared == {"handoff_queue_ahead", "handoff_queue_wait"}
+
+
+async def test_reopen_posts_at_most_handoff_reopen_history_turns(w: World) -> None:
+    cid = await escalate(w, "viv")
+    await run(END, active(tracker("viv", "/end_handoff", "end_handoff")))
+    conv = w.sim.conversations[cid]
+    before = len(conv.messages)
+    history = [slot_event(True), slot_event(False), *turn("a", "x", "utter_x", bot="b"),
+               *turn("c", "x", "utter_x", bot="d")]  # fmt: skip
+    with configured(w, {"handoff_reopen_history": 2}):
+        await run(ESCALATE, tracker("viv", "/human_handoff", "human_handoff", history=history))
+    assert [(m.author_type, m.text) for m in conv.messages[before:]] == [
+        ("user", "c"),
+        ("bot", "d"),
+    ]

@@ -57,7 +57,15 @@ def test_responses_follow_the_slot_conditions_of_the_example_domain() -> None:
         "You're now chatting with Anna."
     )
     assert DOMAIN.render("utter_handoff_queued", {"handoff_queue": "Billing"}) == (
-        "You're in the Billing queue. The next available agent will be with you."
+        "You're in the queue for Billing. The next available agent will be with you."
+    )
+    wait = {"handoff_queue_ahead": "0", "handoff_queue_wait": "2"}
+    assert DOMAIN.render("utter_handoff_queue_wait", wait) == (
+        "You're next in line; the wait is usually under 2 min."
+    )
+    wait = {"handoff_queue_ahead": "4", "handoff_queue_wait": "5"}
+    assert DOMAIN.render("utter_handoff_queue_wait", wait) == (
+        "There are about 4 people ahead of you; the wait is usually under 5 min."
     )
     assert DOMAIN.render("utter_no_such_response", {}) is None
 

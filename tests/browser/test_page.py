@@ -69,11 +69,12 @@ def test_a_customer_is_handed_to_an_agent_and_back(
     expect(desk.locator("#conv-customer")).to_contain_text(sender[0])
     expect(desk.get_by_role("button", name="Leave")).to_be_disabled()
 
-    # The agent accepts: the customer is told.
+    # The agent accepts: the customer is told, by name (the sandbox's bridge has the
+    # simulator's Real-time Metrics credentials, so even the Chat Gateway's agent is named).
     page.get_by_label("Agent name").fill("Anna")
     desk.get_by_role("button", name="Accept").click()
     expect(desk.locator("#conv-state")).to_have_text("with Anna", timeout=WAIT_MS)
-    expect(notices.nth(2)).to_contain_text("joined the chat", timeout=WAIT_MS)
+    expect(notices.nth(2)).to_contain_text("You're now chatting with Anna", timeout=WAIT_MS)
 
     # The agent types (the customer sees it), then writes.
     reply = page.get_by_label("Reply to the customer")
@@ -83,7 +84,7 @@ def test_a_customer_is_handed_to_an_agent_and_back(
     agent_said = chat.locator(".msg-agent")
     expect(agent_said).to_have_count(1, timeout=WAIT_MS)
     expect(agent_said).to_contain_text("Anna (agent)")
-    expect(agent_said).to_contain_text("Hi Ada, I'm Anna. How can I help?")
+    expect(agent_said).to_contain_text("Anna: Hi Ada, I'm Anna. How can I help?")
     expect(page.locator("#chat-typing")).to_be_hidden(timeout=WAIT_MS)
 
     # The customer answers: it reaches the desk, and the bot says nothing of its own.

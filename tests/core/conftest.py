@@ -93,7 +93,8 @@ def bridge_settings(sim: Simulator, rasa_url: str, api: str, **extra: Any) -> Se
         rasa_url=rasa_url,
         redis_url="redis://127.0.0.1:6379/0",
         relay_retry_cap_s=0.5,  # Rasa-down tests should not wait out production backoff
-        **extra,
+        # The delivery tests compare the agent's words; the name on them is tested on its own.
+        **{"handoff_agent_message_format": "{text}", **extra},
     )
 
 

@@ -61,6 +61,7 @@ async def world(
             "EIGHTBYEIGHT_API_SECRET": "secret-9c2b4d", "EIGHTBYEIGHT_TENANT_ID": "t1", "EIGHTBYEIGHT_CHANNEL_ID": "ch1",
             "RASA_URL": rasa_url, "REDIS_URL": store_url, "REDIS_KEY_PREFIX": key_prefix,
             "RELAY_LEASE_TTL_MS": "1500", "RELAY_RETRY_CAP_S": "0.5", "LOG_LEVEL": "WARNING",
+            "HANDOFF_AGENT_MESSAGE_FORMAT": "{text}",  # these tests compare the agent's words
         })  # fmt: skip
         store = await open_store(store_url, prefix=key_prefix, partitions=settings.relay_partitions)
         chat = make_client(settings.eightbyeight())

@@ -587,7 +587,7 @@ class Responses:
         for variation in variations:
             conditions = variation.get("condition") or []
             if conditions and all(slots.get(c["name"]) == c["value"] for c in conditions):
-                return str(variation["text"])
+                return str(variation["text"]).format(**slots)
         plain = next(v for v in variations if not v.get("condition"))
         return str(plain["text"]).format(**slots)
 
@@ -727,9 +727,10 @@ def rasa(request: pytest.FixtureRequest) -> RasaServer:
 
 
 @pytest.fixture
-def bridge_env() -> dict[str, str]:
-    """Extra environment for the test's `serve` (a test module may override it)."""
-    return {}
+def bridge_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Extra settings for the test's `serve` process; a test sets them with
+    `@pytest.mark.parametrize("bridge_env", [{...}], indirect=True)`."""
+    return dict(getattr(request, "param", {}))
 
 
 @pytest.fixture

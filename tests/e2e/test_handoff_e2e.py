@@ -15,21 +15,30 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from bridge.simulator import SimConversation
+from bridge.eightbyeight.realtime import RealtimeConfig
+from bridge.simulator import SimConversation, SimulatorConfig
 from bridge.simulator.chat_v2_api import ChatV2Api
 from bridge.simulator.gateway_api import GatewayApi
 from tests.e2e.conftest import E2E
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]  # the first test also trains Rasa
 
-QUEUE = "Queue 101"  # the simulator's name for queue 101, which both APIs send
+QUEUE = "Customer Support"  # the simulator's name for queue 101, which both APIs send
 FORWARD_TURN = ["action_handoff_forward", "action_listen"]
 
 
 def agent_name(e2e: E2E, name: str) -> str | None:
     """The agent's name as the bridge learns it: Chat API v2 events carry it, the gateway's
-    do not."""
-    return name if e2e.api == "chat-v2" else None
+    do not (its name then comes from the Real-time Metrics API, when configured)."""
+    knows = e2e.api == "chat-v2" or "EIGHTBYEIGHT_RTM_CLIENT_ID" in e2e.bridge.env
+    return name if knows else None
+
+
+def shown(e2e: E2E, cid: str, text: str) -> str:
+    """An agent's words as the user sees them (the default HANDOFF_AGENT_MESSAGE_FORMAT)."""
+    agent = e2e.sim.conversation(cid).agent
+    name = agent_name(e2e, agent.name) if agent else None
+    return f"{name}: {text}" if name else text
 
 
 async def escalate(e2e: E2E, sender: str, text: str, seen: list[str | None]) -> None:
@@ -63,7 +72,7 @@ async def agent_talks(
     for text in texts:
         await e2e.sim.desk.say(cid, text)
     await e2e.settled()
-    seen += texts
+    seen += [shown(e2e, cid, text) for text in texts]
     assert e2e.inbox.texts(sender) == seen
 
 
@@ -111,7 +120,7 @@ async def test_escalate_queue_agent_talk_leave_and_reopen_the_same_conversation(
     await agent_talks(e2e, sender, conv.id, agent_texts, seen)
     events = (await e2e.tracker(sender))["events"]
     pushed = [e for e in events if e["event"] == "bot" and "handoff" in (e.get("metadata") or {})]
-    assert [e["text"] for e in pushed] == agent_texts
+    assert [e["text"] for e in pushed] == [shown(e2e, conv.id, t) for t in agent_texts]
     assert {e["metadata"]["handoff"]["agent"] for e in pushed} == {agent_name(e2e, "Anna")}
 
     # The user's turns reach the agent and the bot stays silent, whatever NLU makes of them:
@@ -291,3 +300,50 @@ async def test_a_live_handoff_survives_rasa_session_expiry(e2e: E2E) -> None:
     assert await e2e.slot(sender, "handoff_active") is True
 
     await agent_talks(e2e, sender, conv.id, ["Still here. How can I help?"], seen)
+
+
+# The simulator's own Real-time Metrics credentials (its defaults), given to the bridge.
+WITH_METRICS = {
+    "EIGHTBYEIGHT_RTM_CLIENT_ID": SimulatorConfig().rtm_client_id,
+    "EIGHTBYEIGHT_RTM_CLIENT_SECRET": SimulatorConfig().rtm_client_secret,
+}
+
+
+@pytest.mark.parametrize("api", ["gateway"])
+@pytest.mark.parametrize("bridge_env", [WITH_METRICS], indirect=True)
+async def test_gateway_agent_is_named_and_a_reopen_brings_the_agent_the_story(e2e: E2E) -> None:
+    """On the Chat Gateway, whose events carry only the agent's id, the user still meets the
+    agent by name (8x8's Real-time Metrics API): on the join, on each message, on the leave.
+    Re-escalating by command reopens the conversation with the turns since the last handoff
+    first, the command itself never reaching the agent; the queue notice gives the wait."""
+    say = e2e.say_
+    sender = e2e.new_sender()
+    seen: list[str | None] = []
+    conv = await agent_takes_over(e2e, sender, seen, agent="Anna")
+    assert seen[-1] == say("utter_handoff_agent_joined", handoff_agent="Anna")
+    await agent_talks(e2e, sender, conv.id, ["Hi, I'm Anna."], seen)
+    assert seen[-1] == "Anna: Hi, I'm Anna."
+    await e2e.sim.desk.leave(conv.id)
+    await e2e.settled()
+    seen.append(say("utter_handoff_agent_left", handoff_agent="Anna"))
+    assert e2e.inbox.texts(sender) == seen
+
+    # Back with the bot, then a person again, by command (after the queue's figures, cached
+    # since the first wait, were renewed).
+    await asyncio.sleep(RealtimeConfig.queue_ttl_s)
+    assert await e2e.say(sender, "what are your hours") == [say("utter_hours")]
+    seen.append(say("utter_hours"))
+    before = len(conv.messages)
+    assert (await e2e.say(sender, "/human_handoff"))[:1] == [say("utter_handoff_connecting")]
+    await e2e.settled()
+    # Queue 101 now has a known average wait (the first interaction's) and nobody else waits.
+    seen += [
+        say("utter_handoff_connecting"),
+        say("utter_handoff_queued", handoff_queue=QUEUE),
+        say("utter_handoff_queue_wait", handoff_queue_ahead="0", handoff_queue_wait="1"),
+    ]
+    assert e2e.inbox.texts(sender) == seen
+    sent = [(m.author_type, m.text) for m in conv.messages[before:]]
+    assert sent == [("user", "what are your hours"), ("bot", say("utter_hours"))]
+    assert len(conv.interactions) == 2 and conv.interactions[1].live
+    assert "/human_handoff" not in [m.text for m in conv.messages + conv.history]

@@ -17,6 +17,7 @@ from bridge.errors import RetryableUpstreamError
 from bridge.handoff import Escalated, Handoff, on_action
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.metrics import Metrics
+from bridge.notices import Notices
 from bridge.relay import Deliverer, Relay, RelayConfig
 from bridge.store import RedisStore, open_store
 from bridge.store.base import partition_of
@@ -138,6 +139,7 @@ class Rig:
             self.config,
             clock=self.clock,
             sleep=self.clock.sleep,
+            notices=Notices(message_format="{text}"),  # the agent's raw words, to compare
         )
         relay = Relay(
             self.store, deliverer, self.metrics, self.config,

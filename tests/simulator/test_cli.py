@@ -78,3 +78,19 @@ def test_run_reports_a_taken_port(capsys: pytest.CaptureFixture[str]) -> None:
         status = run("127.0.0.1", port, None, Settings(_env_file=None))  # type: ignore[call-arg]
     assert status == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+async def test_the_banner_prints_demo_metrics_credentials_never_the_operators() -> None:
+    from pydantic import SecretStr
+
+    from bridge.simulator import SimulatorConfig, running_simulator
+    from bridge.simulator.cli import _banner
+
+    base = Settings(_env_file=None)  # type: ignore[call-arg]
+    own = base.model_copy(update={"eightbyeight_rtm_client_id": SecretStr("my-id"),
+                                  "eightbyeight_rtm_client_secret": SecretStr("my-secret")})  # fmt: skip
+    async with running_simulator(SimulatorConfig.from_settings(base)) as sim:
+        assert "  EIGHTBYEIGHT_RTM_CLIENT_SECRET=demo-rtm-secret" in _banner(sim)
+    async with running_simulator(SimulatorConfig.from_settings(own)) as sim:
+        assert sim.config.rtm_client_secret == "my-secret"
+        assert not any("my-secret" in line for line in _banner(sim))

@@ -87,7 +87,7 @@ async def test_gateway_full_conversation(
         "active",
         "idle",
     ]
-    assert events[2].queue_id == "101" and events[2].queue_name == "Queue 101"
+    assert events[2].queue_id == "101" and events[2].queue_name == "Customer Support"
     assert events[4].agent_id == "agent-1"
     assert [e.typing for e in events if e.kind == K.TYPING] == [True, False]
     message = events[7]

@@ -1,0 +1,56 @@
+"""What the relay adds to 8x8's events before they reach the user: the Gateway agent's name,
+the queue's figures, and the agent's name on each of their messages.
+
+One object, built from settings, handed to the relay; without Real-time Metrics credentials
+it only words agent messages (the names chat-v2 events carry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from bridge.agent_names import DEFAULT_MESSAGE_FORMAT, AgentNames, format_agent_message
+from bridge.eightbyeight.events import ChatEvent, EventKind
+from bridge.eightbyeight.realtime import RealtimeMetrics
+from bridge.handoff import ENTITY_QUEUE, INTENT_HANDOFF_QUEUED
+from bridge.queue_status import queue_entities
+
+if TYPE_CHECKING:
+    from bridge.relay.deliver import Push
+
+
+class Notices:
+    def __init__(
+        self, metrics: RealtimeMetrics | None = None, message_format: str = DEFAULT_MESSAGE_FORMAT
+    ) -> None:
+        self.metrics = metrics
+        self._names = AgentNames(metrics)
+        self._format = message_format
+
+    async def complete(self, event: ChatEvent) -> ChatEvent:
+        """The event with the agent's name filled in where 8x8 sent only the id."""
+        return await self._names.complete(event)
+
+    async def dress(self, pushes: Sequence[Push], event: ChatEvent) -> list[Push]:
+        """The pushes as the user should get them: queue figures on the queued notice, the
+        agent's name on their words."""
+        out: list[Push] = []
+        for push in pushes:
+            if push.intent == INTENT_HANDOFF_QUEUED and event.kind is EventKind.QUEUED:
+                push = replace(push, entities=await self._queue(push, event))
+            elif push.intent is None:
+                push = replace(
+                    push, text=format_agent_message(self._format, push.agent_name, push.text)
+                )
+            out.append(push)
+        return out
+
+    async def _queue(self, push: Push, event: ChatEvent) -> dict[str, str]:
+        entities = dict(push.entities or {})
+        figures = None
+        if self.metrics is not None and event.queue_id:
+            figures = await self.metrics.queue(event.queue_id)
+        entities.update(queue_entities(entities.get(ENTITY_QUEUE), figures))
+        return entities
