@@ -16,6 +16,7 @@ from bridge.eightbyeight.client import ChatClient
 from bridge.metrics import Metrics
 from bridge.outbox import OutboxDrainer
 from bridge.rasa.client import RasaClient
+from bridge.recovery import RecoveryConfig, RecoveryLoop, Sweeper
 from bridge.relay import Deliverer, Relay, RelayConfig
 from bridge.service import HandoffService
 from bridge.settings import Settings
@@ -46,6 +47,7 @@ class Runtime:
     relay: Relay
     service: HandoffService
     outbox: OutboxDrainer
+    recovery: RecoveryLoop | None = None  # None on a store other than Redis
     extra_routes: list[Route] = field(default_factory=list)
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
@@ -66,6 +68,22 @@ def relay_config(settings: Settings) -> RelayConfig:
         backoff_cap_s=settings.relay_retry_cap_s,
         lease_ttl_ms=settings.relay_lease_ttl_ms,
     )
+
+
+def recovery_loop(
+    settings: Settings, store: Store, chat: ChatClient, metrics: Metrics,
+    kick: Callable[[int], None], clock: Callable[[], float],
+) -> RecoveryLoop | None:  # fmt: skip
+    if not isinstance(store, RedisStore):
+        return None
+    config = RecoveryConfig(
+        interval_s=settings.recovery_interval_s,
+        horizon_s=settings.recovery_horizon_s,
+        max_conversations=settings.recovery_max_conversations,
+        calls_per_s=settings.recovery_calls_per_s,
+        dedupe_ttl_s=settings.event_dedupe_ttl_s,
+    )
+    return RecoveryLoop(Sweeper(store, chat, metrics, config, kick=kick, clock=clock), clock)
 
 
 async def build_runtime(
@@ -109,11 +127,13 @@ async def build_runtime(
         dedupe_ttl_s=settings.event_dedupe_ttl_s,
         kick=relay.kick,
         is_transient_key_error=is_transient,
+        on_unavailable=lambda: recovery.request() if recovery else None,
     )
+    recovery = recovery_loop(settings, store, chat, metrics, relay.kick, clock)
     host.install(service, settings)  # the actions, served below, call it in-process
     actions = ActionServer()
     runtime = Runtime(
-        settings, store, chat, rasa, metrics, door, relay, service, OutboxDrainer(service)
+        settings, store, chat, rasa, metrics, door, relay, service, OutboxDrainer(service), recovery
     )
     runtime.extra_routes += [
         Route("POST", "/webhook", actions.webhook),
