@@ -27,7 +27,7 @@ from typing import TypeVar
 from bridge.eightbyeight.client import ChatClient
 from bridge.errors import NotFound, UpstreamError
 from bridge.handoff import Handoff
-from bridge.ids import SenderId
+from bridge.ids import ConversationId, SenderId
 from bridge.metrics import Metrics
 from bridge.recovery import scope
 from bridge.relay.recovery import Offer, message_state, offer_message
@@ -114,9 +114,9 @@ class Sweeper:
         result.conversations += 1
         tol = self.config.tolerance_ms
         try:
-            conversation = await self._call(self.chat.get_conversation(cid))
-            messages = await self._call(self.chat.list_messages(cid))
-            participants = await self._call(self.chat.list_participants(cid))
+            conversation = await self._call(self.chat.get_conversation, cid)
+            messages = await self._call(self.chat.list_messages, cid)
+            participants = await self._call(self.chat.list_participants, cid)
         except NotFound:
             return  # gone from 8x8: the handoff's own events and timers settle it
         except UpstreamError as exc:
@@ -178,11 +178,11 @@ class Sweeper:
             )
         return fresh
 
-    async def _call(self, call: Awaitable[T]) -> T:
+    async def _call(self, call: Callable[[ConversationId], Awaitable[T]], cid: ConversationId) -> T:
         """One 8x8 call, spaced `1 / calls_per_s` after the previous one: a sweep's load on
         8x8 stays flat however many handoffs are live."""
         wait = self._next_call - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         self._next_call = time.monotonic() + 1 / self.config.calls_per_s
-        return await call
+        return await call(cid)
