@@ -130,10 +130,12 @@ class Sweeper:
         for missed in scope.agent_messages(handoff, conversation, messages, tol):
             await self._offer(missed, result)
         change = scope.state_change(handoff, conversation, participants, tol)
-        if change is not None and result.waiting == waiting_before:
-            await self._offer(change, result)
+        if change is not None:
+            await self._offer(change, result, hold=result.waiting > waiting_before)
 
-    async def _offer(self, missed: scope.Missed, result: SweepResult) -> None:
+    async def _offer(self, missed: scope.Missed, result: SweepResult, hold: bool = False) -> None:
+        """Offer `missed` once it is out of the horizon; `hold`: not yet, even then (a message
+        before it is still inside the horizon, and whatever comes next must follow it)."""
         cid = missed.event.conversation_id
         assert cid is not None
         if missed.identity is not None:
@@ -145,6 +147,9 @@ class Sweeper:
         seen = await recovery_state.first_seen(self.store, missed.item, now_ms)
         since = min(seen, missed.written_ms) if missed.written_ms is not None else seen
         due_ms = since + int(self.config.horizon_s * 1000)
+        if hold and now_ms >= due_ms:
+            result.waiting += 1  # due when the held-back message is: its own due time passed
+            return
         if now_ms < due_ms:
             result.waiting += 1
             due_s = due_ms / 1000

@@ -6,9 +6,9 @@ one of them there with TEST_REDIS_CLUSTER=all."""
 from __future__ import annotations
 
 import asyncio
-import time
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 from itertools import cycle
 

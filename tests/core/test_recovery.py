@@ -5,11 +5,16 @@ stream, once, whichever path sees them first."""
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
+
+import pytest
 
 from bridge.handoff import Handoff, State
 from bridge.ids import ConversationId, SenderId
 from bridge.recovery import Sweeper, SweepResult
-from bridge.store import RedisStore
+from bridge.relay.identity import listed_identities
+from bridge.store import RedisStore, recovery_state
 from tests.core.conftest import BridgeFactory, Harness
 from tests.support.waiting import eventually, relay_settled
 
@@ -227,3 +232,33 @@ async def test_a_503_from_the_webhook_makes_recovery_look_soon(make_bridge: Brid
 async def test_store_is_redis(make_bridge: BridgeFactory) -> None:
     h = await make_bridge(**MANUAL)
     assert isinstance(h.store, RedisStore) and h.runtime.recovery is not None
+
+
+# Chat API v2 only: a Gateway message carries 8x8's `createdAt`, which only makes it older.
+@pytest.mark.parametrize("api", ["chat-v2"])
+async def test_a_leave_waits_while_a_message_before_it_is_inside_the_horizon(
+    make_bridge: BridgeFactory,
+) -> None:
+    h = await bridge(make_bridge)
+    cid = await with_agent(h)
+    webhook_off(h)
+    await h.sim.desk.say(cid, "last words")
+    await h.sim.desk.leave(cid)
+    await h.sim.idle()
+    now = [time.time()]
+    base = sweeper(h)
+    config = replace(base.config, horizon_s=600.0)
+    late = Sweeper(base.store, base.chat, h.runtime.metrics, config, clock=lambda: now[0])
+    assert (await late.sweep()).waiting == 2  # both found missing now
+    now[0] += 3600
+    # As if 8x8 listed the message only now (lists may lag): the leave is ripe, the message not.
+    [message] = listed_identities(["last words"])
+    item = f"{cid}:m:{message.digest}:{message.ordinal}"
+    await recovery_state.forget_seen(base.store, item)
+    await recovery_state.first_seen(base.store, item, int(now[0] * 1000))
+    result = await late.sweep()
+    assert (result.offered, result.waiting) == (0, 2)
+    now[0] += 3600
+    assert (await late.sweep()).offered == 2
+    await relay_settled(h.store)
+    assert seen(h, "ada") == [JOINED, "last words", LEFT]
