@@ -23,13 +23,17 @@ _RETRY_S = 1.0
 
 
 class RecoveryLoop:
-    def __init__(self, sweeper: Sweeper, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, sweeper: Sweeper, clock: Callable[[], float] = time.time, retry_s: float = _RETRY_S
+    ) -> None:
         self.sweeper = sweeper
         self._clock = clock
+        self._retry_s = retry_s
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.sweeps = 0  # sweeps done by this process (tests wait on it)
+        self.failures = 0  # sweeps that found the store unavailable
         self.last: SweepResult | None = None
 
     def start(self) -> None:
@@ -48,18 +52,19 @@ class RecoveryLoop:
                 await self._task
 
     async def _run(self) -> None:
-        retry = _RETRY_S
+        retry = self._retry_s
         while not self._stopping.is_set():
             self._wake.clear()
             delay = self.sweeper.config.interval_s
             try:
                 result = await self.sweeper.sweep()
             except StoreUnavailable:
+                self.failures += 1
                 delay, retry = retry, min(retry * 2, delay)
             except Exception:  # a bug must not end recovery for good
                 log.exception("recovery_sweep_failed")
             else:
-                retry = _RETRY_S
+                retry = self._retry_s
                 self.sweeps += 1
                 self.last = result
                 delay = self._next_delay(result, delay)
@@ -71,7 +76,7 @@ class RecoveryLoop:
         if not result.swept:  # another process sweeps: look again later, in case it dies
             return delay
         if result.failed:  # 8x8 did not answer for some: soon, but not at once
-            delay = min(delay, max(_RETRY_S, delay / 4))
+            delay = min(delay, max(self._retry_s, delay / 4))
         if result.due_s is not None:
             delay = min(delay, max(0.0, result.due_s - self._clock()) + 0.05)
         return delay
