@@ -44,7 +44,9 @@ class RecoveryConfig:
     horizon_s: float = 300.0  # how long an item must have been missing before it is offered
     max_conversations: int = 50  # per sweep; the next sweep goes on from there
     calls_per_s: float = 5.0  # 8x8 calls a sweep makes, at most, per second
-    lease_ms: int = 30_000  # renewed per conversation; a crashed sweeper frees it this soon
+    # Renewed per conversation, whose three 8x8 calls take 30 s at worst (10 s budget each);
+    # a crashed sweeper frees it this soon.
+    lease_ms: int = 60_000
     dedupe_ttl_s: int = 86_400  # how long an offered entry's event id stays claimed
     tolerance_ms: int = 5_000  # clock skew allowed between 8x8 and the bridge
 
