@@ -14,7 +14,7 @@ from bridge.handoff import Handoff, State
 from bridge.ids import ConversationId, SenderId
 from bridge.recovery import Sweeper, SweepResult
 from bridge.relay.identity import listed_identities
-from bridge.store import RedisStore, recovery_state
+from bridge.store import recovery_state
 from tests.core.conftest import BridgeFactory, Harness
 from tests.support.waiting import eventually, relay_settled
 
@@ -227,11 +227,6 @@ async def test_a_503_from_the_webhook_makes_recovery_look_soon(make_bridge: Brid
     h.sim.faults.clear()
     await eventually(lambda: "during the outage" in h.rasa.texts("ada"), what="recovery")
     assert h.rasa.texts("ada") == ["during the outage"]
-
-
-async def test_store_is_redis(make_bridge: BridgeFactory) -> None:
-    h = await make_bridge(**MANUAL)
-    assert isinstance(h.store, RedisStore) and h.runtime.recovery is not None
 
 
 # Chat API v2 only: a Gateway message carries 8x8's `createdAt`, which only makes it older.
