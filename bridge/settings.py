@@ -6,6 +6,7 @@ follow the same naming style and are listed in the README.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -117,11 +118,38 @@ class Settings(BaseSettings):
         secret = self.log_id_key or self.eightbyeight_api_key
         return derive_id_key(secret.get_secret_value()) if secret else None
 
+    # --- the public edge (docs/security.md) ---
+    # Required by /webhook, /actions and /metrics; comma-separated to rotate without downtime.
+    bridge_action_token: SecretStr | None = None
+    # An idle connection, or a request whose headers or body have not all arrived, is closed
+    # after this (slow clients must not hold connections, and so file descriptors).
+    bridge_client_timeout_s: float = Field(15.0, gt=0, le=300)
+
     @model_validator(mode="after")
     def _strip_urls(self) -> Settings:
         self.eightbyeight_base_url = self.eightbyeight_base_url.rstrip("/")
         self.rasa_url = self.rasa_url.rstrip("/")
         return self
+
+    @field_validator("bridge_action_token")
+    @classmethod
+    def _tokens_are_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        tokens = _split_tokens(value.get_secret_value())
+        if not tokens:
+            return None
+        if any(len(t) < MIN_TOKEN_CHARS for t in tokens):
+            # A guessable token is no protection; the value itself is never echoed.
+            raise ValueError(f"each token needs at least {MIN_TOKEN_CHARS} characters")
+        return value
+
+    @property
+    def action_tokens(self) -> tuple[str, ...]:
+        """The accepted action tokens (several while one is being rotated out)."""
+        if self.bridge_action_token is None:
+            return ()
+        return _split_tokens(self.bridge_action_token.get_secret_value())
 
     @property
     def customer_slots(self) -> tuple[str, ...]:
@@ -148,6 +176,21 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "EVENT_DEDUPE_TTL_S", "must be at least twice EIGHTBYEIGHT_MAX_CLOCK_SKEW_S"
             )
+        self._check_edge()
+
+    def _check_edge(self) -> None:
+        """Off loopback, the action routes need their token and 8x8 events their signature."""
+        if is_loopback(self.bridge_host):
+            return
+        if not self.action_tokens:
+            raise ConfigError(
+                "BRIDGE_ACTION_TOKEN", "is required when BRIDGE_HOST is not a loopback address"
+            )
+        if not self.eightbyeight_verify_signatures:
+            raise ConfigError(
+                "EIGHTBYEIGHT_VERIFY_SIGNATURES",
+                "must be true when BRIDGE_HOST is not a loopback address",
+            )
 
     def eightbyeight(self) -> EightByEightConfig:
         """The 8x8 layer's view of these settings (call check_for_serve() first)."""
@@ -165,6 +208,24 @@ class Settings(BaseSettings):
             auth_url=self.eightbyeight_auth_url,
             queue_id=self.eightbyeight_queue_id,
         )
+
+
+MIN_TOKEN_CHARS = 16
+
+
+def _split_tokens(value: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in value.split(",") if t.strip())
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (a name other than localhost may
+    resolve anywhere, so it counts as public)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: object) -> Settings:

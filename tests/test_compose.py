@@ -94,3 +94,34 @@ def test_the_image_runs_serve_with_a_healthcheck() -> None:
     assert "/health" in dockerfile
     for copied in re.findall(r"^COPY (\S+)", dockerfile, re.M):
         assert (ROOT / copied).exists(), copied
+
+
+def test_only_the_bridge_is_published_and_rasa_has_no_default_secret(
+    compose: dict[str, Any],
+) -> None:
+    rasa = compose["services"]["rasa"]
+    assert "ports" not in rasa  # Rasa's API stays inside the compose network
+    assert "--cors" not in rasa["command"]
+    token = rasa["command"][rasa["command"].index("--auth-token") + 1]
+    assert token.startswith("${RASA_TOKEN:?")  # no default: compose refuses to start without
+    for name in ("rasa", "bridge"):
+        assert _env(compose["services"][name])["BRIDGE_ACTION_TOKEN"].startswith(
+            "${BRIDGE_ACTION_TOKEN:?"
+        )
+
+
+@pytest.mark.parametrize("path", ["endpoints.yml", "deploy/endpoints.yml"])
+def test_endpoints_send_the_action_token_unquoted(path: str) -> None:
+    # Rasa 3.6 expands ${VAR} only in plain scalars (rasa/shared/utils/io.py registers an
+    # implicit resolver); a quoted "${VAR}" would be sent as those very characters.
+    text = (ROOT / path).read_text()
+    assert re.search(r"^  token: \$\{BRIDGE_ACTION_TOKEN\}$", text, re.M), text
+    assert yaml.safe_load(text)["action_endpoint"]["token"] == "${BRIDGE_ACTION_TOKEN}"
+
+
+def test_the_prometheus_example_scrapes_with_the_token() -> None:
+    config = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())
+    job = config["scrape_configs"][0]
+    assert job["metrics_path"] == "/metrics"
+    assert job["authorization"]["type"] == "Bearer" and job["authorization"]["credentials_file"]
+    assert job["static_configs"][0]["targets"] == ["bridge:5055"]

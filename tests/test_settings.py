@@ -78,7 +78,7 @@ def test_a_dedupe_ttl_shorter_than_the_signature_window_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for k, v in {"EIGHTBYEIGHT_API_KEY": "k", "EIGHTBYEIGHT_CHANNEL_ID": "c",
-                 "EIGHTBYEIGHT_MAX_CLOCK_SKEW_S": "300", "EVENT_DEDUPE_TTL_S": "599"}.items():  # fmt: skip
+                 "EIGHTBYEIGHT_MAX_CLOCK_SKEW_S": "300", "EVENT_DEDUPE_TTL_S": "599", "BRIDGE_HOST": "127.0.0.1"}.items():  # fmt: skip
         monkeypatch.setenv(k, v)
     with pytest.raises(ConfigError) as info:
         load_settings().check_for_serve()

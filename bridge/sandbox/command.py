@@ -72,13 +72,18 @@ async def _serve(settings: Settings, host: str, port: int, api: ApiFamily) -> No
     print("Sandbox stopped.", flush=True)
 
 
+def _token_note(sandbox: Sandbox) -> str:
+    protected = sandbox.runtime is not None and sandbox.runtime.settings.action_tokens
+    return ", token: ${BRIDGE_ACTION_TOKEN}" if protected else ""
+
+
 def banner(sandbox: Sandbox, bot: BotChoice) -> list[str]:
     assert sandbox.sim is not None
     lines = [f"Sandbox ready: open {sandbox.url}/"]
     if bot.is_rasa:
         lines += [
             f"  bot: Rasa {bot.rasa_version} at {bot.rasa_url} (RASA_URL)",
-            f"    it must call the actions at {sandbox.bridge_url}/webhook (endpoints.yml) and",
+            f"    it must call the actions at {sandbox.bridge_url}/webhook (endpoints.yml{_token_note(sandbox)}) and",
             f"    post bot messages to http://localhost:{RASA_CALLBACK_PORT}/bot (credentials.yml"
             " callback url)",
         ]

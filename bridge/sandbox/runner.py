@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from bridge.eightbyeight.config import ApiFamily
 from bridge.ids import SenderId
@@ -35,6 +36,7 @@ from bridge.settings import Settings, load_settings
 from bridge.simulator import Simulator, SimulatorConfig
 from bridge.store import open_store
 from bridge.web.app import create_app
+from bridge.web.limits import server_options
 from bridge.web.runtime import Runtime, build_runtime
 
 log = logging.getLogger(__name__)
@@ -91,14 +93,19 @@ class Sandbox:
         bridge_settings = _bridge_settings(self._settings, sim, config, self.bot_url)
         store = await open_store(None, partitions=bridge_settings.relay_partitions)
         self.runtime = runtime = await build_runtime(bridge_settings, store=store)
-        bridge_runner = await self._serve(create_app(runtime), [bridge_sock])
+        bridge_runner = await self._serve(
+            create_app(runtime), [bridge_sock],
+            **server_options(bridge_settings.bridge_client_timeout_s),
+        )  # fmt: skip
         self._bridge_serving = True  # from now on the app closes the runtime
         sim.set_webhook_url(f"{self.bridge_url}/8x8/events")
 
         bot_runner = None
         if bot_sock is not None:
             server = DemoBotServer(
-                domain, action_url=f"{self.bridge_url}/webhook", callback_url=f"{self.url}/bot"
+                domain,
+                action_url=_action_url(self.bridge_url, bridge_settings),
+                callback_url=f"{self.url}/bot",
             )
             self.demo_bot = server.bot
             bot_runner = await self._serve(server.app(), [bot_sock])
@@ -140,9 +147,11 @@ class Sandbox:
         self._socks.append(sock)
         return sock
 
-    async def _serve(self, app: web.Application, socks: list[socket.socket]) -> web.AppRunner:
+    async def _serve(
+        self, app: web.Application, socks: list[socket.socket], **options: Any
+    ) -> web.AppRunner:
         runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S, **options
         )
         await runner.setup()
         self._runners.insert(0, runner)  # stopped even if starting fails later
@@ -225,6 +234,13 @@ def _bridge_settings(
     values = settings.model_dump()
     values.update(overrides)
     return Settings.model_validate(values)
+
+
+def _action_url(bridge_url: str, settings: Settings) -> str:
+    # The demo bot calls the actions as Rasa does: with the action token as `?token=`.
+    url = URL(f"{bridge_url}/webhook")
+    tokens = settings.action_tokens
+    return str(url.with_query(token=tokens[0]) if tokens else url)
 
 
 async def _conversation_of(runtime: Runtime, sender: str) -> str | None:

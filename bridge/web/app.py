@@ -6,8 +6,12 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from bridge.errors import StoreUnavailable
+from bridge.web.action_server import MAX_CALL_BYTES
+from bridge.web.auth import ActionToken
+from bridge.web.limits import body_deadline, refuse_encodings
 from bridge.web.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -16,7 +20,7 @@ RUNTIME = web.AppKey("runtime", Runtime)
 
 # Rasa's action calls carry the whole tracker (and possibly the domain): allow large bodies
 # there. The 8x8 webhook enforces its own, much smaller, limit while streaming.
-_MAX_ACTION_BODY = 32 * 1024 * 1024
+_MAX_ACTION_BODY = MAX_CALL_BYTES
 
 
 @web.middleware
@@ -45,7 +49,9 @@ async def ready(request: web.Request) -> web.Response:
     try:
         await request.app[RUNTIME].store.ping()
     except StoreUnavailable as exc:
-        return web.json_response({"status": "unavailable", "reason": f"store: {exc}"}, status=503)
+        # Which dependency, not its address or error text: /ready is often public.
+        log.warning("not_ready", extra={"dependency": "store", "error": str(exc)})
+        return web.json_response({"status": "unavailable", "reason": "store"}, status=503)
     return web.json_response({"status": "ready"})
 
 
@@ -58,8 +64,16 @@ async def metrics(request: web.Request) -> web.Response:
 
 def create_app(runtime: Runtime, *, run_relay: bool = True) -> web.Application:
     """The service's app. The runtime (store, clients, relay) is built by the caller and
-    closed when the app shuts down; the relay starts with the app and stops gracefully."""
-    app = web.Application(middlewares=[json_errors], client_max_size=_MAX_ACTION_BODY)
+    closed when the app shuts down; the relay starts with the app and stops gracefully.
+    Serve it with `limits.server_options(...)` (timeouts, and inflation left to the app)."""
+    settings = runtime.settings
+    middlewares: list[Middleware] = [
+        json_errors,
+        ActionToken(settings.action_tokens).middleware(),
+        refuse_encodings,
+        body_deadline(settings.bridge_client_timeout_s),
+    ]
+    app = web.Application(middlewares=middlewares, client_max_size=_MAX_ACTION_BODY)
     app[RUNTIME] = runtime
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)

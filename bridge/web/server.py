@@ -10,6 +10,8 @@ from aiohttp import web
 
 from bridge.settings import Settings
 from bridge.web.app import create_app
+from bridge.web.connections import CappedSite
+from bridge.web.limits import server_options
 from bridge.web.runtime import build_runtime
 
 log = logging.getLogger(__name__)
@@ -18,9 +20,12 @@ log = logging.getLogger(__name__)
 async def serve(settings: Settings) -> None:
     runtime = await build_runtime(settings)
     app = create_app(runtime)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None,
+        **server_options(settings.bridge_client_timeout_s),
+    )  # fmt: skip
     await runner.setup()
-    site = web.TCPSite(runner, settings.bridge_host, settings.bridge_port)
+    site = CappedSite(runner, settings.bridge_host, settings.bridge_port)
     await site.start()
     log.info("serving", extra={"host": settings.bridge_host, "port": settings.bridge_port})
     stop = asyncio.Event()

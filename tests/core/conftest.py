@@ -19,6 +19,7 @@ from bridge.simulator import Simulator, SimulatorConfig, running_simulator
 from bridge.store import open_store
 from bridge.store.base import Store
 from bridge.web.app import create_app
+from bridge.web.limits import server_options
 from bridge.web.runtime import Runtime, build_runtime
 from tests.support.rasa_stand_in import RasaStandIn
 
@@ -66,9 +67,9 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def serve_app(app: web.Application) -> TestServer:
+async def serve_app(app: web.Application, **options: Any) -> TestServer:
     server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
+    await server.start_server(**options)
     return server
 
 
@@ -132,7 +133,9 @@ async def make_bridge(
             real_redis_url, prefix=key_prefix, partitions=settings.relay_partitions
         )
         runtime = await build_runtime(settings, store=store, clock=clock)
-        server = await serve_app(create_app(runtime))
+        server = await serve_app(
+            create_app(runtime), **server_options(settings.bridge_client_timeout_s)
+        )
         cleanups.append(server.close)
         url = str(server.make_url("")).rstrip("/")
         sim.set_webhook_url(f"{url}/8x8/events")
