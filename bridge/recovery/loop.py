@@ -56,11 +56,15 @@ class RecoveryLoop:
         while not self._stopping.is_set():
             self._wake.clear()
             delay = self.sweeper.config.interval_s
+            # While the store is down every webhook call answers 503 and asks for a sweep:
+            # the backoff, not their rate, paces the attempts.
+            waken = self._wake
             try:
                 result = await self.sweeper.sweep()
             except StoreUnavailable:
                 self.failures += 1
                 delay, retry = retry, min(retry * 2, delay)
+                waken = self._stopping
             except Exception:  # a bug must not end recovery for good
                 log.exception("recovery_sweep_failed")
             else:
@@ -70,7 +74,7 @@ class RecoveryLoop:
                 delay = self._next_delay(result, delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
-                    await self._wake.wait()
+                    await waken.wait()
 
     def _next_delay(self, result: SweepResult, delay: float) -> float:
         if not result.swept:  # another process sweeps: look again later, in case it dies
