@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     log_id_key: SecretStr | None = None
     dead_letter_max_age_s: int = Field(30 * 86400, ge=3600)  # older dead letters are trimmed
 
+    # --- recovery of what 8x8 gave up on (bridge/recovery/) ---
+    recovery_interval_s: float = Field(60.0, gt=0)  # between periodic sweeps
+    # How long a message (or join/leave) must have been missing before it is recovered: longer
+    # than 8x8 may still retry its webhook event, or the late event would show it twice.
+    recovery_horizon_s: float = Field(300.0, ge=0)
+    recovery_max_conversations: int = Field(50, ge=1)  # live handoffs looked at per sweep
+    recovery_calls_per_s: float = Field(5.0, gt=0)  # 8x8 calls a sweep makes per second
+
     def log_id_secret(self) -> bytes | None:
         """The key `bridge.logs.mask_sender` uses, derived (never the secret itself)."""
         from bridge.logs import derive_id_key

@@ -17,6 +17,8 @@ from bridge.eightbyeight.client import (
     CreatedConversation,
     Customer,
     HistoryMessage,
+    Interaction,
+    Participant,
     trim_history,
 )
 from bridge.eightbyeight.config import EightByEightConfig
@@ -27,9 +29,11 @@ from bridge.eightbyeight.wire import (
     MAX_PAGES,
     PAGE_SIZE,
     created_from_wire,
+    epoch_ms,
     jwk_policy,
     obj,
     objects,
+    participants_from_wire,
     policy_for,
     segment,
     text_or_none,
@@ -134,14 +138,30 @@ class ChatV2Client(Provisioning):
                 "get_conversation", "GET", self._url("conversations", conversation_id)
             )
         )
-        interactions = (text_or_none(i.get("id")) for i in objects(body.get("interactions")))
+        interactions = tuple(
+            Interaction(iid, epoch_ms(i.get("startTime")), epoch_ms(i.get("endTime")))
+            for i in objects(body.get("interactions"))
+            if (iid := text_or_none(i.get("id")))
+        )
         return Conversation(
             id=ConversationId(text_or_none(body.get("id")) or conversation_id),
             channel_id=text_or_none(body.get("channelId")),
             state=None,
             customer=obj(body.get("customer")),
-            interaction_ids=tuple(i for i in interactions if i),
+            interaction_ids=tuple(i.id for i in interactions),
+            interactions=interactions,
         )
+
+    async def list_participants(self, conversation_id: ConversationId) -> list[Participant]:
+        """Everyone who took part (an array, or the one object the OAS declares: spec §6.6).
+        v2 does not say who left: `removed` is None."""
+        body = obj(
+            await self._caller.call(
+                "participants", "GET", self._url("conversations", conversation_id, "participants")
+            )
+        )
+        found = body.get("participants")
+        return participants_from_wire(objects(found if isinstance(found, list) else [found]))
 
     async def list_messages(self, conversation_id: ConversationId) -> list[ConversationMessage]:
         """Every message as written (`originalText`, not the auto-translation)."""

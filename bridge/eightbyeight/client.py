@@ -47,12 +47,32 @@ class CreatedConversation:
 
 
 @dataclass(frozen=True, slots=True)
+class Interaction:
+    """One interaction of a v2 conversation; times in epoch ms (None when 8x8 gave none)."""
+
+    id: str
+    start_ms: int | None = None
+    end_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Conversation:
     id: ConversationId
     channel_id: str | None
     state: str | None  # gateway: created | active | idle; v2: None (not reported)
     customer: dict[str, Any] = field(default_factory=dict)
     interaction_ids: tuple[str, ...] = ()
+    interactions: tuple[Interaction, ...] = ()  # v2 only, oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """Someone who took part in a conversation. `removed` (gateway only; v2 does not say)
+    tells who is no longer in it."""
+
+    id: str
+    type: str  # user | bot | agent | system
+    removed: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +138,8 @@ class ChatClient(Protocol):
     async def get_conversation(self, conversation_id: ConversationId) -> Conversation: ...
 
     async def list_messages(self, conversation_id: ConversationId) -> list[ConversationMessage]: ...
+
+    async def list_participants(self, conversation_id: ConversationId) -> list[Participant]: ...
 
     async def fetch_jwk(self, kid: str) -> dict[str, Any]:
         """The public JWK with this `kid` (no credentials needed); NotFound if unknown."""

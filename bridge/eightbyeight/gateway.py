@@ -20,6 +20,7 @@ from bridge.eightbyeight.client import (
     CreatedConversation,
     Customer,
     HistoryMessage,
+    Participant,
     trim_history,
 )
 from bridge.eightbyeight.config import EightByEightConfig
@@ -33,6 +34,7 @@ from bridge.eightbyeight.wire import (
     jwk_policy,
     obj,
     objects,
+    participants_from_wire,
     policy_for,
     segment,
     text_or_none,
@@ -145,6 +147,15 @@ class GatewayClient(Provisioning):
             url=self._url("conversations", conversation_id, "messages"),
         )
         return [_message_from_wire(item) for item in items]
+
+    async def list_participants(self, conversation_id: ConversationId) -> list[Participant]:
+        """Everyone who took part; `removed` tells who is no longer in it."""
+        items = await self._list(
+            "participants",
+            "participants",
+            url=self._url("conversations", conversation_id, "participants"),
+        )
+        return participants_from_wire(items)
 
     async def fetch_jwk(self, kid: str) -> dict[str, Any]:
         """The public JWK `kid`, from the gateway path; the Chat API v2 path is the fallback

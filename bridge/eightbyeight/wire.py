@@ -4,10 +4,11 @@ readers, and the webhook and channel objects (same shape in both, spec §2.3-2.5
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from bridge.eightbyeight.client import Channel, CreatedConversation, Webhook
+from bridge.eightbyeight.client import Channel, CreatedConversation, Participant, Webhook
 from bridge.eightbyeight.config import EightByEightConfig
 from bridge.errors import PermanentUpstreamError
 from bridge.ids import ConversationId
@@ -52,6 +53,33 @@ def text_or_none(value: Any) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
     return str(value) if isinstance(value, str | int | float) else None
+
+
+def epoch_ms(value: Any) -> int | None:
+    """An 8x8 time (ISO-8601, or epoch ms as a number or text) in epoch ms; None if unreadable."""
+    text = text_or_none(value)
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def participants_from_wire(items: list[dict[str, Any]]) -> list[Participant]:
+    out = []
+    for item in items:
+        pid = text_or_none(item.get("id"))
+        removed = item.get("removed")
+        if pid:
+            kind = text_or_none(item.get("type")) or "unknown"
+            out.append(Participant(pid, kind, removed if isinstance(removed, bool) else None))
+    return out
 
 
 def created_from_wire(answer: Any, time_field: str) -> CreatedConversation:

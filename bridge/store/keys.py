@@ -236,3 +236,21 @@ class Keys:
             self.held_index(partition),
             self.timers(partition),
         ]
+
+    # --- recovery from 8x8's lists: {recovery} (bridge/store/recovery_state.py) ---
+
+    def recovery_lease(self) -> str:
+        """STRING: the token of the process sweeping now (one sweep at a time across
+        processes). A short PX lease, renewed per conversation."""
+        return f"{self.base}{{recovery}}:lease"
+
+    def recovery_cursor(self) -> str:
+        """STRING: where in the live-handoff index the next sweep starts, so that bounded
+        sweeps take turns over every handoff. TTL one day, refreshed by each sweep."""
+        return f"{self.base}{{recovery}}:cursor"
+
+    def recovery_seen(self) -> str:
+        """HASH: when a sweep first found each missing item (field: conversation and item),
+        so that the horizon is measured across sweeps and processes. TTL one day, refreshed
+        by each write; a found item's field is deleted once it is offered."""
+        return f"{self.base}{{recovery}}:seen"

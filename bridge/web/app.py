@@ -86,7 +86,11 @@ def create_app(runtime: Runtime, *, run_relay: bool = True) -> web.Application:
         if run_relay:
             runtime.relay.start()
             runtime.outbox.start()
+            if runtime.recovery is not None:
+                runtime.recovery.start()
         yield
+        if runtime.recovery is not None:
+            await runtime.recovery.stop()
         await runtime.outbox.stop()
         await runtime.relay.stop()
         await runtime.close()

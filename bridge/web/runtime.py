@@ -18,6 +18,7 @@ from bridge.metrics import Metrics
 from bridge.notices import Notices
 from bridge.outbox import OutboxDrainer
 from bridge.rasa.client import RasaClient
+from bridge.recovery import RecoveryConfig, RecoveryLoop, Sweeper
 from bridge.relay import Deliverer, Relay, RelayConfig
 from bridge.service import HandoffService
 from bridge.settings import Settings
@@ -49,6 +50,7 @@ class Runtime:
     relay: Relay
     service: HandoffService
     outbox: OutboxDrainer
+    recovery: RecoveryLoop | None = None  # None on a store other than Redis
     extra_routes: list[Route] = field(default_factory=list)
     notices: Notices | None = None  # the queue's and agents' words (queue_notice needs its metrics)
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
@@ -70,6 +72,22 @@ def relay_config(settings: Settings) -> RelayConfig:
         backoff_cap_s=settings.relay_retry_cap_s,
         lease_ttl_ms=settings.relay_lease_ttl_ms,
     )
+
+
+def recovery_loop(
+    settings: Settings, store: Store, chat: ChatClient, metrics: Metrics,
+    kick: Callable[[int], None], clock: Callable[[], float],
+) -> RecoveryLoop | None:  # fmt: skip
+    if not isinstance(store, RedisStore):
+        return None
+    config = RecoveryConfig(
+        interval_s=settings.recovery_interval_s,
+        horizon_s=settings.recovery_horizon_s,
+        max_conversations=settings.recovery_max_conversations,
+        calls_per_s=settings.recovery_calls_per_s,
+        dedupe_ttl_s=settings.event_dedupe_ttl_s,
+    )
+    return RecoveryLoop(Sweeper(store, chat, metrics, config, kick=kick, clock=clock), clock)
 
 
 async def build_runtime(
@@ -123,7 +141,9 @@ async def build_runtime(
         dedupe_ttl_s=settings.event_dedupe_ttl_s,
         kick=relay.kick,
         is_transient_key_error=is_transient,
+        on_unavailable=lambda: recovery.request() if recovery else None,
     )
+    recovery = recovery_loop(settings, store, chat, metrics, relay.kick, clock)
     host.declare_in_process()  # the actions, served below, call the service in-process
     upstream = (
         Upstream(settings.bridge_action_upstream, settings.bridge_action_upstream_timeout_s)
@@ -132,7 +152,7 @@ async def build_runtime(
     )
     actions = ActionServer(host.ActionContext(settings, service), upstream=upstream)
     runtime = Runtime(
-        settings, store, chat, rasa, metrics, door, relay, service, OutboxDrainer(service)
+        settings, store, chat, rasa, metrics, door, relay, service, OutboxDrainer(service), recovery
     )
     runtime.extra_routes += [
         Route("POST", "/webhook", actions.webhook),

@@ -52,10 +52,14 @@ class WebhookDoor:
     # Wakes this process's relay for a partition (a fast path; other processes poll).
     kick: Callable[[int], None] = lambda partition: None
     is_transient_key_error: Callable[[SignatureError], bool] = lambda exc: False
+    # Told of every 503: 8x8 may give up on the event, so recovery should look soon.
+    on_unavailable: Callable[[], None] = lambda: None
 
     async def handle(self, request: web.Request) -> web.Response:
         response = await self._handle(request)
         self.metrics.webhook_responses.labels(str(response.status)).inc()
+        if response.status == 503:
+            self.on_unavailable()
         return response
 
     async def _handle(self, request: web.Request) -> web.Response:

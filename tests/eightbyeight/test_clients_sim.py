@@ -21,6 +21,7 @@ from bridge.eightbyeight.client import ChatClient, Customer, HistoryMessage
 from bridge.eightbyeight.config import ApiFamily
 from bridge.eightbyeight.signature import parse_jws
 from bridge.eightbyeight.verify import WebhookVerifier
+from bridge.eightbyeight.wire import epoch_ms
 from bridge.errors import AuthError, NotFound, RequestNotSent, RetryableUpstreamError
 from bridge.ids import ConversationId
 from bridge.simulator import SimulatorConfig, running_simulator
@@ -248,6 +249,36 @@ async def test_get_conversation(api: ApiFamily, sim: Any, client: ChatClient) ->
         assert conv.state is None
         assert conv.interaction_ids == tuple(i.id for i in sim.conversations[cid].interactions)
         assert conv.interaction_ids
+
+
+@pytest.mark.parametrize("api", ["chat-v2"])
+async def test_v2_interactions_carry_their_times(sim: Any, client: ChatClient) -> None:
+    cid = await open_conversation(client)
+    await sim.desk.accept(cid, agent_name="Anna")
+    await sim.desk.leave(cid)
+    [interaction] = (await client.get_conversation(cid)).interactions
+    [simulated] = sim.conversations[cid].interactions
+    assert (interaction.start_ms, interaction.end_ms) == (simulated.start_ms, simulated.end_ms)
+
+
+async def test_list_participants(api: ApiFamily, sim: Any, client: ChatClient) -> None:
+    cid = await open_conversation(client)
+    first = await sim.desk.accept(cid, agent_name="Anna")
+    await sim.desk.leave(cid)
+    await client.send_message(cid, "back again")
+    second = await sim.desk.accept(cid, agent_name="Ben")
+    agents = [(p.id, p.removed) for p in await client.list_participants(cid) if p.type == "agent"]
+    if api == "gateway":  # it says who is no longer in the conversation
+        assert agents == [(first.id, True), (second.id, False)]
+    else:  # v2 does not
+        assert agents == [(first.id, None), (second.id, None)]
+
+
+def test_8x8_times_read_as_epoch_ms() -> None:
+    assert epoch_ms("2026-04-01T10:00:00.250Z") == 1775037600250
+    assert epoch_ms("2026-04-01T10:00:00.250") == 1775037600250  # no zone: UTC
+    assert epoch_ms(1775037600250) == epoch_ms("1775037600250") == 1775037600250
+    assert epoch_ms("yesterday") is None and epoch_ms(None) is None
 
 
 async def test_unknown_conversation_is_not_found(client: ChatClient) -> None:
