@@ -32,12 +32,12 @@ def _text(event: dict[str, Any]) -> Any:
 
 def ceiling_app(redis_url: str, prefix: str, rasa_url: str) -> web.Application:
     app = web.Application()
-    redis = aioredis.from_url(redis_url)
+    redis = aioredis.from_url(redis_url, decode_responses=True)
     http: list[aiohttp.ClientSession] = []
 
     async def relay(request: web.Request) -> web.Response:
         event = json.loads(await request.read())
-        sender = (await redis.get(ceiling_key(prefix, event["conversationId"]))).decode()
+        sender = str(await redis.get(ceiling_key(prefix, event["conversationId"])))
         push = {"event": "bot", "text": _text(event), "metadata": {"handoff": {"source": "8x8"}}}
         url = f"{rasa_url}/conversations/{quote(sender, safe='')}/tracker/events"
         async with http[0].post(url, json=[push], params=PARAMS) as answer:

@@ -96,7 +96,9 @@ def agent_messages(
     for i in range(count):
         conversation, sender = pairs[i % len(pairs)]
         text = event_text(sender, start + i // len(pairs))
-        out.append(_event(sim, conversation, sender, text, agent_message(api, conversation, text, now_ms)))
+        out.append(
+            _event(sim, conversation, sender, text, agent_message(api, conversation, text, now_ms))
+        )
     return out
 
 

@@ -36,7 +36,7 @@ async def wait_for_pushes(stand_in: Process, n: int, within_s: float = DRAIN_TIM
     """Poll the stand-in (another process) until it has `n` pushes or time runs out."""
     deadline = time.monotonic() + within_s
     async with aiohttp.ClientSession() as http:
-        while (got := await _count(http, stand_in)) < n and time.monotonic() < deadline:
+        while (got := await _count(http, stand_in)) < n and time.monotonic() < deadline:  # noqa: ASYNC110 - another process
             await asyncio.sleep(0.02)
     return got
 
@@ -96,7 +96,13 @@ async def seed_escalated(store: Store, pairs: list[tuple[str, str]]) -> None:
         await store.link(SenderId(sender), ConversationId(conversation))
 
 
-_ID = re.compile(r"mem-[cs]-[0-9a-f]+-\d+|[0-9a-f]{32}|\d{13,}-\d+")
+# A key's kind: its name with the hash tag's id and any event id left out.
+_TAG = re.compile(r"\{([a-z]+):[^}]*\}")
+_EVENT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def key_kind(name: str) -> str:
+    return _EVENT_ID.sub("<id>", _TAG.sub(lambda m: "{" + m.group(1) + ":*}", name))
 
 
 async def memory_per_handoff(
@@ -117,7 +123,7 @@ async def memory_per_handoff(
     for _ in range(20):  # the last acks land just after the last pushes
         kinds.clear()
         async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
-            kind = _ID.sub("<id>", key.decode()[len(prefix) :])
+            kind = key_kind(key.decode()[len(prefix) :])
             kinds[kind][0] += 1
             kinds[kind][1] += int(await redis.memory_usage(key, samples=0) or 0)
         total = sum(b for _, b in kinds.values())

@@ -50,7 +50,7 @@ class Process:
         return self.proc.pid
 
     async def start(self, within_s: float = 30.0) -> None:
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115, ASYNC230
         self.proc = subprocess.Popen(  # noqa: ASYNC220 - a start, not a wait
             self.argv, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
         )

@@ -23,8 +23,10 @@ def summarize(runs: list[dict[str, Any]], memory: dict[str, Any]) -> dict[str, A
     for api in sorted({r["api"] for r in runs}, key=lambda a: a != "gateway"):
         figures: dict[str, Any] = {}
         for key, _label, phase, field, _unit, _target in FIGURES:
-            per_side = {
-                side: spread([r[phase][field] for r in runs if r["api"] == api and r["side"] == side])
+            per_side: dict[str, Any] = {
+                side: spread(
+                    [r[phase][field] for r in runs if r["api"] == api and r["side"] == side]
+                )
                 for side in ("bridge", "ceiling")
             }
             per_side["ratio"] = per_side["bridge"]["median"] / per_side["ceiling"]["median"]
@@ -34,7 +36,9 @@ def summarize(runs: list[dict[str, Any]], memory: dict[str, Any]) -> dict[str, A
             "figures": figures,
             "paced_rate": mine[0]["paced"]["rate"],
             "events": sum(r[p]["events"] for r in mine for p in ("saturated", "paced")),
-            "checks": {c: sum(r[p][c] for r in mine for p in ("saturated", "paced")) for c in CHECKS},
+            "checks": {
+                c: sum(r[p][c] for r in mine for p in ("saturated", "paced")) for c in CHECKS
+            },
             "memory_bytes_per_handoff": memory.get(api, {}).get("bytes_per_handoff"),
             "loadavg_1m": spread([x for r in mine for x in r["loadavg_1m"]]),
         }
@@ -81,7 +85,10 @@ def table(result: dict[str, Any]) -> str:
 def _memory_breakdown(result: dict[str, Any]) -> str:
     parts = []
     for api, mem in result["memory"].items():
-        rows = [f"| key ({api}, {mem['handoffs']} handoffs) | keys | bytes / handoff |", "|---|---|---|"]
+        rows = [
+            f"| key ({api}, {mem['handoffs']} handoffs) | keys | bytes / handoff |",
+            "|---|---|---|",
+        ]
         for key, v in mem["keys"].items():
             rows.append(f"| `{key}` | {v['count']} | {v['bytes'] / mem['handoffs']:.1f} |")
         parts.append("\n".join(rows))

@@ -49,7 +49,7 @@ class Plan:
     log_level: str = "INFO"
 
 
-QUICK = Plan(rounds=1, events=800, paced_s=3.0, conversations=128, handoffs=200)
+QUICK = Plan(rounds=1, events=600, paced_s=2.5, conversations=128, handoffs=150)
 
 
 def serve_env(api: str, sim_url: str, redis_url: str, prefix: str, rasa_url: str,
@@ -84,7 +84,9 @@ class Bench:
         self.memory: dict[str, Any] = {}
         self.seq = 0  # texts stay unique over the whole run
 
-    def messages(self, sim: Any, api: str, pairs: list[tuple[str, str]], n: int) -> list[load.Event]:
+    def messages(
+        self, sim: Any, api: str, pairs: list[tuple[str, str]], n: int
+    ) -> list[load.Event]:
         events = load.agent_messages(sim, api, pairs, n, self.seq)
         self.seq += -(-n // len(pairs))
         return events
@@ -114,7 +116,8 @@ class Bench:
             store = await open_store(p.redis_url, prefix=prefix, partitions=PARTITIONS)
             try:
                 self.memory[api] = await phases.memory_per_handoff(
-                    redis, prefix, store, sim, api, serve, stand, p.handoffs, api)
+                    redis, prefix, store, sim, api, serve, stand, p.handoffs, api
+                )
                 pairs = [(f"c-{api}-{i}", f"s-{api}-{i}") for i in range(p.conversations)]
                 await phases.seed_with_agent(store, pairs)
                 for conversation, sender in pairs:
@@ -146,10 +149,14 @@ def _progress(run: dict[str, Any]) -> None:
           flush=True)  # fmt: skip
 
 
+def cpu_model() -> str:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
+
+
 async def machine(redis: aioredis.Redis) -> dict[str, Any]:
     info = await redis.info("server")
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown")  # fmt: skip
+    model = cpu_model()
     return {
         "cores": os.cpu_count(), "cpu": model, "python": sys.version.split()[0],
         "redis": info.get("redis_version"), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -188,8 +195,11 @@ def parse(argv: list[str]) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", Plan.redis_url))
     parser.add_argument("--out", type=Path, default=procs.ROOT / "bench/results/latest.json")
     parser.add_argument("--doc", type=Path, default=procs.ROOT / "docs/performance.md")
-    parser.add_argument("--section", default="latest",
-                        help="which results section of the doc to regenerate (e.g. before, after)")
+    parser.add_argument(
+        "--section",
+        default="latest",
+        help="which results section of the doc to regenerate (e.g. before, after)",
+    )
     parser.add_argument("--no-doc", action="store_true", help="leave docs/performance.md alone")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else Plan()
@@ -205,7 +215,8 @@ def parse(argv: list[str]) -> tuple[Plan, argparse.Namespace]:
 
 def main(argv: list[str] | None = None) -> int:
     plan, args = parse(sys.argv[1:] if argv is None else argv)
-    logs = Path(tempfile.gettempdir()) / "hbbench-logs"  # serve's INFO logs, written as in production
+    # serve's INFO logs go to a file, as in production (not to a pipe nobody reads).
+    logs = Path(tempfile.gettempdir()) / "hbbench-logs"
     logs.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(run(plan, logs))
