@@ -8,7 +8,8 @@ Starts the runner's stand-in and `serve` (verification on), then:
 2. a paced phase (half the saturated rate) under `redis-cli MONITOR`: Redis commands per event
    (sent by serve, and run inside its scripts), and each event's timeline: posted -> enqueued
    by the door -> first read by the relay (its attempt counted) -> at the stand-in -> acked.
-py-spy needs ptrace rights (root, or kernel.yama.ptrace_scope=0).
+py-spy needs ptrace rights (root, or kernel.yama.ptrace_scope=0). It pauses serve for each
+sample (exact stacks, a little slower serve); the figures of profiled phases are not the table's.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _LINE = re.compile(r"^(\d+\.\d+) \[\d+ ([^\]]+)\] (.*)$")
 
 def _pyspy(pid: int, out: Path, fmt: str) -> subprocess.Popen[bytes]:
     argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
-            "--rate", "250", "--nonblocking", "--format", fmt, "-o", str(out)]  # fmt: skip
+            "--rate", "250", "--format", fmt, "-o", str(out)]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)  # py-spy attaches before the load starts
     return proc

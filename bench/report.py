@@ -29,7 +29,7 @@ def summarize(runs: list[dict[str, Any]], memory: dict[str, Any]) -> dict[str, A
                 )
                 for side in ("bridge", "ceiling")
             }
-            per_side["ratio"] = per_side["bridge"]["median"] / per_side["ceiling"]["median"]
+            per_side["ratio"] = spread(_paired_ratios(runs, api, phase, field))
             figures[key] = per_side
         mine = [r for r in runs if r["api"] == api]
         out[api] = {
@@ -43,6 +43,16 @@ def summarize(runs: list[dict[str, Any]], memory: dict[str, Any]) -> dict[str, A
             "loadavg_1m": spread([x for r in mine for x in r["loadavg_1m"]]),
         }
     return out
+
+
+def _paired_ratios(runs: list[dict[str, Any]], api: str, phase: str, field: str) -> list[float]:
+    """bridge / ceiling within each round: the two ran back to back, under the same load from
+    the rest of the machine, so the ratio drifts less than either figure."""
+    by_round: dict[int, dict[str, float]] = {}
+    for r in runs:
+        if r["api"] == api:
+            by_round.setdefault(r["round"], {})[r["side"]] = r[phase][field]
+    return [s["bridge"] / s["ceiling"] for s in by_round.values() if len(s) == 2]
 
 
 def intact(result: dict[str, Any]) -> bool:
@@ -65,8 +75,9 @@ def api_table(api: str, summary: dict[str, Any]) -> str:
         f = summary["figures"][key]
         if key in ("p99", "p50"):
             label = f"{label} ({summary['paced_rate']:,.0f} ev/s)"
+        ratio = f"{f['ratio']['median']:.2f} ({f['ratio']['min']:.2f}–{f['ratio']['max']:.2f})"
         rows.append(f"| {label} | {_cell(f['bridge'], unit)} | {_cell(f['ceiling'], unit)} "
-                    f"| {f['ratio']:.2f} | {target} |")  # fmt: skip
+                    f"| {ratio} | {target} |")  # fmt: skip
     mem = summary["memory_bytes_per_handoff"]
     if mem is not None:
         rows.append(f"| Redis per live handoff | {mem:,.0f} B | | | ≤ 1 KB |")
@@ -106,7 +117,7 @@ def section(result: dict[str, Any]) -> str:
         f"`{result['command']}`: {plan['rounds']} rounds per API (ABBA), "
         f"{plan['events']:,} events per saturated phase, paced phases of {plan['paced_s']:g} s "
         f"over {plan['conversations']} conversations. Each cell: median (min–max) over the "
-        f"rounds; ratio = bridge median / ceiling median."
+        f"rounds; ratio: median (min–max) over the rounds of bridge / ceiling within a round."
     )
     return "\n\n".join([head, table(result), _memory_breakdown(result)])
 

@@ -37,12 +37,13 @@ PARTITIONS = 16
 
 @dataclass
 class Plan:
-    rounds: int = 4
+    rounds: int = 6
     events: int = 5000  # per saturated phase
     paced_s: float = 12.0
     conversations: int = 256
     in_flight: int = 64
     pace: float = 0.5  # the paced rate, as a share of the bridge's saturated rate
+    rate: float = 0.0  # the paced rate in ev/s when set (to compare runs at one load)
     handoffs: int = 1000  # the memory phase
     apis: tuple[str, ...] = APIS
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -125,7 +126,7 @@ class Bench:
                 # Calibration (not counted): warms both sides and fixes the paced rate.
                 warm = await phases.run_phase("saturated", serve, stand,
                                               self.messages(sim, api, pairs, p.events), in_flight=p.in_flight)  # fmt: skip
-                rate = warm["delivered_per_s"] * p.pace
+                rate = p.rate or warm["delivered_per_s"] * p.pace
                 await phases.run_phase("saturated", ceiling, stand,
                                        self.messages(sim, api, pairs, p.events // 4), in_flight=p.in_flight)  # fmt: skip
                 sides = {"bridge": serve, "ceiling": ceiling}
@@ -189,9 +190,10 @@ async def run(plan: Plan, logs: Path) -> dict[str, Any]:
 def parse(argv: list[str]) -> tuple[Plan, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one round, small phases (< 1 min)")
-    parser.add_argument("--rounds", type=int, help="rounds per API (default 4; ABBA order)")
+    parser.add_argument("--rounds", type=int, help="rounds per API (default 6; ABBA order)")
     parser.add_argument("--api", choices=APIS, help="only this API")
     parser.add_argument("--events", type=int, help="events per saturated phase")
+    parser.add_argument("--rate", type=float, help="paced rate, ev/s (default: half the bridge's)")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", Plan.redis_url))
     parser.add_argument("--out", type=Path, default=procs.ROOT / "bench/results/latest.json")
     parser.add_argument("--doc", type=Path, default=procs.ROOT / "docs/performance.md")
@@ -208,6 +210,8 @@ def parse(argv: list[str]) -> tuple[Plan, argparse.Namespace]:
         plan.rounds = args.rounds
     if args.events:
         plan.events = args.events
+    if args.rate:
+        plan.rate = args.rate
     if args.api:
         plan.apis = (args.api,)
     return plan, args
