@@ -38,6 +38,7 @@ class Sent:
 
     times: dict[str, float] = field(default_factory=dict)
     errors: int = 0
+    retried: int = 0
     first: float = 0.0
     last_answer: float = 0.0
 
@@ -126,11 +127,22 @@ def by_conversation(events: Sequence[Event]) -> dict[str, list[Event]]:
     return lanes
 
 
+# As 8x8 does, a 5xx is retried with the same event id; a 4xx is not.
+RETRY_DELAYS_S = (0.1, 0.2, 0.5, 1.0, 2.0)
+
+
 async def _post(http: aiohttp.ClientSession, url: str, event: Event, sent: Sent) -> None:
-    async with http.post(url, data=event.body, headers=event.headers) as answer:
-        await answer.read()
-        if answer.status != 200:
+    for delay in (*RETRY_DELAYS_S, None):
+        async with http.post(url, data=event.body, headers=event.headers) as answer:
+            await answer.read()
+            status = answer.status
+        if status == 200:
+            break
+        if status < 500 or delay is None:
             sent.errors += 1
+            break
+        sent.retried += 1
+        await asyncio.sleep(delay)
     sent.last_answer = time.monotonic()
 
 

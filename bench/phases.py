@@ -74,6 +74,7 @@ async def run_phase(
         "max_ms": 1000 * max(latencies) if latencies else None,
         "cpu_ms_per_event": 1000 * cpu / len(events),
         "non_2xx": sent.errors,
+        "retried_5xx": sent.retried,
         "rate": rate or None,
         **integrity.as_dict(),
     }

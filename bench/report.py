@@ -36,6 +36,9 @@ def summarize(runs: list[dict[str, Any]], memory: dict[str, Any]) -> dict[str, A
             "figures": figures,
             "paced_rate": mine[0]["paced"]["rate"],
             "events": sum(r[p]["events"] for r in mine for p in ("saturated", "paced")),
+            "retried_5xx": sum(
+                r[p].get("retried_5xx", 0) for r in mine for p in ("saturated", "paced")
+            ),
             "checks": {
                 c: sum(r[p][c] for r in mine for p in ("saturated", "paced")) for c in CHECKS
             },
@@ -85,7 +88,8 @@ def api_table(api: str, summary: dict[str, Any]) -> str:
     rows.append("")
     rows.append(f"{summary['events']:,} events: {checks['lost']} lost, {checks['duplicated']} "
                 f"duplicated, {checks['reordered']} reordered, {checks['unexpected']} unexpected, "
-                f"{checks['non_2xx']} non-2xx answers.")  # fmt: skip
+                f"{checks['non_2xx']} refused for good; {summary['retried_5xx']} retried after a 5xx "
+                f"(as 8x8 retries).")  # fmt: skip
     return "\n".join(rows)
 
 
