@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bench.phases import key_kind
+from bench.report import _paired_ratios
 from bench.stats import check_integrity, event_text, percentile, spread
 
 
@@ -53,3 +56,13 @@ def test_key_kind_hides_ids_but_keeps_the_shape() -> None:
     assert key_kind("hb:v1:{p:3}:evt:0123456789abcdef0123456789abcdef") == "hb:v1:{p:*}:evt:<id>"
     assert key_kind("hb:v1:{s:mem-s-gateway-17}:rec") == "hb:v1:{s:*}:rec"
     assert key_kind("hb:v1:{relays}:live") == "hb:v1:{relays}:live"
+
+
+def test_ratios_pair_the_two_sides_of_each_round() -> None:
+    def run(side: str, rnd: int, rate: float) -> dict[str, Any]:
+        return {"api": "gateway", "side": side, "round": rnd, "saturated": {"rate": rate}}
+
+    runs = [run("bridge", 0, 100.0), run("ceiling", 0, 200.0),
+            run("ceiling", 1, 400.0), run("bridge", 1, 300.0)]  # fmt: skip
+    # Within a round, not median over median (which would be 200 / 300).
+    assert sorted(_paired_ratios(runs, "gateway", "saturated", "rate")) == [0.5, 0.75]
