@@ -1,0 +1,1 @@
+"""Benchmarks of the bridge against the machine's ceiling (see docs/performance.md)."""

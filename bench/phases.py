@@ -1,0 +1,140 @@
+"""One measured phase against one side (the bridge or the ceiling), and the memory phase."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import defaultdict
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from bench import load
+from bench.procs import Process, cpu_seconds
+from bench.stats import check_integrity, percentile
+from bridge.handoff import Escalated, Handoff, State, on_action
+from bridge.ids import ConversationId, SenderId
+from bridge.store.base import Store
+
+DRAIN_TIMEOUT_S = 60.0
+
+
+async def reset(stand_in: Process) -> None:
+    async with aiohttp.ClientSession() as http, http.post(stand_in.url + "/_bench/reset") as r:
+        r.raise_for_status()
+
+
+async def _count(http: aiohttp.ClientSession, stand_in: Process) -> int:
+    async with http.get(stand_in.url + "/_bench/count") as r:
+        return int((await r.json())["pushes"])
+
+
+async def wait_for_pushes(stand_in: Process, n: int, within_s: float = DRAIN_TIMEOUT_S) -> int:
+    """Poll the stand-in (another process) until it has `n` pushes or time runs out."""
+    deadline = time.monotonic() + within_s
+    async with aiohttp.ClientSession() as http:
+        while (got := await _count(http, stand_in)) < n and time.monotonic() < deadline:  # noqa: ASYNC110 - another process
+            await asyncio.sleep(0.02)
+    return got
+
+
+async def arrivals(stand_in: Process) -> list[tuple[str, str, float]]:
+    async with aiohttp.ClientSession() as http, http.get(stand_in.url + "/_bench/arrivals") as r:
+        return [(s, t, float(at)) for s, t, at in await r.json()]
+
+
+async def run_phase(
+    kind: str, side: Process, stand_in: Process, events: list[load.Event], *,
+    in_flight: int = 64, rate: float = 0.0,
+) -> dict[str, Any]:  # fmt: skip
+    """Send `events` (saturated or paced), wait until the stand-in has them all, and measure
+    end-to-end rate, latency, the side's CPU per event and the integrity of what arrived."""
+    await reset(stand_in)
+    url = side.url + "/8x8/events"
+    cpu_before = cpu_seconds(side.pid)
+    if kind == "saturated":
+        sent = await load.saturated(url, events, in_flight)
+    else:
+        sent = await load.paced(url, events, rate)
+    await wait_for_pushes(stand_in, len(events))
+    cpu = cpu_seconds(side.pid) - cpu_before
+    got = await arrivals(stand_in)
+    integrity = check_integrity((e.text for e in events), [(s, t) for s, t, _ in got])
+    latencies = [at - sent.times[t] for _, t, at in got if t in sent.times]
+    last = max((at for _, _, at in got), default=sent.first)
+    return {
+        "events": len(events),
+        "delivered_per_s": len(got) / (last - sent.first) if got else 0.0,
+        "answered_per_s": len(events) / (sent.last_answer - sent.first),
+        "p50_ms": 1000 * percentile(latencies, 50) if latencies else None,
+        "p99_ms": 1000 * percentile(latencies, 99) if latencies else None,
+        "max_ms": 1000 * max(latencies) if latencies else None,
+        "cpu_ms_per_event": 1000 * cpu / len(events),
+        "non_2xx": sent.errors,
+        "retried_5xx": sent.retried,
+        "rate": rate or None,
+        **integrity.as_dict(),
+    }
+
+
+async def seed_with_agent(store: Store, pairs: list[tuple[str, str]]) -> None:
+    """Handoffs an agent already holds: each agent message becomes one push into Rasa."""
+    for conversation, sender in pairs:
+        step = on_action(Handoff(), Escalated(ConversationId(conversation), reopened=False), 0)
+        live = replace(step.handoff, state=State.WITH_AGENT, agent_id="agent-1", agent_name="Anna")
+        assert await store.save_handoff(SenderId(sender), live.to_fields(), 0)
+        await store.link(SenderId(sender), ConversationId(conversation))
+
+
+async def seed_escalated(store: Store, pairs: list[tuple[str, str]]) -> None:
+    """What the escalate action leaves: the handoff requested and the conversation linked."""
+    for conversation, sender in pairs:
+        step = on_action(Handoff(), Escalated(ConversationId(conversation), reopened=False), 0)
+        assert await store.save_handoff(SenderId(sender), step.handoff.to_fields(), 0)
+        await store.link(SenderId(sender), ConversationId(conversation))
+
+
+# A key's kind: its name with the hash tag's id and any event id left out.
+_TAG = re.compile(r"\{([a-z]+):[^}]*\}")
+_EVENT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def key_kind(name: str) -> str:
+    return _EVENT_ID.sub("<id>", _TAG.sub(lambda m: "{" + m.group(1) + ":*}", name))
+
+
+async def memory_per_handoff(
+    redis: aioredis.Redis, prefix: str, store: Store, sim: Any, api: str,
+    serve: Process, stand_in: Process, n: int, tag: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Live handoffs made as the bridge makes them (escalated, then queued, agent joined and
+    one agent message through `serve`); MEMORY USAGE of every key under the run's prefix
+    (records, mappings, claims, streams, timers, indexes, leases: whatever exists), / n."""
+    await reset(stand_in)
+    pairs = [(f"mem-c-{tag}-{i}", f"mem-s-{tag}-{i}") for i in range(n)]
+    await seed_escalated(store, pairs)
+    events = load.handoff_lifecycle(sim, api, pairs)
+    await load.saturated(serve.url + "/8x8/events", events, 64)
+    got = await wait_for_pushes(stand_in, len(events))
+    kinds: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    previous = -1
+    for _ in range(20):  # the last acks land just after the last pushes
+        kinds.clear()
+        async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
+            kind = key_kind(key.decode()[len(prefix) :])
+            kinds[kind][0] += 1
+            kinds[kind][1] += int(await redis.memory_usage(key, samples=0) or 0)
+        total = sum(b for _, b in kinds.values())
+        if total == previous:
+            break
+        previous = total
+        await asyncio.sleep(0.3)
+    return {
+        "handoffs": n,
+        "pushes": got,
+        "bytes_per_handoff": total / n,
+        "keys": {k: {"count": c, "bytes": b} for k, (c, b) in sorted(kinds.items())},
+    }

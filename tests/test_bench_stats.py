@@ -1,0 +1,68 @@
+"""The benchmark runner's own arithmetic: percentiles, spread, and the delivery check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.phases import key_kind
+from bench.report import _paired_ratios
+from bench.stats import check_integrity, event_text, percentile, spread
+
+
+def test_percentile_is_an_observed_value_by_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([7.0, 1.0, 3.0], 50) == 3.0  # unsorted input
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_spread_gives_median_and_range() -> None:
+    assert spread([3.0, 1.0, 10.0, 2.0]) == {"median": 2.5, "min": 1.0, "max": 10.0, "n": 4}
+
+
+def _sent(senders: int, per_sender: int) -> list[str]:
+    return [event_text(f"s{s}", i) for s in range(senders) for i in range(per_sender)]
+
+
+def test_everything_once_in_order_per_sender_is_intact() -> None:
+    sent = _sent(2, 3)
+    # Senders interleave freely; each sender's own order is kept.
+    arrived = [("s1", "s1/0"), ("s0", "s0/0"), ("s0", "s0/1"), ("s1", "s1/1"),
+               ("s1", "s1/2"), ("s0", "s0/2")]  # fmt: skip
+    result = check_integrity(sent, arrived)
+    assert result.ok
+    assert result.as_dict() == {"lost": 0, "duplicated": 0, "reordered": 0, "unexpected": 0}
+
+
+def test_lost_duplicated_reordered_and_unexpected_are_each_counted() -> None:
+    sent = _sent(1, 4)
+    arrived = [("s0", "s0/0"), ("s0", "s0/2"), ("s0", "s0/1"), ("s0", "s0/2"), ("s0", "nope")]
+    result = check_integrity(sent, arrived)
+    assert not result.ok
+    assert (result.lost, result.duplicated, result.reordered, result.unexpected) == (1, 1, 1, 1)
+
+
+def test_a_text_delivered_to_the_wrong_sender_is_unexpected() -> None:
+    result = check_integrity(["s0/0"], [("s1", "s0/0")])
+    assert result.unexpected == 1
+
+
+def test_key_kind_hides_ids_but_keeps_the_shape() -> None:
+    assert key_kind("hb:v1:{p:3}:evt:0123456789abcdef0123456789abcdef") == "hb:v1:{p:*}:evt:<id>"
+    assert key_kind("hb:v1:{s:mem-s-gateway-17}:rec") == "hb:v1:{s:*}:rec"
+    assert key_kind("hb:v1:{relays}:live") == "hb:v1:{relays}:live"
+
+
+def test_ratios_pair_the_two_sides_of_each_round() -> None:
+    def run(side: str, rnd: int, rate: float) -> dict[str, Any]:
+        return {"api": "gateway", "side": side, "round": rnd, "saturated": {"rate": rate}}
+
+    runs = [run("bridge", 0, 100.0), run("ceiling", 0, 200.0),
+            run("ceiling", 1, 400.0), run("bridge", 1, 300.0)]  # fmt: skip
+    # Within a round, not median over median (which would be 200 / 300).
+    assert sorted(_paired_ratios(runs, "gateway", "saturated", "rate")) == [0.5, 0.75]
