@@ -33,6 +33,8 @@ QUEUE_SLOT = "handoff_queue"  # ... and `queue` entity
 # ... and the queue's figures (Real-time Metrics API), `queue_ahead` and `queue_wait`
 WAIT_SLOTS = ("handoff_queue_ahead", "handoff_queue_wait")
 WAIT_ENTITIES = ("queue_ahead", "queue_wait")
+# The triggers that may carry those figures: utter_handoff_queue_wait follows their notice.
+WAIT_NOTICES = ("EXTERNAL_handoff_queued", "EXTERNAL_handoff_queue_reminder")
 ESCALATION_INTENT = "human_handoff"
 # Sent (as the user's) to reopen a conversation when the user's request was a command only.
 REOPEN_TEXT = "The customer asked for an agent again."
@@ -234,7 +236,7 @@ class ActionHandoffNotice(Action):
             return []
         response, active = notice
         dispatcher.utter_message(response=response)  # rendered with the slots as they are now
-        if intent == "EXTERNAL_handoff_queued":
+        if intent in WAIT_NOTICES:
             return [SlotSet(SLOT, True), *_queue_wait(dispatcher, tracker)]
         if active:
             return [SlotSet(SLOT, True)]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from bridge.agent_names import DEFAULT_MESSAGE_FORMAT, AgentNames, format_agent_message
 from bridge.eightbyeight.events import ChatEvent, EventKind
 from bridge.eightbyeight.realtime import RealtimeMetrics
-from bridge.handoff import ENTITY_QUEUE, INTENT_HANDOFF_QUEUED
+from bridge.handoff import ENTITY_QUEUE, INTENT_HANDOFF_QUEUED, INTENT_QUEUE_REMINDER, Handoff
 from bridge.queue_status import queue_entities
 
 if TYPE_CHECKING:
@@ -43,6 +43,19 @@ class Notices:
             elif push.intent is None:
                 push = replace(
                     push, text=format_agent_message(self._format, push.agent_name, push.text)
+                )
+            out.append(push)
+        return out
+
+    async def dress_timer(self, pushes: Sequence[Push], handoff: Handoff) -> list[Push]:
+        """The pushes of a timer: the queue reminder carries the queue's figures as they are
+        now, like the queued notice (the handoff record knows the queue; 8x8 sends nothing)."""
+        out: list[Push] = []
+        for push in pushes:
+            if push.intent == INTENT_QUEUE_REMINDER and self.metrics is not None and handoff.queue:
+                figures = await self.metrics.queue(handoff.queue)
+                push = replace(
+                    push, entities={**(push.entities or {}), **queue_entities(None, figures)}
                 )
             out.append(push)
         return out

@@ -192,6 +192,8 @@ class Deliverer:
         pushes = pushes_for(step, entry.event_id)
         if isinstance(event, ChatEvent):
             pushes = await self._notices.dress(pushes, event)
+        else:
+            pushes = await self._notices.dress_timer(pushes, handoff)
         for push in pushes:
             if check_tracker and await self._rasa.has_marker(sender, push.marker):
                 self._metrics.relay_skipped.inc()

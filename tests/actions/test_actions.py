@@ -377,8 +377,10 @@ async def test_history_waiting_in_the_outbox_keeps_its_author(w: World) -> None:
     assert (last.author_type, last.text) == ("bot", "Mon-Fri 9-5.")
 
 
-def notice_tracker(entities: dict[str, str]) -> Tracker:
-    t = tracker("ned", "EXTERNAL: EXTERNAL_handoff_queued", "EXTERNAL_handoff_queued")
+def notice_tracker(
+    entities: dict[str, str], intent: str = "EXTERNAL_handoff_queued"
+) -> Tracker:
+    t = tracker("ned", f"EXTERNAL: {intent}", intent)
     t.latest_message["entities"] = [{"entity": k, "value": v} for k, v in entities.items()]
     return t
 
@@ -392,6 +394,18 @@ async def test_queued_notice_says_the_wait_when_the_trigger_carries_it(w: World)
 async def test_queued_notice_without_figures_clears_an_earlier_waits_figures(w: World) -> None:
     said, events = await run(NOTICE, notice_tracker({"queue": "Support"}))
     assert said == ["utter_handoff_queued"] and slot(events) is True
+    cleared = {e["name"] for e in events if e.get("event") == "slot" and e["value"] is None}
+    assert cleared == {"handoff_queue_ahead", "handoff_queue_wait"}
+
+
+async def test_the_queue_reminder_says_the_wait_when_it_carries_the_figures(w: World) -> None:
+    reminder = "EXTERNAL_handoff_queue_reminder"
+    figures = {"queue": "Support", "queue_ahead": "0", "queue_wait": "2"}
+    said, events = await run(NOTICE, notice_tracker(figures, reminder))
+    assert said == ["utter_handoff_queue_reminder", "utter_handoff_queue_wait"]
+    assert slot(events) is True
+    said, events = await run(NOTICE, notice_tracker({}, reminder))  # figures of an earlier wait
+    assert said == ["utter_handoff_queue_reminder"] and slot(events) is True
     cleared = {e["name"] for e in events if e.get("event") == "slot" and e["value"] is None}
     assert cleared == {"handoff_queue_ahead", "handoff_queue_wait"}
 

@@ -3,9 +3,12 @@ bridge -> Rasa stand-in."""
 
 from __future__ import annotations
 
+import time
+
 from pydantic import SecretStr
 
 from bridge.eightbyeight.client import Customer
+from bridge.ids import SenderId
 from bridge.simulator import SimulatorConfig
 from tests.core.conftest import BridgeFactory, Harness
 from tests.support.waiting import eventually
@@ -13,6 +16,7 @@ from tests.support.waiting import eventually
 JOINED = "EXTERNAL_agent_joined"
 QUEUED = "EXTERNAL_handoff_queued"
 LEFT = "EXTERNAL_agent_left"
+REMINDER = "EXTERNAL_handoff_queue_reminder"
 
 
 # The harness's simulator keeps the default Real-time Metrics credentials.
@@ -102,3 +106,37 @@ async def test_a_transfer_names_the_next_agent(make_bridge: BridgeFactory) -> No
         {k: v for k, v in e.items() if k == "queue"} for e in entities(h, "eve", QUEUED)
     ]
     assert h.rasa.texts("eve") == ["Ben Ode: Ben here."]
+
+
+async def test_the_queue_reminder_carries_the_queues_figures_like_the_queued_notice(
+    make_bridge: BridgeFactory,
+) -> None:
+    now = [time.time()]
+    h = await make_bridge(
+        clock=lambda: now[0], **WITH_METRICS, handoff_queue_reminder_s=60,
+        handoff_queue_timeout_s=0,
+    )  # fmt: skip
+    h.sim.realtime_overrides["101"] = {"interactionsAvgWaitTime.int-30m": 90_000}
+    for _ in range(2):
+        await h.chat.create_conversation(Customer(name="someone"))
+    await h.runtime.service.escalate(SenderId("eli"), Customer(name="Eli"), [], "")  # arms it
+    await eventually(lambda: entities(h, "eli", QUEUED) != [], 15, "the queued notice")
+    now[0] += 60
+    await eventually(lambda: entities(h, "eli", REMINDER) != [], 15, "the reminder")
+    figures = {"queue": "Customer Support", "queue_ahead": "2", "queue_wait": "2"}
+    assert entities(h, "eli", QUEUED) == [figures]
+    assert entities(h, "eli", REMINDER)[0] == figures
+
+
+async def test_without_metrics_credentials_the_queue_reminder_carries_nothing(
+    make_bridge: BridgeFactory,
+) -> None:
+    now = [time.time()]
+    h = await make_bridge(
+        clock=lambda: now[0], handoff_queue_reminder_s=60, handoff_queue_timeout_s=0
+    )
+    await h.runtime.service.escalate(SenderId("fay"), Customer(name="Fay"), [], "")
+    await eventually(lambda: entities(h, "fay", QUEUED) != [], 15, "the queued notice")
+    now[0] += 60
+    await eventually(lambda: entities(h, "fay", REMINDER) != [], 15, "the reminder")
+    assert entities(h, "fay", REMINDER)[0] == {}
