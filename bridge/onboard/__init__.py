@@ -24,7 +24,7 @@ __all__ = ["Options", "Plan", "ProjectError", "apply", "plan"]
 
 HANDOFF_ACTIONS = {
     "action_handoff_to_agent", "action_handoff_forward", "action_handoff_end",
-    "action_handoff_notice",
+    "action_handoff_notice", "action_restart",
 }  # fmt: skip
 
 

@@ -377,9 +377,7 @@ async def test_history_waiting_in_the_outbox_keeps_its_author(w: World) -> None:
     assert (last.author_type, last.text) == ("bot", "Mon-Fri 9-5.")
 
 
-def notice_tracker(
-    entities: dict[str, str], intent: str = "EXTERNAL_handoff_queued"
-) -> Tracker:
+def notice_tracker(entities: dict[str, str], intent: str = "EXTERNAL_handoff_queued") -> Tracker:
     t = tracker("ned", f"EXTERNAL: {intent}", intent)
     t.latest_message["entities"] = [{"entity": k, "value": v} for k, v in entities.items()]
     return t
