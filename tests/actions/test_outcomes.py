@@ -94,16 +94,21 @@ async def test_the_bot_takes_over_knowing_how_the_handoff_ended(
     assert slots["handoff_agent"] is None  # the current agent's slot is cleared
 
 
+NO_FIGURES = {"handoff_queue_ahead": None, "handoff_queue_wait": None}  # none on this trigger
+
+
 @pytest.mark.parametrize(
-    ("intent", "response"),
+    ("intent", "response", "cleared"),
     [
-        ("EXTERNAL_handoff_queue_reminder", "utter_handoff_queue_reminder"),
-        ("EXTERNAL_handoff_agent_silent", "utter_handoff_agent_silent"),
+        ("EXTERNAL_handoff_queue_reminder", "utter_handoff_queue_reminder", NO_FIGURES),
+        ("EXTERNAL_handoff_agent_silent", "utter_handoff_agent_silent", {}),
     ],
 )
-async def test_the_waiting_notices_keep_the_handoff(w: World, intent: str, response: str) -> None:
+async def test_the_waiting_notices_keep_the_handoff(
+    w: World, intent: str, response: str, cleared: dict[str, None]
+) -> None:
     said, slots = await run(NOTICE, during("noa", intent))
-    assert said == [response] and slots == {"handoff_active": True}
+    assert said == [response] and slots == {"handoff_active": True, **cleared}
 
 
 async def test_the_survey_follows_only_an_agents_end_and_only_if_the_bot_has_it(w: World) -> None:

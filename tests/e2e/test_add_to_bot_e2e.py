@@ -133,6 +133,14 @@ async def test_the_rasa_init_bot_hands_off_to_an_agent_and_back(e2e: E2E) -> Non
     await e2e.settled()
     assert e2e.inbox.texts(sender) == seen
 
+    # /restart runs the fragment's action_restart (the bridge's): the 8x8 chat ends too.
+    await escalate(e2e, sender, "I want to talk to a human", seen)
+    assert e2e.sim.conversation(conv.id).interaction is not None
+    await e2e.say(sender, "/restart")
+    assert e2e.sim.conversation(conv.id).interaction is None
+    assert await e2e.slot(sender, "handoff_active") is False
+    assert await e2e.say(sender, "hello") == [say("utter_greet")]
+
 
 # --- a bot with an action server of its own ---
 
