@@ -90,7 +90,7 @@ async def test_restart_during_a_handoff_leaves_the_8x8_interaction(
         await stream.until(has("notice", "queue"), "queued")
         (conv,) = sb.sim.conversations.values()
         await desk(http, sb, f"{conv.id}/accept", agentName="Anna")
-        await stream.until(has("notice", "joined"), "the agent")
+        await stream.until(has("notice", "chatting with Anna"), "the agent")
         await say(http, sb, "web-r", "/restart")
         await eventually(lambda: conv.interaction is None, what="the user's leave on 8x8")
         assert sb.demo_bot.tracker("web-r").slots["handoff_active"] is False
