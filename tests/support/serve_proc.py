@@ -61,6 +61,7 @@ class ServeProc:
         *,
         preexec_fn: Callable[[], None] | None = None,
         cwd: Path | None = None,
+        ready_path: str = "/health",
     ) -> None:
         self.port = int(env.get("BRIDGE_PORT") or free_port())
         self.env = {**env, "BRIDGE_PORT": str(self.port)}
@@ -69,6 +70,7 @@ class ServeProc:
         self._preexec_fn = preexec_fn
         # An empty directory by default, so that no .env file is read.
         self._cwd = cwd or log_path.parent
+        self._ready_path = ready_path
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self, within: float = 20.0) -> None:
@@ -83,7 +85,7 @@ class ServeProc:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"serve exited: {self.log_path.read_text()[-2000:]}")
                 try:
-                    async with http.get(f"{self.url}/health") as r:
+                    async with http.get(f"{self.url}{self._ready_path}") as r:
                         if r.status == 200:
                             return
                 except aiohttp.ClientError:
@@ -106,6 +108,11 @@ class ServeProc:
 
     def log_lines(self) -> list[str]:
         return self.log_path.read_text(errors="replace").splitlines()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
