@@ -102,7 +102,11 @@ _TAG = re.compile(r"\{([a-z]+):[^}]*\}")
 _EVENT_ID = re.compile(r"[0-9a-f]{32}")
 
 
+_CONVERSATION = re.compile(r":msgs:.*$")  # the delivered-message record names its conversation
+
+
 def key_kind(name: str) -> str:
+    name = _CONVERSATION.sub(":msgs:<conversation>", name)
     return _EVENT_ID.sub("<id>", _TAG.sub(lambda m: "{" + m.group(1) + ":*}", name))
 
 

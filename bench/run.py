@@ -62,6 +62,9 @@ def serve_env(api: str, sim_url: str, redis_url: str, prefix: str, rasa_url: str
         "EIGHTBYEIGHT_VERIFY_SIGNATURES": "true", "RASA_URL": rasa_url,
         "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": prefix, "RELAY_PARTITIONS": str(PARTITIONS),
         "EVENT_DEDUPE_TTL_S": "3600", "LOG_LEVEL": log_level,
+        # The agent's words alone, as the ceiling pushes them: the integrity check matches the
+        # texts that arrive against the texts sent (the default would prefix the agent's name).
+        "HANDOFF_AGENT_MESSAGE_FORMAT": "{text}",
     }  # fmt: skip
 
 

@@ -54,6 +54,8 @@ def test_a_text_delivered_to_the_wrong_sender_is_unexpected() -> None:
 
 def test_key_kind_hides_ids_but_keeps_the_shape() -> None:
     assert key_kind("hb:v1:{p:3}:evt:0123456789abcdef0123456789abcdef") == "hb:v1:{p:*}:evt:<id>"
+    # one record per conversation: grouped, not a row each
+    assert key_kind("hb:v1:{p:3}:msgs:mem-c-gateway-7") == "hb:v1:{p:*}:msgs:<conversation>"
     assert key_kind("hb:v1:{s:mem-s-gateway-17}:rec") == "hb:v1:{s:*}:rec"
     assert key_kind("hb:v1:{relays}:live") == "hb:v1:{relays}:live"
 

@@ -8,6 +8,7 @@ simulator cannot drift from what the bridge checks.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -140,8 +141,16 @@ def parse_jws(jws: str) -> ParsedJws:
     parts = jws.split(".")
     if len(parts) != 3 or parts[1] != "":
         raise SignatureError("signature is not a detached compact JWS")
+    return ParsedJws(parts[0], _header_kid(parts[0]), b64url_decode(parts[2]))
+
+
+# 8x8 signs every event with the same protected header (one per signing key): parse it once.
+# Only headers that pass are cached (lru_cache does not keep exceptions), and only a few.
+@functools.lru_cache(maxsize=16)
+def _header_kid(header_b64: str) -> str:
+    """The kid of a protected header that is RS256 with b64=false; SignatureError otherwise."""
     try:
-        header: Any = json.loads(b64url_decode(parts[0]))
+        header: Any = json.loads(b64url_decode(header_b64))
     except ValueError:
         raise SignatureError("JWS header is not JSON") from None
     if not isinstance(header, dict):
@@ -153,7 +162,7 @@ def parse_jws(jws: str) -> ParsedJws:
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise SignatureError("JWS header has no kid")
-    return ParsedJws(parts[0], kid, b64url_decode(parts[2]))
+    return kid
 
 
 def verify_jws(public_key: rsa.RSAPublicKey, jws: ParsedJws, payload: bytes) -> None:

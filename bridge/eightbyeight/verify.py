@@ -172,6 +172,18 @@ class _ExpiringKids:
 def _single_signed_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Lower-cased headers; SignatureError if a signed one appears twice. Otherwise a second
     `x-8x8-event-id` could be the one verified while the other one is used (or vice versa)."""
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        # A multidict (aiohttp's request headers) matches names case-insensitively already:
+        # look up the six signed names instead of copying and lower-casing every header.
+        found: dict[str, str] = {}
+        for name in SIGNED_HEADER_NAMES:
+            values = getall(name, ())
+            if len(values) > 1:
+                raise SignatureError(f"header {name} is repeated")
+            if values:
+                found[name] = values[0]
+        return found
     lowered: dict[str, str] = {}
     for name, value in headers.items():
         name = name.lower()

@@ -115,10 +115,12 @@ class Deliverer:
         if not still_ours():
             return False
         identity = identity_of(entry.event_id, event) if isinstance(event, ChatEvent) else None
+        begun: tuple[int, HandoffRecord | None] | None = None  # the first attempt, if counted
         if identity is not None and event.conversation_id is not None:
-            ordinal, claim = await self._store.claim_message(
+            # The claim and the first attempt's reads in one round trip.
+            ordinal, claim, attempt, record = await self._store.claim_and_begin(
                 partition, event.conversation_id, owner, identity.digest, entry.event_id,
-                identity.ordinal,
+                identity.ordinal, entry.entry_id, sender,
             )  # fmt: skip
             if claim is MessageClaim.LOST:
                 return False
@@ -127,10 +129,14 @@ class Deliverer:
                 self._metrics.relay_outcomes.labels("duplicate").inc()
                 return await finish(None)
             identity = MessageIdentity(identity.digest, ordinal)
+            begun = attempt, record
         while True:
             if not still_ours():
                 return False
-            attempt, record = await self._store.begin_attempt(partition, entry.entry_id, sender)
+            attempt, record = begun or await self._store.begin_attempt(
+                partition, entry.entry_id, sender
+            )
+            begun = None
             failure: Failure
             error: Exception
             try:

@@ -282,7 +282,11 @@ class Relay:
             finally:
                 self._in_flight -= 1
                 self._progress.set()
-        if not entries:
+        if len(entries) < self._config.batch:
+            # The read found the stream's end. Anything enqueued since by this process set the
+            # kick (so the wait returns at once); without one, reading again would find nothing
+            # — the empty XRANGE that used to follow every event. Other processes' events wait
+            # for the poll, as they do when the partition is idle.
             await self._idle(partition)
         return True
 

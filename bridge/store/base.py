@@ -258,6 +258,21 @@ class Store(Protocol):
         holds the partition's lease. Returns the ordinal and whose it is."""
         ...
 
+    async def claim_and_begin(
+        self,
+        partition: int,
+        conversation: ConversationId,
+        owner: str,
+        digest: str,
+        event_id: EventId,
+        ordinal: int,
+        entry_id: str,
+        sender: SenderId,
+    ) -> tuple[int, MessageClaim, int, HandoffRecord | None]:
+        """`claim_message`, then, when the message is this entry's to deliver, `begin_attempt`
+        (0 attempts otherwise): in one round trip, the relay's first step per agent message."""
+        ...
+
     async def ack_message(
         self,
         partition: int,

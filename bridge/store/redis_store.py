@@ -9,6 +9,7 @@ index of live handoffs (`live_index.py`) may lag, and its readers repair it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -517,6 +518,45 @@ class RedisStore:
         args: list[str | int] = [owner, digest, event_id, ordinal, MAPPING_TTL_MS]
         k, claim = await self._run("claim_message", keys, args)
         return int(k), MessageClaim(_text(claim))
+
+    @_guarded
+    async def claim_and_begin(
+        self,
+        partition: int,
+        conversation: ConversationId,
+        owner: str,
+        digest: str,
+        event_id: EventId,
+        ordinal: int,
+        entry_id: str,
+        sender: SenderId,
+    ) -> tuple[int, MessageClaim, int, HandoffRecord | None]:
+        p = self._check(partition)
+        keys = [self.keys.partition_lease(p), self.keys.delivered(p, conversation),
+                self.keys.attempts(p)]  # fmt: skip
+        args: list[str | int] = [owner, digest, event_id, ordinal, MAPPING_TTL_MS, entry_id]
+        script = self.scripts["claim_and_begin"]
+        if isinstance(self.redis, RedisCluster):
+            # Cluster pipelines refuse EVALSHA; the two steps (in two slots, likely two nodes)
+            # go out together instead.
+            (k, claim, attempts), raw = await asyncio.gather(
+                self._run("claim_and_begin", keys, args),
+                self.redis.hgetall(self.keys.record(sender)),
+            )
+            return int(k), MessageClaim(_text(claim)), int(attempts), _record(raw)
+        # One round trip, not a transaction: the script (the partition's slot) and the record
+        # (the sender's) are independent reads and writes, as in `begin_attempt`.
+        for _ in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.hgetall(self.keys.record(sender))
+                try:
+                    (k, claim, attempts), raw = await pipe.execute()
+                except rexc.NoScriptError:  # Redis forgot it (restart, SCRIPT FLUSH): load it
+                    await self.redis.script_load(script.script)
+                    continue
+            return int(k), MessageClaim(_text(claim)), int(attempts), _record(raw)
+        raise StoreUnavailable("redis keeps forgetting the relay's scripts")
 
     @_guarded
     async def ack_message(

@@ -273,29 +273,50 @@ return #due
 # `e:<event id>` is the ordinal an event took, so a retry, a take-over or a replay of the same
 # event finds the same one.
 
+_CLAIM = """
+local function claim(key, digest, eid, k, ttl)
+  if k == 0 then
+    k = tonumber(redis.call('HGET', key, 'e:' .. eid) or '0')
+    if k == 0 then
+      k = 1
+      while redis.call('HEXISTS', key, digest .. ':' .. k) == 1 do k = k + 1 end
+    end
+  end
+  local field = digest .. ':' .. k
+  local holder = redis.call('HGET', key, field)
+  if holder == 'd' then return k, 'delivered' end
+  if holder and holder ~= eid then return k, 'other' end
+  redis.call('HSET', key, field, eid, 'e:' .. eid, k)
+  redis.call('PEXPIRE', key, ttl)
+  return k, 'mine'
+end
+"""
+
 # KEYS: partition lease, delivered. ARGV: owner, digest, event id, ordinal (0: the event's own,
 # else the lowest free one), ttl (ms). Returns {ordinal, 'mine' | 'delivered' | 'other'} ('other':
 # another entry owns that message), or {0, 'lost'} when fenced out.
 CLAIM_MESSAGE: Final = (
     _FENCE
+    + _CLAIM
     + """
 if not fenced(KEYS[1], ARGV[1]) then return {0, 'lost'} end
-local digest, eid = ARGV[2], ARGV[3]
-local k = tonumber(ARGV[4])
-if k == 0 then
-  k = tonumber(redis.call('HGET', KEYS[2], 'e:' .. eid) or '0')
-  if k == 0 then
-    k = 1
-    while redis.call('HEXISTS', KEYS[2], digest .. ':' .. k) == 1 do k = k + 1 end
-  end
-end
-local field = digest .. ':' .. k
-local holder = redis.call('HGET', KEYS[2], field)
-if holder == 'd' then return {k, 'delivered'} end
-if holder and holder ~= eid then return {k, 'other'} end
-redis.call('HSET', KEYS[2], field, eid, 'e:' .. eid, k)
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-return {k, 'mine'}
+local k, state = claim(KEYS[2], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5])
+return {k, state}
+"""
+)
+
+# KEYS: partition lease, delivered, attempts. ARGV: as CLAIM_MESSAGE's, then the entry id.
+# CLAIM_MESSAGE and, when the message is this entry's to deliver, the attempt counted (as
+# `note_attempt`): the relay's first step per agent message in one round trip. Returns
+# {ordinal, claim, attempts} (attempts 0 unless 'mine').
+CLAIM_AND_BEGIN: Final = (
+    _FENCE
+    + _CLAIM
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return {0, 'lost', 0} end
+local k, state = claim(KEYS[2], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5])
+if state ~= 'mine' then return {k, state, 0} end
+return {k, state, redis.call('HINCRBY', KEYS[3], ARGV[6], 1)}
 """
 )
 
@@ -359,6 +380,7 @@ ALL: Final = {
     "forget_if_unchanged": FORGET_IF_UNCHANGED,
     "fire_timers": FIRE_TIMERS,
     "claim_message": CLAIM_MESSAGE,
+    "claim_and_begin": CLAIM_AND_BEGIN,
     "ack_message": ACK_MESSAGE,
     "unhold_message": UNHOLD_MESSAGE,
 }

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.eightbyeight.events import RELAYED_KINDS, Attachment, ChatEvent, EventKind, parse_event
+from bridge.ids import ConversationId
 
 K = EventKind
 
@@ -181,4 +182,30 @@ def test_a_timestamp_that_is_not_a_long_is_dropped_and_the_event_kept(raw: bytes
     )
     event = parse_event(body)
     assert (event.kind, event.text, event.timestamp_ms) == (K.AGENT_MESSAGE, "hi", None)
+    assert ChatEvent.from_json(event.to_json()) == event
+
+
+def _stored_form_reference(event: ChatEvent) -> str:
+    """The stored form as first defined (via `dataclasses.asdict`): entries already in a
+    stream were written this way, so the faster `to_json` must give the same bytes."""
+    from dataclasses import asdict
+
+    d = {k: v for k, v in asdict(event).items() if v not in (None, ())}
+    return json.dumps(d, separators=(",", ":"), ensure_ascii=False)
+
+
+@pytest.mark.parametrize(("body", "_"), V2 + GATEWAY)
+def test_the_stored_form_is_unchanged(body: dict[str, Any], _: dict[str, Any]) -> None:
+    event = parse_event(body)
+    assert event.to_json() == _stored_form_reference(event)
+
+
+def test_the_stored_form_of_a_full_event_with_attachments_is_unchanged() -> None:
+    event = ChatEvent(
+        kind=EventKind.AGENT_MESSAGE, raw_type="MESSAGE", conversation_id=ConversationId("c-1"),
+        timestamp_ms=5, agent_id="a", agent_name="Ånna", text="héllo 👋", queue_id="q",
+        queue_name="Q", state="active", typing=False,
+        attachments=(Attachment("https://x/1", "f.png", "image", "i1"), Attachment("https://x/2")),
+    )  # fmt: skip
+    assert event.to_json() == _stored_form_reference(event)
     assert ChatEvent.from_json(event.to_json()) == event

@@ -328,3 +328,31 @@ async def test_a_lapsed_lease_taken_again_restarts_the_consumer_with_fresh_memor
 async def _consumer_gone(relay: Relay) -> None:
     """Until the relay's consumers have stopped on their own (lease lost or lapsing)."""
     await relay.wait_consumers_ended(timeout_s=10.0)
+
+
+async def test_a_consumer_that_found_the_streams_end_waits_for_a_kick_not_another_read(
+    make_rig: RigFactory,
+) -> None:
+    # A poll far longer than the test: every read after the first is a kick's.
+    rig = await make_rig(poll_s=60.0)
+    await rig.link("ada", "c1")
+    batch_reads: list[int] = []
+    read_events = rig.store.read_events
+
+    async def counted(partition: int, count: int) -> list[StreamEntry]:
+        entries = await read_events(partition, count)
+        if count == rig.config.batch:  # the consumer's reads (the idle check reads 1)
+            batch_reads.append(len(entries))
+        return entries
+
+    rig.store.read_events = counted  # type: ignore[method-assign]
+    await rig.started()
+    await rig.join("c1")
+    await rig.idle()
+    for text in ("one", "two", "three", "four"):
+        await rig.say("c1", text)
+        await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "one", "two", "three", "four"]
+    # One read per event, none after it finding nothing: at most one empty read, the first
+    # round's (or the one after the join, if the consumer read it before its kick came).
+    assert sum(batch_reads) == 5 and batch_reads.count(0) <= 1, batch_reads

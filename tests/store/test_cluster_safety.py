@@ -95,6 +95,9 @@ async def drive_message_identity(store: RedisStore, conversation: ConversationId
         await store.enqueue_event(1, EventId(event_id), "p", 60)
     m1, m2 = (await store.read_events(1, 10))[-2:]
     await store.claim_message(1, conversation, OWNER, "d", m1.event_id, 0)
+    await store.claim_and_begin(
+        1, conversation, OWNER, "d", m1.event_id, 0, m1.entry_id, SenderId("s1")
+    )
     await store.message_state(1, conversation, "d", 1)
     await store.ack_message(1, m1.entry_id, OWNER, conversation, "d", 1)
     await store.hold_event(1, conversation, m2, 1, OWNER)

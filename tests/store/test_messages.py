@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bridge.ids import ConversationId, EventId
+import fakeredis
+
+from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, StreamEntry
 from bridge.store.base import MessageClaim, MessageState
 from bridge.store.keys import MAPPING_TTL_MS
@@ -83,3 +85,51 @@ async def test_the_record_expires_with_the_conversation_link(leased: RedisStore)
     await leased.claim_message(0, C, OWNER, H, EventId("e1"), 0)
     ttl = await leased.redis.pttl(leased.keys.delivered(0, C))
     assert MAPPING_TTL_MS - 60_000 < ttl <= MAPPING_TTL_MS
+
+
+async def test_claim_and_begin_claims_counts_the_attempt_and_reads_the_record(
+    leased: RedisStore,
+) -> None:
+    s = SenderId("ada")
+    assert await leased.save_handoff(s, {"state": "live"}, 0)
+    a, b = await enqueue(leased, "a", "b")
+    k, claim, attempts, record = await leased.claim_and_begin(
+        0, C, OWNER, H, a.event_id, 0, a.entry_id, s
+    )
+    assert (k, claim, attempts) == (1, MessageClaim.MINE, 1)
+    assert record is not None and record.fields["state"] == "live"
+    # a retry after a crash: the same ordinal, the attempt counted on
+    assert (await leased.claim_and_begin(0, C, OWNER, H, a.event_id, 0, a.entry_id, s))[:3] == (
+        1, MessageClaim.MINE, 2,
+    )  # fmt: skip
+    # another entry's message is not counted as an attempt of this one
+    listed = EventId(f"msg:{H}:1")
+    assert (await leased.claim_and_begin(0, C, OWNER, H, listed, 1, b.entry_id, s))[:3] == (
+        1, MessageClaim.OTHER, 0,
+    )  # fmt: skip
+    assert not await leased.redis.hexists(leased.keys.attempts(0), b.entry_id)
+    assert await leased.ack_message(0, a.entry_id, OWNER, C, H, 1)
+    assert (await leased.claim_and_begin(0, C, OWNER, H, listed, 1, b.entry_id, s))[:3] == (
+        1, MessageClaim.DELIVERED, 0,
+    )  # fmt: skip
+
+
+async def test_claim_and_begin_is_fenced_by_the_partition_lease(leased: RedisStore) -> None:
+    [a] = await enqueue(leased, "a")
+    k, claim, attempts, _ = await leased.claim_and_begin(
+        0, C, OTHER, H, a.event_id, 0, a.entry_id, SenderId("ada")
+    )
+    assert (k, claim, attempts) == (0, MessageClaim.LOST, 0)
+    assert await leased.message_state(0, C, H, 1) is MessageState.UNKNOWN
+    assert not await leased.redis.hexists(leased.keys.attempts(0), a.entry_id)
+
+
+async def test_claim_and_begin_loads_its_script_on_a_redis_that_lacks_it() -> None:
+    # A fresh server knows no script: the pipelined EVALSHA is refused and must be retried.
+    server = fakeredis.FakeServer(version=(7,))
+    store = RedisStore(fakeredis.FakeAsyncRedis(server=server, decode_responses=True))
+    await store.acquire_partition(0, OWNER, 60_000)
+    [a] = await enqueue(store, "a")
+    got = await store.claim_and_begin(0, C, OWNER, H, a.event_id, 0, a.entry_id, SenderId("ada"))
+    assert got == (1, MessageClaim.MINE, 1, None)
+    await store.close()

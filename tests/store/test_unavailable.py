@@ -49,6 +49,7 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "message_state": lambda s: s.message_state(0, C, "d", 1),
     "claim_message": lambda s: s.claim_message(0, C, "o", "d", EventId("e"), 0),
     "ack_message": lambda s: s.ack_message(0, "1-0", "o", C, "d", 0),
+    "claim_and_begin": lambda s: s.claim_and_begin(0, C, "o", "d", EventId("e"), 0, "1-0", S),
     "unhold_message": lambda s: s.unhold_message(0, C, "1-0", "o", "d", 0),
     "outbox_push": lambda s: s.outbox_push(S, "m"),
     "outbox_peek": lambda s: s.outbox_peek(S),
