@@ -67,3 +67,18 @@ def test_settings_are_frozen() -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         settings.handoff_fallbacks = 0
+
+
+async def test_the_stock_servers_service_needs_no_listener_settings(real_redis_url: str) -> None:
+    """The stock rasa-sdk server serves no bridge route: without BRIDGE_ACTION_TOKEN and with
+    BRIDGE_HOST left at its public default, its actions still get their service (only `serve`
+    refuses such settings)."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, eightbyeight_api_key="k", eightbyeight_channel_id="c",
+        redis_url=real_redis_url, redis_key_prefix="hb-test-stock:",
+    )  # fmt: skip
+    assert settings.bridge_host == "0.0.0.0" and not settings.action_tokens
+    standalone = host._Standalone(settings)
+    service = await standalone.service()
+    assert service is await standalone.service()  # one per event loop
+    await service.store.close()
