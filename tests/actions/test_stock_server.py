@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
+
+from tests.support.sdk_server import stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 _PREFIXES = ("EIGHTBYEIGHT_", "REDIS_", "RASA_", "HANDOFF_")
@@ -43,7 +44,7 @@ async def test_with_redis_url_python_m_rasa_sdk_serves_the_handoff_actions(
     proc = subprocess.Popen(  # noqa: ASYNC220 - a start, not a wait
         [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "-p", str(port)],
         cwd=ROOT, env=_env(REDIS_URL=real_redis_url, REDIS_KEY_PREFIX=key_prefix),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         names: set[str] = set()
@@ -70,9 +71,4 @@ async def test_with_redis_url_python_m_rasa_sdk_serves_the_handoff_actions(
                 body = await r.json()
         assert [m["response"] for m in body["responses"]] == ["utter_handoff_agent_left"]
     finally:
-        proc.send_signal(signal.SIGINT)  # Sanic shuts down on SIGINT; SIGKILL if it lingers
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_group(proc)

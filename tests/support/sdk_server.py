@@ -85,10 +85,16 @@ def running_sdk_server(directory: Path, module: str = "shop_actions") -> Iterato
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}/webhook"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)  # Sanic stops on SIGINT
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server started with `start_new_session=True` and everything it spawned: Sanic's
+    worker processes outlive their parent unless the whole group goes."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)  # Sanic stops on SIGINT
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
+    proc.wait()
