@@ -24,6 +24,7 @@ from bridge.web.app import create_app
 from bridge.web.runtime import Runtime, build_runtime
 from tests.core.conftest import bridge_settings, serve_app
 from tests.support.rasa_stand_in import RasaStandIn
+from tests.support.waiting import relay_settled
 
 TOKEN = "rasa-token-5d1e"
 
@@ -79,6 +80,9 @@ class World:
         if agent:
             await self.sim.desk.accept(cid, agent_name=agent)
             await self._stored_state(sender, "with_agent")
+        else:  # 8x8's queue events delivered and relayed: the record stays as it is now
+            await self.sim.idle(timeout=10)
+            await relay_settled(self.runtime.store)
         return cid
 
     async def _stored_state(self, sender: str, state: str, within: float = 10.0) -> None:
