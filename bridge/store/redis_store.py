@@ -420,15 +420,18 @@ class RedisStore:
     async def unhold_event(
         self, partition: int, conversation: ConversationId, entry_id: str, owner: str
     ) -> bool:
-        p = self._check(partition)
-        keys = [
+        keys = self._unhold_keys(self._check(partition), conversation)
+        return bool(await self._run("unhold_event", keys, [owner, entry_id, conversation]))
+
+    def _unhold_keys(self, p: int, conversation: ConversationId) -> list[str]:
+        """The keys of a fenced unhold (the partition's slot), in the scripts' order."""
+        return [
             self.keys.partition_lease(p),
             self.keys.hold(p, conversation),
             self.keys.held(p),
             self.keys.held_index(p),
             self.keys.attempts(p),
         ]
-        return bool(await self._run("unhold_event", keys, [owner, entry_id, conversation]))
 
     # --- timers ---
 
@@ -592,14 +595,7 @@ class RedisStore:
     ) -> bool:
         """`unhold_event` for an agent message, recording it as delivered in the same step."""
         p = self._check(partition)
-        keys = [
-            self.keys.partition_lease(p),
-            self.keys.hold(p, conversation),
-            self.keys.held(p),
-            self.keys.held_index(p),
-            self.keys.attempts(p),
-            self.keys.delivered(p, conversation),
-        ]
+        keys = [*self._unhold_keys(p, conversation), self.keys.delivered(p, conversation)]
         args: list[str | int] = [owner, entry_id, conversation, digest, ordinal, MAPPING_TTL_MS]
         return bool(await self._run("unhold_message", keys, args))
 
