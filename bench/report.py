@@ -97,7 +97,8 @@ def table(result: dict[str, Any]) -> str:
     return "\n\n".join(api_table(api, s) for api, s in result["summary"].items())
 
 
-def _memory_breakdown(result: dict[str, Any]) -> str:
+def memory_breakdown(result: dict[str, Any]) -> str:
+    """The per-key table of Redis per live handoff, one per API."""
     parts = []
     for api, mem in result["memory"].items():
         rows = [
@@ -123,7 +124,7 @@ def section(result: dict[str, Any]) -> str:
         f"over {plan['conversations']} conversations. Each cell: median (min–max) over the "
         f"rounds; ratio: median (min–max) over the rounds of bridge / ceiling within a round."
     )
-    return "\n\n".join([head, table(result), _memory_breakdown(result)])
+    return "\n\n".join([head, table(result), memory_breakdown(result)])
 
 
 def update_doc(doc: Path, name: str, body: str) -> None:

@@ -48,6 +48,13 @@ class Plan:
     apis: tuple[str, ...] = APIS
     redis_url: str = "redis://127.0.0.1:6379/0"
     log_level: str = "INFO"
+    memory_only: bool = False  # the memory phase alone (no timed phases)
+
+
+def run_prefix() -> str:
+    """A fresh key prefix per run, as short as can be: production's prefix is empty, and every
+    byte of it is stored in every key the memory phase counts."""
+    return f"b{secrets.token_hex(2)}:"
 
 
 QUICK = Plan(rounds=1, events=600, paced_s=2.5, conversations=128, handoffs=150)
@@ -112,7 +119,7 @@ class Bench:
     async def api(self, api: str, stand: procs.Process, ceiling: procs.Process,
                   redis: aioredis.Redis, ceiling_prefix: str) -> None:  # fmt: skip
         p = self.plan
-        prefix = f"hbbench:{secrets.token_hex(6)}:"
+        prefix = run_prefix()
         async with running_simulator(sim_config(api)) as sim:
             env = serve_env(api, sim.base_url, p.redis_url, prefix, stand.url, p.log_level)
             serve = procs.serve(env, self.logs / f"serve-{api}.log")
@@ -122,6 +129,8 @@ class Bench:
                 self.memory[api] = await phases.memory_per_handoff(
                     redis, prefix, store, sim, api, serve, stand, p.handoffs, api
                 )
+                if p.memory_only:
+                    return
                 pairs = [(f"c-{api}-{i}", f"s-{api}-{i}") for i in range(p.conversations)]
                 await phases.seed_with_agent(store, pairs)
                 for conversation, sender in pairs:
@@ -170,7 +179,7 @@ async def machine(redis: aioredis.Redis) -> dict[str, Any]:
 
 async def run(plan: Plan, logs: Path) -> dict[str, Any]:
     redis = aioredis.from_url(plan.redis_url)
-    ceiling_prefix = f"hbbench:{secrets.token_hex(6)}:"
+    ceiling_prefix = run_prefix()
     bench = Bench(plan, logs)
     about = await machine(redis)
     stand = procs.stand_in()
@@ -205,6 +214,9 @@ def parse(argv: list[str]) -> tuple[Plan, argparse.Namespace]:
         default="latest",
         help="which results section of the doc to regenerate (e.g. before, after)",
     )
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only Redis per live handoff (no timed phases)"
+    )
     parser.add_argument("--no-doc", action="store_true", help="leave docs/performance.md alone")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else Plan()
@@ -215,6 +227,7 @@ def parse(argv: list[str]) -> tuple[Plan, argparse.Namespace]:
         plan.events = args.events
     if args.rate:
         plan.rate = args.rate
+    plan.memory_only = args.memory_only
     if args.api:
         plan.apis = (args.api,)
     return plan, args
@@ -227,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(run(plan, logs))
+    if plan.memory_only:
+        print(report.memory_breakdown(result))
+        return 0
     result["command"] = "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv)
     table = report.table(result)
     print(table)
