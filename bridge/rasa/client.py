@@ -10,6 +10,8 @@ ambiguous failure the relay looks before pushing again, so the user sees a messa
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +25,16 @@ log = logging.getLogger(__name__)
 
 # The entity / metadata key that carries our delivery marker into the tracker.
 MARKER_KEY = "handoff_event_id"
+
+
+@dataclass(frozen=True, slots=True)
+class BotMessage:
+    """An agent's message as a Rasa `bot` event, stamped with its delivery marker."""
+
+    text: str | None
+    marker: str
+    agent_name: str | None = None
+    data: dict[str, Any] | None = None
 
 
 class RasaClient:
@@ -75,17 +87,17 @@ class RasaClient:
         data: dict[str, Any] | None = None,
     ) -> None:
         """Show an agent's message to the user, through the user's own channel."""
-        event: dict[str, Any] = {
-            "event": "bot",
-            "text": text,
-            "metadata": {"handoff": {"source": "8x8", "agent": agent_name, MARKER_KEY: marker}},
-        }
-        if data:
-            event["data"] = data
+        await self.push_bot_messages(sender, [BotMessage(text, marker, agent_name, data)])
+
+    async def push_bot_messages(self, sender: SenderId, messages: Sequence[BotMessage]) -> None:
+        """Show several agent messages to the user in one call, in order. Rasa 3.6 appends the
+        list to the tracker, sends each `bot` event to the output channel in list order, then
+        saves the tracker once; each event keeps its own marker for `has_marker`."""
         params = self._params(
             output_channel=self._output_channel, execute_side_effects="true", include_events="NONE"
         )
-        await self._post(self._url(sender, "tracker/events"), [event], params)
+        events = [_bot_event(m) for m in messages]
+        await self._post(self._url(sender, "tracker/events"), events, params)
 
     async def trigger_intent(
         self, sender: SenderId, intent: str, entities: dict[str, str], *, marker: str
@@ -147,6 +159,19 @@ def error_for_status(status: int, detail: str) -> UpstreamError:
     if is_retryable_status(status):
         return RetryableUpstreamError(message, status=status, code=detail)
     return PermanentUpstreamError(message, status=status, code=detail)
+
+
+def _bot_event(message: BotMessage) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event": "bot",
+        "text": message.text,
+        "metadata": {
+            "handoff": {"source": "8x8", "agent": message.agent_name, MARKER_KEY: message.marker}
+        },
+    }
+    if message.data:
+        event["data"] = message.data
+    return event
 
 
 def _event_has_marker(event: Any, marker: str) -> bool:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge import funnel
@@ -36,16 +36,28 @@ from bridge.handoff import (
 from bridge.ids import ConversationId, SenderId
 from bridge.metrics import Metrics
 from bridge.notices import Notices
+from bridge.rasa.client import BotMessage
+from bridge.relay import runs
 from bridge.relay.config import RelayConfig
 from bridge.relay.decisions import Failure, after_failure
 from bridge.relay.identity import MessageIdentity, identity_of
-from bridge.store.base import HandoffRecord, MessageClaim, Store, StreamEntry, partition_of
+from bridge.store.base import (
+    HandoffRecord,
+    MessageClaim,
+    RunClaim,
+    RunMessage,
+    Store,
+    StreamEntry,
+    partition_of,
+)
 
 log = logging.getLogger(__name__)
 
 # Ack (stream) or unhold (held list), recording an agent message's identity with it when one is
 # given; False = lease lost.
 Finish = Callable[[MessageIdentity | None], Awaitable[bool]]
+# Acks a run's delivered entries, recording each (entry id, digest, ordinal); False = lease lost.
+FinishRun = Callable[[list[tuple[str, str, int]]], Awaitable[bool]]
 DeadLetter = Callable[[str], Awaitable[bool]]
 # Ends an 8x8 interaction (the service's `close_interaction`): sender, conversation, agent note.
 EndsInteraction = Callable[[SenderId, ConversationId, str | None], Awaitable[None]]
@@ -59,6 +71,8 @@ class RasaPort(Protocol):
         self, sender: SenderId, text: str | None, *, marker: str,
         agent_name: str | None = None, data: dict[str, Any] | None = None,
     ) -> None: ...  # fmt: skip
+
+    async def push_bot_messages(self, sender: SenderId, messages: Sequence[BotMessage]) -> None: ...
 
     async def trigger_intent(
         self, sender: SenderId, intent: str, entities: dict[str, str], *, marker: str
@@ -77,6 +91,40 @@ class Push:
     text: str | None = None
     agent_name: str | None = None
     data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """An agent message's claim and attempt count, already taken by a run's store step: its
+    delivery one at a time starts from them. With `failure`, the run pushed it (or may have)
+    and that attempt failed: it is judged as a failed attempt (dead letter, or the next attempt,
+    which looks in the tracker first); without, the run never pushed it."""
+
+    ordinal: int
+    attempt: int
+    failure: Failure | None = None
+    error: Exception | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How far a run got: its first `done` entries were pushed and acknowledged together; the
+    rest are left to the one-at-a-time path (`begun`: those whose claim the run took and never
+    pushed). `lost`: the lease was lost, nothing more may be done."""
+
+    done: int
+    begun: dict[str, Begun] = field(default_factory=dict)  # by entry id
+    lost: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _RunPart:
+    """A message a run pushes: its entry, its event (completed), its step, its identity."""
+
+    entry: StreamEntry
+    event: ChatEvent
+    step: Step
+    identity: MessageIdentity
 
 
 class Deliverer:
@@ -106,60 +154,175 @@ class Deliverer:
     async def process(
         self, partition: int, entry: StreamEntry, event: Input, sender: SenderId,
         finish: Finish, dead_letter: DeadLetter, still_ours: Callable[[], bool] = lambda: True,
-        *, owner: str,
+        *, owner: str, begun: Begun | None = None,
     ) -> bool:  # fmt: skip
         """Deliver until done. True when finished (delivered or dead-lettered), False when the
         lease was lost or may have lapsed (the entry stays for the next holder). `owner` is
-        the partition lease's holder: claiming an agent message is fenced by it."""
+        the partition lease's holder: claiming an agent message is fenced by it. `begun`: the
+        message was claimed and its attempt counted by a run that did not push it."""
         self._metrics.relay_lag.observe(max(0.0, self._clock() - entry.accepted_ms / 1000))
         if not still_ours():
             return False
         identity = identity_of(entry.event_id, event) if isinstance(event, ChatEvent) else None
-        begun: tuple[int, HandoffRecord | None] | None = None  # the first attempt, if counted
+        first: tuple[int, HandoffRecord | None] | None = None  # the first attempt, if counted
         if identity is not None and event.conversation_id is not None:
-            # The claim and the first attempt's reads in one round trip.
-            ordinal, claim, attempt, record = await self._store.claim_and_begin(
-                partition, event.conversation_id, owner, identity.digest, entry.event_id,
-                identity.ordinal, entry.entry_id, sender,
-            )  # fmt: skip
+            claim, identity, first = await self._claim(
+                partition, entry, event.conversation_id, sender, identity, owner, begun
+            )
             if claim is MessageClaim.LOST:
                 return False
             if claim is not MessageClaim.MINE:  # delivered, or another entry's to deliver
                 self._metrics.relay_skipped.inc()
                 self._metrics.relay_outcomes.labels("duplicate").inc()
                 return await finish(None)
-            identity = MessageIdentity(identity.digest, ordinal)
-            begun = attempt, record
+        if begun is not None and begun.failure is not None and begun.error is not None:
+            # The run's attempt failed: judged as this entry's (the run waited the backoff).
+            finished = await self._failed(
+                begun.failure, begun.attempt, entry, dead_letter, begun.error, wait=False
+            )
+            if finished is not None:
+                return finished
         while True:
             if not still_ours():
                 return False
-            attempt, record = begun or await self._store.begin_attempt(
+            attempt, record = first or await self._store.begin_attempt(
                 partition, entry.entry_id, sender
             )
-            begun = None
-            failure: Failure
-            error: Exception
-            try:
-                await self._apply(entry, event, sender, record, check_tracker=attempt > 1)
-            except PermanentUpstreamError as exc:
-                failure, error = Failure.PERMANENT, exc
-            except (RetryableUpstreamError, StoreUnavailable) as exc:
-                failure, error = Failure.RETRYABLE, exc
-            except Exception as exc:  # a bug must not kill the worker nor block the partition
-                log.exception("relay_internal_error", extra={"event_id": entry.event_id})
-                failure, error = Failure.INTERNAL, exc
-            else:
+            first = None
+            failed = await self._attempt(entry, event, sender, record, check_tracker=attempt > 1)
+            if failed is None:
                 return await finish(identity)
+            failure, error = failed
             finished = await self._failed(failure, attempt, entry, dead_letter, error)
             if finished is not None:
                 return finished
 
+    async def _attempt(
+        self, entry: StreamEntry, event: Input, sender: SenderId, record: HandoffRecord | None,
+        *, check_tracker: bool,
+    ) -> tuple[Failure, Exception] | None:  # fmt: skip
+        """One attempt at the entry; what failed, if it did."""
+        try:
+            await self._apply(entry, event, sender, record, check_tracker=check_tracker)
+        except PermanentUpstreamError as exc:
+            return Failure.PERMANENT, exc
+        except (RetryableUpstreamError, StoreUnavailable) as exc:
+            return Failure.RETRYABLE, exc
+        except Exception as exc:  # a bug must not kill the worker nor block the partition
+            log.exception("relay_internal_error", extra={"event_id": entry.event_id})
+            return Failure.INTERNAL, exc
+        return None
+
+    async def _claim(
+        self, partition: int, entry: StreamEntry, conversation: ConversationId, sender: SenderId,
+        identity: MessageIdentity, owner: str, begun: Begun | None,
+    ) -> tuple[MessageClaim, MessageIdentity, tuple[int, HandoffRecord | None] | None]:  # fmt: skip
+        """Claim an agent message and count its first attempt, with the sender's record read in
+        the same round trip. When a run took the claim already: the record read for an attempt
+        the run counted and never made; nothing when the run made it (the next one is begun)."""
+        if begun is not None:
+            mine = MessageIdentity(identity.digest, begun.ordinal)
+            if begun.failure is not None:
+                return MessageClaim.MINE, mine, None
+            return MessageClaim.MINE, mine, (begun.attempt, await self._store.load_handoff(sender))
+        ordinal, claim, attempt, record = await self._store.claim_and_begin(
+            partition, conversation, owner, identity.digest, entry.event_id,
+            identity.ordinal, entry.entry_id, sender,
+        )  # fmt: skip
+        return claim, MessageIdentity(identity.digest, ordinal), (attempt, record)
+
+    async def process_run(
+        self, partition: int, entries: Sequence[StreamEntry], events: Sequence[ChatEvent],
+        sender: SenderId, finish: FinishRun, still_ours: Callable[[], bool], *, owner: str,
+    ) -> RunOutcome:  # fmt: skip
+        """Deliver a run (agent messages of one conversation, consecutive in its order: see
+        `runs.py`) with one store step, one push and one ack, as far as that is safe: every
+        message claimed by its entry and on its first attempt, and the state machine asking for
+        nothing but words for the user. The rest, and the whole run when the push or what
+        follows it fails, is left to `process` (their attempts are counted, so whatever was
+        pushed is looked for in the tracker before being pushed again)."""
+        started = self._clock()
+        messages = _run_messages(entries, events)
+        conversation = events[0].conversation_id if events else None
+        if messages is None or conversation is None:
+            return RunOutcome(0)  # not a run of agent messages: one at a time
+        if not still_ours():
+            return RunOutcome(0, lost=True)
+        claims, record = await self._store.claim_and_begin_run(
+            partition, conversation, owner, messages, sender
+        )
+        if any(c.claim is MessageClaim.LOST for c in claims):
+            return RunOutcome(0, lost=True)
+        parts = await self._run_parts(record, entries, events, messages, claims)
+        unpushed = _begun(entries, claims, start=len(parts))
+        if not parts:
+            return RunOutcome(0, unpushed)
+        if not still_ours():
+            return RunOutcome(0, lost=True)
+        failed = await self._push_run(sender, parts, record)
+        if failed is not None:
+            return RunOutcome(0, {**_judged(parts, *failed), **unpushed})
+        for part in parts:
+            self._metrics.relay_lag.observe(max(0.0, started - part.entry.accepted_ms / 1000))
+            self._processed(sender, part.entry, part.event, part.step, run=len(parts))
+        acked = [(p.entry.entry_id, p.identity.digest, p.identity.ordinal) for p in parts]
+        if not await finish(acked):
+            return RunOutcome(0, lost=True)
+        return RunOutcome(len(parts), unpushed)
+
+    async def _run_parts(
+        self, record: HandoffRecord | None, entries: Sequence[StreamEntry],
+        events: Sequence[ChatEvent], messages: Sequence[RunMessage], claims: Sequence[RunClaim],
+    ) -> list[_RunPart]:  # fmt: skip
+        """The run's leading messages it may push: their entry's own, on a first attempt, and
+        only words for the user (`runs.say_only_prefix`), each with its step."""
+        handoff = Handoff.from_fields(record.fields) if record else Handoff()
+        completed = [await self._notices.complete(event) for event in events[: _fresh(claims)]]
+        now_ms = int(self._clock() * 1000)
+        steps = runs.say_only_prefix(handoff, completed, now_ms, self._config.timing)
+        return [
+            _RunPart(entry, event, step, MessageIdentity(message.digest, claim.ordinal))
+            for entry, event, step, message, claim in zip(
+                entries, completed, steps, messages, claims, strict=False
+            )
+        ]
+
+    async def _push_run(
+        self, sender: SenderId, parts: Sequence[_RunPart], record: HandoffRecord | None
+    ) -> tuple[Failure, Exception] | None:
+        """One push of every message of the run, then the timers they arm and the record they
+        changed, saved once. The failure when any of it failed (the run then goes one at a
+        time; a retryable failure waits the first backoff here, once for the whole run)."""
+        pushes: list[Push] = []
+        for part in parts:
+            pushes += await self._notices.dress(
+                pushes_for(part.step, part.entry.event_id), part.event
+            )
+        try:
+            await self._rasa.push_bot_messages(sender, [_bot_message(p) for p in pushes])
+            self._metrics.relay_deliveries.labels("message").inc(len(pushes))
+            for part in parts:
+                await self._after_pushes(sender, part.step)
+            before = Handoff.from_fields(record.fields) if record else Handoff()
+            version = record.version if record else 0
+            steps, events = [p.step for p in parts], [p.event for p in parts]
+            await self._save_steps(sender, before, version, steps, events)
+        except PermanentUpstreamError as exc:
+            return Failure.PERMANENT, exc
+        except (RetryableUpstreamError, StoreUnavailable) as exc:
+            await self._sleep(self._config.backoff(1))
+            return Failure.RETRYABLE, exc
+        except Exception as exc:  # a bug must not kill the worker nor block the partition
+            log.exception("relay_internal_error", extra={"event_id": parts[0].entry.event_id})
+            return Failure.INTERNAL, exc
+        return None
+
     async def _failed(
         self, failure: Failure, attempt: int, entry: StreamEntry, dead_letter: DeadLetter,
-        exc: Exception,
+        exc: Exception, *, wait: bool = True,
     ) -> bool | None:  # fmt: skip
         """Dead-letter the entry (the dead letter's answer: False when the lease was lost), or
-        wait out the backoff and answer None: try again."""
+        wait out the backoff (unless waited already) and answer None: try again."""
         decision = after_failure(
             failure, attempt, self._clock() - entry.accepted_ms / 1000,
             max_attempts=self._config.max_attempts, max_age_s=self._config.max_age_s,
@@ -174,7 +337,8 @@ class Deliverer:
                 extra={"event_id": entry.event_id, "attempt": attempt,
                        "error": type(exc).__name__, "status": getattr(exc, "status", None)},
             )  # fmt: skip
-        await self._sleep(decision.retry_in_s)
+        if wait:
+            await self._sleep(decision.retry_in_s)
         return None
 
     async def _give_up(
@@ -207,9 +371,16 @@ class Deliverer:
             await self._push(sender, push)
         await self._after_pushes(sender, step)
         await self._save(sender, handoff, record.version if record else 0, step, event)
+        self._processed(sender, entry, event, step)
+
+    def _processed(
+        self, sender: SenderId, entry: StreamEntry, event: Input, step: Step, run: int = 1
+    ) -> None:
+        """The event's metric and its one INFO line (`run`: how many went in its push)."""
         self._metrics.relay_outcomes.labels(step.outcome).inc()
         log.info("relay_processed", extra={"sender": sender, "event_id": entry.event_id,
-                                           "conversation": event.conversation_id, "outcome": step.outcome})  # fmt: skip
+                                           "conversation": event.conversation_id,
+                                           "outcome": step.outcome, "run": run})  # fmt: skip
 
     def _step(self, handoff: Handoff, event: Input) -> Step:
         now_ms = int(self._clock() * 1000)
@@ -245,19 +416,34 @@ class Deliverer:
     async def _save(
         self, sender: SenderId, before: Handoff, version: int, step: Step, event: Input
     ) -> None:
-        """Store the new state. If an action changed the record meanwhile (CAS miss), the event
-        is re-applied to the fresh state; its pushes are already done and are not repeated."""
+        await self._save_steps(sender, before, version, [step], [event])
+
+    async def _save_steps(
+        self, sender: SenderId, before: Handoff, version: int, steps: Sequence[Step],
+        events: Sequence[Input],
+    ) -> None:  # fmt: skip
+        """Store the state the steps of `events` left. If an action changed the record
+        meanwhile (CAS miss), the events are re-applied to the fresh state; their pushes are
+        already done and are not repeated."""
         for _ in range(5):
-            if step.handoff == before:
+            last = steps[-1]
+            if last.handoff == before:
                 return
-            if await self._store.save_handoff(sender, step.handoff.to_fields(), version):
-                funnel.observe(self._metrics, sender, before, step, int(self._clock() * 1000))
+            if await self._store.save_handoff(sender, last.handoff.to_fields(), version):
+                funnel.observe(self._metrics, sender, before, last, int(self._clock() * 1000))
                 return
             record = await self._store.load_handoff(sender)
             before = Handoff.from_fields(record.fields) if record else Handoff()
             version = record.version if record else 0
-            step = self._step(before, event)
+            steps = self._steps(before, events)
         raise StoreUnavailable("handoff record kept changing; will retry")
+
+    def _steps(self, handoff: Handoff, events: Sequence[Input]) -> list[Step]:
+        steps: list[Step] = []
+        for event in events:
+            steps.append(self._step(handoff, event))
+            handoff = steps[-1].handoff
+        return steps
 
 
 def pushes_for(step: Step, event_id: str) -> list[Push]:
@@ -285,6 +471,52 @@ def _message_pushes(marker: str, say: SayToUser) -> list[Push]:
         for k, a in enumerate(attachments, start=1)
     ]
     return [first, *rest]
+
+
+def _bot_message(push: Push) -> BotMessage:
+    return BotMessage(push.text, push.marker, push.agent_name, push.data)
+
+
+def _run_messages(
+    entries: Sequence[StreamEntry], events: Sequence[ChatEvent]
+) -> list[RunMessage] | None:
+    """The run's messages with the identities they claim; None if any is no agent message."""
+    out: list[RunMessage] = []
+    for entry, event in zip(entries, events, strict=True):
+        identity = identity_of(entry.event_id, event)
+        if identity is None:
+            return None
+        out.append(RunMessage(entry.entry_id, entry.event_id, identity.digest, identity.ordinal))
+    return out
+
+
+def _judged(parts: Sequence[_RunPart], failure: Failure, error: Exception) -> dict[str, Begun]:
+    """After a failed run, how its messages start one at a time. A refusal may be one message's
+    only: each is claimed and pushed again, alone, after a look in the tracker (a refusal then
+    dead-letters that one). Any other failure is judged as each message's own failed first
+    attempt (dead letter if that spent its budget, else the next attempt, tracker first)."""
+    if failure is Failure.PERMANENT:
+        return {}
+    return {p.entry.entry_id: Begun(p.identity.ordinal, 1, failure, error) for p in parts}
+
+
+def _fresh(claims: Sequence[RunClaim]) -> int:
+    """How many leading messages of a run are their entry's to push, on a first attempt."""
+    n = 0
+    while n < len(claims) and claims[n].claim is MessageClaim.MINE and claims[n].attempts == 1:
+        n += 1
+    return n
+
+
+def _begun(
+    entries: Sequence[StreamEntry], claims: Sequence[RunClaim], start: int
+) -> dict[str, Begun]:
+    """The claims a run took for the entries from `start` on, which it does not push."""
+    return {
+        entry.entry_id: Begun(claim.ordinal, claim.attempts)
+        for entry, claim in list(zip(entries, claims, strict=True))[start:]
+        if claim.claim is MessageClaim.MINE
+    }
 
 
 def _attachment_data(attachment: Attachment) -> dict[str, Any]:

@@ -18,17 +18,18 @@ import logging
 import random
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 
-from bridge.eightbyeight.events import ChatEvent
+from bridge.eightbyeight.events import ChatEvent, EventKind
 from bridge.errors import StoreUnavailable
 from bridge.handoff import TimerFired
 from bridge.ids import ConversationId, SenderId
 from bridge.metrics import Metrics
 from bridge.relay import decisions as d
+from bridge.relay import runs
 from bridge.relay.config import RelayConfig
-from bridge.relay.deliver import Deliverer
+from bridge.relay.deliver import Begun, Deliverer, Input, RunOutcome
 from bridge.relay.identity import MessageIdentity
 from bridge.relay.idle import work_left
 from bridge.store.base import TIMER_EVENT_PREFIX, Store, StreamEntry
@@ -269,7 +270,7 @@ class Relay:
             return False
         await self._fire_timers(partition)
         entries = await self._store.read_events(partition, self._config.batch)
-        for entry in entries:
+        for unit in await self._units(entries, held):
             if self._stopping.is_set() or self._tasks.get(partition) is not asyncio.current_task():
                 return True
             if not self._lease_valid(partition):
@@ -277,7 +278,7 @@ class Relay:
                 return True
             self._in_flight += 1
             try:
-                if not await self._handle(partition, entry, held):
+                if not await self._handle_unit(partition, unit, held):
                     return False
             finally:
                 self._in_flight -= 1
@@ -307,10 +308,55 @@ class Relay:
                 await kick.wait()
         kick.clear()
 
+    async def _units(
+        self, entries: list[StreamEntry], held: dict[ConversationId, int]
+    ) -> list[list[tuple[StreamEntry, Input | None]]]:
+        """The read batch as units of work (`runs.plan_units`): runs of agent messages of one
+        conversation, every other entry alone. The senders of conversations that could have a
+        run are looked up here (cached: the entries need them anyway)."""
+        decoded = [(entry, _decode(entry)) for entry in entries]
+        items = [runs.Item(_conversation(event), _is_message(event)) for _, event in decoded]
+        counts = Counter(item.conversation for item in items if item.message)
+        candidates = [c for c, n in counts.items() if c and n >= runs.MIN_RUN and c not in held]
+        ready = {c for c in candidates if await self._sender(c) is not None}
+        return [[decoded[i] for i in unit] for unit in runs.plan_units(items, ready)]
+
+    async def _handle_unit(
+        self, partition: int, unit: list[tuple[StreamEntry, Input | None]],
+        held: dict[ConversationId, int],
+    ) -> bool:  # fmt: skip
+        """A run as far as it goes (`Deliverer.process_run`), then whatever it left (or a
+        lone entry) one at a time, in order."""
+        outcome = await self._deliver_run(partition, unit) if len(unit) > 1 else RunOutcome(0)
+        if outcome.lost:
+            return False
+        for entry, event in unit[outcome.done :]:
+            begun = outcome.begun.get(entry.entry_id)
+            if not await self._handle(partition, entry, event, held, begun):
+                return False
+        return True
+
+    async def _deliver_run(
+        self, partition: int, unit: list[tuple[StreamEntry, Input | None]]
+    ) -> RunOutcome:
+        events = [event for _, event in unit if isinstance(event, ChatEvent)]
+        cid = events[0].conversation_id if len(events) == len(unit) else None
+        sender = await self._sender(cid) if cid is not None else None
+        if cid is None or sender is None:  # not what a run is planned from: one at a time
+            return RunOutcome(0)
+
+        async def ack(done: list[tuple[str, str, int]]) -> bool:
+            return await self._store.ack_messages(partition, self.owner, cid, done)
+
+        return await self._deliverer.process_run(
+            partition, [entry for entry, _ in unit], events, sender, ack,
+            still_ours=lambda: self._lease_valid(partition), owner=self.owner,
+        )  # fmt: skip
+
     async def _handle(
-        self, partition: int, entry: StreamEntry, held: dict[ConversationId, int]
-    ) -> bool:
-        event = _decode(entry)
+        self, partition: int, entry: StreamEntry, event: Input | None,
+        held: dict[ConversationId, int], begun: Begun | None = None,
+    ) -> bool:  # fmt: skip
         if event is None or event.conversation_id is None:
             return await self._dead_letter(partition, entry, "corrupt_payload")
         cid = event.conversation_id
@@ -333,7 +379,7 @@ class Relay:
         return await self._deliverer.process(
             partition, entry, event, sender, finish=ack,
             dead_letter=lambda reason: self._store.dead_letter(partition, entry, reason, self.owner),
-            still_ours=lambda: self._lease_valid(partition), owner=self.owner,
+            still_ours=lambda: self._lease_valid(partition), owner=self.owner, begun=begun,
         )  # fmt: skip
 
     async def _dead_letter(self, partition: int, entry: StreamEntry, reason: str) -> bool:
@@ -399,6 +445,14 @@ class Relay:
             if len(self._senders) > _SENDER_CACHE:
                 self._senders.popitem(last=False)
         return sender
+
+
+def _conversation(event: Input | None) -> ConversationId | None:
+    return event.conversation_id if event is not None else None
+
+
+def _is_message(event: Input | None) -> bool:
+    return isinstance(event, ChatEvent) and event.kind is EventKind.AGENT_MESSAGE
 
 
 def _decode(entry: StreamEntry) -> ChatEvent | TimerFired | None:

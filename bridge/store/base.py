@@ -14,6 +14,7 @@ behind the held ones.) Each partition's keys share a hash slot.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -72,6 +73,25 @@ class MessageClaim(StrEnum):
     DELIVERED = "delivered"  # delivered already: skip
     OTHER = "other"  # another entry owns it: skip
     LOST = "lost"  # the caller no longer holds the partition's lease
+
+
+@dataclass(frozen=True, slots=True)
+class RunMessage:
+    """One agent message of a run (consecutive messages of one conversation, taken together)."""
+
+    entry_id: str
+    event_id: EventId
+    digest: str
+    ordinal: int  # as for `claim_message`: 0 for a webhook event, else the listed ordinal
+
+
+@dataclass(frozen=True, slots=True)
+class RunClaim:
+    """What `claim_and_begin_run` found for one message: as `claim_and_begin`'s first three."""
+
+    ordinal: int
+    claim: MessageClaim
+    attempts: int  # 0 unless the claim is MINE
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +291,30 @@ class Store(Protocol):
     ) -> tuple[int, MessageClaim, int, HandoffRecord | None]:
         """`claim_message`, then, when the message is this entry's to deliver, `begin_attempt`
         (0 attempts otherwise): in one round trip, the relay's first step per agent message."""
+        ...
+
+    async def claim_and_begin_run(
+        self,
+        partition: int,
+        conversation: ConversationId,
+        owner: str,
+        messages: Sequence[RunMessage],
+        sender: SenderId,
+    ) -> tuple[list[RunClaim], HandoffRecord | None]:
+        """`claim_and_begin` for each message of a run of `conversation`, in order, in one
+        fenced step, with the sender's record read in the same round trip. One `RunClaim` per
+        message (all LOST, nothing written, when `owner` no longer holds the lease)."""
+        ...
+
+    async def ack_messages(
+        self,
+        partition: int,
+        owner: str,
+        conversation: ConversationId,
+        messages: Sequence[tuple[str, str, int]],
+    ) -> bool:
+        """`ack_message` for each (entry id, digest, ordinal) of a run of `conversation`, in one
+        fenced step: all of them, or none when `owner` lost the lease (False)."""
         ...
 
     async def ack_message(

@@ -16,7 +16,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
@@ -34,6 +34,8 @@ from bridge.store.base import (
     HandoffRecord,
     MessageClaim,
     MessageState,
+    RunClaim,
+    RunMessage,
     Store,
     StreamEntry,
 )
@@ -538,27 +540,57 @@ class RedisStore:
         keys = [self.keys.partition_lease(p), self.keys.delivered(p, conversation),
                 self.keys.attempts(p)]  # fmt: skip
         args: list[str | int] = [owner, digest, event_id, ordinal, MAPPING_TTL_MS, entry_id]
-        script = self.scripts["claim_and_begin"]
+        (k, claim, attempts), record = await self._run_with_record("claim_and_begin", keys, args,
+                                                                   sender)  # fmt: skip
+        return int(k), MessageClaim(_text(claim)), int(attempts), record
+
+    @_guarded
+    async def claim_and_begin_run(
+        self,
+        partition: int,
+        conversation: ConversationId,
+        owner: str,
+        messages: Sequence[RunMessage],
+        sender: SenderId,
+    ) -> tuple[list[RunClaim], HandoffRecord | None]:
+        p = self._check(partition)
+        keys = [self.keys.partition_lease(p), self.keys.delivered(p, conversation),
+                self.keys.attempts(p)]  # fmt: skip
+        args: list[str | int] = [owner, MAPPING_TTL_MS]
+        for m in messages:
+            args += [m.digest, m.event_id, m.ordinal, m.entry_id]
+        flat, record = await self._run_with_record("claim_and_begin_run", keys, args, sender)
+        if len(flat) == 3 and _text(flat[1]) == MessageClaim.LOST:
+            return [RunClaim(0, MessageClaim.LOST, 0) for _ in messages], record
+        claims = [
+            RunClaim(int(flat[i]), MessageClaim(_text(flat[i + 1])), int(flat[i + 2]))
+            for i in range(0, len(flat), 3)
+        ]
+        return claims, record
+
+    async def _run_with_record(
+        self, script: str, keys: list[str], args: list[str | int], sender: SenderId
+    ) -> tuple[Any, HandoffRecord | None]:
+        """A script of the partition's slot and the read of the sender's record (another slot)
+        in one round trip: not a transaction, the two are independent."""
         if isinstance(self.redis, RedisCluster):
             # Cluster pipelines refuse EVALSHA; the two steps (in two slots, likely two nodes)
             # go out together instead.
-            (k, claim, attempts), raw = await asyncio.gather(
-                self._run("claim_and_begin", keys, args),
-                self.redis.hgetall(self.keys.record(sender)),
+            answer, raw = await asyncio.gather(
+                self._run(script, keys, args), self.redis.hgetall(self.keys.record(sender))
             )
-            return int(k), MessageClaim(_text(claim)), int(attempts), _record(raw)
-        # One round trip, not a transaction: the script (the partition's slot) and the record
-        # (the sender's) are independent reads and writes, as in `begin_attempt`.
+            return answer, _record(raw)
+        registered = self.scripts[script]
         for _ in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.evalsha(registered.sha, len(keys), *keys, *args)
                 pipe.hgetall(self.keys.record(sender))
                 try:
-                    (k, claim, attempts), raw = await pipe.execute()
+                    answer, raw = await pipe.execute()
                 except rexc.NoScriptError:  # Redis forgot it (restart, SCRIPT FLUSH): load it
-                    await self.redis.script_load(script.script)
+                    await self.redis.script_load(registered.script)
                     continue
-            return int(k), MessageClaim(_text(claim)), int(attempts), _record(raw)
+            return answer, _record(raw)
         raise StoreUnavailable("redis keeps forgetting the relay's scripts")
 
     @_guarded
@@ -582,6 +614,26 @@ class RedisStore:
         ]
         args: list[str | int] = [owner, entry_id, digest, ordinal, MAPPING_TTL_MS]
         return bool(await self._run("ack_message", keys, args))
+
+    @_guarded
+    async def ack_messages(
+        self,
+        partition: int,
+        owner: str,
+        conversation: ConversationId,
+        messages: Sequence[tuple[str, str, int]],
+    ) -> bool:
+        p = self._check(partition)
+        keys = [
+            self.keys.partition_lease(p),
+            self.keys.stream(p),
+            self.keys.attempts(p),
+            self.keys.delivered(p, conversation),
+        ]
+        args: list[str | int] = [owner, MAPPING_TTL_MS]
+        for entry_id, digest, ordinal in messages:
+            args += [entry_id, digest, ordinal]
+        return bool(await self._run("ack_messages", keys, args))
 
     @_guarded
     async def unhold_message(

@@ -342,6 +342,46 @@ return 1
 """
 )
 
+# KEYS: partition lease, delivered, attempts. ARGV: owner, ttl (ms), then for each message of a
+# run of one conversation, in stream order: digest, event id, ordinal, entry id.
+# CLAIM_AND_BEGIN for each message in turn (each claim sees the ones before it, as one at a time
+# would): the relay's first step for a run. Returns {ordinal, claim, attempts} per message, or
+# {0, 'lost', 0} once when fenced out (nothing claimed, nothing counted).
+CLAIM_AND_BEGIN_RUN: Final = (
+    _FENCE
+    + _CLAIM
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return {0, 'lost', 0} end
+local out = {}
+for i = 3, #ARGV, 4 do
+  local k, state = claim(KEYS[2], ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[2])
+  local attempts = 0
+  if state == 'mine' then attempts = redis.call('HINCRBY', KEYS[3], ARGV[i + 3], 1) end
+  out[#out + 1] = k
+  out[#out + 1] = state
+  out[#out + 1] = attempts
+end
+return out
+"""
+)
+
+# KEYS: partition lease, stream, attempts, delivered. ARGV: owner, ttl (ms), then for each
+# message of a run of one conversation: entry id, digest, ordinal. ACK_MESSAGE for every message
+# of the run behind one lease check: all of them or, fenced out (0), none.
+ACK_MESSAGES: Final = (
+    _FENCE
+    + _RECORD_MESSAGE
+    + """
+if not fenced(KEYS[1], ARGV[1]) then return 0 end
+for i = 3, #ARGV, 3 do
+  redis.call('XDEL', KEYS[2], ARGV[i])
+  redis.call('HDEL', KEYS[3], ARGV[i])
+  record_message(KEYS[4], ARGV[i + 1], ARGV[i + 2], ARGV[2])
+end
+return 1
+"""
+)
+
 # KEYS: partition lease, hold list, held set, held index, attempts, delivered.
 # ARGV: owner, entry id, conversation, digest, ordinal, ttl (ms). `unhold_event` and the record.
 UNHOLD_MESSAGE: Final = (
@@ -383,4 +423,6 @@ ALL: Final = {
     "claim_and_begin": CLAIM_AND_BEGIN,
     "ack_message": ACK_MESSAGE,
     "unhold_message": UNHOLD_MESSAGE,
+    "claim_and_begin_run": CLAIM_AND_BEGIN_RUN,
+    "ack_messages": ACK_MESSAGES,
 }

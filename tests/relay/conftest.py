@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,6 +18,7 @@ from bridge.handoff import Escalated, Handoff, on_action
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.metrics import Metrics
 from bridge.notices import Notices
+from bridge.rasa.client import BotMessage
 from bridge.relay import Deliverer, Relay, RelayConfig
 from bridge.store import RedisStore, open_store
 from bridge.store.base import partition_of
@@ -68,13 +69,17 @@ class Call:
 
 @dataclass
 class FakeRasa:
-    """Records every call. `failures` are raised by the next pushes, in order (a `LANDED` entry:
-    the push reaches the tracker, then the answer is lost); `on_push` runs inside each push."""
+    """Records every call (each event of a multi-event push as a call of its own, `sizes` the
+    events per push). `failures` are raised by the next pushes, in order (a `LANDED` entry: the
+    push reaches the tracker, then the answer is lost), `refusals` by every push of a text, as
+    Rasa refuses a whole call for one bad event; `on_push` runs inside each push."""
 
     calls: list[Call] = field(default_factory=list)
     tracker: dict[str, list[Call]] = field(default_factory=dict)
     failures: list[BaseException | str] = field(default_factory=list)
-    on_push: Callable[[Call], Awaitable[None]] | None = None
+    on_push: Callable[[Call], Awaitable[None]] | None = None  # given a push's first call
+    sizes: list[int] = field(default_factory=list)  # events per push, in order
+    refusals: dict[str, BaseException] = field(default_factory=dict)  # by text: every push of it
 
     async def push_bot_message(
         self,
@@ -87,6 +92,10 @@ class FakeRasa:
     ) -> None:
         await self._push(Call(sender, "bot", text=text, marker=marker))
 
+    async def push_bot_messages(self, sender: SenderId, messages: Sequence[BotMessage]) -> None:
+        """One call: a scripted failure fails all of it (a `LANDED` one lands all of it)."""
+        await self._push(*[Call(sender, "bot", text=m.text, marker=m.marker) for m in messages])
+
     async def trigger_intent(
         self, sender: SenderId, intent: str, entities: dict[str, str], *, marker: str
     ) -> None:
@@ -96,14 +105,16 @@ class FakeRasa:
         self.calls.append(Call(sender, "lookup", marker=marker))
         return any(c.marker == marker for c in self.tracker.get(sender, []))
 
-    async def _push(self, call: Call) -> None:
-        self.calls.append(call)
+    async def _push(self, *calls: Call) -> None:
+        self.calls += calls
+        self.sizes.append(len(calls))
         if self.on_push is not None:
-            await self.on_push(call)
-        failure = self.failures.pop(0) if self.failures else None
+            await self.on_push(calls[0])
+        refused = [self.refusals[c.text] for c in calls if c.text in self.refusals]
+        failure = refused[0] if refused else self.failures.pop(0) if self.failures else None
         if isinstance(failure, BaseException):
             raise failure
-        self.tracker.setdefault(call.sender, []).append(call)
+        self.tracker.setdefault(calls[0].sender, []).extend(calls)
         if failure == LANDED:
             raise RetryableUpstreamError("Rasa unreachable: TimeoutError")
 

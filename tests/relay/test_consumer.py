@@ -107,7 +107,7 @@ async def test_a_permanent_rasa_answer_dead_letters_at_once_and_the_next_proceed
     await rig.started()
     await rig.join("c1")
     await rig.idle()
-    rig.rasa.failures = [error_for_status(status, "")]
+    rig.rasa.refusals = {"refused": error_for_status(status, "")}
     await rig.say("c1", "refused", "next")
     await rig.idle()
     assert rig.rasa.timeline("ada") == [JOINED, "next"]
