@@ -19,6 +19,7 @@ import redis.exceptions as rexc
 
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, Store, open_store
+from bridge.store.base import RunMessage
 from bridge.store.keys import OWNED
 from tests.support.store_rules import Recorder, key_violations, step_violations
 
@@ -102,6 +103,13 @@ async def drive_message_identity(store: RedisStore, conversation: ConversationId
     await store.ack_message(1, m1.entry_id, OWNER, conversation, "d", 1)
     await store.hold_event(1, conversation, m2, 1, OWNER)
     await store.unhold_message(1, conversation, m2.entry_id, OWNER, "d", 2)
+    for event_id in ("m3", "m4"):
+        await store.enqueue_event(1, EventId(event_id), "p", 60)
+    m3, m4 = (await store.read_events(1, 10))[-2:]
+    run = [RunMessage(m.entry_id, m.event_id, "d", 0) for m in (m3, m4)]
+    claims, _ = await store.claim_and_begin_run(1, conversation, OWNER, run, SenderId("s1"))
+    done = [(m.entry_id, "d", c.ordinal) for m, c in zip((m3, m4), claims, strict=True)]
+    await store.ack_messages(1, OWNER, conversation, done)
 
 
 async def test_every_method_and_script_keeps_the_key_rule(store: RedisStore) -> None:

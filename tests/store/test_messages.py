@@ -6,7 +6,7 @@ import fakeredis
 
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, StreamEntry
-from bridge.store.base import MessageClaim, MessageState
+from bridge.store.base import MessageClaim, MessageState, RunClaim, RunMessage
 from bridge.store.keys import MAPPING_TTL_MS
 
 from .conftest import OTHER, OWNER
@@ -132,4 +132,74 @@ async def test_claim_and_begin_loads_its_script_on_a_redis_that_lacks_it() -> No
     [a] = await enqueue(store, "a")
     got = await store.claim_and_begin(0, C, OWNER, H, a.event_id, 0, a.entry_id, SenderId("ada"))
     assert got == (1, MessageClaim.MINE, 1, None)
+    await store.close()
+
+
+def run_of(*entries: tuple[StreamEntry, int]) -> list[RunMessage]:
+    """A run's messages, all of the text H: (entry, ordinal), 0 for a webhook event's."""
+    return [RunMessage(e.entry_id, e.event_id, H, k) for e, k in entries]
+
+
+async def test_a_run_claims_in_order_counts_first_attempts_and_reads_the_record(
+    leased: RedisStore,
+) -> None:
+    s = SenderId("ada")
+    assert await leased.save_handoff(s, {"state": "live"}, 0)
+    a, b, c = await enqueue(leased, "a", "b", f"msg:{H}:1")
+    run = run_of((a, 0), (b, 0), (c, 1))
+    claims, record = await leased.claim_and_begin_run(0, C, OWNER, run, s)
+    # each claim sees the ones before it: the listed twin of the first is another entry's
+    assert claims == [
+        RunClaim(1, MessageClaim.MINE, 1),
+        RunClaim(2, MessageClaim.MINE, 1),
+        RunClaim(1, MessageClaim.OTHER, 0),
+    ]
+    assert record is not None and record.fields["state"] == "live"
+    assert not await leased.redis.hexists(leased.keys.attempts(0), c.entry_id)
+    # the same run again (a take-over): the same ordinals, the attempts counted on
+    claims, _ = await leased.claim_and_begin_run(0, C, OWNER, run, s)
+    assert [(x.ordinal, x.claim, x.attempts) for x in claims][:2] == [
+        (1, MessageClaim.MINE, 2), (2, MessageClaim.MINE, 2),
+    ]  # fmt: skip
+    # what a message claimed in a run is, one at a time: the same
+    assert (await leased.claim_and_begin(0, C, OWNER, H, b.event_id, 0, b.entry_id, s))[:3] == (
+        2, MessageClaim.MINE, 3,
+    )  # fmt: skip
+
+
+async def test_a_run_is_fenced_by_the_partition_lease(leased: RedisStore) -> None:
+    a, b = await enqueue(leased, "a", "b")
+    claims, _ = await leased.claim_and_begin_run(
+        0, C, OTHER, run_of((a, 0), (b, 0)), SenderId("ada")
+    )
+    assert claims == [RunClaim(0, MessageClaim.LOST, 0)] * 2
+    assert await leased.message_state(0, C, H, 1) is MessageState.UNKNOWN
+    assert await leased.redis.hlen(leased.keys.attempts(0)) == 0
+
+
+async def test_a_run_is_acknowledged_and_recorded_in_one_fenced_step(leased: RedisStore) -> None:
+    a, b, later = await enqueue(leased, "a", "b", "later")
+    claims, _ = await leased.claim_and_begin_run(
+        0, C, OWNER, run_of((a, 0), (b, 0)), SenderId("ada")
+    )
+    done = [(a.entry_id, H, claims[0].ordinal), (b.entry_id, H, claims[1].ordinal)]
+    assert not await leased.ack_messages(0, OTHER, C, done)
+    assert await leased.read_events(0, 10) == [a, b, later]
+    assert await leased.message_state(0, C, H, 1) is MessageState.OWNED
+    assert await leased.ack_messages(0, OWNER, C, done)
+    assert await leased.read_events(0, 10) == [later]
+    for ordinal in (1, 2):
+        assert await leased.message_state(0, C, H, ordinal) is MessageState.DELIVERED
+    assert await leased.redis.hlen(leased.keys.attempts(0)) == 0
+    ttl = await leased.redis.pttl(leased.keys.delivered(0, C))
+    assert MAPPING_TTL_MS - 60_000 < ttl <= MAPPING_TTL_MS
+
+
+async def test_a_run_loads_its_script_on_a_redis_that_lacks_it() -> None:
+    server = fakeredis.FakeServer(version=(7,))
+    store = RedisStore(fakeredis.FakeAsyncRedis(server=server, decode_responses=True))
+    await store.acquire_partition(0, OWNER, 60_000)
+    a, b = await enqueue(store, "a", "b")
+    got = await store.claim_and_begin_run(0, C, OWNER, run_of((a, 0), (b, 0)), SenderId("ada"))
+    assert got == ([RunClaim(1, MessageClaim.MINE, 1), RunClaim(2, MessageClaim.MINE, 1)], None)
     await store.close()
