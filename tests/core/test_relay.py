@@ -14,7 +14,9 @@ import dataclasses
 import aiohttp
 
 from bridge.ids import SenderId
+from bridge.rasa.client import BotMessage, RasaClient
 from tests.core.conftest import BridgeFactory, Harness
+from tests.support.rasa_stand_in import RasaStandIn
 from tests.support.waiting import eventually
 
 JOINED = "#EXTERNAL_agent_joined"
@@ -148,3 +150,49 @@ def _customer():  # type: ignore[no-untyped-def]
     from bridge.eightbyeight.client import Customer
 
     return Customer(name="Ada")
+
+
+async def test_several_bot_messages_in_one_call_arrive_each_in_order_each_findable(
+    rasa: tuple[RasaStandIn, str],
+) -> None:
+    """The client's multi-event push, over HTTP: one `tracker/events` call, every event seen
+    on its own, in order, each with its own marker."""
+    stand_in, url = rasa
+    client = RasaClient(url)
+    try:
+        sender = SenderId("ada")
+        messages = [BotMessage("one", "e1:0"), BotMessage("two", "e2:0", "Anna"),
+                    BotMessage(None, "e2:0.1", "Anna", {"image": "https://x/y.png"})]  # fmt: skip
+        await client.push_bot_messages(sender, messages)
+        assert stand_in.posts == [("ada", 3)]
+        assert [(p.text, p.marker) for p in stand_in.pushes] == [
+            ("one", "e1:0"), ("two", "e2:0"), (None, "e2:0.1"),
+        ]  # fmt: skip
+        assert stand_in.pushes[2].entities == {"image": "https://x/y.png"}
+        for marker in ("e1:0", "e2:0", "e2:0.1"):
+            assert await client.has_marker(sender, marker)
+        assert not await client.has_marker(sender, "e3:0")
+    finally:
+        await client.close()
+
+
+async def test_agent_messages_sent_while_rasa_is_stalled_go_in_one_push_once_in_order(
+    make_bridge: BridgeFactory,
+) -> None:
+    """Rasa stalls on a push: the agent's next messages wait in the stream, then go in one
+    `tracker/events` call, each shown once, in order."""
+    h = await make_bridge()
+    cid = await h.escalate("ada")
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await h.settled()
+    h.rasa.gate = asyncio.Event()
+    calls = h.rasa.requests
+    await h.sim.desk.say(cid, "first")
+    await eventually(lambda: h.rasa.requests > calls, what="the first push, stalled")
+    for k in range(4):
+        await h.sim.desk.say(cid, f"next-{k}")
+    await h.sim.idle()  # all four accepted: in the stream behind the stalled push
+    h.rasa.gate.set()
+    await h.settled()
+    assert h.rasa.texts("ada") == ["first", "next-0", "next-1", "next-2", "next-3"]
+    assert [n for sender, n in h.rasa.posts if sender == "ada"] == [1, 4]

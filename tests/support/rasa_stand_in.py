@@ -1,7 +1,10 @@
 """A recording stand-in for the slice of Rasa's HTTP API the relay uses, over real loopback HTTP.
 
 It keeps a tracker per conversation (the events the bridge pushed), so the relay's "look in the
-tracker before pushing again" path runs against real responses. Faults: answer a status for a
+tracker before pushing again" path runs against real responses. A `tracker/events` call with
+several `bot` events is recorded as Rasa 3.6 handles it (appended, and sent to the user's
+channel, in list order): each event is a push of its own in `pushes`, in order (the benchmark
+stamps and checks each one); `posts` keeps how many events each call carried. Faults: answer a status for a
 while (`down`), or accept a push and then drop the connection (`lose_next_responses`).
 """
 
@@ -39,7 +42,9 @@ class RasaStandIn:
     down_status: int | None = None  # answer this to every push while set
     lose_next_responses: int = 0  # accept the push, then drop the connection without answering
     delay_s: float = 0.0
+    gate: asyncio.Event | None = None  # while given and not set, every call waits (Rasa stalled)
     pushes: list[Pushed] = field(default_factory=list)
+    posts: list[tuple[str, int]] = field(default_factory=list)  # (sender, events) per call
     trackers: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     requests: int = 0
 
@@ -81,6 +86,8 @@ class RasaStandIn:
             return web.json_response({"message": "unauthorized"}, status=401)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if self.gate is not None:
+            await self.gate.wait()
         if self.down_status is not None:
             return web.json_response({"message": "down"}, status=self.down_status)
         return None
@@ -98,7 +105,9 @@ class RasaStandIn:
             return refused
         sender = request.match_info["sender"]
         body = await request.json()
-        for event in body if isinstance(body, list) else [body]:
+        events = body if isinstance(body, list) else [body]
+        self.posts.append((sender, len(events)))
+        for event in events:
             self.trackers[sender].append(event)
             marker = ((event.get("metadata") or {}).get("handoff") or {}).get("handoff_event_id")
             self.pushes.append(
