@@ -6,6 +6,12 @@ tracker is searched for the marker before pushing again. An agent message carryi
 (bridge/relay/identity.py) that was delivered already is not pushed at all, and every agent
 message is recorded as delivered by the step that acknowledges it.
 
+A run (several agent messages of one conversation, `runs.py`) goes through `process_run`: one
+store step claims every message and counts every attempt, one push carries a `bot` event per
+message (each with its own marker), one script acknowledges them all. Whatever it does not
+finish goes through `process` afterwards, in order, from the claims and attempts the run took,
+so the markers and the tracker check above hold for it unchanged.
+
 What to do after a failure is `decisions.after_failure`; the clock and sleep are injected, so
 tests drive retries and budgets in milliseconds.
 """
@@ -158,8 +164,8 @@ class Deliverer:
     ) -> bool:  # fmt: skip
         """Deliver until done. True when finished (delivered or dead-lettered), False when the
         lease was lost or may have lapsed (the entry stays for the next holder). `owner` is
-        the partition lease's holder: claiming an agent message is fenced by it. `begun`: the
-        message was claimed and its attempt counted by a run that did not push it."""
+        the partition lease's holder: claiming an agent message is fenced by it. `begun`: what a
+        run left of this message (its claim, its attempt; see `Begun`)."""
         self._metrics.relay_lag.observe(max(0.0, self._clock() - entry.accepted_ms / 1000))
         if not still_ours():
             return False

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -387,6 +388,7 @@ class RasaServer:
     url: str
     token: str
     log: Path
+    pid: int = 0  # `rasa run`'s, the leader of its own process group (to stall it: SIGSTOP)
 
 
 @pytest.fixture(scope="package")
@@ -454,6 +456,7 @@ def _running_rasa(
             cmd, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
+    server = dataclasses.replace(server, pid=proc.pid)
     try:
         _wait_for_rasa(proc, server)
         yield server

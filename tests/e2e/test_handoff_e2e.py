@@ -9,6 +9,10 @@ so a missing, doubled, reordered or extra message fails the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -19,7 +23,7 @@ from bridge.eightbyeight.realtime import RealtimeConfig
 from bridge.simulator import SimConversation, SimulatorConfig
 from bridge.simulator.chat_v2_api import ChatV2Api
 from bridge.simulator.gateway_api import GatewayApi
-from tests.e2e.conftest import E2E
+from tests.e2e.conftest import E2E, RasaServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]  # the first test also trains Rasa
 
@@ -348,3 +352,43 @@ async def test_gateway_agent_is_named_and_a_reopen_brings_the_agent_the_story(e2
     assert sent == [("user", "what are your hours"), ("bot", say("utter_hours"))]
     assert len(conv.interactions) == 2 and conv.interactions[1].live
     assert "/human_handoff" not in [m.text for m in conv.messages + conv.history]
+
+
+@contextlib.contextmanager
+def stalled(rasa: RasaServer) -> Iterator[None]:
+    """Rasa frozen (SIGSTOP to its process group) for the block: pushes into it wait."""
+    os.killpg(rasa.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(rasa.pid, signal.SIGCONT)
+
+
+def relayed_runs(e2e: E2E) -> list[int]:
+    """How many messages went in the push of each agent message the bridge relayed (its log)."""
+    lines = e2e.bridge.log.read_text(errors="replace").splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    return [r["run"] for r in records if r.get("event") == "relay_processed" and "run" in r]
+
+
+async def test_agent_messages_sent_back_to_back_reach_the_user_once_in_order(e2e: E2E) -> None:
+    """The agent writes several messages while Rasa is busy (frozen here): they wait in the
+    bridge, then reach the user's channel together, through one `tracker/events` call with
+    several `bot` events, each once and in order, and stay in the transcript."""
+    sender = e2e.new_sender()
+    seen: list[str | None] = []
+    conv = await agent_takes_over(e2e, sender, seen)
+    texts = ["One.", "Two.", "Three.", "Four.", "Five."]
+    with stalled(e2e.rasa):
+        for text in texts:
+            await e2e.sim.desk.say(conv.id, text)
+        await e2e.sim.idle()  # 8x8 got its answers: every message is in the bridge's stream
+    await e2e.settled()
+    seen += [shown(e2e, conv.id, t) for t in texts]
+    assert e2e.inbox.texts(sender) == seen
+    assert max(relayed_runs(e2e)) > 1, "no two messages went in one push"
+    events = (await e2e.tracker(sender))["events"]
+    pushed = [e for e in events if e["event"] == "bot" and "handoff" in (e.get("metadata") or {})]
+    assert [e["text"] for e in pushed] == [shown(e2e, conv.id, t) for t in texts]
+    markers = [e["metadata"]["handoff"]["handoff_event_id"] for e in pushed]
+    assert len(set(markers)) == len(texts)
