@@ -5,6 +5,7 @@ stop short, each message still shown once, in order."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -114,20 +115,18 @@ async def test_the_state_machine_cuts_a_run_that_implies_the_join(make_rig: RigF
     assert await delivered(rig, "one", "two", "three") == [MessageState.DELIVERED] * 3
 
 
-@pytest.mark.parametrize("failure", [LANDED, "refused-503", "unreachable"])
+@pytest.mark.parametrize(
+    "failure",
+    [LANDED, error_for_status(503, ""), RetryableUpstreamError("Rasa unreachable: TimeoutError")],
+    ids=["landed", "503", "unreachable"],
+)
 async def test_a_failed_run_push_falls_back_one_at_a_time_each_shown_once(
-    make_rig: RigFactory, failure: str
+    make_rig: RigFactory, failure: BaseException | str
 ) -> None:
     """The run's push fails (landed with its answer lost, or not): each message then goes on
     its own, looked for in the tracker first, and is shown exactly once."""
     rig = await with_agent(make_rig)
-    rig.rasa.failures = [
-        {
-            LANDED: LANDED,
-            "refused-503": error_for_status(503, ""),
-            "unreachable": RetryableUpstreamError("Rasa unreachable: TimeoutError"),
-        }[failure]
-    ]
+    rig.rasa.failures = [failure]
     await rig.say("c1", "one", "two", "three")
     await resume(rig)
     assert rig.rasa.timeline("ada") == [JOINED, "one", "two", "three"]
@@ -197,7 +196,9 @@ async def test_redis_failing_at_the_runs_ack_shows_nothing_twice(make_rig: RigFa
     await rig.say("c1", "one", "two")
     ack_messages = rig.store.ack_messages
 
-    async def failing_once(*args: Any) -> bool:
+    async def failing_once(
+        partition: int, owner: str, conversation: ConversationId, messages: Sequence[Any]
+    ) -> bool:
         rig.store.ack_messages = ack_messages  # type: ignore[method-assign]
         raise StoreUnavailable("redis unavailable: ConnectionError")
 
