@@ -323,12 +323,16 @@ class Relay:
             log.info("relay_held", extra={"conversation": cid, "event_id": entry.event_id})
             return await self._store.hold_event(partition, cid, entry, held[cid], self.owner)
 
+        # The webhook's claim of the event is settled with the ack.
+        claimed = entry.event_id if entry.claimed else None
+
         async def ack(identity: MessageIdentity | None) -> bool:
             if identity is None:
-                return await self._store.ack_event(partition, entry.entry_id, self.owner)
+                return await self._store.ack_event(partition, entry.entry_id, self.owner, claimed)
             return await self._store.ack_message(
-                partition, entry.entry_id, self.owner, cid, identity.digest, identity.ordinal
-            )
+                partition, entry.entry_id, self.owner, cid, identity.digest, identity.ordinal,
+                claimed,
+            )  # fmt: skip
 
         return await self._deliverer.process(
             partition, entry, event, sender, finish=ack,

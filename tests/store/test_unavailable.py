@@ -29,7 +29,7 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "acquire_sender_lease": lambda s: s.acquire_sender_lease(S, 1000),
     "release_sender_lease": lambda s: s.release_sender_lease(S, "t"),
     "claim_event": lambda s: s.claim_event(EventId("e"), "h", 60, settled=False),
-    "settle_event": lambda s: s.settle_event(EventId("e"), "h"),
+    "settle_event": lambda s: s.settle_event(EventId("e")),
     "enqueue_event": lambda s: s.enqueue_event(0, EventId("e"), "p", 60),
     "acquire_partition": lambda s: s.acquire_partition(0, "o", 1000),
     "relay_heartbeat": lambda s: s.relay_heartbeat("o", 1000),
