@@ -32,6 +32,7 @@ from bridge.relay.deliver import Deliverer
 from bridge.relay.identity import MessageIdentity
 from bridge.relay.idle import work_left
 from bridge.store.base import TIMER_EVENT_PREFIX, Store, StreamEntry
+from bridge.store.timers import fired_timer
 
 log = logging.getLogger(__name__)
 
@@ -408,7 +409,7 @@ class Relay:
 def _decode(entry: StreamEntry) -> ChatEvent | TimerFired | None:
     try:
         if entry.event_id.startswith(TIMER_EVENT_PREFIX):
-            return TimerFired.from_json(entry.payload)
+            return fired_timer(entry.payload)
         return ChatEvent.from_json(entry.payload)
     except (ValueError, TypeError, KeyError):
         return None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple, Protocol
 
+from bridge.handoff import TimerFired
 from bridge.ids import ConversationId, EventId, SenderId
 
 # The event id of a fired timer in the partition stream (8x8's ids never take this form).
@@ -233,8 +234,9 @@ class Store(Protocol):
         ...
 
     # --- timers: armed per partition, fired into the partition stream (ordered with 8x8's) ---
-    async def arm_timer(self, partition: int, timer: str, due_ms: int) -> None:
-        """Keep `timer` (its JSON) until `due_ms`; arming the same one again only moves it."""
+    async def arm_timer(self, partition: int, timer: TimerFired) -> None:
+        """Keep `timer` until its due time. One per kind and handoff: arming the same kind of
+        the same handoff again moves it to the new due time (bridge/store/timers.py)."""
         ...
 
     async def fire_timers(self, partition: int, now_ms: int, owner: str, limit: int = 100) -> int:

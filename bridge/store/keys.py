@@ -107,8 +107,9 @@ OWNED: Final[dict[str, Owner]] = {
     ),
     "timers": Owner(
         ("fire_timers",),
-        "armed timers; each leaves when it fires (into the stream), at most one handoff timeout "
-        "after it was armed, so the set is bounded by the live handoffs",
+        "armed timers, at most one per kind and handoff (arming again moves it); each leaves "
+        "when it fires (into the stream), so the set is bounded by the handoffs with a timer "
+        "to come",
     ),
 }
 
@@ -224,9 +225,11 @@ class Keys:
         return f"{self.base}{{p:{partition}}}:hold:{conversation}"
 
     def timers(self, partition: int) -> str:
-        """ZSET: the partition's conversations' armed timers (a timer's JSON), scored by when
-        they are due (epoch ms). In the partition's slot: firing moves one into the stream
-        in one script. No TTL (see above)."""
+        """ZSET: the partition's conversations' armed timers, one member per kind and handoff,
+        `<kind code>|<since_ms>|<conversation>` (bridge/store/timers.py), scored by when it is
+        due (epoch ms): arming it again moves it. Members written by earlier versions (a
+        timer's JSON, one per arming) fire as before. In the partition's slot: firing moves
+        one into the stream in one script. No TTL (see above)."""
         return f"{self.base}{{p:{partition}}}:timers"
 
     def delivered(self, partition: int, conversation: ConversationId) -> str:

@@ -26,8 +26,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from bridge.errors import StaleClaim, StoreUnavailable
+from bridge.handoff import TimerFired
 from bridge.ids import ConversationId, EventId, SenderId
-from bridge.store import live_index, scripts
+from bridge.store import live_index, scripts, timers
 from bridge.store.base import (
     TIMER_EVENT_PREFIX,
     Claim,
@@ -478,8 +479,9 @@ class RedisStore:
     # --- timers ---
 
     @_guarded
-    async def arm_timer(self, partition: int, timer: str, due_ms: int) -> None:
-        await self.redis.zadd(self.keys.timers(self._check(partition)), {timer: due_ms})
+    async def arm_timer(self, partition: int, timer: TimerFired) -> None:
+        key = self.keys.timers(self._check(partition))
+        await self.redis.zadd(key, {timers.timer_member(timer): timer.due_ms})
 
     @_guarded
     async def fire_timers(self, partition: int, now_ms: int, owner: str, limit: int = 100) -> int:

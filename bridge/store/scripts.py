@@ -295,18 +295,33 @@ return redis.call('ZCARD', KEYS[1])
 
 # KEYS: partition lease, timers, stream. ARGV: owner, now (ms), most to fire, event id prefix.
 # Fenced like the relay's other steps: only the lease holder fires, so a timer fires once, and
-# into the stream, behind whatever 8x8 event of its conversation was accepted before it. The
-# event id is the timer itself (unique per arming), so pushes it causes carry their own markers.
+# into the stream, behind whatever 8x8 event of its conversation was accepted before it.
+# A member `<kind code>|<since_ms>|<conversation>` (bridge/store/timers.py) names no arming, so
+# the entry gets its due time: payload `<due>|<member>`, event id `<prefix><due>|<code>|<since>`
+# (unique per arming, so pushes it causes carry their own markers). The due is printed with
+# '%.0f': plain digits whatever notation the score comes in (tostring and cjson keep only 14
+# significant digits). Any other member (the JSON of earlier versions) fires verbatim:
+# payload = member, event id = prefix .. member.
 FIRE_TIMERS: Final = (
     _FENCE
     + """
 if not fenced(KEYS[1], ARGV[1]) then return 0 end
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, timer in ipairs(due) do
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0,
+  tonumber(ARGV[3]))
+local fired = 0
+for i = 1, #due, 2 do
+  local timer = due[i]
+  local eid, ev = ARGV[4] .. timer, timer
+  local head = string.match(timer, '^([a-z]|%d+)|')
+  if head then
+    local at = string.format('%.0f', tonumber(due[i + 1]))
+    eid, ev = ARGV[4] .. at .. '|' .. head, at .. '|' .. timer
+  end
   redis.call('ZREM', KEYS[2], timer)
-  redis.call('XADD', KEYS[3], '*', 'eid', ARGV[4] .. timer, 'ev', timer)
+  redis.call('XADD', KEYS[3], '*', 'eid', eid, 'ev', ev)
+  fired = fired + 1
 end
-return #due
+return fired
 """
 )
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import redis.exceptions as rexc
 
+from bridge.handoff import TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, Store, open_store
 from bridge.store.keys import OWNED
@@ -79,7 +80,7 @@ async def drive_every_method(store: RedisStore) -> None:
     await store.dead_letter(1, e4, "r", OWNER)
     dead = await store.list_dead_letters()
     await store.replay_dead_letter(1, dead[0].dead_id)
-    await store.arm_timer(1, "t", 5)
+    await store.arm_timer(1, TimerFired(TimerKind.USER_SILENCE, early, 1, 5))
     await store.fire_timers(1, 10, OWNER)
     await drive_message_identity(store, early)
     await store.release_partition(1, OWNER)

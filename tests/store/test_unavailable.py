@@ -13,6 +13,7 @@ import fakeredis
 import pytest
 
 from bridge.errors import StoreUnavailable
+from bridge.handoff import TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, Store, StreamEntry, open_store
 from tests.support.redis_cluster import LocalCluster
@@ -55,7 +56,7 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "outbox_peek": lambda s: s.outbox_peek(S),
     "outbox_pop": lambda s: s.outbox_pop(S, "m"),
     "outbox_senders": lambda s: s.outbox_senders(),
-    "arm_timer": lambda s: s.arm_timer(0, "t", 1),
+    "arm_timer": lambda s: s.arm_timer(0, TimerFired(TimerKind.USER_SILENCE, C, 1, 2)),
     "fire_timers": lambda s: s.fire_timers(0, 1, "o"),
 }
 
