@@ -34,7 +34,7 @@ class Claim(StrEnum):
     """What the webhook's claim of an 8x8 event id found (see `Store.claim_event`)."""
 
     NEW = "new"  # first seen now
-    PENDING = "pending"  # seen with this body, its enqueue not confirmed: do it (again)
+    PENDING = "pending"  # seen with this body, not delivered yet: redo the (idempotent) enqueue
     DONE = "done"  # seen with this body and fully accepted: a duplicate
     CONFLICT = "conflict"  # seen with another body: a signature reused on a forged body
 
