@@ -18,8 +18,6 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from bridge.loop import new_loop
-
 PARAMS = {"output_channel": "latest", "execute_side_effects": "true", "include_events": "NONE"}
 
 
@@ -64,9 +62,7 @@ async def _ok() -> web.Response:
 
 if __name__ == "__main__":
     port, redis_url, prefix, rasa_url = sys.argv[1:5]
-    # The event loop serve runs on (uvloop where installed): the ceiling is the best a bare
-    # relay does on this machine, with the same runtime.
     web.run_app(
-        ceiling_app(redis_url, prefix, rasa_url), loop=new_loop(),
+        ceiling_app(redis_url, prefix, rasa_url),
         host="127.0.0.1", port=int(port), print=None, access_log=None,
     )  # fmt: skip

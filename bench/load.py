@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ import aiohttp
 from bench.stats import event_text
 from bridge.eightbyeight.signature import HEADER_SIGNATURE, SignedHeaders, detached_payload
 from bridge.simulator import Simulator
+from bridge.simulator.ids import random_id
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def agent_joined(api: str, conversation: str, ts: int) -> dict[str, object]:
 def sign(sim: Simulator, body: bytes, now_ms: int) -> dict[str, str]:
     signed = SignedHeaders(
         customer_id=sim.config.customer_id,
-        event_id=secrets.token_hex(16),
+        event_id=random_id(),  # 8x8's shape: 22 url-safe characters
         retry=0,
         tenant_id=sim.config.tenant_id,
         transmission_time_ms=now_ms,

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench import load, phases, procs
-from bench.run import PARTITIONS, cleanup, serve_env, sim_config
+from bench.run import PARTITIONS, cleanup, run_prefix, serve_env, sim_config
 from bench.stats import percentile
 from bridge.simulator import running_simulator
 from bridge.store import open_store
@@ -77,7 +76,7 @@ def _frame(frame: str) -> str:
     short = (
         path.split("site-packages/")[-1]
         if "site-packages/" in path
-        else path.split("/wt-i13-bench/")[-1]
+        else path.removeprefix(str(procs.ROOT) + "/")
     )
     return f"{m.group(1)} ({short})"
 
@@ -113,7 +112,7 @@ def timelines(cmds: list[tuple[float, str, list[str]]], prefix: str) -> dict[str
         name = args[0].upper()
         if client == "lua" and name == "XADD":
             xadds[args[1]].append((t, args[args.index("eid") + 1]))
-        elif client != "lua" and name == "HINCRBY":
+        elif name == "HINCRBY" and args[1].endswith(":attempts"):  # in a script or not
             stream = args[1].rsplit(":", 1)[0] + ":stream"
             begun[stream].setdefault(args[2], t)
         elif client == "lua" and name == "XDEL":
@@ -128,7 +127,7 @@ def timelines(cmds: list[tuple[float, str, list[str]]], prefix: str) -> dict[str
 
 
 async def profile(api: str, events: int, out: Path, redis_url: str) -> dict[str, Any]:
-    prefix = f"hbbench:{secrets.token_hex(6)}:"
+    prefix = run_prefix()
     redis = aioredis.from_url(redis_url)
     stand = procs.stand_in()
     await stand.start()
@@ -206,7 +205,8 @@ async def _monitored(serve: procs.Process, stand: procs.Process, events: list[lo
     return {
         "rate": rate, "events": len(events), "matched": len(stages["posted -> at stand-in (total)"]),
         "stages_ms": {k: {"p50": 1000 * percentile(v, 50), "p90": 1000 * percentile(v, 90),
-                          "p99": 1000 * percentile(v, 99), "max": 1000 * max(v)} for k, v in stages.items()},
+                          "p99": 1000 * percentile(v, 99), "max": 1000 * max(v)}
+                      for k, v in stages.items() if v},
     }  # fmt: skip
 
 

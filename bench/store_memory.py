@@ -59,9 +59,9 @@ async def create(store: RedisStore, ttl_s: int) -> Handoff:
     for _ in range(EVENTS_PER_HANDOFF):
         event_id = EventId(str(uuid.uuid4()))
         digest = hashlib.sha256(event_id.encode()).hexdigest()  # the webhook hashes the body
-        await store.claim_event(event_id, digest, ttl_s, settled=False)
-        assert await store.enqueue_event(partition, event_id, '{"type":"x"}', ttl_s)
-        await store.settle_event(event_id, digest)
+        claimed = await store.claim_event(event_id, digest, ttl_s, settled=False)
+        payload = '{"type":"x"}'
+        assert await store.enqueue_event(partition, event_id, payload, ttl_s, claimed.at_ms)
         h.events.append(event_id)
     return h
 
@@ -72,7 +72,7 @@ async def relay_everything(store: RedisStore) -> None:
         while entries := await store.read_events(p, 500):
             for entry in entries:
                 await store.note_attempt(p, entry.entry_id)
-                assert await store.ack_event(p, entry.entry_id, OWNER)
+                assert await store.ack_event(p, entry.entry_id, OWNER, entry.event_id)
         await store.release_partition(p, OWNER)
 
 

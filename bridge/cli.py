@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 
 from bridge import __version__, logs
 from bridge.errors import ConfigError
-from bridge.loop import run_loop
 from bridge.settings import Settings, load_settings
 
 log = logging.getLogger("bridge")
@@ -38,7 +38,7 @@ def cmd_serve(_args: argparse.Namespace) -> int:
         )  # fmt: skip
     from bridge.web.server import serve  # imported late: keeps `--help` fast
 
-    run_loop(serve(settings))
+    asyncio.run(serve(settings))
     return 0
 
 

@@ -24,6 +24,11 @@ class StoreUnavailable(BridgeError):
     """The store (Redis) cannot be reached or did not answer in time."""
 
 
+class StaleClaim(StoreUnavailable):
+    """The webhook's enqueue came too long after its claim (keys.MAX_CLAIM_TO_ENQUEUE_MS): not
+    written; 8x8's retry starts again with a fresh claim. Answered like an unavailable store."""
+
+
 class UpstreamError(BridgeError):
     """A remote API (8x8 or Rasa) answered with an error or could not be reached."""
 

@@ -25,6 +25,7 @@ Ordering rules (8x8 documents neither order nor uniqueness, spec §5.1.8, §6.2-
   the handoff (`since_ms`) and the arming (`due_ms`) it was armed for: one re-armed, cleared, or
   armed for an earlier handoff is stale and ignored. A queue timeout therefore loses to an agent's
   join that was accepted first, and a join accepted after the timeout finds the handoff ended.
+  A stale arming of the live handoff re-arms the live arming of its kind (see `on_timer`).
 - A repeated input never repeats a bot notification: a second join of the same agent, a second
   QUEUED for the same queue, a second leave, a second TRANSFER are no-ops. A repeated agent
   message is relayed again (8x8 gives it no id the state could remember; the relay dedupes by
@@ -33,7 +34,6 @@ Ordering rules (8x8 documents neither order nor uniqueness, spec §5.1.8, §6.2-
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -116,30 +116,12 @@ class TimerKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TimerFired:
-    """A timer came due. Stored as JSON in the timer set, then in the partition stream."""
+    """A timer came due (how the store keeps it: bridge/store/timers.py)."""
 
     kind: TimerKind
     conversation_id: ConversationId
     since_ms: int  # the handoff it was armed for
     due_ms: int  # the arming it is (the record keeps the live one per kind)
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {"timer": self.kind.value, "conversation_id": self.conversation_id,
-             "since_ms": self.since_ms, "due_ms": self.due_ms},
-            separators=(",", ":"),
-        )  # fmt: skip
-
-    @classmethod
-    def from_json(cls, data: str | bytes) -> TimerFired:
-        """Raises ValueError (or KeyError/TypeError) for anything but a timer's JSON."""
-        d = json.loads(data)
-        return cls(
-            TimerKind(d["timer"]),
-            ConversationId(str(d["conversation_id"])),
-            int(d["since_ms"]),
-            int(d["due_ms"]),
-        )
 
 
 class State(StrEnum):
@@ -779,13 +761,11 @@ def _user_ended(h: Handoff, now_ms: int) -> Step:
 
 def on_timer(h: Handoff, timer: TimerFired, now_ms: int, timing: Timing = DEFAULT_TIMING) -> Step:
     """Apply a timer that came due. Only the live arming of the live handoff counts."""
-    if (
-        not h.active
-        or timer.conversation_id != h.conversation_id
-        or timer.since_ms != h.since_ms
-        or h.due(timer.kind) != timer.due_ms
-    ):
+    if not h.active or timer.conversation_id != h.conversation_id or timer.since_ms != h.since_ms:
         return _keep(h, "ignored_timer")
+    live = h.due(timer.kind)
+    if live != timer.due_ms:
+        return _keep(h, "ignored_timer", *_armed_again(h, timer.kind, live))
     match timer.kind:
         case TimerKind.QUEUE_TIMEOUT:
             return _queue_timeout(h, now_ms)
@@ -797,6 +777,17 @@ def on_timer(h: Handoff, timer: TimerFired, now_ms: int, timing: Timing = DEFAUL
             return _user_silence(h, now_ms, timing)
         case _:
             assert_never(timer.kind)
+
+
+def _armed_again(h: Handoff, kind: TimerKind, due_ms: int | None) -> tuple[Effect, ...]:
+    """A stale arming of the live handoff fired while the record names another one of its kind
+    live: that one is armed again. The store keeps one arming per kind and handoff (arming
+    moves it), so the stale one may have fired in the live one's place: a re-arming stored
+    before a record write that then failed or lost a race. Arming it again moves nothing when
+    it is still armed."""
+    if due_ms is None:
+        return ()
+    return (_arm(h, kind, due_ms)[1],)
 
 
 _WAITING_STATES: Final = frozenset({State.REQUESTED, State.QUEUED})

@@ -348,12 +348,13 @@ class HandoffService:
 
     async def _arm(self, effects: Sequence[object]) -> None:
         # Before the save: a crash in between leaves an armed timer the record does not name
-        # (stale, ignored when it fires), never a record waiting for a timer nobody armed.
+        # (stale when it fires: ignored, or it arms the record's live one again), never a
+        # record waiting for a timer nobody armed.
         for effect in effects:
             if isinstance(effect, ArmTimer):
                 timer = effect.timer
                 partition = partition_of(timer.conversation_id, self.store.partitions)
-                await self.store.arm_timer(partition, timer.to_json(), timer.due_ms)
+                await self.store.arm_timer(partition, timer)
 
     async def _apply(self, sender: SenderId, action: ActionInput) -> Handoff:
         """Apply an action input to the sender's record, compare-and-set, retried on a race."""

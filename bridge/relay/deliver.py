@@ -401,7 +401,7 @@ class Deliverer:
             if isinstance(effect, ArmTimer):
                 timer = effect.timer
                 partition = partition_of(timer.conversation_id, self._store.partitions)
-                await self._store.arm_timer(partition, timer.to_json(), timer.due_ms)
+                await self._store.arm_timer(partition, timer)
             elif isinstance(effect, EndInteraction) and self._end_interaction is not None:
                 cid = step.handoff.conversation_id
                 if cid is not None:

@@ -34,6 +34,7 @@ from bridge.relay.deliver import Begun, Deliverer, Input, RunOutcome
 from bridge.relay.identity import MessageIdentity
 from bridge.relay.idle import work_left
 from bridge.store.base import TIMER_EVENT_PREFIX, Store, StreamEntry
+from bridge.store.timers import fired_timer
 
 log = logging.getLogger(__name__)
 
@@ -370,12 +371,16 @@ class Relay:
             log.info("relay_held", extra={"conversation": cid, "event_id": entry.event_id})
             return await self._store.hold_event(partition, cid, entry, held[cid], self.owner)
 
+        # The webhook's claim of the event is settled with the ack.
+        claimed = entry.event_id if entry.claimed else None
+
         async def ack(identity: MessageIdentity | None) -> bool:
             if identity is None:
-                return await self._store.ack_event(partition, entry.entry_id, self.owner)
+                return await self._store.ack_event(partition, entry.entry_id, self.owner, claimed)
             return await self._store.ack_message(
-                partition, entry.entry_id, self.owner, cid, identity.digest, identity.ordinal
-            )
+                partition, entry.entry_id, self.owner, cid, identity.digest, identity.ordinal,
+                claimed,
+            )  # fmt: skip
 
         return await self._deliverer.process(
             partition, entry, event, sender, finish=ack,
@@ -459,7 +464,7 @@ def _is_message(event: Input | None) -> bool:
 def _decode(entry: StreamEntry) -> ChatEvent | TimerFired | None:
     try:
         if entry.event_id.startswith(TIMER_EVENT_PREFIX):
-            return TimerFired.from_json(entry.payload)
+            return fired_timer(entry.payload)
         return ChatEvent.from_json(entry.payload)
     except (ValueError, TypeError, KeyError):
         return None

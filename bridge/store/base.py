@@ -17,8 +17,9 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
+from bridge.handoff import TimerFired
 from bridge.ids import ConversationId, EventId, SenderId
 
 # The event id of a fired timer in the partition stream (8x8's ids never take this form).
@@ -34,9 +35,14 @@ class Claim(StrEnum):
     """What the webhook's claim of an 8x8 event id found (see `Store.claim_event`)."""
 
     NEW = "new"  # first seen now
-    PENDING = "pending"  # seen with this body, its enqueue not confirmed: do it (again)
+    PENDING = "pending"  # seen with this body, not delivered yet: redo the (idempotent) enqueue
     DONE = "done"  # seen with this body and fully accepted: a duplicate
     CONFLICT = "conflict"  # seen with another body: a signature reused on a forged body
+
+
+class ClaimResult(NamedTuple):
+    state: Claim
+    at_ms: int  # the store's clock when the claim was read: `enqueue_event`'s `claimed_ms`
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,9 @@ class StreamEntry:
     entry_id: str  # the stream id, "<ms>-<seq>": also when the event was accepted
     event_id: EventId
     payload: str  # ChatEvent.to_json()
+    # Enqueued by the webhook after its claim (stream entries only): the claim is settled, and
+    # the enqueued marker let go, when the entry is delivered.
+    claimed: bool = False
 
     @property
     def accepted_ms(self) -> int:
@@ -142,20 +151,24 @@ class Store(Protocol):
     # --- the webhook door: claim the event id, then enqueue, then settle ---
     async def claim_event(
         self, event_id: EventId, body_sha256: str, dedupe_ttl_s: int, *, settled: bool
-    ) -> Claim:
+    ) -> ClaimResult:
         """Claim an 8x8 event id for the whole deployment, remembering the body's hash. With
-        `settled`, a new claim is done at once (an event that is not enqueued)."""
+        `settled`, a new claim is done at once (an event that is not enqueued). A pending claim
+        is settled by the delivery (`ack_event` with the event id)."""
         ...
 
-    async def settle_event(self, event_id: EventId, body_sha256: str) -> None:
-        """Mark a pending claim done, once its event is enqueued."""
+    async def settle_event(self, event_id: EventId) -> None:
+        """Mark a pending claim done (its event was delivered)."""
         ...
 
     async def enqueue_event(
-        self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int
-    ) -> bool:
+        self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int,
+        claimed_ms: int | None = None,
+    ) -> bool:  # fmt: skip
         """Append to the partition stream unless this event id is in it already (False, and
-        nothing written): the claim's second step, safe to redo."""
+        nothing written): the claim's second step, safe to redo. With `claimed_ms` (the claim's
+        `at_ms`), raises `StaleClaim` (nothing written) when the enqueue comes more than
+        `keys.MAX_CLAIM_TO_ENQUEUE_MS` after the claim was read."""
         ...
 
     # --- the relay: one lease holder per partition, fenced by `owner` ---
@@ -179,8 +192,12 @@ class Store(Protocol):
         """The oldest `count` entries still in the stream (not yet acknowledged)."""
         ...
 
-    async def ack_event(self, partition: int, entry_id: str, owner: str) -> bool:
-        """Remove a delivered entry, if `owner` still holds the lease. False otherwise."""
+    async def ack_event(
+        self, partition: int, entry_id: str, owner: str, event_id: EventId | None = None
+    ) -> bool:
+        """Remove a delivered entry, if `owner` still holds the lease. False otherwise. With the
+        entry's event id (an event the webhook claimed): its claim is settled first, then its
+        enqueued marker is let go (kept keys.ENQUEUED_AFTER_DELIVERY_MS)."""
         ...
 
     async def note_attempt(self, partition: int, entry_id: str) -> int:
@@ -237,8 +254,9 @@ class Store(Protocol):
         ...
 
     # --- timers: armed per partition, fired into the partition stream (ordered with 8x8's) ---
-    async def arm_timer(self, partition: int, timer: str, due_ms: int) -> None:
-        """Keep `timer` (its JSON) until `due_ms`; arming the same one again only moves it."""
+    async def arm_timer(self, partition: int, timer: TimerFired) -> None:
+        """Keep `timer` until its due time. One per kind and handoff: arming the same kind of
+        the same handoff again moves it to the new due time (bridge/store/timers.py)."""
         ...
 
     async def fire_timers(self, partition: int, now_ms: int, owner: str, limit: int = 100) -> int:
@@ -325,6 +343,7 @@ class Store(Protocol):
         conversation: ConversationId,
         digest: str,
         ordinal: int,
+        event_id: EventId | None = None,
     ) -> bool:
         """`ack_event` that also records the message as delivered, in one fenced step."""
         ...

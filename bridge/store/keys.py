@@ -56,6 +56,13 @@ DEAD_LETTER_MAX_AGE_MS = 30 * DAY_MS
 # Event claims and enqueued markers (`EVENT_DEDUPE_TTL_S`), the sender lease and the partition
 # lease take their TTLs from the caller: they are settings of the webhook door and the relay.
 
+# The door's enqueue must follow its claim within this (server time), or it is refused and 8x8
+# retries: the bound that lets a delivered event's marker go soon after the delivery.
+MAX_CLAIM_TO_ENQUEUE_MS = 5_000
+# How long a delivered event's enqueued marker is kept: the bound above plus room for clock skew
+# between the Cluster nodes of the claim and of the partition.
+ENQUEUED_AFTER_DELIVERY_MS = 15_000
+
 # The record's version field (for compare-and-set); a reserved field name, kept short because
 # it is stored in every record.
 VERSION_FIELD = "_v"
@@ -100,8 +107,9 @@ OWNED: Final[dict[str, Owner]] = {
     ),
     "timers": Owner(
         ("fire_timers",),
-        "armed timers; each leaves when it fires (into the stream), at most one handoff timeout "
-        "after it was armed, so the set is bounded by the live handoffs",
+        "armed timers, at most one per kind and handoff (arming again moves it); each leaves "
+        "when it fires (into the stream), so the set is bounded by the handoffs with a timer "
+        "to come",
     ),
 }
 
@@ -149,9 +157,11 @@ class Keys:
     # --- one 8x8 event: {e:<event id>} ---
 
     def event_claim(self, event_id: EventId) -> str:
-        """STRING: `<state>:<sha256 of the raw body>` of an 8x8 event id seen by the webhook,
-        state `p` (claimed, enqueue not confirmed) or `d` (done) (EVENT_DEDUPE_TTL_S). One key
-        for the whole deployment, whatever the partition: a signature is usable once."""
+        """STRING: `<state><digest of the raw body>` of an 8x8 event id seen by the webhook,
+        state `p` (claimed, not delivered yet) or `d` (delivered, or never to be enqueued)
+        (EVENT_DEDUPE_TTL_S). The digest is the first 18 bytes of the body's SHA-256 in base64
+        (`<state>:<hex SHA-256>` in claims written before, still understood). One key for the
+        whole deployment, whatever the partition: a signature is usable once."""
         return f"{self.base}{{e:{event_id}}}:claim"
 
     # --- global ---
@@ -176,14 +186,16 @@ class Keys:
     # --- one partition: {p:<n>} ---
 
     def enqueued(self, partition: int, event_id: EventId) -> str:
-        """STRING: this event id is in the partition's stream already (EVENT_DEDUPE_TTL_S).
+        """STRING: this event id is in the partition's stream already (EVENT_DEDUPE_TTL_S, cut
+        to ENQUEUED_AFTER_DELIVERY_MS by the delivery's ack, which settles the claim first).
         Not the dedupe decision (that is `event_claim`): it makes the enqueue step idempotent,
         so a retry that finds its claim still pending cannot append the event twice. In the
         partition's slot so that the check and the append are one script."""
         return f"{self.base}{{p:{partition}}}:enq:{event_id}"
 
     def stream(self, partition: int) -> str:
-        """STREAM: accepted events not yet delivered (fields `eid`, `ev`). No TTL."""
+        """STREAM: accepted events not yet delivered (fields `eid`, `ev`, and `c` on the
+        webhook's: see ENQUEUE_EVENT). No TTL."""
         return f"{self.base}{{p:{partition}}}:stream"
 
     def attempts(self, partition: int) -> str:
@@ -213,9 +225,11 @@ class Keys:
         return f"{self.base}{{p:{partition}}}:hold:{conversation}"
 
     def timers(self, partition: int) -> str:
-        """ZSET: the partition's conversations' armed timers (a timer's JSON), scored by when
-        they are due (epoch ms). In the partition's slot: firing moves one into the stream
-        in one script. No TTL (see above)."""
+        """ZSET: the partition's conversations' armed timers, one member per kind and handoff,
+        `<kind code>|<since_ms>|<conversation>` (bridge/store/timers.py), scored by when it is
+        due (epoch ms): arming it again moves it. Members written by earlier versions (a
+        timer's JSON, one per arming) fire as before. In the partition's slot: firing moves
+        one into the stream in one script. No TTL (see above)."""
         return f"{self.base}{{p:{partition}}}:timers"
 
     def delivered(self, partition: int, conversation: ConversationId) -> str:

@@ -10,6 +10,7 @@ index of live handoffs (`live_index.py`) may lag, and its readers repair it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import logging
@@ -24,12 +25,14 @@ import redis.exceptions as rexc
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
-from bridge.errors import StoreUnavailable
+from bridge.errors import StaleClaim, StoreUnavailable
+from bridge.handoff import TimerFired
 from bridge.ids import ConversationId, EventId, SenderId
-from bridge.store import live_index, scripts
+from bridge.store import live_index, scripts, timers
 from bridge.store.base import (
     TIMER_EVENT_PREFIX,
     Claim,
+    ClaimResult,
     DeadLetter,
     HandoffRecord,
     MessageClaim,
@@ -42,7 +45,9 @@ from bridge.store.base import (
 from bridge.store.keys import (
     CONVERSATION_FIELD,
     DEAD_LETTER_MAX_AGE_MS,
+    ENQUEUED_AFTER_DELIVERY_MS,
     MAPPING_TTL_MS,
+    MAX_CLAIM_TO_ENQUEUE_MS,
     OUTBOX_TTL_MS,
     VERSION_FIELD,
     Keys,
@@ -123,7 +128,8 @@ def _record(raw: dict[Any, Any] | None) -> HandoffRecord | None:
 
 def _entry(entry_id: bytes | str, fields: dict[Any, Any]) -> StreamEntry:
     decoded = {_text(k): _text(v) for k, v in fields.items()}
-    return StreamEntry(_text(entry_id), EventId(decoded["eid"]), decoded["ev"])
+    claimed = decoded.get("c") == "1"
+    return StreamEntry(_text(entry_id), EventId(decoded["eid"]), decoded["ev"], claimed)
 
 
 def serialize_held(entry: StreamEntry) -> str:
@@ -248,24 +254,29 @@ class RedisStore:
     @_guarded
     async def claim_event(
         self, event_id: EventId, body_sha256: str, dedupe_ttl_s: int, *, settled: bool
-    ) -> Claim:
+    ) -> ClaimResult:
         state = "d" if settled else "p"
-        found = await self._run(
-            "claim_event", [self.keys.event_claim(event_id)], [body_sha256, dedupe_ttl_s, state]
-        )
-        return Claim(_text(found))
+        args: list[str | int] = [_compact_digest(body_sha256), dedupe_ttl_s, state, body_sha256]
+        found, at_ms = await self._run("claim_event", [self.keys.event_claim(event_id)], args)
+        return ClaimResult(Claim(_text(found)), int(at_ms))
 
     @_guarded
-    async def settle_event(self, event_id: EventId, body_sha256: str) -> None:
-        await self._run("settle_event", [self.keys.event_claim(event_id)], [body_sha256])
+    async def settle_event(self, event_id: EventId) -> None:
+        await self._run("settle_event", [self.keys.event_claim(event_id)], [])
 
     @_guarded
     async def enqueue_event(
-        self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int
-    ) -> bool:
+        self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int,
+        claimed_ms: int | None = None,
+    ) -> bool:  # fmt: skip
         p = self._check(partition)
         keys = [self.keys.enqueued(p, event_id), self.keys.stream(p)]
-        return bool(await self._run("enqueue_event", keys, [event_id, payload, dedupe_ttl_s]))
+        since = "" if claimed_ms is None else claimed_ms
+        args: list[str | int] = [event_id, payload, dedupe_ttl_s, since, MAX_CLAIM_TO_ENQUEUE_MS]
+        added = int(await self._run("enqueue_event", keys, args))
+        if added < 0:
+            raise StaleClaim("the enqueue came too long after its claim")
+        return added == 1
 
     # --- the relay ---
 
@@ -294,10 +305,42 @@ class RedisStore:
         return [_entry(entry_id, fields) for entry_id, fields in found or [] if entry_id and fields]
 
     @_guarded
-    async def ack_event(self, partition: int, entry_id: str, owner: str) -> bool:
+    async def ack_event(
+        self, partition: int, entry_id: str, owner: str, event_id: EventId | None = None
+    ) -> bool:
         p = self._check(partition)
         keys = [self.keys.partition_lease(p), self.keys.stream(p), self.keys.attempts(p)]
-        return bool(await self._run("ack_event", keys, [owner, entry_id]))
+        args: list[str | int] = [owner, entry_id]
+        if event_id is None:
+            return bool(await self._run("ack_event", keys, args))
+        keys.append(self.keys.enqueued(p, event_id))
+        args.append(ENQUEUED_AFTER_DELIVERY_MS)
+        return bool(await self._settled_then(event_id, "ack_event", keys, args))
+
+    async def _settled_then(
+        self, event_id: EventId, script: str, keys: list[str], args: list[str | int]
+    ) -> Any:
+        """Settle the event's claim, then run `script` (an ack that lets the event's enqueued
+        marker go): never the marker gone while the claim still says pending, or a late retry
+        of the event could be enqueued again. One round trip on one Redis (a pipeline runs in
+        order on its connection); two on a Cluster, where the keys live on different nodes."""
+        settle: tuple[str, list[str], list[str | int]] = (
+            "settle_event", [self.keys.event_claim(event_id)], [],
+        )  # fmt: skip
+        if isinstance(self.redis, RedisCluster):
+            await self._run(*settle)
+            return await self._run(script, keys, args)
+        for _ in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name, k, a in (settle, (script, keys, args)):
+                    pipe.evalsha(self.scripts[name].sha, len(k), *k, *a)
+                try:
+                    return (await pipe.execute())[1]
+                except rexc.NoScriptError:  # Redis forgot them (restart, SCRIPT FLUSH): load
+                    # Safe to redo: the ack is idempotent, and the marker is kept a while yet.
+                    for name in ("settle_event", script):
+                        await self.redis.script_load(self.scripts[name].script)
+        raise StoreUnavailable("redis keeps forgetting the relay's scripts")
 
     @_guarded
     async def note_attempt(self, partition: int, entry_id: str) -> int:
@@ -438,8 +481,9 @@ class RedisStore:
     # --- timers ---
 
     @_guarded
-    async def arm_timer(self, partition: int, timer: str, due_ms: int) -> None:
-        await self.redis.zadd(self.keys.timers(self._check(partition)), {timer: due_ms})
+    async def arm_timer(self, partition: int, timer: TimerFired) -> None:
+        key = self.keys.timers(self._check(partition))
+        await self.redis.zadd(key, {timers.timer_member(timer): timer.due_ms})
 
     @_guarded
     async def fire_timers(self, partition: int, now_ms: int, owner: str, limit: int = 100) -> int:
@@ -602,6 +646,7 @@ class RedisStore:
         conversation: ConversationId,
         digest: str,
         ordinal: int,
+        event_id: EventId | None = None,
     ) -> bool:
         """`ack_event` for an agent message, recording it as delivered in the same step
         (ordinal 0: the lowest not delivered yet). False if `owner` lost the lease."""
@@ -613,7 +658,11 @@ class RedisStore:
             self.keys.delivered(p, conversation),
         ]
         args: list[str | int] = [owner, entry_id, digest, ordinal, MAPPING_TTL_MS]
-        return bool(await self._run("ack_message", keys, args))
+        if event_id is None:
+            return bool(await self._run("ack_message", keys, args))
+        keys.append(self.keys.enqueued(p, event_id))
+        args += [event_id, ENQUEUED_AFTER_DELIVERY_MS]
+        return bool(await self._settled_then(event_id, "ack_message", keys, args))
 
     @_guarded
     async def ack_messages(
@@ -670,6 +719,16 @@ def _dead_letter(partition: int, dead_id: bytes | str, fields: dict[Any, Any]) -
     decoded = {_text(k): _text(v) for k, v in fields.items()}
     entry = StreamEntry(decoded["id"], EventId(decoded["eid"]), decoded["ev"])
     return DeadLetter(_text(dead_id), partition, entry, decoded["why"])
+
+
+def _compact_digest(body_sha256: str) -> str:
+    """What a claim keeps of the body's SHA-256 (hex): its first 18 bytes in base64, 24
+    characters (a claim then fits Redis's small-string encoding). Anything else as given."""
+    try:
+        raw = bytes.fromhex(body_sha256)
+    except ValueError:
+        return body_sha256
+    return base64.b64encode(raw[:18]).decode() if len(raw) == 32 else body_sha256
 
 
 def _conforms(store: RedisStore) -> Store:

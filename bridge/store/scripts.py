@@ -37,37 +37,77 @@ local function remove_held(list, entry_id)
 end
 """
 
-# KEYS: event claim. ARGV: sha256 of the raw body, ttl (s), state of a new claim ('p' or 'd').
-# The webhook's dedupe decision for one 8x8 event id, whatever its partition. Returns 'new'
-# (claimed now), 'pending' (claimed with this body, enqueue not confirmed: redo it), 'done' (a
-# duplicate) or 'conflict' (claimed with another body: a reused signature).
-CLAIM_EVENT: Final = """
+# Redis's own clock in ms: the door's claim and its enqueue are timed by the server, never by
+# the caller's clock.
+_NOW_MS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# KEYS: event claim. ARGV: the body's digest (compact form), ttl (s), state of a new claim ('p' or
+# 'd'), the body's SHA-256 in hex (claims written before the compact form are `<state>:<hex>`).
+# The webhook's dedupe decision for one 8x8 event id, whatever its partition. Returns {'new'
+# (claimed now) | 'pending' (claimed with this body, not delivered yet: redo the enqueue) |
+# 'done' (a duplicate) | 'conflict' (claimed with another body: a reused signature), the server's
+# time in ms}.
+CLAIM_EVENT: Final = (
+    _NOW_MS
+    + """
 local held = redis.call('GET', KEYS[1])
 if not held then
-  redis.call('SET', KEYS[1], ARGV[3] .. ':' .. ARGV[1], 'EX', ARGV[2])
-  return 'new'
+  redis.call('SET', KEYS[1], ARGV[3] .. ARGV[1], 'EX', ARGV[2])
+  return {'new', now_ms()}
 end
-if string.sub(held, 3) ~= ARGV[1] then return 'conflict' end
-if string.sub(held, 1, 1) == 'p' then return 'pending' end
-return 'done'
+local body = string.sub(held, 2)
+if string.sub(held, 2, 2) == ':' and #held == #ARGV[4] + 2 then body = string.sub(held, 3) end
+if body ~= ARGV[1] and body ~= ARGV[4] then return {'conflict', now_ms()} end
+if string.sub(held, 1, 1) == 'p' then return {'pending', now_ms()} end
+return {'done', now_ms()}
 """
+)
 
-# KEYS: event claim. ARGV: sha256 of the raw body. A pending claim of this body becomes done.
+# KEYS: event claim. A pending claim becomes done (whatever its form), once its event was
+# delivered: the relay's step, before it lets the enqueued marker go.
 SETTLE_EVENT: Final = """
-if redis.call('GET', KEYS[1]) ~= 'p:' .. ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], 'd:' .. ARGV[1], 'KEEPTTL')
+local held = redis.call('GET', KEYS[1])
+if not held or string.sub(held, 1, 1) ~= 'p' then return 0 end
+redis.call('SET', KEYS[1], 'd' .. string.sub(held, 2), 'KEEPTTL')
 return 1
 """
 
-# KEYS: enqueued marker, stream. ARGV: event id, payload, ttl (s).
+# KEYS: enqueued marker, stream. ARGV: event id, payload, ttl (s), when the caller's claim was
+# read (server ms; '' for none), the most that may have passed since (ms).
 # Append the event unless this partition has it already (0): the enqueue step after a claim,
-# idempotent so that redoing it after a crash cannot double the event. XADD comes before SET
-# so that a failure leaves no marker behind (the retry appends).
-ENQUEUE_EVENT: Final = """
+# idempotent so that redoing it after a crash cannot double the event. A delivered event's marker
+# outlives its delivery only briefly (`let_go` below), so an enqueue that comes too long after
+# its claim was read is refused (-1, nothing written): it may be a delayed retry of an event
+# delivered and let go meanwhile. Such an entry is marked `c` (claimed): its delivery settles the
+# claim and lets the marker go. XADD comes before SET so that a failure leaves no marker.
+ENQUEUE_EVENT: Final = (
+    _NOW_MS
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('XADD', KEYS[2], '*', 'eid', ARGV[1], 'ev', ARGV[2])
+if ARGV[4] == '' then
+  redis.call('XADD', KEYS[2], '*', 'eid', ARGV[1], 'ev', ARGV[2])
+else
+  if now_ms() - tonumber(ARGV[4]) > tonumber(ARGV[5]) then return -1 end
+  redis.call('XADD', KEYS[2], '*', 'eid', ARGV[1], 'ev', ARGV[2], 'c', '1')
+end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
 return 1
+"""
+)
+
+# A delivered event's enqueued marker, kept only `ms` longer (never lengthened): long enough for
+# any enqueue that read its claim before the delivery settled it (ENQUEUE_EVENT's limit, plus
+# clock skew between Cluster nodes), after which the settled claim alone answers duplicates.
+_LET_GO = """
+local function let_go(marker, ms)
+  local left = redis.call('PTTL', marker)
+  if left > tonumber(ms) then redis.call('PEXPIRE', marker, ms) end
+end
 """
 
 # KEYS: lease. ARGV: owner, ttl (ms). Take the lease if free (1), renew it if ours (2); else 0.
@@ -91,13 +131,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS: partition lease, stream, attempts. ARGV: owner, entry id.
+# KEYS: partition lease, stream, attempts[, enqueued marker]. ARGV: owner, entry id[, how long
+# the marker may outlive the delivery (ms)].
 ACK_EVENT: Final = (
     _FENCE
+    + _LET_GO
     + """
 if not fenced(KEYS[1], ARGV[1]) then return 0 end
 redis.call('XDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
+if KEYS[4] then let_go(KEYS[4], ARGV[3]) end
 return 1
 """
 )
@@ -252,18 +295,33 @@ return redis.call('ZCARD', KEYS[1])
 
 # KEYS: partition lease, timers, stream. ARGV: owner, now (ms), most to fire, event id prefix.
 # Fenced like the relay's other steps: only the lease holder fires, so a timer fires once, and
-# into the stream, behind whatever 8x8 event of its conversation was accepted before it. The
-# event id is the timer itself (unique per arming), so pushes it causes carry their own markers.
+# into the stream, behind whatever 8x8 event of its conversation was accepted before it.
+# A member `<kind code>|<since_ms>|<conversation>` (bridge/store/timers.py) names no arming, so
+# the entry gets its due time: payload `<due>|<member>`, event id `<prefix><due>|<code>|<since>`
+# (unique per arming, so pushes it causes carry their own markers). The due is printed with
+# '%.0f': plain digits whatever notation the score comes in (tostring and cjson keep only 14
+# significant digits). Any other member (the JSON of earlier versions) fires verbatim:
+# payload = member, event id = prefix .. member.
 FIRE_TIMERS: Final = (
     _FENCE
     + """
 if not fenced(KEYS[1], ARGV[1]) then return 0 end
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, timer in ipairs(due) do
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0,
+  tonumber(ARGV[3]))
+local fired = 0
+for i = 1, #due, 2 do
+  local timer = due[i]
+  local eid, ev = ARGV[4] .. timer, timer
+  local head = string.match(timer, '^([a-z]|%d+)|')
+  if head then
+    local at = string.format('%.0f', tonumber(due[i + 1]))
+    eid, ev = ARGV[4] .. at .. '|' .. head, at .. '|' .. timer
+  end
   redis.call('ZREM', KEYS[2], timer)
-  redis.call('XADD', KEYS[3], '*', 'eid', ARGV[4] .. timer, 'ev', timer)
+  redis.call('XADD', KEYS[3], '*', 'eid', eid, 'ev', ev)
+  fired = fired + 1
 end
-return #due
+return fired
 """
 )
 
@@ -327,17 +385,25 @@ local function record_message(key, digest, ordinal, ttl)
 end
 """
 
-# KEYS: partition lease, stream, attempts, delivered. ARGV: owner, entry id, digest, ordinal,
-# ttl (ms). The ack of an agent message: out of the stream and recorded as delivered in one
-# step, so no path can see it both gone and undelivered. 0 when fenced out.
+# KEYS: partition lease, stream, attempts, delivered[, enqueued marker]. ARGV: owner, entry id,
+# digest, ordinal, ttl (ms)[, event id, how long the marker may outlive the delivery (ms)].
+# The ack of an agent message: out of the stream and recorded as delivered in one step, so no
+# path can see it both gone and undelivered. The event's ordinal (`e:<event id>`) is forgotten
+# with its entry: only the entry itself (a retry, a take-over, a replay) ever looked it up. 0 when
+# fenced out.
 ACK_MESSAGE: Final = (
     _FENCE
     + _RECORD_MESSAGE
+    + _LET_GO
     + """
 if not fenced(KEYS[1], ARGV[1]) then return 0 end
 redis.call('XDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 record_message(KEYS[4], ARGV[3], ARGV[4], ARGV[5])
+if KEYS[5] then
+  redis.call('HDEL', KEYS[4], 'e:' .. ARGV[6])
+  let_go(KEYS[5], ARGV[7])
+end
 return 1
 """
 )

@@ -10,9 +10,10 @@ therefore claimed once for the whole deployment with the SHA-256 of its body: th
 another body is refused like a bad signature and logged as an attack.
 
 Claim and enqueue are two steps (different hash slots), and a crash between them loses
-nothing: the claim stays "pending" until the enqueue is confirmed, 8x8 gets no 2xx before
-that and retries, and a retry that finds its own body's pending claim redoes the enqueue,
-which appends at most once per event id (docs/security-webhook.md).
+nothing: the claim stays "pending" until the relay has delivered the event, 8x8 gets no 2xx
+before the enqueue and retries, and a retry that finds its own body's pending claim redoes the
+enqueue, which appends at most once per event id (docs/security-webhook.md). The relay settles
+the claim when it delivers, so the door answers after two round trips.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from aiohttp import web
 
 from bridge.eightbyeight.events import RELAYED_KINDS, ChatEvent, EventKind, parse_event
 from bridge.eightbyeight.signature import HEADER_EVENT, SignedHeaders
-from bridge.errors import SignatureError, StoreUnavailable
+from bridge.errors import SignatureError, StaleClaim, StoreUnavailable
 from bridge.ids import EventId
 from bridge.metrics import Metrics
 from bridge.store.base import Claim, Store, partition_of
@@ -123,18 +124,25 @@ class WebhookDoor:
             return await self._unusable(event_id, digest, "body has text that is not valid Unicode")
         partition = partition_of(event.conversation_id, self.store.partitions)
         try:
-            seen = await self._claim(event_id, digest, settled=False)
+            claim = await self.store.claim_event(event_id, digest, self.dedupe_ttl_s, settled=False)
+            seen = self._seen(event_id, claim.state)
             if seen is not None:
                 return seen
-            fresh = await self.store.enqueue_event(partition, event_id, payload, self.dedupe_ttl_s)
-            await self.store.settle_event(event_id, digest)
+            fresh = await self.store.enqueue_event(
+                partition, event_id, payload, self.dedupe_ttl_s, claimed_ms=claim.at_ms
+            )
+        except StaleClaim:
+            # This request stalled between its claim and its enqueue (a loaded machine): 8x8's
+            # retry claims again and finds the event delivered, pending or new.
+            log.warning("enqueue_too_late", extra={"event_id": event_id})
+            return _unavailable()
         except StoreUnavailable:
             log.error(
                 "enqueue_failed",
                 extra={"event_id": event_id, "conversation": event.conversation_id},
             )
             return _unavailable()
-        if not fresh:  # a retry after a crash between the enqueue and the settle
+        if not fresh:  # a retry of an event enqueued and not delivered yet
             self.metrics.events_duplicate.inc()
             return _answer(200, "duplicate")
         self.kick(partition)
@@ -152,10 +160,11 @@ class WebhookDoor:
 
     async def _acknowledge(self, event: ChatEvent, event_id: EventId, digest: str) -> web.Response:
         try:
-            seen = await self._claim(event_id, digest, settled=True)
+            claim = await self.store.claim_event(event_id, digest, self.dedupe_ttl_s, settled=True)
         except StoreUnavailable:
             log.error("claim_failed", extra={"event_id": event_id})
             return _unavailable()
+        seen = self._seen(event_id, claim.state)
         if seen is not None:
             return seen
         self.metrics.events_ignored.labels(event.kind.value).inc()
@@ -169,12 +178,13 @@ class WebhookDoor:
         except StoreUnavailable:
             log.error("claim_failed", extra={"event_id": event_id})
             return _unavailable()
-        return self._reused(event_id) if claim is Claim.CONFLICT else _answer(400, reason)
+        if claim.state is Claim.CONFLICT:
+            return self._reused(event_id)
+        return _answer(400, reason)
 
-    async def _claim(self, event_id: EventId, digest: str, *, settled: bool) -> web.Response | None:
+    def _seen(self, event_id: EventId, claim: Claim) -> web.Response | None:
         """The answer when the event id was seen before; None when this request goes on
-        (first seen, or seen with this very body and not confirmed enqueued)."""
-        claim = await self.store.claim_event(event_id, digest, self.dedupe_ttl_s, settled=settled)
+        (first seen, or seen with this very body and not delivered yet)."""
         if claim is Claim.CONFLICT:
             return self._reused(event_id)
         if claim is Claim.DONE:

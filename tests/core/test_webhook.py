@@ -18,7 +18,9 @@ from yarl import URL
 
 from bridge.eightbyeight.signature import b64url
 from bridge.errors import StoreUnavailable
+from bridge.store import RedisStore
 from bridge.store.base import Store, partition_of
+from bridge.store.keys import ENQUEUED_AFTER_DELIVERY_MS, MAX_CLAIM_TO_ENQUEUE_MS
 from tests.core.conftest import BridgeFactory, Harness
 from tests.support.crc_forge import forge
 from tests.support.signing import signed_headers
@@ -248,8 +250,8 @@ async def test_store_down_is_a_503_and_leaves_no_claim(make_bridge: BridgeFactor
 
 
 class FailsOnce:
-    """The door's store, failing once at one step: what a crash or a lost Redis connection
-    between the claim, the enqueue and the settle leaves behind."""
+    """The door's store, failing once around the enqueue: what a crash or a lost Redis
+    connection between the claim and the enqueue, or just after the enqueue, leaves behind."""
 
     def __init__(self, store: Store, step: str) -> None:
         self._store, self._step = store, step
@@ -257,13 +259,11 @@ class FailsOnce:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def enqueue_event(self, *args: Any) -> bool:
-        await self._fail_at("enqueue")
-        return await self._store.enqueue_event(*args)
-
-    async def settle_event(self, *args: Any) -> None:
-        await self._fail_at("settle")
-        await self._store.settle_event(*args)
+    async def enqueue_event(self, *args: Any, **kwargs: Any) -> bool:
+        await self._fail_at("before")
+        added = await self._store.enqueue_event(*args, **kwargs)
+        await self._fail_at("after")
+        return added
 
     async def _fail_at(self, step: str) -> None:
         if self._step == step:
@@ -271,8 +271,8 @@ class FailsOnce:
             raise StoreUnavailable("injected")
 
 
-@pytest.mark.parametrize("step", ["enqueue", "settle"])
-async def test_a_failure_between_claim_and_enqueue_loses_and_doubles_nothing(
+@pytest.mark.parametrize("step", ["before", "after"])
+async def test_a_failure_around_the_enqueue_loses_and_doubles_nothing(
     h: Harness, step: str
 ) -> None:
     healthy = h.runtime.door.store
@@ -280,18 +280,68 @@ async def test_a_failure_between_claim_and_enqueue_loses_and_doubles_nothing(
     body = _body()
     first = await _post(h, body, signed_headers(h.sim, body, event_id="evt-crash"))
     assert first[0] == 503  # no 2xx: 8x8 retries
-    assert await _queued(h) == (1 if step == "settle" else 0)
+    assert await _queued(h) == (1 if step == "after" else 0)
     # A forged body under the pending claim is refused.
     forged = forge(_body({**TEXT, "message": "forged {PAD}"}), zlib.crc32(body))
     assert (await _post(h, forged, signed_headers(h.sim, body, event_id="evt-crash")))[0] == 401
     retry = await _post(h, body, signed_headers(h.sim, body, event_id="evt-crash"))
-    assert retry == (200, {"result": "duplicate" if step == "settle" else "accepted"})
+    assert retry == (200, {"result": "duplicate" if step == "after" else "accepted"})
     assert await _queued(h) == 1
     assert await _post(h, body, signed_headers(h.sim, body, event_id="evt-crash")) == (
         200,
         {"result": "duplicate"},
     )
     assert await _queued(h) == 1
+
+
+class Stalls:
+    """The door's store, as seen by a request that stalled between its claim and its enqueue
+    for longer than the store allows (keys.MAX_CLAIM_TO_ENQUEUE_MS)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store, self.stalled = store, True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def enqueue_event(self, *args: Any, claimed_ms: int | None = None) -> bool:
+        if self.stalled and claimed_ms is not None:
+            self.stalled = False
+            claimed_ms -= MAX_CLAIM_TO_ENQUEUE_MS + 1
+        return await self._store.enqueue_event(*args, claimed_ms=claimed_ms)
+
+
+async def test_a_request_that_stalled_after_its_claim_is_answered_503_and_its_retry_goes_in(
+    h: Harness,
+) -> None:
+    h.runtime.door.store = Stalls(h.runtime.door.store)  # type: ignore[assignment]
+    body = _body()
+    assert (await _post(h, body, signed_headers(h.sim, body, event_id="evt-slow")))[0] == 503
+    assert await _queued(h) == 0
+    retry = await _post(h, body, signed_headers(h.sim, body, event_id="evt-slow"))
+    assert retry == (200, {"result": "accepted"})
+    assert await _queued(h) == 1
+
+
+async def test_a_delivered_event_is_settled_and_its_marker_let_go(h: Harness) -> None:
+    """The delivery's ack (as the relay makes it) settles the claim before it lets the enqueued
+    marker go, so a late copy of the event is a duplicate, whatever is left of the marker."""
+    store = h.store
+    assert isinstance(store, RedisStore)
+    body = _body()
+    headers = signed_headers(h.sim, body, event_id="evt-done")
+    assert await _post(h, body, headers) == (200, {"result": "accepted"})
+    partition = partition_of("conv-1", store.partitions)
+    [entry] = await store.read_events(partition, 10)
+    assert entry.claimed
+    assert await store.acquire_partition(partition, "relay", 10_000)
+    assert await store.ack_event(partition, entry.entry_id, "relay", entry.event_id)
+    marker = store.keys.enqueued(partition, entry.event_id)
+    assert 0 < await store.redis.pttl(marker) <= ENQUEUED_AFTER_DELIVERY_MS
+    await store.redis.delete(marker)  # as when it has lapsed
+    late = await _post(h, body, signed_headers(h.sim, body, event_id="evt-done"))
+    assert late == (200, {"result": "duplicate"})
+    assert await _queued(h) == 0
 
 
 _json = st.recursive(

@@ -176,11 +176,17 @@ class Rig:
         )
         await self.store.link(s, c)
 
-    async def enqueue(self, event: ChatEvent, event_id: str | None = None) -> None:
+    async def enqueue(
+        self, event: ChatEvent, event_id: str | None = None, *, claimed: bool = False
+    ) -> None:
+        """Into the conversation's partition; `claimed`: as the webhook does it, claimed first."""
         assert event.conversation_id is not None
         partition = partition_of(event.conversation_id, self.store.partitions)
         eid = EventId(event_id or uuid.uuid4().hex)
-        assert await self.store.enqueue_event(partition, eid, event.to_json(), 3600)
+        at_ms = None
+        if claimed:
+            at_ms = (await self.store.claim_event(eid, "body", 3600, settled=False)).at_ms
+        assert await self.store.enqueue_event(partition, eid, event.to_json(), 3600, at_ms)
         self.kick(partition)
 
     def kick(self, partition: int | None = None) -> None:

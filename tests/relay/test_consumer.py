@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.eightbyeight.events import EventKind
 from bridge.errors import RetryableUpstreamError
-from bridge.ids import ConversationId
+from bridge.ids import ConversationId, EventId
 from bridge.rasa.client import error_for_status
 from bridge.relay import Relay
 from bridge.relay.identity import text_digest
-from bridge.store.base import MessageState, StreamEntry
+from bridge.store.base import Claim, MessageState, StreamEntry, partition_of
 
-from .conftest import JOINED, LANDED, Call, Rig, RigFactory
+from .conftest import JOINED, LANDED, Call, Rig, RigFactory, event, said
 
 
 def dead_count(rig: Rig, reason: str) -> float:
@@ -37,6 +38,27 @@ async def test_events_are_delivered_in_order_and_acknowledged(make_rig: RigFacto
     assert rig.rasa.timeline("ada") == [JOINED, "one", "two", "three"]
     assert await stream(rig) == []
     assert not [c for c in rig.rasa.calls if c.kind == "lookup"]  # first attempts: no lookups
+
+
+async def test_delivery_settles_the_webhooks_claim_and_lets_its_marker_go(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig()
+    await rig.link("ada", "c1")
+    await rig.started()
+    await rig.enqueue(
+        event(EventKind.AGENT_JOINED, "c1", agent_name="Anna"), "e-join", claimed=True
+    )
+    await rig.enqueue(said("c1", "hello"), "e-text", claimed=True)
+    await rig.enqueue(said("c1", "bye"), "e-plain")  # not the webhook's (recovery's): kept
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "hello", "bye"]
+    p = partition_of("c1", rig.store.partitions)
+    for eid in ("e-join", "e-text"):
+        claim = await rig.store.claim_event(EventId(eid), "body", 3600, settled=False)
+        assert claim.state is Claim.DONE
+        assert 0 < await rig.store.redis.pttl(rig.store.keys.enqueued(p, EventId(eid))) <= 15_000
+    assert await rig.store.redis.ttl(rig.store.keys.enqueued(p, EventId("e-plain"))) > 60
 
 
 async def test_the_same_text_twice_is_two_messages_each_recorded(make_rig: RigFactory) -> None:

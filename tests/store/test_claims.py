@@ -1,52 +1,100 @@
-"""The webhook's claim of an 8x8 event id: one per deployment, bound to the body's hash."""
+"""The webhook's claim of an 8x8 event id: one per deployment, bound to the body's hash, settled
+by the delivery; and the enqueue step it guards."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import time
 
+import pytest
+
+from bridge.errors import StaleClaim
 from bridge.ids import EventId
 from bridge.store import Claim, RedisStore
+from bridge.store.keys import ENQUEUED_AFTER_DELIVERY_MS, MAX_CLAIM_TO_ENQUEUE_MS
 
 TTL_S = 3600
 E = EventId("evt-1")
+BODY = hashlib.sha256(b'{"eventType":"TEXT"}').hexdigest()
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def _state(store: RedisStore, event_id: EventId = E) -> Claim:
+    return (await store.claim_event(event_id, "h1", TTL_S, settled=False)).state
 
 
 async def test_a_new_id_is_claimed_then_seen_as_done_once_settled(store: RedisStore) -> None:
-    assert await store.claim_event(E, "h1", TTL_S, settled=False) is Claim.NEW
-    assert await store.claim_event(E, "h1", TTL_S, settled=False) is Claim.PENDING
-    await store.settle_event(E, "h1")
-    assert await store.claim_event(E, "h1", TTL_S, settled=False) is Claim.DONE
+    assert (await store.claim_event(E, "h1", TTL_S, settled=False)).state is Claim.NEW
+    assert await _state(store) is Claim.PENDING
+    await store.settle_event(E)
+    assert await _state(store) is Claim.DONE
     assert 0 < await store.redis.ttl(store.keys.event_claim(E)) <= TTL_S
 
 
 async def test_an_event_that_is_not_enqueued_is_done_at_once(store: RedisStore) -> None:
-    assert await store.claim_event(E, "h1", TTL_S, settled=True) is Claim.NEW
-    assert await store.claim_event(E, "h1", TTL_S, settled=True) is Claim.DONE
+    assert (await store.claim_event(E, "h1", TTL_S, settled=True)).state is Claim.NEW
+    assert (await store.claim_event(E, "h1", TTL_S, settled=True)).state is Claim.DONE
 
 
 async def test_the_same_id_with_another_body_is_a_conflict_in_every_state(
     store: RedisStore,
 ) -> None:
-    assert await store.claim_event(E, "h1", TTL_S, settled=False) is Claim.NEW
-    assert await store.claim_event(E, "h2", TTL_S, settled=False) is Claim.CONFLICT
-    await store.settle_event(E, "h2")  # a conflicting body cannot settle the claim
-    assert await store.claim_event(E, "h1", TTL_S, settled=False) is Claim.PENDING
-    await store.settle_event(E, "h1")
-    assert await store.claim_event(E, "h2", TTL_S, settled=True) is Claim.CONFLICT
-    assert await store.claim_event(E, "h1", TTL_S, settled=True) is Claim.DONE
+    assert (await store.claim_event(E, "h1", TTL_S, settled=False)).state is Claim.NEW
+    assert (await store.claim_event(E, "h2", TTL_S, settled=False)).state is Claim.CONFLICT
+    assert await _state(store) is Claim.PENDING
+    await store.settle_event(E)
+    assert (await store.claim_event(E, "h2", TTL_S, settled=True)).state is Claim.CONFLICT
+    assert (await store.claim_event(E, "h1", TTL_S, settled=True)).state is Claim.DONE
+
+
+async def test_a_claim_keeps_a_compact_digest_of_the_body(store: RedisStore) -> None:
+    """18 bytes of the SHA-256 in base64: a claim fits Redis's small-string encoding."""
+    await store.claim_event(E, BODY, TTL_S, settled=False)
+    held = _text(await store.redis.get(store.keys.event_claim(E)))
+    assert held is not None and len(held) == 25 and held.startswith("p")
+    other = hashlib.sha256(b"another body").hexdigest()
+    assert (await store.claim_event(E, other, TTL_S, settled=False)).state is Claim.CONFLICT
+    assert (await store.claim_event(E, BODY, TTL_S, settled=False)).state is Claim.PENDING
+
+
+@pytest.mark.parametrize("state", ["p", "d"])
+async def test_a_claim_in_the_earlier_form_is_still_understood(
+    store: RedisStore, state: str
+) -> None:
+    """Claims written before the compact form (`<state>:<hex sha256>`) live on for a day."""
+    await store.redis.set(store.keys.event_claim(E), f"{state}:{BODY}", ex=TTL_S)
+    other = hashlib.sha256(b"another body").hexdigest()
+    assert (await store.claim_event(E, other, TTL_S, settled=False)).state is Claim.CONFLICT
+    expected = Claim.PENDING if state == "p" else Claim.DONE
+    assert (await store.claim_event(E, BODY, TTL_S, settled=False)).state is expected
+    await store.settle_event(E)
+    assert (await store.claim_event(E, BODY, TTL_S, settled=False)).state is Claim.DONE
+    assert _text(await store.redis.get(store.keys.event_claim(E))) == f"d:{BODY}"
+
+
+async def test_a_claim_reports_the_stores_clock(store: RedisStore) -> None:
+    claimed = await store.claim_event(E, "h1", TTL_S, settled=False)
+    again = await store.claim_event(E, "h1", TTL_S, settled=False)
+    assert claimed.at_ms <= again.at_ms
+    assert abs(claimed.at_ms - time.time() * 1000) < 60_000  # a clock in ms, not in s or µs
 
 
 async def test_concurrent_claims_of_one_id_make_one_new(store: RedisStore) -> None:
     found = await asyncio.gather(
         *(store.claim_event(E, "h", TTL_S, settled=False) for _ in range(20))
     )
-    assert found.count(Claim.NEW) == 1
-    assert set(found) == {Claim.NEW, Claim.PENDING}
+    states = [f.state for f in found]
+    assert states.count(Claim.NEW) == 1
+    assert set(states) == {Claim.NEW, Claim.PENDING}
 
 
 async def test_settling_keeps_the_claims_ttl(store: RedisStore) -> None:
     await store.claim_event(E, "h", 100, settled=False)
-    await store.settle_event(E, "h")
+    await store.settle_event(E)
     assert 0 < await store.redis.ttl(store.keys.event_claim(E)) <= 100
 
 
@@ -56,8 +104,66 @@ async def test_redoing_the_enqueue_appends_once_even_after_delivery(store: Redis
     assert await store.enqueue_event(1, E, "p", TTL_S)
     assert not await store.enqueue_event(1, E, "p", TTL_S)
     [entry] = await store.read_events(1, 10)
-    assert entry.event_id == E
+    assert entry.event_id == E and not entry.claimed
     assert await store.acquire_partition(1, "w", 10_000)
     assert await store.ack_event(1, entry.entry_id, "w")
     assert not await store.enqueue_event(1, E, "p", TTL_S)
     assert await store.read_events(1, 10) == []
+
+
+async def test_an_enqueue_too_long_after_its_claim_writes_nothing(store: RedisStore) -> None:
+    claimed = await store.claim_event(E, "h", TTL_S, settled=False)
+    late = claimed.at_ms - MAX_CLAIM_TO_ENQUEUE_MS - 1
+    with pytest.raises(StaleClaim):
+        await store.enqueue_event(1, E, "p", TTL_S, claimed_ms=late)
+    assert await store.read_events(1, 10) == []
+    assert not await store.redis.exists(store.keys.enqueued(1, E))
+    # In time, it goes in, marked as the webhook's; once in, a late redo is a plain duplicate.
+    assert await store.enqueue_event(1, E, "p", TTL_S, claimed_ms=claimed.at_ms)
+    assert not await store.enqueue_event(1, E, "p", TTL_S, claimed_ms=late)
+    [entry] = await store.read_events(1, 10)
+    assert entry.claimed
+
+
+async def _claimed_entry(store: RedisStore, ttl_s: int = TTL_S) -> str:
+    claimed = await store.claim_event(E, "h", ttl_s, settled=False)
+    assert await store.enqueue_event(1, E, "p", ttl_s, claimed_ms=claimed.at_ms)
+    [entry] = await store.read_events(1, 10)
+    assert await store.acquire_partition(1, "w", 10_000)
+    return entry.entry_id
+
+
+async def test_delivery_settles_the_claim_then_lets_the_marker_go(store: RedisStore) -> None:
+    entry_id = await _claimed_entry(store)
+    assert await store.ack_event(1, entry_id, "w", E)
+    assert (await store.claim_event(E, "h", TTL_S, settled=False)).state is Claim.DONE
+    left = await store.redis.pttl(store.keys.enqueued(1, E))
+    assert 0 < left <= ENQUEUED_AFTER_DELIVERY_MS
+    assert await store.read_events(1, 10) == []
+
+
+async def test_an_agent_messages_delivery_settles_and_lets_go_too(store: RedisStore) -> None:
+    entry_id = await _claimed_entry(store)
+    cid = "conv-1"
+    k, claim = await store.claim_message(1, cid, "w", "dg", E, 0)  # type: ignore[arg-type]
+    assert await store.ack_message(1, entry_id, "w", cid, "dg", k, E)  # type: ignore[arg-type]
+    assert (await store.claim_event(E, "h", TTL_S, settled=False)).state is Claim.DONE
+    assert 0 < await store.redis.pttl(store.keys.enqueued(1, E)) <= ENQUEUED_AFTER_DELIVERY_MS
+    fields = await store.redis.hgetall(store.keys.delivered(1, cid))  # type: ignore[arg-type]
+    delivered = {_text(f): _text(v) for f, v in fields.items()}
+    assert delivered == {f"dg:{k}": "d"}  # delivered; the event's ordinal is forgotten
+
+
+async def test_letting_go_never_lengthens_the_marker(store: RedisStore) -> None:
+    entry_id = await _claimed_entry(store, ttl_s=5)
+    assert await store.ack_event(1, entry_id, "w", E)
+    assert 0 < await store.redis.pttl(store.keys.enqueued(1, E)) <= 5_000
+
+
+async def test_a_fenced_out_ack_keeps_the_marker(store: RedisStore) -> None:
+    """The claim may be settled (the entry is still in the stream, so no retry can be enqueued
+    twice), but the marker stays until the new lease holder delivers it."""
+    entry_id = await _claimed_entry(store)
+    assert not await store.ack_event(1, entry_id, "someone-else", E)
+    assert await store.redis.ttl(store.keys.enqueued(1, E)) > 60
+    assert [e.entry_id for e in await store.read_events(1, 10)] == [entry_id]

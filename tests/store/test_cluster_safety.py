@@ -17,6 +17,7 @@ from typing import Any
 
 import redis.exceptions as rexc
 
+from bridge.handoff import TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, Store, open_store
 from bridge.store.base import RunMessage
@@ -62,14 +63,15 @@ async def drive_every_method(store: RedisStore) -> None:
     await store.release_sender_lease(s, token)
     await store.acquire_partition(1, OWNER, 60_000)
     await store.relay_heartbeat(OWNER, 60_000)
-    for event_id in ("e1", "e2", "e3", "e4", "e5"):
-        await store.claim_event(EventId(event_id), "h", 60, settled=False)
-        await store.enqueue_event(1, EventId(event_id), "p", 60)
-        await store.settle_event(EventId(event_id), "h")
-    e1, e2, e3, e4, e5 = await store.read_events(1, 10)
+    for event_id in ("e1", "e2", "e3", "e4", "e5", "e6"):
+        claimed = await store.claim_event(EventId(event_id), "h", 60, settled=False)
+        await store.enqueue_event(1, EventId(event_id), "p", 60, claimed_ms=claimed.at_ms)
+    await store.settle_event(EventId("e6"))
+    e1, e2, e3, e4, e5, e6 = await store.read_events(1, 10)
     await store.note_attempt(1, e1.entry_id)
     await store.begin_attempt(1, e5.entry_id, s)
     await store.ack_event(1, e1.entry_id, OWNER)
+    await store.ack_event(1, e6.entry_id, OWNER, e6.event_id)
     await store.dead_letter(1, e2, "r", OWNER)
     await store.hold_event(1, early, e3, 1, OWNER)
     await store.hold_event(1, early, e4, 1, OWNER)
@@ -79,7 +81,7 @@ async def drive_every_method(store: RedisStore) -> None:
     await store.dead_letter(1, e4, "r", OWNER)
     dead = await store.list_dead_letters()
     await store.replay_dead_letter(1, dead[0].dead_id)
-    await store.arm_timer(1, "t", 5)
+    await store.arm_timer(1, TimerFired(TimerKind.USER_SILENCE, early, 1, 5))
     await store.fire_timers(1, 10, OWNER)
     await drive_message_identity(store, early)
     await store.release_partition(1, OWNER)
@@ -100,7 +102,7 @@ async def drive_message_identity(store: RedisStore, conversation: ConversationId
         1, conversation, OWNER, "d", m1.event_id, 0, m1.entry_id, SenderId("s1")
     )
     await store.message_state(1, conversation, "d", 1)
-    await store.ack_message(1, m1.entry_id, OWNER, conversation, "d", 1)
+    await store.ack_message(1, m1.entry_id, OWNER, conversation, "d", 1, m1.event_id)
     await store.hold_event(1, conversation, m2, 1, OWNER)
     await store.unhold_message(1, conversation, m2.entry_id, OWNER, "d", 2)
     for event_id in ("m3", "m4"):

@@ -1,49 +1,156 @@
-"""Timers in the store: armed per partition, fired by the lease holder only, once, into the
-partition stream behind the events accepted before them."""
+"""Timers in the store: armed per partition, one member per kind and handoff (arming it again
+moves it), fired by the lease holder only, once, into the partition stream behind the events
+accepted before them, as entries that carry the arming they were. Timers armed by the earlier
+version (the timer's JSON as the member) still fire and read back as before."""
 
 from __future__ import annotations
 
-from bridge.ids import EventId
+import json
+
+from bridge.handoff import TimerFired, TimerKind
+from bridge.ids import ConversationId, EventId
 from bridge.store import RedisStore
+from bridge.store.base import TIMER_EVENT_PREFIX
+from bridge.store.timers import fired_timer
 
 from .conftest import OTHER, OWNER
+
+C = ConversationId("conv-1")
+SINCE = 1_700_000_000_000  # real epoch ms: the due times are 13-digit scores
+DUE = SINCE + 600_000
+K = TimerKind
+
+
+def timer(
+    kind: TimerKind = K.USER_SILENCE, due: int = DUE, conversation: str = C, since: int = SINCE
+) -> TimerFired:
+    return TimerFired(kind, ConversationId(conversation), since, due)
+
+
+async def fired(store: RedisStore, partition: int) -> list[TimerFired]:
+    entries = await store.read_events(partition, 100)
+    return [fired_timer(e.payload) for e in entries if e.event_id.startswith(TIMER_EVENT_PREFIX)]
+
+
+async def armed(store: RedisStore, partition: int) -> int:
+    count: int = await store.redis.zcard(store.keys.timers(partition))
+    return count
 
 
 async def test_a_due_timer_fires_once_into_the_stream_after_earlier_events(
     leased: RedisStore,
 ) -> None:
     await leased.enqueue_event(2, EventId("join"), '{"kind":"agent_joined"}', 60)
-    await leased.arm_timer(2, "timer-a", 1_000)
-    await leased.arm_timer(2, "timer-b", 2_000)
-    assert await leased.fire_timers(2, 999, OWNER) == 0  # not due yet
-    assert await leased.fire_timers(2, 1_000, OWNER) == 1
-    assert await leased.fire_timers(2, 1_500, OWNER) == 0  # fired already: never twice
+    await leased.arm_timer(2, timer(K.USER_SILENCE, DUE))
+    await leased.arm_timer(2, timer(K.AGENT_SILENCE, DUE + 1_000))
+    assert await leased.fire_timers(2, DUE - 1, OWNER) == 0  # not due yet
+    assert await leased.fire_timers(2, DUE, OWNER) == 1
+    assert await leased.fire_timers(2, DUE + 500, OWNER) == 0  # fired already: never twice
     entries = await leased.read_events(2, 10)
+    # The stored form, literally: the next version must read what this one wrote.
     assert [(e.event_id, e.payload) for e in entries] == [
         (EventId("join"), '{"kind":"agent_joined"}'),
-        (EventId("timer:timer-a"), "timer-a"),
+        (EventId(f"timer:{DUE}|u|{SINCE}"), f"{DUE}|u|{SINCE}|conv-1"),
     ]
-    assert await leased.fire_timers(2, 5_000, OWNER) == 1
-    assert [e.payload for e in await leased.read_events(2, 10)][-1] == "timer-b"
+    assert fired_timer(entries[1].payload) == timer(K.USER_SILENCE, DUE)
+    assert await leased.fire_timers(2, DUE + 5_000, OWNER) == 1
+    assert (await fired(leased, 2))[-1] == timer(K.AGENT_SILENCE, DUE + 1_000)
 
 
 async def test_only_the_lease_holder_fires(leased: RedisStore) -> None:
-    await leased.arm_timer(1, "timer-a", 1_000)
-    assert await leased.fire_timers(1, 5_000, OTHER) == 0
+    await leased.arm_timer(1, timer())
+    assert await leased.fire_timers(1, DUE, OTHER) == 0
     assert await leased.read_events(1, 10) == []
-    assert await leased.fire_timers(1, 5_000, OWNER) == 1
+    assert await leased.fire_timers(1, DUE, OWNER) == 1
 
 
-async def test_arming_the_same_timer_again_moves_it(leased: RedisStore) -> None:
-    await leased.arm_timer(0, "timer-a", 1_000)
-    await leased.arm_timer(0, "timer-a", 9_000)
-    assert await leased.fire_timers(0, 5_000, OWNER) == 0
-    assert await leased.fire_timers(0, 9_000, OWNER) == 1
+async def test_arming_the_same_kind_of_the_same_handoff_again_moves_it(
+    leased: RedisStore,
+) -> None:
+    await leased.arm_timer(0, timer(due=DUE))
+    await leased.arm_timer(0, timer(due=DUE + 9_000))
+    assert await armed(leased, 0) == 1  # moved in place, not a second member
+    assert await leased.fire_timers(0, DUE + 5_000, OWNER) == 0
+    assert await leased.fire_timers(0, DUE + 9_000, OWNER) == 1
+    assert await fired(leased, 0) == [timer(due=DUE + 9_000)]  # the arming it was moved to
+
+
+async def test_arming_again_may_move_it_earlier(leased: RedisStore) -> None:
+    await leased.arm_timer(0, timer(due=DUE + 9_000))
+    await leased.arm_timer(0, timer(due=DUE))
+    assert await leased.fire_timers(0, DUE, OWNER) == 1
+    assert await fired(leased, 0) == [timer(due=DUE)]
+    assert await armed(leased, 0) == 0
+
+
+async def test_each_kind_of_each_handoff_is_its_own_timer(leased: RedisStore) -> None:
+    timers = [
+        timer(K.USER_SILENCE, DUE),
+        timer(K.AGENT_SILENCE, DUE + 1),
+        timer(K.USER_SILENCE, DUE + 2, since=SINCE - 1),  # an earlier handoff's
+        timer(K.USER_SILENCE, DUE + 3, conversation="conv-2"),
+        timer(K.QUEUE_TIMEOUT, DUE + 4),
+        timer(K.QUEUE_REMINDER, DUE + 5),
+    ]
+    for t in timers:
+        await leased.arm_timer(3, t)
+    assert await armed(leased, 3) == len(timers)
+    assert await leased.fire_timers(3, DUE + 10, OWNER) == len(timers)
+    assert await fired(leased, 3) == timers  # in due order
 
 
 async def test_firing_is_bounded_per_call(leased: RedisStore) -> None:
-    for i in range(5):
-        await leased.arm_timer(3, f"t{i}", i)
-    assert await leased.fire_timers(3, 100, OWNER, limit=3) == 3
-    assert await leased.fire_timers(3, 100, OWNER, limit=3) == 2
-    assert [e.payload for e in await leased.read_events(3, 10)] == [f"t{i}" for i in range(5)]
+    timers = [timer(due=DUE + i, conversation=f"c{i}") for i in range(5)]
+    for t in timers:
+        await leased.arm_timer(3, t)
+    assert await leased.fire_timers(3, DUE + 100, OWNER, limit=3) == 3
+    assert await leased.fire_timers(3, DUE + 100, OWNER, limit=3) == 2
+    assert await fired(leased, 3) == timers
+
+
+ODD_CONVERSATIONS = [
+    "a|b",
+    "|",
+    "u|1700000000000|c",  # looks like a member itself
+    "{not json",
+    "Ünïcødé 会话 🙂",
+    " spaced out ",
+    "line\nbreak",
+    "x" * 300,
+]
+
+
+async def test_any_conversation_id_fires_and_reads_back(leased: RedisStore) -> None:
+    timers = [timer(due=DUE + i, conversation=c) for i, c in enumerate(ODD_CONVERSATIONS)]
+    for t in timers:
+        await leased.arm_timer(1, t)
+    assert await leased.fire_timers(1, DUE + 100, OWNER) == len(timers)
+    assert await fired(leased, 1) == timers
+
+
+def legacy_member(t: TimerFired) -> str:
+    """A timer as the earlier version stored it (its `TimerFired.to_json`)."""
+    fields = {
+        "timer": t.kind.value,
+        "conversation_id": t.conversation_id,
+        "since_ms": t.since_ms,
+        "due_ms": t.due_ms,
+    }
+    return json.dumps(fields, separators=(",", ":"))
+
+
+async def test_a_timer_armed_by_the_earlier_version_fires_and_reads_as_before(
+    leased: RedisStore,
+) -> None:
+    old = timer(K.AGENT_SILENCE, DUE, conversation="a|b 🙂")
+    member = legacy_member(old)
+    await leased.redis.zadd(leased.keys.timers(2), {member: DUE})
+    await leased.arm_timer(2, timer(K.AGENT_SILENCE, DUE + 1_000, conversation="a|b 🙂"))
+    assert await leased.fire_timers(2, DUE + 1_000, OWNER) == 2
+    entries = await leased.read_events(2, 10)
+    # The earlier version's entry, unchanged: its event id and its payload.
+    assert (entries[0].event_id, entries[0].payload) == (f"timer:{member}", member)
+    assert [fired_timer(e.payload) for e in entries] == [
+        old,
+        timer(K.AGENT_SILENCE, DUE + 1_000, conversation="a|b 🙂"),
+    ]

@@ -13,6 +13,7 @@ import fakeredis
 import pytest
 
 from bridge.errors import StoreUnavailable
+from bridge.handoff import TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, Store, StreamEntry, open_store
 from bridge.store.base import RunMessage
@@ -31,7 +32,7 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "acquire_sender_lease": lambda s: s.acquire_sender_lease(S, 1000),
     "release_sender_lease": lambda s: s.release_sender_lease(S, "t"),
     "claim_event": lambda s: s.claim_event(EventId("e"), "h", 60, settled=False),
-    "settle_event": lambda s: s.settle_event(EventId("e"), "h"),
+    "settle_event": lambda s: s.settle_event(EventId("e")),
     "enqueue_event": lambda s: s.enqueue_event(0, EventId("e"), "p", 60),
     "acquire_partition": lambda s: s.acquire_partition(0, "o", 1000),
     "relay_heartbeat": lambda s: s.relay_heartbeat("o", 1000),
@@ -59,7 +60,7 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "outbox_peek": lambda s: s.outbox_peek(S),
     "outbox_pop": lambda s: s.outbox_pop(S, "m"),
     "outbox_senders": lambda s: s.outbox_senders(),
-    "arm_timer": lambda s: s.arm_timer(0, "t", 1),
+    "arm_timer": lambda s: s.arm_timer(0, TimerFired(TimerKind.USER_SILENCE, C, 1, 2)),
     "fire_timers": lambda s: s.fire_timers(0, 1, "o"),
 }
 
