@@ -50,6 +50,7 @@ from bridge.relay.identity import MessageIdentity, identity_of
 from bridge.store.base import (
     HandoffRecord,
     MessageClaim,
+    RunAck,
     RunClaim,
     RunMessage,
     Store,
@@ -62,8 +63,8 @@ log = logging.getLogger(__name__)
 # Ack (stream) or unhold (held list), recording an agent message's identity with it when one is
 # given; False = lease lost.
 Finish = Callable[[MessageIdentity | None], Awaitable[bool]]
-# Acks a run's delivered entries, recording each (entry id, digest, ordinal); False = lease lost.
-FinishRun = Callable[[list[tuple[str, str, int]]], Awaitable[bool]]
+# Acks a run's delivered entries, recording each message; False = lease lost.
+FinishRun = Callable[[list[RunAck]], Awaitable[bool]]
 DeadLetter = Callable[[str], Awaitable[bool]]
 # Ends an 8x8 interaction (the service's `close_interaction`): sender, conversation, agent note.
 EndsInteraction = Callable[[SenderId, ConversationId, str | None], Awaitable[None]]
@@ -271,8 +272,7 @@ class Deliverer:
         for part in parts:
             self._metrics.relay_lag.observe(max(0.0, started - part.entry.accepted_ms / 1000))
             self._processed(sender, part.entry, part.event, part.step, run=len(parts))
-        acked = [(p.entry.entry_id, p.identity.digest, p.identity.ordinal) for p in parts]
-        if not await finish(acked):
+        if not await finish([_acked(p) for p in parts]):
             return RunOutcome(0, lost=True)
         return RunOutcome(len(parts), unpushed)
 
@@ -481,6 +481,12 @@ def _message_pushes(marker: str, say: SayToUser) -> list[Push]:
 
 def _bot_message(push: Push) -> BotMessage:
     return BotMessage(push.text, push.marker, push.agent_name, push.data)
+
+
+def _acked(part: _RunPart) -> RunAck:
+    # The webhook's claim of the event, if it made one, is settled with the ack.
+    claimed = part.entry.event_id if part.entry.claimed else None
+    return RunAck(part.entry.entry_id, part.identity.digest, part.identity.ordinal, claimed)
 
 
 def _run_messages(

@@ -33,7 +33,7 @@ from bridge.relay.config import RelayConfig
 from bridge.relay.deliver import Begun, Deliverer, Input, RunOutcome
 from bridge.relay.identity import MessageIdentity
 from bridge.relay.idle import work_left
-from bridge.store.base import TIMER_EVENT_PREFIX, Store, StreamEntry
+from bridge.store.base import TIMER_EVENT_PREFIX, RunAck, Store, StreamEntry
 from bridge.store.timers import fired_timer
 
 log = logging.getLogger(__name__)
@@ -347,7 +347,7 @@ class Relay:
         if cid is None or sender is None:  # not what a run is planned from: one at a time
             return RunOutcome(0)
 
-        async def ack(done: list[tuple[str, str, int]]) -> bool:
+        async def ack(done: list[RunAck]) -> bool:
             return await self._store.ack_messages(partition, self.owner, cid, done)
 
         return await self._deliverer.process_run(

@@ -103,6 +103,15 @@ class RunClaim:
     attempts: int  # 0 unless the claim is MINE
 
 
+class RunAck(NamedTuple):
+    """A delivered message of a run, for `ack_messages`."""
+
+    entry_id: str
+    digest: str
+    ordinal: int
+    event_id: EventId | None = None  # claimed by the webhook: settled, its marker let go
+
+
 @dataclass(frozen=True, slots=True)
 class HandoffRecord:
     """A sender's handoff state as stored: flat string fields plus a version for CAS."""
@@ -325,14 +334,11 @@ class Store(Protocol):
         ...
 
     async def ack_messages(
-        self,
-        partition: int,
-        owner: str,
-        conversation: ConversationId,
-        messages: Sequence[tuple[str, str, int]],
+        self, partition: int, owner: str, conversation: ConversationId, messages: Sequence[RunAck]
     ) -> bool:
-        """`ack_message` for each (entry id, digest, ordinal) of a run of `conversation`, in one
-        fenced step: all of them, or none when `owner` lost the lease (False)."""
+        """`ack_message` for each message of a run of `conversation` in one fenced step: all of
+        them, or none when `owner` lost the lease (False). The claims of those with an event id
+        are settled first, as `ack_event` does."""
         ...
 
     async def ack_message(

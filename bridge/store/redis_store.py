@@ -37,6 +37,7 @@ from bridge.store.base import (
     HandoffRecord,
     MessageClaim,
     MessageState,
+    RunAck,
     RunClaim,
     RunMessage,
     Store,
@@ -315,27 +316,29 @@ class RedisStore:
             return bool(await self._run("ack_event", keys, args))
         keys.append(self.keys.enqueued(p, event_id))
         args.append(ENQUEUED_AFTER_DELIVERY_MS)
-        return bool(await self._settled_then(event_id, "ack_event", keys, args))
+        return bool(await self._settled_then([event_id], "ack_event", keys, args))
 
     async def _settled_then(
-        self, event_id: EventId, script: str, keys: list[str], args: list[str | int]
+        self, event_ids: Sequence[EventId], script: str, keys: list[str], args: list[str | int]
     ) -> Any:
-        """Settle the event's claim, then run `script` (an ack that lets the event's enqueued
-        marker go): never the marker gone while the claim still says pending, or a late retry
+        """Settle the events' claims, then run `script` (an ack that lets the events' enqueued
+        markers go): never a marker gone while its claim still says pending, or a late retry
         of the event could be enqueued again. One round trip on one Redis (a pipeline runs in
         order on its connection); two on a Cluster, where the keys live on different nodes."""
-        settle: tuple[str, list[str], list[str | int]] = (
-            "settle_event", [self.keys.event_claim(event_id)], [],
-        )  # fmt: skip
+        settles: list[tuple[str, list[str], list[str | int]]] = [
+            ("settle_event", [self.keys.event_claim(event_id)], []) for event_id in event_ids
+        ]
+        if not settles:
+            return await self._run(script, keys, args)
         if isinstance(self.redis, RedisCluster):
-            await self._run(*settle)
+            await asyncio.gather(*(self._run(*settle) for settle in settles))
             return await self._run(script, keys, args)
         for _ in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
-                for name, k, a in (settle, (script, keys, args)):
+                for name, k, a in (*settles, (script, keys, args)):
                     pipe.evalsha(self.scripts[name].sha, len(k), *k, *a)
                 try:
-                    return (await pipe.execute())[1]
+                    return (await pipe.execute())[-1]
                 except rexc.NoScriptError:  # Redis forgot them (restart, SCRIPT FLUSH): load
                     # Safe to redo: the ack is idempotent, and the marker is kept a while yet.
                     for name in ("settle_event", script):
@@ -662,15 +665,11 @@ class RedisStore:
             return bool(await self._run("ack_message", keys, args))
         keys.append(self.keys.enqueued(p, event_id))
         args += [event_id, ENQUEUED_AFTER_DELIVERY_MS]
-        return bool(await self._settled_then(event_id, "ack_message", keys, args))
+        return bool(await self._settled_then([event_id], "ack_message", keys, args))
 
     @_guarded
     async def ack_messages(
-        self,
-        partition: int,
-        owner: str,
-        conversation: ConversationId,
-        messages: Sequence[tuple[str, str, int]],
+        self, partition: int, owner: str, conversation: ConversationId, messages: Sequence[RunAck]
     ) -> bool:
         p = self._check(partition)
         keys = [
@@ -679,10 +678,14 @@ class RedisStore:
             self.keys.attempts(p),
             self.keys.delivered(p, conversation),
         ]
-        args: list[str | int] = [owner, MAPPING_TTL_MS]
-        for entry_id, digest, ordinal in messages:
-            args += [entry_id, digest, ordinal]
-        return bool(await self._run("ack_messages", keys, args))
+        args: list[str | int] = [owner, MAPPING_TTL_MS, ENQUEUED_AFTER_DELIVERY_MS]
+        claimed: list[EventId] = []
+        for m in messages:
+            args += [m.entry_id, m.digest, m.ordinal, m.event_id or ""]
+            if m.event_id is not None:
+                keys.append(self.keys.enqueued(p, m.event_id))
+                claimed.append(m.event_id)
+        return bool(await self._settled_then(claimed, "ack_messages", keys, args))
 
     @_guarded
     async def unhold_message(

@@ -431,18 +431,28 @@ return out
 """
 )
 
-# KEYS: partition lease, stream, attempts, delivered. ARGV: owner, ttl (ms), then for each
-# message of a run of one conversation: entry id, digest, ordinal. ACK_MESSAGE for every message
-# of the run behind one lease check: all of them or, fenced out (0), none.
+# KEYS: partition lease, stream, attempts, delivered, then the enqueued marker of each message
+# the webhook claimed, in the messages' order. ARGV: owner, ttl (ms), how long a marker may
+# outlive the delivery (ms), then for each message of a run of one conversation: entry id,
+# digest, ordinal, event id ('' when not claimed by the webhook: no marker among KEYS).
+# ACK_MESSAGE for every message of the run behind one lease check: all of them or, fenced out
+# (0), none.
 ACK_MESSAGES: Final = (
     _FENCE
     + _RECORD_MESSAGE
+    + _LET_GO
     + """
 if not fenced(KEYS[1], ARGV[1]) then return 0 end
-for i = 3, #ARGV, 3 do
+local marker = 4
+for i = 4, #ARGV, 4 do
   redis.call('XDEL', KEYS[2], ARGV[i])
   redis.call('HDEL', KEYS[3], ARGV[i])
   record_message(KEYS[4], ARGV[i + 1], ARGV[i + 2], ARGV[2])
+  if ARGV[i + 3] ~= '' then
+    marker = marker + 1
+    redis.call('HDEL', KEYS[4], 'e:' .. ARGV[i + 3])
+    let_go(KEYS[marker], ARGV[3])
+  end
 end
 return 1
 """

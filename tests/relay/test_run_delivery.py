@@ -12,13 +12,13 @@ import pytest
 
 from bridge.eightbyeight.events import EventKind
 from bridge.errors import RetryableUpstreamError, StoreUnavailable
-from bridge.ids import ConversationId
+from bridge.ids import ConversationId, EventId
 from bridge.rasa.client import error_for_status
 from bridge.relay import Relay
 from bridge.relay.identity import text_digest
-from bridge.store.base import MessageState
+from bridge.store.base import Claim, MessageState
 
-from .conftest import JOINED, LANDED, Call, Rig, RigFactory, event
+from .conftest import JOINED, LANDED, Call, Rig, RigFactory, event, said
 
 C = ConversationId("c1")
 LEFT = "#EXTERNAL_agent_left"
@@ -83,6 +83,23 @@ async def test_a_run_goes_in_one_store_step_one_push_and_one_ack(make_rig: RigFa
     assert await delivered(rig, "one", "two", "three") == [MessageState.DELIVERED] * 3
     assert rig.metrics.relay_outcomes.labels("relayed")._value.get() == 3
     assert rig.metrics.relay_deliveries.labels("message")._value.get() == 4  # bob's too
+
+
+async def test_a_runs_ack_settles_the_webhooks_claims_and_lets_their_markers_go(
+    make_rig: RigFactory,
+) -> None:
+    rig = await with_agent(make_rig)
+    await rig.enqueue(said("c1", "hello"), "e-1", claimed=True)
+    await rig.enqueue(said("c1", "again"), "e-2", claimed=True)
+    await rig.enqueue(said("c1", "listed"), "e-plain")  # not the webhook's (recovery's): kept
+    await resume(rig)
+    assert rig.rasa.timeline("ada") == [JOINED, "hello", "again", "listed"]
+    assert rig.rasa.sizes == [1, 3]
+    for eid in ("e-1", "e-2"):
+        claim = await rig.store.claim_event(EventId(eid), "body", 3600, settled=False)
+        assert claim.state is Claim.DONE
+        assert 0 < await rig.store.redis.pttl(rig.store.keys.enqueued(0, EventId(eid))) <= 15_000
+    assert await rig.store.redis.ttl(rig.store.keys.enqueued(0, EventId("e-plain"))) > 60
 
 
 async def test_a_state_change_cuts_the_run_and_what_follows_goes_behind_it(

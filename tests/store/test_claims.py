@@ -10,8 +10,9 @@ import time
 import pytest
 
 from bridge.errors import StaleClaim
-from bridge.ids import EventId
+from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import Claim, RedisStore
+from bridge.store.base import RunAck, RunMessage
 from bridge.store.keys import ENQUEUED_AFTER_DELIVERY_MS, MAX_CLAIM_TO_ENQUEUE_MS
 
 TTL_S = 3600
@@ -167,3 +168,39 @@ async def test_a_fenced_out_ack_keeps_the_marker(store: RedisStore) -> None:
     assert not await store.ack_event(1, entry_id, "someone-else", E)
     assert await store.redis.ttl(store.keys.enqueued(1, E)) > 60
     assert [e.entry_id for e in await store.read_events(1, 10)] == [entry_id]
+
+
+async def test_a_runs_delivery_settles_and_lets_go_what_the_webhook_claimed(
+    store: RedisStore,
+) -> None:
+    """A run's ack: each message the webhook claimed is settled and its marker let go, as one
+    at a time; a message it did not claim (recovery's) is only acknowledged and recorded."""
+    cid = ConversationId("conv-1")
+    other = EventId("evt-2")
+    for event_id in (E, other):
+        claimed = await store.claim_event(event_id, "h", TTL_S, settled=False)
+        assert await store.enqueue_event(1, event_id, "p", TTL_S, claimed_ms=claimed.at_ms)
+    listed = EventId("msg:" + "ab" * 16 + ":1")
+    assert await store.enqueue_event(1, listed, "p", TTL_S)
+    entries = await store.read_events(1, 10)
+    assert [e.claimed for e in entries] == [True, True, False]
+    assert await store.acquire_partition(1, "w", 10_000)
+    run = [RunMessage(e.entry_id, e.event_id, "dg", 0) for e in entries]
+    claims, _ = await store.claim_and_begin_run(1, cid, "w", run, SenderId("ada"))
+    done = [
+        RunAck(e.entry_id, "dg", c.ordinal, e.event_id if e.claimed else None)
+        for e, c in zip(entries, claims, strict=True)
+    ]
+    assert not await store.ack_messages(1, "someone-else", cid, done)
+    for event_id in (E, other):  # fenced out: the markers stay with the entries
+        assert await store.redis.ttl(store.keys.enqueued(1, event_id)) > 60
+    assert await store.ack_messages(1, "w", cid, done)
+    assert await store.read_events(1, 10) == []
+    for event_id in (E, other):
+        assert (await store.claim_event(event_id, "h", TTL_S, settled=False)).state is Claim.DONE
+        left = await store.redis.pttl(store.keys.enqueued(1, event_id))
+        assert 0 < left <= ENQUEUED_AFTER_DELIVERY_MS
+    fields = await store.redis.hgetall(store.keys.delivered(1, cid))
+    delivered = {_text(f): _text(v) for f, v in fields.items()}
+    # all three delivered; the webhook events' ordinals forgotten, the listed one's kept
+    assert delivered == {"dg:1": "d", "dg:2": "d", "dg:3": "d", f"e:{listed}": "3"}

@@ -20,7 +20,7 @@ import redis.exceptions as rexc
 from bridge.handoff import TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, Store, open_store
-from bridge.store.base import RunMessage
+from bridge.store.base import RunAck, RunMessage
 from bridge.store.keys import OWNED
 from tests.support.store_rules import Recorder, key_violations, step_violations
 
@@ -110,7 +110,10 @@ async def drive_message_identity(store: RedisStore, conversation: ConversationId
     m3, m4 = (await store.read_events(1, 10))[-2:]
     run = [RunMessage(m.entry_id, m.event_id, "d", 0) for m in (m3, m4)]
     claims, _ = await store.claim_and_begin_run(1, conversation, OWNER, run, SenderId("s1"))
-    done = [(m.entry_id, "d", c.ordinal) for m, c in zip((m3, m4), claims, strict=True)]
+    done = [
+        RunAck(m.entry_id, "d", c.ordinal, m.event_id)
+        for m, c in zip((m3, m4), claims, strict=True)
+    ]
     await store.ack_messages(1, OWNER, conversation, done)
 
 

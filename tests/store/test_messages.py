@@ -6,7 +6,7 @@ import fakeredis
 
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, StreamEntry
-from bridge.store.base import MessageClaim, MessageState, RunClaim, RunMessage
+from bridge.store.base import MessageClaim, MessageState, RunAck, RunClaim, RunMessage
 from bridge.store.keys import MAPPING_TTL_MS
 
 from .conftest import OTHER, OWNER
@@ -182,7 +182,7 @@ async def test_a_run_is_acknowledged_and_recorded_in_one_fenced_step(leased: Red
     claims, _ = await leased.claim_and_begin_run(
         0, C, OWNER, run_of((a, 0), (b, 0)), SenderId("ada")
     )
-    done = [(a.entry_id, H, claims[0].ordinal), (b.entry_id, H, claims[1].ordinal)]
+    done = [RunAck(a.entry_id, H, claims[0].ordinal), RunAck(b.entry_id, H, claims[1].ordinal)]
     assert not await leased.ack_messages(0, OTHER, C, done)
     assert await leased.read_events(0, 10) == [a, b, later]
     assert await leased.message_state(0, C, H, 1) is MessageState.OWNED

@@ -16,7 +16,7 @@ from bridge.errors import StoreUnavailable
 from bridge.handoff import TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, Store, StreamEntry, open_store
-from bridge.store.base import RunMessage
+from bridge.store.base import RunAck, RunMessage
 from tests.support.redis_cluster import LocalCluster
 
 S, C = SenderId("s"), ConversationId("c")
@@ -55,7 +55,7 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "claim_and_begin": lambda s: s.claim_and_begin(0, C, "o", "d", EventId("e"), 0, "1-0", S),
     "unhold_message": lambda s: s.unhold_message(0, C, "1-0", "o", "d", 0),
     "claim_and_begin_run": lambda s: s.claim_and_begin_run(0, C, "o", [RUN], S),
-    "ack_messages": lambda s: s.ack_messages(0, "o", C, [("1-0", "d", 1)]),
+    "ack_messages": lambda s: s.ack_messages(0, "o", C, [RunAck("1-0", "d", 1, EventId("e"))]),
     "outbox_push": lambda s: s.outbox_push(S, "m"),
     "outbox_peek": lambda s: s.outbox_peek(S),
     "outbox_pop": lambda s: s.outbox_pop(S, "m"),
