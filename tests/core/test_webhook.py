@@ -305,11 +305,11 @@ class Stalls:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def enqueue_event(self, *args: Any, claimed_ms: int | None = None) -> bool:
+    async def enqueue_event(self, *args: Any, claimed_ms: int | None = None, **kwargs: Any) -> bool:
         if self.stalled and claimed_ms is not None:
             self.stalled = False
             claimed_ms -= MAX_CLAIM_TO_ENQUEUE_MS + 1
-        return await self._store.enqueue_event(*args, claimed_ms=claimed_ms)
+        return await self._store.enqueue_event(*args, claimed_ms=claimed_ms, **kwargs)
 
 
 async def test_a_request_that_stalled_after_its_claim_is_answered_503_and_its_retry_goes_in(
