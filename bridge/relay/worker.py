@@ -75,15 +75,20 @@ class Relay:
         self._timers_checked: dict[int, float] = {}  # partition -> loop time of the last look
         self._stopping = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self._doorbell: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()  # the doorbell's subscription is (or was) up
 
     # --- lifecycle ---
 
     def start(self) -> None:
         self._supervisor = asyncio.create_task(self._supervise(), name="relay-supervisor")
+        self._doorbell = asyncio.create_task(self.answer_bells(), name="relay-doorbell")
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Finish in-flight deliveries (up to `timeout_s`), then release the leases."""
         self._stopping.set()
+        if self._doorbell is not None:
+            self._doorbell.cancel()
         for kick in self._kicks:
             kick.set()
         consumers = list(self._tasks.values())
@@ -109,6 +114,27 @@ class Relay:
         """Wake a partition's consumer now (events enqueued by this process)."""
         if 0 <= partition < len(self._kicks):
             self._kicks[partition].set()
+
+    def owns(self, partition: int) -> bool:
+        """Whether this process consumes the partition now (else an enqueue rings the bell)."""
+        task = self._tasks.get(partition)
+        return task is not None and not task.done()
+
+    async def answer_bells(self) -> None:
+        """Other processes' enqueues into partitions this one consumes wake them at once; the
+        poll is the net under a lost bell (pub/sub delivers at most once). Runs until stopped
+        (`start` runs it)."""
+        while not self._stopping.is_set():
+            try:
+                async for partition in self._store.bells(self.listening.set):
+                    if self.owns(partition):
+                        self.kick(partition)
+            except StoreUnavailable:
+                log.warning("relay_doorbell_unavailable")
+            except Exception:
+                log.exception("relay_doorbell_error")
+            # Real time, not the injected clock's: a broken subscription must not spin.
+            await asyncio.sleep(_ERROR_PAUSE_S)
 
     @property
     def owned_partitions(self) -> list[int]:

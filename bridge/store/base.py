@@ -14,7 +14,7 @@ behind the held ones.) Each partition's keys share a hash slot.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple, Protocol
@@ -172,12 +172,18 @@ class Store(Protocol):
 
     async def enqueue_event(
         self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int,
-        claimed_ms: int | None = None,
+        claimed_ms: int | None = None, *, ring: bool = False,
     ) -> bool:  # fmt: skip
         """Append to the partition stream unless this event id is in it already (False, and
         nothing written): the claim's second step, safe to redo. With `claimed_ms` (the claim's
         `at_ms`), raises `StaleClaim` (nothing written) when the enqueue comes more than
-        `keys.MAX_CLAIM_TO_ENQUEUE_MS` after the claim was read."""
+        `keys.MAX_CLAIM_TO_ENQUEUE_MS` after the claim was read. `ring`: when appended, ring
+        the relays' doorbell for the partition (`bells`): another process consumes it."""
+        ...
+
+    def bells(self, subscribed: Callable[[], None] = ...) -> AsyncIterator[int]:
+        """Partitions rung by enqueues (at most once each, while subscribed), until cancelled;
+        `subscribed` is called once the subscription is up."""
         ...
 
     # --- the relay: one lease holder per partition, fenced by `owner` ---

@@ -251,6 +251,12 @@ class Keys:
             self.timers(partition),
         ]
 
+    def doorbell(self) -> str:
+        """PUB/SUB CHANNEL, not a key (named outside `base`, which only keys use): a
+        partition's number, published by an enqueue whose partition another process consumes,
+        so that it wakes at once (`RedisStore.bells`)."""
+        return f"{self.prefix}hb:bell:v1"
+
     # --- recovery from 8x8's lists: {recovery} (bridge/store/recovery_state.py) ---
 
     def recovery_lease(self) -> str:

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import json
 import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.commands.core import AsyncScript
 
 from bridge.errors import StaleClaim, StoreUnavailable
@@ -268,16 +270,49 @@ class RedisStore:
     @_guarded
     async def enqueue_event(
         self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int,
-        claimed_ms: int | None = None,
+        claimed_ms: int | None = None, *, ring: bool = False,
     ) -> bool:  # fmt: skip
         p = self._check(partition)
         keys = [self.keys.enqueued(p, event_id), self.keys.stream(p)]
         since = "" if claimed_ms is None else claimed_ms
-        args: list[str | int] = [event_id, payload, dedupe_ttl_s, since, MAX_CLAIM_TO_ENQUEUE_MS]
+        bell = self.keys.doorbell() if ring else ""
+        args: list[str | int] = [
+            event_id, payload, dedupe_ttl_s, since, MAX_CLAIM_TO_ENQUEUE_MS, bell, p,
+        ]  # fmt: skip
         added = int(await self._run("enqueue_event", keys, args))
         if added < 0:
             raise StaleClaim("the enqueue came too long after its claim")
         return added == 1
+
+    async def bells(self, subscribed: Callable[[], None] = lambda: None) -> AsyncIterator[int]:
+        """The partitions rung by other processes' enqueues (`enqueue_event(ring=True)`), as
+        they come, until cancelled. Pub/sub delivers at most once, and nothing while this
+        process is not subscribed: a consumer's poll stays the net under it. Raises
+        StoreUnavailable when the subscription breaks (the caller subscribes again)."""
+        pubsub: PubSub | ClusterPubSub
+        if isinstance(self.redis, RedisCluster):
+            # Any one node: a message published on one reaches every node's subscribers.
+            await self.redis.initialize()
+            node = self.redis.get_default_node()
+            pubsub = self.redis.pubsub(node=node, ignore_subscribe_messages=True)
+        else:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            try:
+                await pubsub.subscribe(self.keys.doorbell())
+            except _UNAVAILABLE as exc:
+                raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+            subscribed()
+            while True:
+                try:
+                    message = await pubsub.get_message(timeout=None)
+                except _UNAVAILABLE as exc:
+                    raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+                if message is not None and _text(message.get("data", b"")).isdigit():
+                    yield int(_text(message["data"]))
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     # --- the relay ---
 

@@ -78,13 +78,15 @@ return 1
 """
 
 # KEYS: enqueued marker, stream. ARGV: event id, payload, ttl (s), when the caller's claim was
-# read (server ms; '' for none), the most that may have passed since (ms).
+# read (server ms; '' for none), the most that may have passed since (ms), the relays' doorbell
+# channel ('' for none) and the partition to ring it with.
 # Append the event unless this partition has it already (0): the enqueue step after a claim,
 # idempotent so that redoing it after a crash cannot double the event. A delivered event's marker
 # outlives its delivery only briefly (`let_go` below), so an enqueue that comes too long after
 # its claim was read is refused (-1, nothing written): it may be a delayed retry of an event
 # delivered and let go meanwhile. Such an entry is marked `c` (claimed): its delivery settles the
-# claim and lets the marker go. XADD comes before SET so that a failure leaves no marker.
+# claim and lets the marker go. XADD comes before SET so that a failure leaves no marker. The
+# doorbell (a pub/sub message, not a key) wakes the partition's consumer in another process.
 ENQUEUE_EVENT: Final = (
     _NOW_MS
     + """
@@ -96,6 +98,7 @@ else
   redis.call('XADD', KEYS[2], '*', 'eid', ARGV[1], 'ev', ARGV[2], 'c', '1')
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
+if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
 return 1
 """
 )

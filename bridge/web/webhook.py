@@ -50,8 +50,10 @@ class WebhookDoor:
     verifier: Verifier | None  # None when EIGHTBYEIGHT_VERIFY_SIGNATURES=false
     max_body_bytes: int
     dedupe_ttl_s: int
-    # Wakes this process's relay for a partition (a fast path; other processes poll).
+    # Wakes this process's relay for a partition it consumes; an enqueue into any other
+    # partition rings the doorbell, which wakes the process that consumes it.
     kick: Callable[[int], None] = lambda partition: None
+    owns: Callable[[int], bool] = lambda partition: True
     is_transient_key_error: Callable[[SignatureError], bool] = lambda exc: False
     # Told of every 503: 8x8 may give up on the event, so recovery should look soon.
     on_unavailable: Callable[[], None] = lambda: None
@@ -129,8 +131,9 @@ class WebhookDoor:
             if seen is not None:
                 return seen
             fresh = await self.store.enqueue_event(
-                partition, event_id, payload, self.dedupe_ttl_s, claimed_ms=claim.at_ms
-            )
+                partition, event_id, payload, self.dedupe_ttl_s, claimed_ms=claim.at_ms,
+                ring=not self.owns(partition),
+            )  # fmt: skip
         except StaleClaim:
             # This request stalled between its claim and its enqueue (a loaded machine): 8x8's
             # retry claims again and finds the event delivered, pending or new.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -304,11 +305,11 @@ class Stalls:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def enqueue_event(self, *args: Any, claimed_ms: int | None = None) -> bool:
+    async def enqueue_event(self, *args: Any, claimed_ms: int | None = None, **kwargs: Any) -> bool:
         if self.stalled and claimed_ms is not None:
             self.stalled = False
             claimed_ms -= MAX_CLAIM_TO_ENQUEUE_MS + 1
-        return await self._store.enqueue_event(*args, claimed_ms=claimed_ms)
+        return await self._store.enqueue_event(*args, claimed_ms=claimed_ms, **kwargs)
 
 
 async def test_a_request_that_stalled_after_its_claim_is_answered_503_and_its_retry_goes_in(
@@ -432,3 +433,28 @@ async def test_a_signature_on_an_unusable_body_cannot_carry_a_usable_one(h: Harn
     forged = forge(_body({**TEXT, "message": "forged {PAD}"}), zlib.crc32(broken))
     assert (await _post(h, forged, headers))[0] == 401
     assert await _queued(h) == 0
+
+
+async def test_an_event_for_a_partition_another_process_consumes_rings_its_doorbell(
+    h: Harness,
+) -> None:
+    """This process's relay is stopped (it owns no partition): the enqueue rings the bell."""
+    store = h.store
+    assert isinstance(store, RedisStore)
+    up = asyncio.Event()
+    bells: asyncio.Queue[int] = asyncio.Queue()
+
+    async def listen() -> None:
+        async for partition in store.bells(up.set):
+            bells.put_nowait(partition)
+
+    listener = asyncio.create_task(listen())
+    try:
+        await asyncio.wait_for(up.wait(), 10)
+        body = _body()
+        assert await _post(h, body, signed_headers(h.sim, body)) == (200, {"result": "accepted"})
+        assert await asyncio.wait_for(bells.get(), 10) == partition_of("conv-1", store.partitions)
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener

@@ -3,6 +3,9 @@ retries, dead letters, holds, lease give-back, take-over and loss, Rasa's error 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 
 from bridge.eightbyeight.events import EventKind
@@ -378,3 +381,27 @@ async def test_a_consumer_that_found_the_streams_end_waits_for_a_kick_not_anothe
     # One read per event, none after it finding nothing: at most one empty read, the first
     # round's (or the one after the join, if the consumer read it before its kick came).
     assert sum(batch_reads) == 5 and batch_reads.count(0) <= 1, batch_reads
+
+
+async def test_an_event_another_process_enqueued_wakes_the_consumer_by_its_doorbell(
+    make_rig: RigFactory,
+) -> None:
+    """No kick and a poll far longer than the test: only the doorbell can wake the consumer."""
+    rig = await make_rig(poll_s=60.0)
+    await rig.link("ada", "c1")
+    relay = await rig.started()
+    await rig.join("c1")  # kicked (this process's own enqueue)
+    await rig.idle()
+    bells = asyncio.create_task(relay.answer_bells())
+    try:
+        await asyncio.wait_for(relay.listening.wait(), 10)
+        p = partition_of("c1", rig.store.partitions)
+        for i, text in enumerate(("from", "elsewhere")):
+            payload = said("c1", text).to_json()
+            assert await rig.store.enqueue_event(p, EventId(f"far-{i}"), payload, 3600, ring=True)
+        await rig.idle()
+        assert rig.rasa.timeline("ada") == [JOINED, "from", "elsewhere"]
+    finally:
+        bells.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await bells

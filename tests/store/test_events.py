@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -168,3 +169,28 @@ async def test_begin_attempt_counts_and_loads_the_record_in_one_go(store: RedisS
     attempts, record = await store.begin_attempt(0, "1-0", sender)
     assert attempts == 2 and record is not None
     assert (record.fields, record.version) == ({"state": "with_agent"}, 1)
+
+
+async def test_an_enqueue_rings_the_doorbell_only_when_asked(store: RedisStore) -> None:
+    """The bell wakes the consumer of a partition in another process; an enqueue into a
+    partition this process consumes does not ring (its own kick does)."""
+    up = asyncio.Event()
+    bells: asyncio.Queue[int] = asyncio.Queue()
+
+    async def listen() -> None:
+        async for partition in store.bells(up.set):
+            bells.put_nowait(partition)
+
+    listener = asyncio.create_task(listen())
+    try:
+        await asyncio.wait_for(up.wait(), 10)
+        assert await store.enqueue_event(1, EventId("quiet"), "p", TTL_S)
+        assert await store.enqueue_event(3, EventId("rung"), "p", TTL_S, ring=True)
+        assert not await store.enqueue_event(3, EventId("rung"), "p", TTL_S, ring=True)  # dup
+        assert await asyncio.wait_for(bells.get(), 5) == 3  # the quiet one rang nothing
+        assert await store.enqueue_event(2, EventId("next"), "p", TTL_S, ring=True)
+        assert await asyncio.wait_for(bells.get(), 5) == 2  # nor did the duplicate
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
