@@ -55,16 +55,15 @@ from bridge.store.base import (
     RunMessage,
     Store,
     StreamEntry,
-    partition_of,
 )
 
 log = logging.getLogger(__name__)
 
 # Ack (stream) or unhold (held list), recording an agent message's identity with it when one is
-# given; False = lease lost.
-Finish = Callable[[MessageIdentity | None], Awaitable[bool]]
-# Acks a run's delivered entries, recording each message; False = lease lost.
-FinishRun = Callable[[list[RunAck]], Awaitable[bool]]
+# given, and arming the timers the delivery armed, in the same round trip; False = lease lost.
+Finish = Callable[[MessageIdentity | None, Sequence[TimerFired]], Awaitable[bool]]
+# Acks a run's delivered entries, recording each message, arming the timers; False = lease lost.
+FinishRun = Callable[[list[RunAck], Sequence[TimerFired]], Awaitable[bool]]
 DeadLetter = Callable[[str], Awaitable[bool]]
 # Ends an 8x8 interaction (the service's `close_interaction`): sender, conversation, agent note.
 EndsInteraction = Callable[[SenderId, ConversationId, str | None], Awaitable[None]]
@@ -181,7 +180,7 @@ class Deliverer:
             if claim is not MessageClaim.MINE:  # delivered, or another entry's to deliver
                 self._metrics.relay_skipped.inc()
                 self._metrics.relay_outcomes.labels("duplicate").inc()
-                return await finish(None)
+                return await finish(None, ())
         if begun is not None and begun.failure is not None and begun.error is not None:
             # The run's attempt failed: judged as this entry's (the run waited the backoff).
             finished = await self._failed(
@@ -196,9 +195,11 @@ class Deliverer:
                 partition, entry.entry_id, sender
             )
             first = None
-            failed = await self._attempt(entry, event, sender, record, check_tracker=attempt > 1)
+            failed, armed = await self._attempt(
+                entry, event, sender, record, check_tracker=attempt > 1
+            )
             if failed is None:
-                return await finish(identity)
+                return await finish(identity, armed)
             failure, error = failed
             finished = await self._failed(failure, attempt, entry, dead_letter, error)
             if finished is not None:
@@ -207,18 +208,19 @@ class Deliverer:
     async def _attempt(
         self, entry: StreamEntry, event: Input, sender: SenderId, record: HandoffRecord | None,
         *, check_tracker: bool,
-    ) -> tuple[Failure, Exception] | None:  # fmt: skip
-        """One attempt at the entry; what failed, if it did."""
+    ) -> tuple[tuple[Failure, Exception] | None, tuple[TimerFired, ...]]:  # fmt: skip
+        """One attempt at the entry: what failed, if it did; else the timers it armed (the
+        finishing step stores them)."""
         try:
-            await self._apply(entry, event, sender, record, check_tracker=check_tracker)
+            armed = await self._apply(entry, event, sender, record, check_tracker=check_tracker)
         except PermanentUpstreamError as exc:
-            return Failure.PERMANENT, exc
+            return (Failure.PERMANENT, exc), ()
         except (RetryableUpstreamError, StoreUnavailable) as exc:
-            return Failure.RETRYABLE, exc
+            return (Failure.RETRYABLE, exc), ()
         except Exception as exc:  # a bug must not kill the worker nor block the partition
             log.exception("relay_internal_error", extra={"event_id": entry.event_id})
-            return Failure.INTERNAL, exc
-        return None
+            return (Failure.INTERNAL, exc), ()
+        return None, armed
 
     async def _claim(
         self, partition: int, entry: StreamEntry, conversation: ConversationId, sender: SenderId,
@@ -266,13 +268,13 @@ class Deliverer:
             return RunOutcome(0, unpushed)
         if not still_ours():
             return RunOutcome(0, lost=True)
-        failed = await self._push_run(sender, parts, record)
+        failed, armed = await self._push_run(sender, parts, record)
         if failed is not None:
             return RunOutcome(0, {**_judged(parts, *failed), **unpushed})
         for part in parts:
             self._metrics.relay_lag.observe(max(0.0, started - part.entry.accepted_ms / 1000))
             self._processed(sender, part.entry, part.event, part.step, run=len(parts))
-        if not await finish([_acked(p) for p in parts]):
+        if not await finish([_acked(p) for p in parts], armed):
             return RunOutcome(0, lost=True)
         return RunOutcome(len(parts), unpushed)
 
@@ -295,10 +297,11 @@ class Deliverer:
 
     async def _push_run(
         self, sender: SenderId, parts: Sequence[_RunPart], record: HandoffRecord | None
-    ) -> tuple[Failure, Exception] | None:
-        """One push of every message of the run, then the timers they arm and the record they
-        changed, saved once. The failure when any of it failed (the run then goes one at a
-        time; a retryable failure waits the first backoff here, once for the whole run)."""
+    ) -> tuple[tuple[Failure, Exception] | None, tuple[TimerFired, ...]]:
+        """One push of every message of the run, then the record they changed, saved once; the
+        timers they arm (stored by the run's ack), or the failure when any of it failed (the
+        run then goes one at a time; a retryable failure waits the first backoff here, once for
+        the whole run)."""
         pushes: list[Push] = []
         for part in parts:
             pushes += await self._notices.dress(
@@ -312,16 +315,16 @@ class Deliverer:
             before = Handoff.from_fields(record.fields) if record else Handoff()
             version = record.version if record else 0
             steps, events = [p.step for p in parts], [p.event for p in parts]
-            await self._save_steps(sender, before, version, steps, events)
+            saved = await self._save_steps(sender, before, version, steps, events)
         except PermanentUpstreamError as exc:
-            return Failure.PERMANENT, exc
+            return (Failure.PERMANENT, exc), ()
         except (RetryableUpstreamError, StoreUnavailable) as exc:
             await self._sleep(self._config.backoff(1))
-            return Failure.RETRYABLE, exc
+            return (Failure.RETRYABLE, exc), ()
         except Exception as exc:  # a bug must not kill the worker nor block the partition
             log.exception("relay_internal_error", extra={"event_id": parts[0].entry.event_id})
-            return Failure.INTERNAL, exc
-        return None
+            return (Failure.INTERNAL, exc), ()
+        return None, armed_by(saved)
 
     async def _failed(
         self, failure: Failure, attempt: int, entry: StreamEntry, dead_letter: DeadLetter,
@@ -360,7 +363,8 @@ class Deliverer:
     async def _apply(
         self, entry: StreamEntry, event: Input, sender: SenderId, record: HandoffRecord | None,
         *, check_tracker: bool,
-    ) -> None:  # fmt: skip
+    ) -> tuple[TimerFired, ...]:  # fmt: skip
+        """Push what the event's step asks for and save the record; the timers to arm."""
         handoff = Handoff.from_fields(record.fields) if record else Handoff()
         if isinstance(event, ChatEvent):
             event = await self._notices.complete(event)  # e.g. the Gateway agent's name
@@ -376,8 +380,11 @@ class Deliverer:
                 continue
             await self._push(sender, push)
         await self._after_pushes(sender, step)
-        await self._save(sender, handoff, record.version if record else 0, step, event)
+        saved = await self._save_steps(
+            sender, handoff, record.version if record else 0, [step], [event]
+        )
         self._processed(sender, entry, event, step)
+        return armed_by(saved)
 
     def _processed(
         self, sender: SenderId, entry: StreamEntry, event: Input, step: Step, run: int = 1
@@ -395,14 +402,12 @@ class Deliverer:
         return on_event(handoff, event, now_ms, self._config.timing)
 
     async def _after_pushes(self, sender: SenderId, step: Step) -> None:
-        """Timers and the interaction's end, after the user was told. Both are safe to repeat
-        on a retry: a re-armed timer supersedes the first arming, a second leave is refused."""
+        """The interaction's end, after the user was told: safe to repeat on a retry (a second
+        leave is refused). Timers are not armed here: the step that finishes the entry arms
+        those of the saved state, in its round trip (a timer armed there after a crash before
+        it is found stale when it fires, and re-arms the live one: `handoff.on_timer`)."""
         for effect in step.effects:
-            if isinstance(effect, ArmTimer):
-                timer = effect.timer
-                partition = partition_of(timer.conversation_id, self._store.partitions)
-                await self._store.arm_timer(partition, timer)
-            elif isinstance(effect, EndInteraction) and self._end_interaction is not None:
+            if isinstance(effect, EndInteraction) and self._end_interaction is not None:
                 cid = step.handoff.conversation_id
                 if cid is not None:
                     await self._end_interaction(sender, cid, effect.note)
@@ -419,25 +424,20 @@ class Deliverer:
             )
             self._metrics.relay_deliveries.labels("message").inc()
 
-    async def _save(
-        self, sender: SenderId, before: Handoff, version: int, step: Step, event: Input
-    ) -> None:
-        await self._save_steps(sender, before, version, [step], [event])
-
     async def _save_steps(
         self, sender: SenderId, before: Handoff, version: int, steps: Sequence[Step],
         events: Sequence[Input],
-    ) -> None:  # fmt: skip
-        """Store the state the steps of `events` left. If an action changed the record
-        meanwhile (CAS miss), the events are re-applied to the fresh state; their pushes are
-        already done and are not repeated."""
+    ) -> Sequence[Step]:  # fmt: skip
+        """Store the state the steps of `events` left; the steps saved. If an action changed
+        the record meanwhile (CAS miss), the events are re-applied to the fresh state; their
+        pushes are already done and are not repeated."""
         for _ in range(5):
             last = steps[-1]
             if last.handoff == before:
-                return
+                return steps
             if await self._store.save_handoff(sender, last.handoff.to_fields(), version):
                 funnel.observe(self._metrics, sender, before, last, int(self._clock() * 1000))
-                return
+                return steps
             record = await self._store.load_handoff(sender)
             before = Handoff.from_fields(record.fields) if record else Handoff()
             version = record.version if record else 0
@@ -450,6 +450,11 @@ class Deliverer:
             steps.append(self._step(handoff, event))
             handoff = steps[-1].handoff
         return steps
+
+
+def armed_by(steps: Sequence[Step]) -> tuple[TimerFired, ...]:
+    """The timers `steps` arm, in order (a later arming of a kind supersedes an earlier)."""
+    return tuple(e.timer for step in steps for e in step.effects if isinstance(e, ArmTimer))
 
 
 def pushes_for(step: Step, event_id: str) -> list[Push]:

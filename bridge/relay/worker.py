@@ -20,7 +20,7 @@ import random
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from bridge.eightbyeight.events import ChatEvent, EventKind
 from bridge.errors import StoreUnavailable
@@ -373,8 +373,8 @@ class Relay:
         if cid is None or sender is None:  # not what a run is planned from: one at a time
             return RunOutcome(0)
 
-        async def ack(done: list[RunAck]) -> bool:
-            return await self._store.ack_messages(partition, self.owner, cid, done)
+        async def ack(done: list[RunAck], armed: Sequence[TimerFired]) -> bool:
+            return await self._store.ack_messages(partition, self.owner, cid, done, armed)
 
         return await self._deliverer.process_run(
             partition, [entry for entry, _ in unit], events, sender, ack,
@@ -400,12 +400,14 @@ class Relay:
         # The webhook's claim of the event is settled with the ack.
         claimed = entry.event_id if entry.claimed else None
 
-        async def ack(identity: MessageIdentity | None) -> bool:
+        async def ack(identity: MessageIdentity | None, armed: Sequence[TimerFired]) -> bool:
             if identity is None:
-                return await self._store.ack_event(partition, entry.entry_id, self.owner, claimed)
+                return await self._store.ack_event(
+                    partition, entry.entry_id, self.owner, claimed, armed
+                )
             return await self._store.ack_message(
                 partition, entry.entry_id, self.owner, cid, identity.digest, identity.ordinal,
-                claimed,
+                claimed, armed,
             )  # fmt: skip
 
         return await self._deliverer.process(
@@ -453,12 +455,15 @@ class Relay:
                 self._metrics.unknown_conversation.inc()
             return written
 
-        async def unhold(identity: MessageIdentity | None) -> bool:
+        async def unhold(identity: MessageIdentity | None, armed: Sequence[TimerFired]) -> bool:
             if identity is None:
-                return await self._store.unhold_event(partition, cid, entry.entry_id, self.owner)
+                return await self._store.unhold_event(
+                    partition, cid, entry.entry_id, self.owner, armed
+                )
             return await self._store.unhold_message(
-                partition, cid, entry.entry_id, self.owner, identity.digest, identity.ordinal
-            )
+                partition, cid, entry.entry_id, self.owner, identity.digest, identity.ordinal,
+                armed,
+            )  # fmt: skip
 
         return await self._deliverer.process(
             partition, entry, event, sender, finish=unhold,

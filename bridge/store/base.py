@@ -208,11 +208,14 @@ class Store(Protocol):
         ...
 
     async def ack_event(
-        self, partition: int, entry_id: str, owner: str, event_id: EventId | None = None
-    ) -> bool:
+        self, partition: int, entry_id: str, owner: str, event_id: EventId | None = None,
+        timers: Sequence[TimerFired] = (),
+    ) -> bool:  # fmt: skip
         """Remove a delivered entry, if `owner` still holds the lease. False otherwise. With the
         entry's event id (an event the webhook claimed): its claim is settled first, then its
-        enqueued marker is let go (kept keys.ENQUEUED_AFTER_DELIVERY_MS)."""
+        enqueued marker is let go (kept keys.ENQUEUED_AFTER_DELIVERY_MS). `timers`: those the
+        delivery armed, added in the same round trip (as `arm_timer`). Every step that finishes
+        entries (the acks and unholds below) takes `timers` the same way."""
         ...
 
     async def note_attempt(self, partition: int, entry_id: str) -> int:
@@ -262,8 +265,9 @@ class Store(Protocol):
     ) -> list[StreamEntry]: ...
 
     async def unhold_event(
-        self, partition: int, conversation: ConversationId, entry_id: str, owner: str
-    ) -> bool:
+        self, partition: int, conversation: ConversationId, entry_id: str, owner: str,
+        timers: Sequence[TimerFired] = (),
+    ) -> bool:  # fmt: skip
         """Drop one held entry (delivered, or given up), if `owner` holds the lease; the
         conversation leaves the held set with its last entry."""
         ...
@@ -340,8 +344,9 @@ class Store(Protocol):
         ...
 
     async def ack_messages(
-        self, partition: int, owner: str, conversation: ConversationId, messages: Sequence[RunAck]
-    ) -> bool:
+        self, partition: int, owner: str, conversation: ConversationId,
+        messages: Sequence[RunAck], timers: Sequence[TimerFired] = (),
+    ) -> bool:  # fmt: skip
         """`ack_message` for each message of a run of `conversation` in one fenced step: all of
         them, or none when `owner` lost the lease (False). The claims of those with an event id
         are settled first, as `ack_event` does."""
@@ -356,6 +361,7 @@ class Store(Protocol):
         digest: str,
         ordinal: int,
         event_id: EventId | None = None,
+        timers: Sequence[TimerFired] = (),
     ) -> bool:
         """`ack_event` that also records the message as delivered, in one fenced step."""
         ...
@@ -368,6 +374,7 @@ class Store(Protocol):
         owner: str,
         digest: str,
         ordinal: int,
+        timers: Sequence[TimerFired] = (),
     ) -> bool:
         """`unhold_event` that also records the message as delivered, in one fenced step."""
         ...

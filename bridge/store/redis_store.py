@@ -44,6 +44,7 @@ from bridge.store.base import (
     RunMessage,
     Store,
     StreamEntry,
+    partition_of,
 )
 from bridge.store.keys import (
     CONVERSATION_FIELD,
@@ -342,36 +343,48 @@ class RedisStore:
 
     @_guarded
     async def ack_event(
-        self, partition: int, entry_id: str, owner: str, event_id: EventId | None = None
-    ) -> bool:
+        self, partition: int, entry_id: str, owner: str, event_id: EventId | None = None,
+        timers: Sequence[TimerFired] = (),
+    ) -> bool:  # fmt: skip
         p = self._check(partition)
         keys = [self.keys.partition_lease(p), self.keys.stream(p), self.keys.attempts(p)]
         args: list[str | int] = [owner, entry_id]
-        if event_id is None:
-            return bool(await self._run("ack_event", keys, args))
-        keys.append(self.keys.enqueued(p, event_id))
-        args.append(ENQUEUED_AFTER_DELIVERY_MS)
-        return bool(await self._settled_then([event_id], "ack_event", keys, args))
+        claimed = [] if event_id is None else [event_id]
+        if event_id is not None:
+            keys.append(self.keys.enqueued(p, event_id))
+            args.append(ENQUEUED_AFTER_DELIVERY_MS)
+        return bool(await self._finish("ack_event", keys, args, claimed, timers))
 
-    async def _settled_then(
-        self, event_ids: Sequence[EventId], script: str, keys: list[str], args: list[str | int]
-    ) -> Any:
-        """Settle the events' claims, then run `script` (an ack that lets the events' enqueued
-        markers go): never a marker gone while its claim still says pending, or a late retry
-        of the event could be enqueued again. One round trip on one Redis (a pipeline runs in
-        order on its connection); two on a Cluster, where the keys live on different nodes."""
+    async def _finish(
+        self, script: str, keys: list[str], args: list[str | int],
+        claimed: Sequence[EventId] = (), timers: Sequence[TimerFired] = (),
+    ) -> Any:  # fmt: skip
+        """A step that finishes entries (`script`: an ack or an unhold), with what goes with it:
+        the webhook's claims of the events settled first, before the script lets their
+        enqueued markers go (never a marker gone while its claim still says pending, or a late
+        retry of the event could be enqueued again), and the timers the delivery armed. One
+        round trip on one Redis (a pipeline runs in order on its connection); two on a Cluster,
+        where the keys live on different nodes. A timer armed by a step that is then fenced out
+        is harmless: the record it was saved with names it, and the next holder re-arms it."""
         settles: list[tuple[str, list[str], list[str | int]]] = [
-            ("settle_event", [self.keys.event_claim(event_id)], []) for event_id in event_ids
+            ("settle_event", [self.keys.event_claim(event_id)], []) for event_id in claimed
         ]
-        if not settles:
+        arms = self._timer_sets(timers)
+        if not settles and not arms:
             return await self._run(script, keys, args)
         if isinstance(self.redis, RedisCluster):
-            await asyncio.gather(*(self._run(*settle) for settle in settles))
+            await asyncio.gather(
+                *(self._run(*settle) for settle in settles),
+                *(self.redis.zadd(key, members) for key, members in arms.items()),
+            )
             return await self._run(script, keys, args)
         for _ in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
-                for name, k, a in (*settles, (script, keys, args)):
+                for name, k, a in settles:
                     pipe.evalsha(self.scripts[name].sha, len(k), *k, *a)
+                for key, members in arms.items():
+                    pipe.zadd(key, members)
+                pipe.evalsha(self.scripts[script].sha, len(keys), *keys, *args)
                 try:
                     return (await pipe.execute())[-1]
                 except rexc.NoScriptError:  # Redis forgot them (restart, SCRIPT FLUSH): load
@@ -379,6 +392,14 @@ class RedisStore:
                     for name in ("settle_event", script):
                         await self.redis.script_load(self.scripts[name].script)
         raise StoreUnavailable("redis keeps forgetting the relay's scripts")
+
+    def _timer_sets(self, armed: Sequence[TimerFired]) -> dict[str, dict[str, int]]:
+        """The timer-set members to add (ZADD), by key: one arming per kind and handoff."""
+        out: dict[str, dict[str, int]] = {}
+        for timer in armed:
+            p = partition_of(timer.conversation_id, self.partitions)
+            out.setdefault(self.keys.timers(p), {})[timers.timer_member(timer)] = timer.due_ms
+        return out
 
     @_guarded
     async def note_attempt(self, partition: int, entry_id: str) -> int:
@@ -501,10 +522,12 @@ class RedisStore:
 
     @_guarded
     async def unhold_event(
-        self, partition: int, conversation: ConversationId, entry_id: str, owner: str
-    ) -> bool:
+        self, partition: int, conversation: ConversationId, entry_id: str, owner: str,
+        timers: Sequence[TimerFired] = (),
+    ) -> bool:  # fmt: skip
         keys = self._unhold_keys(self._check(partition), conversation)
-        return bool(await self._run("unhold_event", keys, [owner, entry_id, conversation]))
+        args: list[str | int] = [owner, entry_id, conversation]
+        return bool(await self._finish("unhold_event", keys, args, timers=timers))
 
     def _unhold_keys(self, p: int, conversation: ConversationId) -> list[str]:
         """The keys of a fenced unhold (the partition's slot), in the scripts' order."""
@@ -685,6 +708,7 @@ class RedisStore:
         digest: str,
         ordinal: int,
         event_id: EventId | None = None,
+        timers: Sequence[TimerFired] = (),
     ) -> bool:
         """`ack_event` for an agent message, recording it as delivered in the same step
         (ordinal 0: the lowest not delivered yet). False if `owner` lost the lease."""
@@ -696,16 +720,17 @@ class RedisStore:
             self.keys.delivered(p, conversation),
         ]
         args: list[str | int] = [owner, entry_id, digest, ordinal, MAPPING_TTL_MS]
-        if event_id is None:
-            return bool(await self._run("ack_message", keys, args))
-        keys.append(self.keys.enqueued(p, event_id))
-        args += [event_id, ENQUEUED_AFTER_DELIVERY_MS]
-        return bool(await self._settled_then([event_id], "ack_message", keys, args))
+        claimed = [] if event_id is None else [event_id]
+        if event_id is not None:
+            keys.append(self.keys.enqueued(p, event_id))
+            args += [event_id, ENQUEUED_AFTER_DELIVERY_MS]
+        return bool(await self._finish("ack_message", keys, args, claimed, timers))
 
     @_guarded
     async def ack_messages(
-        self, partition: int, owner: str, conversation: ConversationId, messages: Sequence[RunAck]
-    ) -> bool:
+        self, partition: int, owner: str, conversation: ConversationId,
+        messages: Sequence[RunAck], timers: Sequence[TimerFired] = (),
+    ) -> bool:  # fmt: skip
         p = self._check(partition)
         keys = [
             self.keys.partition_lease(p),
@@ -720,7 +745,7 @@ class RedisStore:
             if m.event_id is not None:
                 keys.append(self.keys.enqueued(p, m.event_id))
                 claimed.append(m.event_id)
-        return bool(await self._settled_then(claimed, "ack_messages", keys, args))
+        return bool(await self._finish("ack_messages", keys, args, claimed, timers))
 
     @_guarded
     async def unhold_message(
@@ -731,12 +756,13 @@ class RedisStore:
         owner: str,
         digest: str,
         ordinal: int,
+        timers: Sequence[TimerFired] = (),
     ) -> bool:
         """`unhold_event` for an agent message, recording it as delivered in the same step."""
         p = self._check(partition)
         keys = [*self._unhold_keys(p, conversation), self.keys.delivered(p, conversation)]
         args: list[str | int] = [owner, entry_id, conversation, digest, ordinal, MAPPING_TTL_MS]
-        return bool(await self._run("unhold_message", keys, args))
+        return bool(await self._finish("unhold_message", keys, args, timers=timers))
 
     async def _repair_outbox_index(self, sender: SenderId) -> None:
         """Forget a sender whose outbox is empty, in three steps: (a) read its index token;

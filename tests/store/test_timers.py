@@ -10,8 +10,8 @@ import json
 from bridge.handoff import TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId
 from bridge.store import RedisStore
-from bridge.store.base import TIMER_EVENT_PREFIX
-from bridge.store.timers import fired_timer
+from bridge.store.base import TIMER_EVENT_PREFIX, partition_of
+from bridge.store.timers import fired_timer, timer_member
 
 from .conftest import OTHER, OWNER
 
@@ -154,3 +154,23 @@ async def test_a_timer_armed_by_the_earlier_version_fires_and_reads_as_before(
         old,
         timer(K.AGENT_SILENCE, DUE + 1_000, conversation="a|b 🙂"),
     ]
+
+
+async def test_the_step_that_finishes_an_entry_arms_the_timers_its_delivery_armed(
+    leased: RedisStore,
+) -> None:
+    """Ack (claimed or not) and unhold arm the delivery's timers in their round trip."""
+    p = partition_of(C, leased.partitions)
+    claimed = await leased.claim_event(EventId("e-1"), "h", 60, settled=False)
+    await leased.enqueue_event(p, EventId("e-1"), "x", 60, claimed.at_ms)
+    await leased.enqueue_event(p, EventId("e-2"), "y", 60)
+    first, second = await leased.read_events(p, 10)
+    assert await leased.acquire_partition(p, OWNER, 60_000)
+    assert await leased.ack_event(p, first.entry_id, OWNER, first.event_id, [timer(due=DUE)])
+    assert await leased.redis.zscore(leased.keys.timers(p), timer_member(timer())) == DUE
+    assert await leased.hold_event(p, C, second, DUE, OWNER)
+    later = timer(K.AGENT_SILENCE, due=DUE + 5)
+    assert await leased.unhold_event(p, C, second.entry_id, OWNER, [timer(due=DUE + 1), later])
+    assert await leased.redis.zscore(leased.keys.timers(p), timer_member(timer())) == DUE + 1
+    assert await leased.redis.zscore(leased.keys.timers(p), timer_member(later)) == DUE + 5
+    assert await leased.read_events(p, 10) == []
