@@ -67,6 +67,10 @@ ENQUEUED_AFTER_DELIVERY_MS = 15_000
 # it is stored in every record.
 VERSION_FIELD = "_v"
 CONVERSATION_FIELD = "conversation_id"  # the record field `link` sets
+STATE_FIELD = "state"  # the record field whose change refreshes what lives beside the record
+# The day (UTC) the keys beside the record were last refreshed (see SAVE_HANDOFF); reserved.
+REFRESHED_FIELD = "_r"
+DAY_S = 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)

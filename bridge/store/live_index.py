@@ -2,10 +2,11 @@
 
 One ZSET in its own slot (`Keys.live_handoffs`), member = sender, score = when the entry lapses
 (as the record would). Every command here touches that one key. It is updated in the round trip
-that follows each record write (no extra one on the hot path), so it may lag the records: an
-extra entry (a record no longer live) is dropped by the reader once it has seen the record; an
-entry missing after a crash between the two round trips comes back with the handoff's next
-state change (queued, agent joined).
+that follows a record write that changes the handoff's state, and the first write of each day
+(`RedisStore.save_handoff`), so it may lag the records: an extra entry (a record no longer live)
+is dropped by the reader once it has seen the record; an entry missing after a crash between the
+two round trips comes back with the handoff's next state change (queued, agent joined) or the
+next day's first write.
 """
 
 from __future__ import annotations
@@ -27,24 +28,11 @@ def is_live(fields: dict[str, str]) -> bool:
     return Handoff.from_fields(fields).active
 
 
-# KEYS: the index. ARGV: sender, 1 when live, the entry's lapse time (ms), the index's TTL (ms).
-# One command per record write: an entry for a live record, none for the others.
-_UPDATE = """
-if ARGV[2] == '1' then
-  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-else
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
-return 1
-"""
-
-
-async def update(client: Client, keys: Keys, sender: SenderId, live: bool) -> None:
-    """Index the record just written (after the write: see the module's docstring)."""
+def update_args(keys: Keys, sender: SenderId, live: bool) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of `scripts.LIVE_UPDATE` for the record just written (after the write: see
+    the module's docstring)."""
     lapses = int(time.time() * 1000) + MAPPING_TTL_MS
-    args = [sender, 1 if live else 0, lapses, MAPPING_TTL_MS]
-    await client.register_script(_UPDATE)(keys=[keys.live_handoffs()], args=args)
+    return [keys.live_handoffs()], [sender, 1 if live else 0, lapses, MAPPING_TTL_MS]
 
 
 async def live_senders(client: Client, keys: Keys, limit: int) -> list[SenderId]:

@@ -48,11 +48,14 @@ from bridge.store.base import (
 )
 from bridge.store.keys import (
     CONVERSATION_FIELD,
+    DAY_S,
     DEAD_LETTER_MAX_AGE_MS,
     ENQUEUED_AFTER_DELIVERY_MS,
     MAPPING_TTL_MS,
     MAX_CLAIM_TO_ENQUEUE_MS,
     OUTBOX_TTL_MS,
+    REFRESHED_FIELD,
+    STATE_FIELD,
     VERSION_FIELD,
     Keys,
 )
@@ -127,6 +130,7 @@ def _record(raw: dict[Any, Any] | None) -> HandoffRecord | None:
         return None
     fields = {_text(k): _text(v) for k, v in raw.items()}
     version = int(fields.pop(VERSION_FIELD, "0"))
+    fields.pop(REFRESHED_FIELD, None)
     return HandoffRecord(fields, version)
 
 
@@ -223,23 +227,44 @@ class RedisStore:
     async def save_handoff(
         self, sender: SenderId, fields: dict[str, str], expected_version: int
     ) -> bool:
-        if VERSION_FIELD in fields:
-            raise ValueError(f"{VERSION_FIELD!r} is reserved for the record's version")
+        if VERSION_FIELD in fields or REFRESHED_FIELD in fields:
+            raise ValueError(f"{VERSION_FIELD!r} and {REFRESHED_FIELD!r} are reserved")
         pairs = [part for name, value in fields.items() for part in (name, value)]
-        written, conversation = await self._run(
+        day = int(time.time() // DAY_S)
+        written, conversation, refresh = await self._run(
             "save_handoff",
             [self.keys.record(sender)],
-            [expected_version, MAPPING_TTL_MS, VERSION_FIELD, CONVERSATION_FIELD, *pairs],
-        )
+            [expected_version, MAPPING_TTL_MS, VERSION_FIELD, CONVERSATION_FIELD, STATE_FIELD,
+             REFRESHED_FIELD, day, *pairs],
+        )  # fmt: skip
         if not int(written):
             return False
-        if conversation:
-            # Keep the reverse direction alive as long as the record (its own slot, so not in
-            # the script; a lapse here only shortens its life, sender_of stays correct).
-            reverse = self.keys.conversation(ConversationId(_text(conversation)))
-            await self.redis.pexpire(reverse, MAPPING_TTL_MS)
-        await live_index.update(self.redis, self.keys, sender, live_index.is_live(fields))
+        if int(refresh):
+            await self._refresh_beside(sender, _text(conversation), live_index.is_live(fields))
         return True
+
+    async def _refresh_beside(self, sender: SenderId, conversation: str, live: bool) -> None:
+        """What lives beside a record, in other slots: the conversation -> sender direction is
+        kept alive as long as the record (a lapse here only shortens its life; sender_of stays
+        correct), and the live index follows the record. After a state change, and once a day
+        (the mapping lives 90 days, the index may lag: its readers repair it)."""
+        update = live_index.update_args(self.keys, sender, live)
+        if isinstance(self.redis, RedisCluster):
+            reverse = [self.keys.conversation(ConversationId(conversation))] if conversation else []
+            await asyncio.gather(
+                *(self.redis.pexpire(key, MAPPING_TTL_MS) for key in reverse),
+                self._run("live_update", *update),
+            )
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if conversation:
+                pipe.pexpire(self.keys.conversation(ConversationId(conversation)), MAPPING_TTL_MS)
+            keys, args = update
+            pipe.evalsha(self.scripts["live_update"].sha, len(keys), *keys, *args)
+            try:
+                await pipe.execute()
+            except rexc.NoScriptError:  # Redis forgot it: load it and index again
+                await self._run("live_update", keys, args)
 
     # --- per-sender lease ---
 

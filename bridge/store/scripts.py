@@ -225,21 +225,40 @@ return 1
 """
 )
 
-# KEYS: record. ARGV: expected version, ttl (ms), version field, conversation field, then field
-# name/value pairs. Compare-and-set on the version; `conversation_id` survives unless given.
-# Returns {1, conversation id or ''} when written, {0, ''} when the version did not match.
+# KEYS: record. ARGV: expected version, ttl (ms), version field, conversation field, state field,
+# refreshed field, the current period (a UTC day), then field name/value pairs. Compare-and-set on
+# the version; `conversation_id` survives unless given. Returns {1, conversation id or '', 1 when
+# what lives beside the record (its conversation's mapping, the live index) must be refreshed:
+# its state changed, or its first write of the period} when written, {0, '', 0} when the version
+# did not match. A handoff's many writes that only note the time (an agent's each word) then cost
+# one round trip, not three.
 SAVE_HANDOFF: Final = """
 local unpack = unpack or table.unpack
 local current = tonumber(redis.call('HGET', KEYS[1], ARGV[3]) or '0')
-if current ~= tonumber(ARGV[1]) then return {0, ''} end
-local kept = redis.call('HGET', KEYS[1], ARGV[4])
+if current ~= tonumber(ARGV[1]) then return {0, '', 0} end
+local before = redis.call('HMGET', KEYS[1], ARGV[4], ARGV[5], ARGV[6])
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], ARGV[3], tostring(current + 1), unpack(ARGV, 5))
-if kept and redis.call('HEXISTS', KEYS[1], ARGV[4]) == 0 then
-  redis.call('HSET', KEYS[1], ARGV[4], kept)
+redis.call('HSET', KEYS[1], ARGV[3], tostring(current + 1), unpack(ARGV, 8))
+if before[1] and redis.call('HEXISTS', KEYS[1], ARGV[4]) == 0 then
+  redis.call('HSET', KEYS[1], ARGV[4], before[1])
 end
+redis.call('HSET', KEYS[1], ARGV[6], ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {1, redis.call('HGET', KEYS[1], ARGV[4]) or ''}
+local refresh = 0
+if before[2] ~= redis.call('HGET', KEYS[1], ARGV[5]) or before[3] ~= ARGV[7] then refresh = 1 end
+return {1, redis.call('HGET', KEYS[1], ARGV[4]) or '', refresh}
+"""
+
+# KEYS: the live-handoff index (bridge/store/live_index.py). ARGV: sender, 1 when live, the
+# entry's lapse time (ms), the index's TTL (ms). An entry for a live record, none for the others.
+LIVE_UPDATE: Final = """
+if ARGV[2] == '1' then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 1
 """
 
 # KEYS: record. ARGV: conversation, ttl (ms), version field, conversation field.
@@ -492,6 +511,7 @@ ALL: Final = {
     "hold_event": HOLD_EVENT,
     "unhold_event": UNHOLD_EVENT,
     "save_handoff": SAVE_HANDOFF,
+    "live_update": LIVE_UPDATE,
     "outbox_pop": OUTBOX_POP,
     "link_record": LINK_RECORD,
     "outbox_push": OUTBOX_PUSH,

@@ -117,9 +117,36 @@ async def test_save_refreshes_the_reverse_mapping(store: RedisStore) -> None:
     assert await store.redis.pttl(store.keys.conversation(C)) > MAPPING_TTL_MS - 60_000
 
 
-async def test_version_field_is_reserved(store: RedisStore) -> None:
+async def test_a_write_that_only_notes_the_time_refreshes_nothing_beside_the_record(
+    store: RedisStore,
+) -> None:
+    """The mapping and the live index are refreshed when the state changes, and by the first
+    write of a day; not by each of a handoff's many same-state writes (an agent's every word)."""
+    await store.link(S, C)
+    reverse, index = store.keys.conversation(C), store.keys.live_handoffs()
+    assert await store.save_handoff(S, {"state": "with_agent", "agent_ms": "1"}, 1)
+    assert await store.redis.zscore(index, S) is not None  # live: indexed
+    await store.redis.pexpire(reverse, 5_000)
+    await store.redis.zrem(index, S)
+    assert await store.save_handoff(S, {"state": "with_agent", "agent_ms": "2"}, 2)
+    assert await store.redis.pttl(reverse) <= 5_000
+    assert await store.redis.zscore(index, S) is None
+    # The first write of another day refreshes them (as if the last refresh was yesterday).
+    await store.redis.hset(store.keys.record(S), "_r", "0")
+    assert await store.save_handoff(S, {"state": "with_agent", "agent_ms": "3"}, 3)
+    assert await store.redis.pttl(reverse) > MAPPING_TTL_MS - 60_000
+    assert await store.redis.zscore(index, S) is not None
+    # So does a change of state (here, out of the index: the handoff is over).
+    assert await store.save_handoff(S, {"state": "bot"}, 4)
+    assert await store.redis.zscore(index, S) is None
+    record = await store.load_handoff(S)
+    assert record is not None and "_r" not in record.fields
+
+
+@pytest.mark.parametrize("field", ["_v", "_r"])
+async def test_the_stores_own_fields_are_reserved(store: RedisStore, field: str) -> None:
     with pytest.raises(ValueError):
-        await store.save_handoff(S, {"_v": "9"}, 0)
+        await store.save_handoff(S, {field: "9"}, 0)
 
 
 async def test_concurrent_saves_of_one_version_write_once(store: RedisStore) -> None:
