@@ -221,6 +221,7 @@ def parse(argv: list[str]) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument(
         "--memory-only", action="store_true", help="only Redis per live handoff (no timed phases)"
     )
+    parser.add_argument("--handoffs", type=int, help="live handoffs the memory phase makes")
     parser.add_argument("--no-doc", action="store_true", help="leave docs/performance.md alone")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else Plan()
@@ -229,6 +230,8 @@ def parse(argv: list[str]) -> tuple[Plan, argparse.Namespace]:
         plan.rounds = args.rounds
     if args.events:
         plan.events = args.events
+    if args.handoffs:
+        plan.handoffs = args.handoffs
     if args.rate:
         plan.rate = args.rate
     plan.memory_only = args.memory_only

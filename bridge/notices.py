@@ -18,7 +18,7 @@ from bridge.handoff import ENTITY_QUEUE, INTENT_HANDOFF_QUEUED, INTENT_QUEUE_REM
 from bridge.queue_status import queue_entities
 
 if TYPE_CHECKING:
-    from bridge.relay.deliver import Push
+    from bridge.relay.pushes import Push
 
 
 class Notices:

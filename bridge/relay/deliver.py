@@ -26,14 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge import funnel
-from bridge.eightbyeight.events import Attachment, ChatEvent
+from bridge.eightbyeight.events import ChatEvent
 from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, StoreUnavailable
 from bridge.handoff import (
-    ArmTimer,
     EndInteraction,
     Handoff,
-    NotifyBot,
-    SayToUser,
     Step,
     TimerFired,
     on_event,
@@ -47,6 +44,7 @@ from bridge.relay import runs
 from bridge.relay.config import RelayConfig
 from bridge.relay.decisions import Failure, after_failure
 from bridge.relay.identity import MessageIdentity, identity_of
+from bridge.relay.pushes import Push, armed_by, bot_message, pushes_for
 from bridge.store.base import (
     HandoffRecord,
     MessageClaim,
@@ -85,18 +83,6 @@ class RasaPort(Protocol):
     ) -> None: ...
 
     async def has_marker(self, sender: SenderId, marker: str) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Push:
-    """One call into Rasa, with the marker that lets us find it in the tracker later."""
-
-    marker: str
-    intent: str | None = None
-    entities: dict[str, str] | None = None
-    text: str | None = None
-    agent_name: str | None = None
-    data: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +294,7 @@ class Deliverer:
                 pushes_for(part.step, part.entry.event_id), part.event
             )
         try:
-            await self._rasa.push_bot_messages(sender, [_bot_message(p) for p in pushes])
+            await self._rasa.push_bot_messages(sender, [bot_message(p) for p in pushes])
             self._metrics.relay_deliveries.labels("message").inc(len(pushes))
             for part in parts:
                 await self._after_pushes(sender, part.step)
@@ -452,42 +438,6 @@ class Deliverer:
         return steps
 
 
-def armed_by(steps: Sequence[Step]) -> tuple[TimerFired, ...]:
-    """The timers `steps` arm, in order (a later arming of a kind supersedes an earlier)."""
-    return tuple(e.timer for step in steps for e in step.effects if isinstance(e, ArmTimer))
-
-
-def pushes_for(step: Step, event_id: str) -> list[Push]:
-    """The Rasa calls a step's effects need, each with its own marker (`event_id`: the base of
-    the markers)."""
-    out: list[Push] = []
-    for i, effect in enumerate(step.effects):
-        if isinstance(effect, NotifyBot):
-            out.append(
-                Push(f"{event_id}:{i}", intent=effect.intent, entities=dict(effect.entities))
-            )
-        elif isinstance(effect, SayToUser):
-            out.extend(_message_pushes(f"{event_id}:{i}", effect))
-    return out
-
-
-def _message_pushes(marker: str, say: SayToUser) -> list[Push]:
-    # Rasa's channels take one image or attachment per message: the first rides with the text,
-    # further ones follow as messages of their own.
-    attachments = list(say.attachments)
-    first = Push(marker, text=say.text, agent_name=say.agent_name,
-                 data=_attachment_data(attachments.pop(0)) if attachments else None)  # fmt: skip
-    rest = [
-        Push(f"{marker}.{k}", text=None, agent_name=say.agent_name, data=_attachment_data(a))
-        for k, a in enumerate(attachments, start=1)
-    ]
-    return [first, *rest]
-
-
-def _bot_message(push: Push) -> BotMessage:
-    return BotMessage(push.text, push.marker, push.agent_name, push.data)
-
-
 def _acked(part: _RunPart) -> RunAck:
     # The webhook's claim of the event, if it made one, is settled with the ack.
     claimed = part.entry.event_id if part.entry.claimed else None
@@ -534,9 +484,3 @@ def _begun(
         for entry, claim in list(zip(entries, claims, strict=True))[start:]
         if claim.claim is MessageClaim.MINE
     }
-
-
-def _attachment_data(attachment: Attachment) -> dict[str, Any]:
-    if attachment.type == "image":
-        return {"image": attachment.url}
-    return {"attachment": {"url": attachment.url, "name": attachment.name, "type": attachment.type}}

@@ -1,0 +1,66 @@
+"""What Rasa is asked to do for one state-machine step: the pushes its effects need (each with
+the marker that finds it in the tracker later) and the timers it arms. Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.eightbyeight.events import Attachment
+from bridge.handoff import ArmTimer, NotifyBot, SayToUser, Step, TimerFired
+from bridge.rasa.client import BotMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One call into Rasa, with the marker that lets us find it in the tracker later."""
+
+    marker: str
+    intent: str | None = None
+    entities: dict[str, str] | None = None
+    text: str | None = None
+    agent_name: str | None = None
+    data: dict[str, Any] | None = None
+
+
+def pushes_for(step: Step, event_id: str) -> list[Push]:
+    """The Rasa calls a step's effects need, each with its own marker (`event_id`: the base of
+    the markers)."""
+    out: list[Push] = []
+    for i, effect in enumerate(step.effects):
+        if isinstance(effect, NotifyBot):
+            out.append(
+                Push(f"{event_id}:{i}", intent=effect.intent, entities=dict(effect.entities))
+            )
+        elif isinstance(effect, SayToUser):
+            out.extend(_message_pushes(f"{event_id}:{i}", effect))
+    return out
+
+
+def _message_pushes(marker: str, say: SayToUser) -> list[Push]:
+    # Rasa's channels take one image or attachment per message: the first rides with the text,
+    # further ones follow as messages of their own.
+    attachments = list(say.attachments)
+    first = Push(marker, text=say.text, agent_name=say.agent_name,
+                 data=_attachment_data(attachments.pop(0)) if attachments else None)  # fmt: skip
+    rest = [
+        Push(f"{marker}.{k}", text=None, agent_name=say.agent_name, data=_attachment_data(a))
+        for k, a in enumerate(attachments, start=1)
+    ]
+    return [first, *rest]
+
+
+def bot_message(push: Push) -> BotMessage:
+    return BotMessage(push.text, push.marker, push.agent_name, push.data)
+
+
+def armed_by(steps: Sequence[Step]) -> tuple[TimerFired, ...]:
+    """The timers `steps` arm, in order (a later arming of a kind supersedes an earlier)."""
+    return tuple(e.timer for step in steps for e in step.effects if isinstance(e, ArmTimer))
+
+
+def _attachment_data(attachment: Attachment) -> dict[str, Any]:
+    if attachment.type == "image":
+        return {"image": attachment.url}
+    return {"attachment": {"url": attachment.url, "name": attachment.name, "type": attachment.type}}
