@@ -14,6 +14,7 @@ refuse to load without `REDIS_URL`).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import fakeredis
@@ -37,6 +38,12 @@ HEALTH_CHECK_INTERVAL_S = 30
 # harmless (scripts are idempotent or fenced) except `note_attempt`, which then counts one
 # attempt twice, and `outbox_push`, which then holds one item twice.
 RETRIES = 1
+# Connections to one Redis server at most; a command finding them all busy waits for one (up to
+# SOCKET_TIMEOUT_S, then the store is unavailable) instead of failing at once, as redis-py's own
+# pool does past its default of 100: a burst of webhook requests then queued for a moment
+# instead of answering 503. Bounded, so the process's file descriptors stay for its clients
+# (bridge/web/connections.py reserves some for the Redis pool).
+MAX_CONNECTIONS = 64
 
 
 class _Cluster(RedisCluster):
@@ -45,9 +52,16 @@ class _Cluster(RedisCluster):
     before it initializes, which fails when a first burst of commands runs concurrently (seen
     with redis-py 8.1). `initialize` takes a lock and returns at once when already done."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The cluster client has no waiting pool: a command past a node's `max_connections`
+        # fails. Commands wait their turn here instead, MAX_CONNECTIONS in flight at most.
+        self._turns = asyncio.Semaphore(MAX_CONNECTIONS)
+
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         await self.initialize()
-        return await super().execute_command(*args, **kwargs)
+        async with self._turns:
+            return await super().execute_command(*args, **kwargs)
 
 
 # The URL schemes that name a Redis Cluster, and the plain scheme each stands for.
@@ -72,16 +86,27 @@ def redis_client(redis_url: str) -> Client:
     }
     seed = cluster_node_url(redis_url)
     if seed is not None:
-        return _Cluster.from_url(seed, **options)
-    return aioredis.from_url(redis_url, **options)
+        # Room above the commands' bound for what holds a connection of its own (pub/sub).
+        return _Cluster.from_url(seed, max_connections=MAX_CONNECTIONS + 8, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        redis_url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, **options
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 def embedded_client() -> aioredis.Redis:
     """A fresh in-process Redis (its own server: nothing shared with other stores)."""
-    client: aioredis.Redis = fakeredis.FakeAsyncRedis(
+    fake = fakeredis.FakeAsyncRedis(
         server=fakeredis.FakeServer(version=(7,)), decode_responses=True
     )
-    return client
+    # Its connections, in a pool that waits as a real Redis's does (MAX_CONNECTIONS).
+    pool = aioredis.BlockingConnectionPool(
+        connection_class=fake.connection_pool.connection_class,
+        max_connections=MAX_CONNECTIONS,
+        timeout=SOCKET_TIMEOUT_S,
+        **fake.connection_pool.connection_kwargs,
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 async def open_store(

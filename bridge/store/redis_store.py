@@ -19,6 +19,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
@@ -66,6 +67,17 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 Client = aioredis.Redis | RedisCluster  # one Redis (or fakeredis), or a Redis Cluster
+
+
+@dataclass(frozen=True, slots=True)
+class _Plain:
+    """A plain command among the scripts of `RedisStore._in_order`."""
+
+    command: str
+
+
+# One command of `_in_order`: a script's name (or a plain command), its KEYS, its ARGV.
+Call = tuple[str | _Plain, list[str], list[str | int]]
 
 # How often a push may find the outbox index forgetting its sender before it gives up: each
 # retry needs another drainer to find the outbox empty in between, so one retry is rare.
@@ -169,6 +181,28 @@ class RedisStore:
         """Every script call goes through here: EVALSHA, reloading a script Redis forgot."""
         return await self.scripts[script](keys=keys, args=args)
 
+    async def _in_order(self, calls: Sequence[Call]) -> list[Any]:
+        """Commands (a script's name, or a plain command: `_Plain`) in one round trip, run in
+        order: a pipeline runs in order on its connection. Not a transaction (the keys live in
+        several slots), and not for a Cluster, whose pipelines refuse EVALSHA. Sent again, whole,
+        after loading the scripts if Redis forgot them (restart, SCRIPT FLUSH): for steps that
+        are safe to redo. The replies, in order."""
+        assert not isinstance(self.redis, RedisCluster)
+        for _ in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name, keys, args in calls:
+                    if isinstance(name, _Plain):
+                        pipe.execute_command(name.command, *keys, *args)
+                    else:
+                        pipe.evalsha(self.scripts[name].sha, len(keys), *keys, *args)
+                try:
+                    return list(await pipe.execute())
+                except rexc.NoScriptError:
+                    for name, _keys, _args in calls:
+                        if not isinstance(name, _Plain):
+                            await self.redis.script_load(self.scripts[name].script)
+        raise StoreUnavailable("redis keeps forgetting the store's scripts")
+
     def _check(self, partition: int) -> int:
         if not 0 <= partition < self.partitions:
             raise ValueError(f"partition {partition} not in 0..{self.partitions - 1}")
@@ -249,22 +283,16 @@ class RedisStore:
         correct), and the live index follows the record. After a state change, and once a day
         (the mapping lives 90 days, the index may lag: its readers repair it)."""
         update = live_index.update_args(self.keys, sender, live)
+        reverse = [self.keys.conversation(ConversationId(conversation))] if conversation else []
         if isinstance(self.redis, RedisCluster):
-            reverse = [self.keys.conversation(ConversationId(conversation))] if conversation else []
             await asyncio.gather(
                 *(self.redis.pexpire(key, MAPPING_TTL_MS) for key in reverse),
                 self._run("live_update", *update),
             )
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if conversation:
-                pipe.pexpire(self.keys.conversation(ConversationId(conversation)), MAPPING_TTL_MS)
-            keys, args = update
-            pipe.evalsha(self.scripts["live_update"].sha, len(keys), *keys, *args)
-            try:
-                await pipe.execute()
-            except rexc.NoScriptError:  # Redis forgot it: load it and index again
-                await self._run("live_update", keys, args)
+        calls: list[Call] = [("live_update", *update)]
+        calls += [(_Plain("PEXPIRE"), [key], [MAPPING_TTL_MS]) for key in reverse]
+        await self._in_order(calls)
 
     # --- per-sender lease ---
 
@@ -403,20 +431,13 @@ class RedisStore:
                 *(self.redis.zadd(key, members) for key, members in arms.items()),
             )
             return await self._run(script, keys, args)
-        for _ in range(2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for name, k, a in settles:
-                    pipe.evalsha(self.scripts[name].sha, len(k), *k, *a)
-                for key, members in arms.items():
-                    pipe.zadd(key, members)
-                pipe.evalsha(self.scripts[script].sha, len(keys), *keys, *args)
-                try:
-                    return (await pipe.execute())[-1]
-                except rexc.NoScriptError:  # Redis forgot them (restart, SCRIPT FLUSH): load
-                    # Safe to redo: the ack is idempotent, and the marker is kept a while yet.
-                    for name in ("settle_event", script):
-                        await self.redis.script_load(self.scripts[name].script)
-        raise StoreUnavailable("redis keeps forgetting the relay's scripts")
+        # Safe to send again whole: the settles and the ack are idempotent, and the markers are
+        # kept a while after the ack.
+        zadds: list[Call] = [
+            (_Plain("ZADD"), [key], [part for m, due in members.items() for part in (due, m)])
+            for key, members in arms.items()
+        ]
+        return (await self._in_order([*settles, *zadds, (script, keys, args)]))[-1]
 
     def _timer_sets(self, armed: Sequence[TimerFired]) -> dict[str, dict[str, int]]:
         """The timer-set members to add (ZADD), by key: one arming per kind and handoff."""
@@ -710,18 +731,9 @@ class RedisStore:
                 self._run(script, keys, args), self.redis.hgetall(self.keys.record(sender))
             )
             return answer, _record(raw)
-        registered = self.scripts[script]
-        for _ in range(2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(registered.sha, len(keys), *keys, *args)
-                pipe.hgetall(self.keys.record(sender))
-                try:
-                    answer, raw = await pipe.execute()
-                except rexc.NoScriptError:  # Redis forgot it (restart, SCRIPT FLUSH): load it
-                    await self.redis.script_load(registered.script)
-                    continue
-            return answer, _record(raw)
-        raise StoreUnavailable("redis keeps forgetting the relay's scripts")
+        read: Call = (_Plain("HGETALL"), [self.keys.record(sender)], [])
+        answer, raw = await self._in_order([(script, keys, args), read])
+        return answer, _record(raw)
 
     @_guarded
     async def ack_message(

@@ -194,3 +194,15 @@ async def test_an_enqueue_rings_the_doorbell_only_when_asked(store: RedisStore) 
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
+
+
+async def test_a_burst_of_commands_waits_for_connections_instead_of_failing(
+    store: RedisStore,
+) -> None:
+    """More commands in flight at once than the connection pool holds (redis-py's own pool
+    fails past 100): each waits its turn; none fails."""
+    enqueued = await asyncio.gather(
+        *(store.enqueue_event(i % 4, EventId(f"burst-{i}"), "p", TTL_S) for i in range(400))
+    )
+    assert all(enqueued)
+    assert sum([len(await store.read_events(p, 500)) for p in range(4)]) == 400
