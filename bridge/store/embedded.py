@@ -23,6 +23,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from bridge.store import line
 from bridge.store.redis_store import Client, RedisStore
 
 # A dead Redis must fail fast (the webhook answers 503 and 8x8 retries; /ready reports it)
@@ -44,6 +45,8 @@ RETRIES = 1
 # instead of answering 503. Bounded, so the process's file descriptors stay for its clients
 # (bridge/web/connections.py reserves some for the Redis pool).
 MAX_CONNECTIONS = 64
+# Of which the store's hot path (`line.Line`) takes its own; the client's pool has the rest.
+_POOL_CONNECTIONS = MAX_CONNECTIONS - line.CONNECTIONS
 
 
 class _Cluster(RedisCluster):
@@ -89,7 +92,7 @@ def redis_client(redis_url: str) -> Client:
         # Room above the commands' bound for what holds a connection of its own (pub/sub).
         return _Cluster.from_url(seed, max_connections=MAX_CONNECTIONS + 8, **options)
     pool = aioredis.BlockingConnectionPool.from_url(
-        redis_url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, **options
+        redis_url, max_connections=_POOL_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, **options
     )
     return aioredis.Redis.from_pool(pool)
 
@@ -102,7 +105,7 @@ def embedded_client() -> aioredis.Redis:
     # Its connections, in a pool that waits as a real Redis's does (MAX_CONNECTIONS).
     pool = aioredis.BlockingConnectionPool(
         connection_class=fake.connection_pool.connection_class,
-        max_connections=MAX_CONNECTIONS,
+        max_connections=_POOL_CONNECTIONS,
         timeout=SOCKET_TIMEOUT_S,
         **fake.connection_pool.connection_kwargs,
     )

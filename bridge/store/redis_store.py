@@ -60,6 +60,7 @@ from bridge.store.keys import (
     VERSION_FIELD,
     Keys,
 )
+from bridge.store.line import Line
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,15 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
+def _pairs(raw: dict[Any, Any] | list[Any] | None) -> dict[Any, Any]:
+    """A hash as a dict, from a reply redis-py has parsed (a dict) or not (RESP2's flat list
+    of field, value, ...: what `Line` returns)."""
+    if isinstance(raw, dict):
+        return raw
+    items = raw or []
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
 def _record(raw: dict[Any, Any] | None) -> HandoffRecord | None:
     if not raw:
         return None
@@ -169,6 +179,8 @@ class RedisStore:
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         self.redis = client
+        # The hot path's commands on one server; a Cluster's client routes them by slot.
+        self.line = None if isinstance(client, RedisCluster) else Line.of(client)
         self.keys = Keys(prefix)
         self.partitions = partitions
         self.dead_letter_max_age_ms = DEAD_LETTER_MAX_AGE_MS  # `serve` sets its setting here
@@ -179,29 +191,35 @@ class RedisStore:
 
     async def _run(self, script: str, keys: list[str], args: list[str | int]) -> Any:
         """Every script call goes through here: EVALSHA, reloading a script Redis forgot."""
-        return await self.scripts[script](keys=keys, args=args)
+        if self.line is None:
+            return await self.scripts[script](keys=keys, args=args)
+        return (await self._in_order([(script, keys, args)]))[0]
 
     async def _in_order(self, calls: Sequence[Call]) -> list[Any]:
         """Commands (a script's name, or a plain command: `_Plain`) in one round trip, run in
-        order: a pipeline runs in order on its connection. Not a transaction (the keys live in
-        several slots), and not for a Cluster, whose pipelines refuse EVALSHA. Sent again, whole,
-        after loading the scripts if Redis forgot them (restart, SCRIPT FLUSH): for steps that
-        are safe to redo. The replies, in order."""
-        assert not isinstance(self.redis, RedisCluster)
+        order: a batch runs in order on its connection. Not a transaction (the keys live in
+        several slots), and not for a Cluster (no `Line`). Sent again, whole, after loading the
+        scripts if Redis forgot them (restart, SCRIPT FLUSH): for steps that are safe to redo.
+        The replies, in order; the first reply error is raised."""
+        assert self.line is not None
+        commands = [self._command(call) for call in calls]
         for _ in range(2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for name, keys, args in calls:
-                    if isinstance(name, _Plain):
-                        pipe.execute_command(name.command, *keys, *args)
-                    else:
-                        pipe.evalsha(self.scripts[name].sha, len(keys), *keys, *args)
-                try:
-                    return list(await pipe.execute())
-                except rexc.NoScriptError:
-                    for name, _keys, _args in calls:
-                        if not isinstance(name, _Plain):
-                            await self.redis.script_load(self.scripts[name].script)
+            replies = await self.line.batch(commands)
+            errors = [r for r in replies if isinstance(r, rexc.ResponseError)]
+            if not errors:
+                return replies
+            if not any(isinstance(e, rexc.NoScriptError) for e in errors):
+                raise errors[0]
+            for name, _keys, _args in calls:
+                if not isinstance(name, _Plain):
+                    await self.line.execute("SCRIPT", "LOAD", self.scripts[name].script)
         raise StoreUnavailable("redis keeps forgetting the store's scripts")
+
+    def _command(self, call: Call) -> list[Any]:
+        name, keys, args = call
+        if isinstance(name, _Plain):
+            return [name.command, *keys, *args]
+        return ["EVALSHA", self.scripts[name].sha, len(keys), *keys, *args]
 
     def _check(self, partition: int) -> int:
         if not 0 <= partition < self.partitions:
@@ -215,6 +233,8 @@ class RedisStore:
         await self.redis.ping()
 
     async def close(self) -> None:
+        if self.line is not None:
+            await self.line.close()
         await self.redis.aclose()
 
     # --- sender <-> conversation mapping, and the sender's handoff record ---
@@ -284,7 +304,7 @@ class RedisStore:
         (the mapping lives 90 days, the index may lag: its readers repair it)."""
         update = live_index.update_args(self.keys, sender, live)
         reverse = [self.keys.conversation(ConversationId(conversation))] if conversation else []
-        if isinstance(self.redis, RedisCluster):
+        if self.line is None:  # a Cluster: the keys live on several nodes
             await asyncio.gather(
                 *(self.redis.pexpire(key, MAPPING_TTL_MS) for key in reverse),
                 self._run("live_update", *update),
@@ -391,7 +411,12 @@ class RedisStore:
     async def read_events(self, partition: int, count: int) -> list[StreamEntry]:
         # Acked entries are deleted from the stream, so the oldest entries left are exactly
         # the undelivered ones: no cursor or consumer group needed.
-        found = await self.redis.xrange(self.keys.stream(self._check(partition)), count=count)
+        key = self.keys.stream(self._check(partition))
+        if self.line is None:
+            found = await self.redis.xrange(key, count=count)
+        else:
+            raw = await self.line.execute("XRANGE", key, "-", "+", "COUNT", count)
+            found = [(entry_id, _pairs(fields)) for entry_id, fields in raw or []]
         return [_entry(entry_id, fields) for entry_id, fields in found or [] if entry_id and fields]
 
     @_guarded
@@ -425,7 +450,7 @@ class RedisStore:
         arms = self._timer_sets(timers)
         if not settles and not arms:
             return await self._run(script, keys, args)
-        if isinstance(self.redis, RedisCluster):
+        if self.line is None:  # a Cluster: the keys live on several nodes
             await asyncio.gather(
                 *(self._run(*settle) for settle in settles),
                 *(self.redis.zadd(key, members) for key, members in arms.items()),
@@ -457,11 +482,20 @@ class RedisStore:
     ) -> tuple[int, HandoffRecord | None]:
         # One round trip for the relay's two reads per delivery. Not a transaction: the two
         # keys live in different slots, and neither read depends on the other.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hincrby(self.keys.attempts(self._check(partition)), entry_id)
-            pipe.hgetall(self.keys.record(sender))
-            attempts, raw = await pipe.execute()
-        return int(attempts), _record(raw)
+        bump: Call = (
+            _Plain("HINCRBY"),
+            [self.keys.attempts(self._check(partition))],
+            [entry_id, 1],
+        )
+        read: Call = (_Plain("HGETALL"), [self.keys.record(sender)], [])
+        if self.line is None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(self.keys.attempts(self._check(partition)), entry_id)
+                pipe.hgetall(self.keys.record(sender))
+                attempts, raw = await pipe.execute()
+        else:
+            attempts, raw = await self._in_order([bump, read])
+        return int(attempts), _record(_pairs(raw))
 
     @_guarded
     async def dead_letter(
@@ -724,7 +758,7 @@ class RedisStore:
     ) -> tuple[Any, HandoffRecord | None]:
         """A script of the partition's slot and the read of the sender's record (another slot)
         in one round trip: not a transaction, the two are independent."""
-        if isinstance(self.redis, RedisCluster):
+        if self.line is None:  # a Cluster: the keys live on several nodes
             # Cluster pipelines refuse EVALSHA; the two steps (in two slots, likely two nodes)
             # go out together instead.
             answer, raw = await asyncio.gather(
@@ -733,7 +767,7 @@ class RedisStore:
             return answer, _record(raw)
         read: Call = (_Plain("HGETALL"), [self.keys.record(sender)], [])
         answer, raw = await self._in_order([(script, keys, args), read])
-        return answer, _record(raw)
+        return answer, _record(_pairs(raw))
 
     @_guarded
     async def ack_message(

@@ -1,7 +1,9 @@
 """Interrupting a store between the commands of one operation, to test its crash analysis.
 
 `intercept` calls `on_command(n, args)` before the n-th command the store sends (counting from
-0; a script Redis had not loaded yet, and the loading itself, do not count). The callback may
+0; a script Redis had not loaded yet, and the loading itself, do not count). Commands sent
+together in one round trip (a pipeline, or a batch of the store's `Line`) are one write: they
+go through uncounted, as they cannot be interrupted between them. The callback may
 raise `Crashed` (the process died there: nothing from then on reaches Redis) or run another
 store operation first (a concurrent process acting between two steps); the commands of that
 operation go straight through.
@@ -26,35 +28,68 @@ class Crashed(Exception):
 
 @asynccontextmanager
 async def intercept(store: RedisStore, on_command: OnCommand) -> AsyncIterator[None]:
-    client = store.redis
+    counter = _Counter(on_command)
+    client, line = store.redis, store.line
     execute: Callable[..., Awaitable[Any]] = client.execute_command
-    sent = 0
-    called = -1  # the last n the callback saw: a script re-sent after NOSCRIPT is one command
-    inside = False  # the callback's own commands are not the operation's
+    send: Callable[..., Awaitable[list[Any]]] | None = line.batch if line else None
 
     async def intercepting(*args: Any, **options: Any) -> Any:
-        nonlocal sent, called, inside
-        if inside or str(args[0]).upper().startswith("SCRIPT"):
+        if counter.inside or str(args[0]).upper().startswith("SCRIPT"):
             return await execute(*args, **options)
-        if called < sent:
-            called = sent
-            inside = True
-            try:
-                await on_command(sent, args)
-            finally:
-                inside = False
-        try:
-            result = await execute(*args, **options)
-        except NoScriptError:
-            raise  # not run: redis-py loads the script and sends it again
-        sent += 1
+        result = await counter.one(args, lambda: _caught(execute(*args, **options)))
+        if isinstance(result, NoScriptError):
+            raise result  # redis-py loads the script and sends it again
         return result
 
+    async def intercepting_batch(commands: list[list[Any]]) -> list[Any]:
+        assert send is not None
+        if counter.inside or len(commands) != 1 or str(commands[0][0]).upper() == "SCRIPT":
+            return await send(commands)
+        return [await counter.one(tuple(commands[0]), lambda: _first(send(commands)))]
+
     client.execute_command = intercepting  # type: ignore[method-assign]
+    if line is not None:
+        line.batch = intercepting_batch  # type: ignore[method-assign]
     try:
         yield
     finally:
         client.execute_command = execute  # type: ignore[method-assign]
+        if line is not None:
+            line.batch = send  # type: ignore[method-assign]
+
+
+class _Counter:
+    """Counts the operation's commands, calling `on_command` once before each."""
+
+    def __init__(self, on_command: OnCommand) -> None:
+        self.on_command = on_command
+        self.sent = 0
+        self.called = -1  # the last n the callback saw: a script re-sent after NOSCRIPT is one
+        self.inside = False  # the callback's own commands are not the operation's
+
+    async def one(self, args: tuple[Any, ...], run: Callable[[], Awaitable[Any]]) -> Any:
+        if self.called < self.sent:
+            self.called = self.sent
+            self.inside = True
+            try:
+                await self.on_command(self.sent, args)
+            finally:
+                self.inside = False
+        result = await run()
+        if not isinstance(result, NoScriptError):  # not run: it is loaded and sent again
+            self.sent += 1
+        return result
+
+
+async def _caught(reply: Awaitable[Any]) -> Any:
+    try:
+        return await reply
+    except NoScriptError as exc:
+        return exc
+
+
+async def _first(replies: Awaitable[list[Any]]) -> Any:
+    return (await replies)[0]
 
 
 def crash_at(step: int) -> OnCommand:

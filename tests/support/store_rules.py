@@ -89,6 +89,16 @@ class Recorder:
 
         client.execute_command = recording_execute  # type: ignore[method-assign]
         client.pipeline = recording_pipeline  # type: ignore[method-assign]
+        if store.line is not None:  # the hot path's commands bypass the client
+            send: Callable[..., Awaitable[Any]] = store.line.batch
+
+            async def recording_batch(commands: Any) -> Any:
+                for command in commands:
+                    self._note_keys(tuple(command))
+                    self._note_script(tuple(command))
+                return await send(commands)
+
+            store.line.batch = recording_batch  # type: ignore[method-assign]
 
     def _is_key(self, value: Any) -> bool:
         return isinstance(value, str) and value.startswith(self.base)
