@@ -23,7 +23,6 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from bridge.store import line
 from bridge.store.redis_store import Client, RedisStore
 
 # A dead Redis must fail fast (the webhook answers 503 and 8x8 retries; /ready reports it)
@@ -45,8 +44,8 @@ RETRIES = 1
 # instead of answering 503. Bounded, so the process's file descriptors stay for its clients
 # (bridge/web/connections.py reserves some for the Redis pool).
 MAX_CONNECTIONS = 64
-# Of which the store's hot path (`line.Line`) takes its own; the client's pool has the rest.
-_POOL_CONNECTIONS = MAX_CONNECTIONS - line.CONNECTIONS
+# Of which the store's hot path (`line.Line`) takes one; the client's pool has the rest.
+_POOL_CONNECTIONS = MAX_CONNECTIONS - 1
 
 
 class _Cluster(RedisCluster):

@@ -1,28 +1,42 @@
-"""The store's hot path to one Redis server: commands straight onto redis-py's connections.
+"""The store's hot path to one Redis server: one connection, shared, and written once per turn
+of the event loop.
 
-Every event costs the door two commands and the relay a few more, and redis-py's client spends
-about as much CPU around a command as on it: its pool's lock and bookkeeping, the retry
-wrapper, a timer for the pool wait, observability hooks. Measured on this project's machines,
-an EVALSHA costs ~54 µs of CPU through `Redis.execute_command` and ~28 µs through this module
-(`python -m bench.commands`; bench/results/line-microbench.txt). The rest of the store (admin, outboxes,
-timers' reads, pub/sub) keeps the full client: it is not per event.
+Every event costs the door two commands and the relay a few more, and on a busy `serve` most
+of them are issued by different requests in the same turn of the event loop. Sent as redis-py's
+client sends them, each takes a connection from its pool and makes its own `send()` (on
+loopback, the sender's system call also carries the receiver's side of TCP), with the pool's
+lock and bookkeeping, a retry wrapper, a task and a timer for the write's timeout, another for
+the read's. Here every command issued in one turn goes out in one write on one connection
+(pipelining, as ioredis's auto-pipelining and StackExchange.Redis's multiplexer do), and one
+reader task hands each reply to its caller: Redis answers a connection's commands in order.
+`python -m bench.commands` measures the CPU per command both ways.
 
-What is kept of redis-py: its connections (protocol, hiredis parsing, the socket, connect and
-read timeouts, TLS, AUTH) and its exceptions, so `_guarded` in `redis_store.py` turns trouble
-into `StoreUnavailable` exactly as before. What this module does itself, and why it is safe:
-- A connection is reused only after its replies were all read. Anything else (an error, a
-  timeout, a cancellation mid-read) drops it: a half-read connection would hand the next caller
-  another command's reply.
-- At most `limit` connections; a caller finding them all busy waits up to `wait_s`, then gets
-  the same `ConnectionError` redis-py's waiting pool raises.
-- One retry, on a fresh connection, after a connection error or timeout (redis-py's `Retry`
-  with `RETRIES = 1` did the same for these commands; they are idempotent or fenced).
+What is kept of redis-py: the connection (handshake, AUTH, TLS, protocol, hiredis parsing) and
+its exceptions, so `_guarded` in `redis_store.py` turns trouble into `StoreUnavailable` as for
+the client. What this module owns, and why it is safe:
+- Replies are matched to callers by order alone, so anything that could break the order (a
+  lost connection, a reply error in the stream, a reply that does not come) fails every caller
+  waiting on that connection with `ConnectionError` / `TimeoutError`, and the next command opens
+  a new one. A reply error (`-ERR ...`) is a reply: it goes to its caller, in its place.
+- A caller that gives up (cancelled) leaves its request in line: its replies are still read,
+  then dropped, so the next caller still gets its own.
+- No reply within `reply_timeout_s` of the oldest waiting request fails the connection (one
+  timer a second, not one per command).
+- At most `limit` requests in flight; past that a caller waits up to `wait_s`, then gets the
+  `ConnectionError` a full pool gives.
+- One retry, on a new connection, after a connection error or timeout, as the client's
+  `Retry(retries=1)` did for these commands (they are idempotent or fenced).
+- Commands that block the connection (BLPOP, XREAD BLOCK, SUBSCRIBE) never go through here: they
+  would hold up every caller. The store uses the client for those.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -31,43 +45,58 @@ from redis.asyncio.connection import AbstractConnection
 
 Command = Sequence[Any]  # a command's name and its arguments
 
-# Connections of the line at most (embedded.MAX_CONNECTIONS bounds the line and the client's
-# pool together), and how long a command waits for one when all are busy.
-CONNECTIONS = 48
+# Requests in flight at most, and how long a caller waits for room past that.
+LIMIT = 4096
 WAIT_S = 5.0
+# A reply slower than this means Redis is in trouble (embedded.SOCKET_TIMEOUT_S, for the client).
+REPLY_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 2.0
+WATCH_EVERY_S = 1.0
 
-# What a fresh connection may cure; anything else (a reply error) is the caller's.
+# What a new connection may cure; anything else (a reply error) is the caller's.
 _RETRIED = (rexc.ConnectionError, rexc.TimeoutError, ConnectionError, TimeoutError, OSError)
 RETRY_PAUSE_S = 0.05
 
 
+@dataclass(eq=False)
+class _Request:
+    commands: Sequence[Command]
+    future: asyncio.Future[list[Any]]
+    since: float
+    replies: list[Any] = field(default_factory=list)
+
+
 class Line:
-    """Up to `limit` connections to one Redis server, made by `connect` (unconnected: each
-    connects on first use), for single commands and in-order batches of commands."""
+    """Commands to one Redis server over one shared connection (made by `connect`, unconnected;
+    opened on first use and after a failure)."""
 
     def __init__(
         self,
         connect: Callable[[], AbstractConnection],
-        limit: int = CONNECTIONS,
+        *,
+        limit: int = LIMIT,
         wait_s: float = WAIT_S,
+        reply_timeout_s: float = REPLY_TIMEOUT_S,
     ) -> None:
         self._connect = connect
-        self._idle: list[AbstractConnection] = []
         self._slots = asyncio.Semaphore(limit)
         self._wait_s = wait_s
-        self._open: set[AbstractConnection] = set()
+        self._reply_timeout_s = reply_timeout_s
+        self._link: _Link | None = None
+        self._opening = asyncio.Lock()
 
     @classmethod
-    def of(cls, client: aioredis.Redis, limit: int = CONNECTIONS, wait_s: float = WAIT_S) -> Line:
-        """A line with the connections `client`'s pool would make (same URL, timeouts, TLS,
-        credentials, decoding)."""
+    def of(cls, client: aioredis.Redis, **options: Any) -> Line:
+        """A line with the connection `client`'s pool would make (same server, credentials, TLS,
+        decoding), its reads left untimed: the line's own watch bounds them."""
         pool = client.connection_pool
-        return cls(lambda: pool.connection_class(**pool.connection_kwargs), limit, wait_s)
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+        return cls(lambda: pool.connection_class(**kwargs), **options)
 
     @property
     def connections(self) -> int:
-        """Connections made and not dropped (idle or in use)."""
-        return len(self._open)
+        """1 while the connection is open, else 0."""
+        return 1 if self._link is not None and not self._link.closed else 0
 
     async def execute(self, *command: Any) -> Any:
         """One command's reply; a reply error is raised."""
@@ -77,32 +106,24 @@ class Line:
         return replies[0]
 
     async def batch(self, commands: Sequence[Command]) -> list[Any]:
-        """The replies to `commands`, sent together and run in order on one connection (one
-        round trip, not a transaction). A reply error takes its reply's place in the list."""
+        """The replies to `commands`, sent together and run in order (not a transaction: other
+        callers' commands may run between them). A reply error takes its reply's place."""
         try:
-            return await self._on_a_connection(commands)
+            return await self._send(commands)
         except _RETRIED:
             await asyncio.sleep(RETRY_PAUSE_S)
-            return await self._on_a_connection(commands)
+            return await self._send(commands)
 
     async def close(self) -> None:
-        for conn in list(self._open):
-            await conn.disconnect()
-        self._open.clear()
-        self._idle.clear()
+        if self._link is not None:
+            await self._link.close(rexc.ConnectionError("the line was closed"))
+            self._link = None
 
-    async def _on_a_connection(self, commands: Sequence[Command]) -> list[Any]:
+    async def _send(self, commands: Sequence[Command]) -> list[Any]:
         await self._take_slot()
         try:
-            conn = self._idle.pop() if self._idle else self._new()
-            try:
-                replies = await _exchange(conn, commands)
-            except BaseException:
-                self._open.discard(conn)
-                await conn.disconnect(nowait=True)
-                raise
-            self._idle.append(conn)
-            return replies
+            link = await self._open()
+            return await link.send(commands)
         finally:
             self._slots.release()
 
@@ -114,20 +135,113 @@ class Line:
             async with asyncio.timeout(self._wait_s):
                 await self._slots.acquire()
         except TimeoutError:
-            raise rexc.ConnectionError("no connection to redis free in time") from None
+            raise rexc.ConnectionError("no room on the line to redis in time") from None
 
-    def _new(self) -> AbstractConnection:
-        conn = self._connect()
-        self._open.add(conn)
-        return conn
+    async def _open(self) -> _Link:
+        link = self._link
+        if link is not None and not link.closed:
+            return link
+        async with self._opening:
+            if self._link is None or self._link.closed:
+                conn = self._connect()
+                async with asyncio.timeout(CONNECT_TIMEOUT_S + self._reply_timeout_s):
+                    await conn.connect()  # type: ignore[no-untyped-call]
+                self._link = _Link(conn, self._reply_timeout_s)
+            return self._link
 
 
-async def _exchange(conn: AbstractConnection, commands: Sequence[Command]) -> list[Any]:
-    await conn.send_packed_command(conn.pack_commands(commands))
-    replies: list[Any] = []
-    for _ in commands:
+class _Link:
+    """One open connection: the requests written on it, in order, and the task reading their
+    replies. Once closed (any trouble), it fails what it holds and is never used again."""
+
+    def __init__(self, conn: AbstractConnection, reply_timeout_s: float) -> None:
+        self._conn = conn
+        self._reply_timeout_s = reply_timeout_s
+        self._outgoing: list[_Request] = []
+        self._waiting: collections.deque[_Request] = collections.deque()
+        self._have_waiting = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self.closed = False
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._reader = loop.create_task(self._read())
+        self._watch = loop.call_later(WATCH_EVERY_S, self._check)
+
+    async def send(self, commands: Sequence[Command]) -> list[Any]:
+        if self.closed:
+            raise rexc.ConnectionError("the connection to redis was lost")
+        request = _Request(commands, self._loop.create_future(), self._loop.time())
+        self._outgoing.append(request)
+        if self._writer is None:
+            # Written after whatever else runs in this turn of the loop: one write for all.
+            self._writer = self._loop.create_task(self._write())
+        return await request.future
+
+    async def close(self, error: BaseException) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._watch.cancel()
+        for request in [*self._waiting, *self._outgoing]:
+            if not request.future.done():
+                request.future.set_exception(error)
+        self._waiting.clear()
+        self._outgoing.clear()
+        for task in (self._reader, self._writer):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await self._conn.disconnect(nowait=True)
+
+    async def _write(self) -> None:
         try:
-            replies.append(await conn.read_response())
-        except rexc.ResponseError as exc:
-            replies.append(exc)
-    return replies
+            while self._outgoing and not self.closed:
+                batch, self._outgoing = self._outgoing, []
+                self._waiting.extend(batch)
+                self._have_waiting.set()
+                commands = [command for request in batch for command in request.commands]
+                await self._conn.send_packed_command(
+                    self._conn.pack_commands(commands), check_health=False
+                )
+        except BaseException as exc:
+            await self.close(_as_connection_error(exc))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            self._writer = None
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                while not self._waiting:
+                    self._have_waiting.clear()
+                    await self._have_waiting.wait()
+                request = self._waiting[0]
+                try:
+                    reply = await self._conn.read_response()
+                except rexc.ResponseError as exc:
+                    reply = exc
+                request.replies.append(reply)
+                if len(request.replies) == len(request.commands):
+                    self._waiting.popleft()
+                    if not request.future.done():  # a cancelled caller's replies are dropped
+                        request.future.set_result(request.replies)
+        except BaseException as exc:
+            await self.close(_as_connection_error(exc))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    def _check(self) -> None:
+        if self.closed:
+            return
+        if self._waiting and self._loop.time() - self._waiting[0].since > self._reply_timeout_s:
+            timeout = rexc.TimeoutError("redis did not answer in time")
+            self._loop.create_task(self.close(timeout))
+            return
+        self._watch = self._loop.call_later(WATCH_EVERY_S, self._check)
+
+
+def _as_connection_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError):
+        return exc
+    return rexc.ConnectionError(f"the connection to redis failed: {type(exc).__name__}: {exc}")

@@ -59,29 +59,66 @@ async def test_batch_runs_in_order_and_keeps_reply_errors_in_place(
     await line.close()
 
 
-async def test_the_connection_is_reused_when_clean(client: aioredis.Redis) -> None:
+async def test_callers_share_one_connection(client: aioredis.Redis) -> None:
     line = Line.of(client)
-    first = await line.execute("CLIENT", "ID")
-    assert await line.execute("CLIENT", "ID") == first
+    ids = await asyncio.gather(*(line.execute("CLIENT", "ID") for _ in range(20)))
+    assert len(set(ids)) == 1
+    assert line.connections == 1
     await line.close()
 
 
-async def test_a_read_cancelled_midway_drops_its_connection(
+async def test_concurrent_callers_each_get_their_own_replies(
     client: aioredis.Redis, key: str
 ) -> None:
-    """Otherwise the next caller would read the cancelled command's reply as its own."""
+    line = Line.of(client)
+    got = await asyncio.gather(
+        *(line.batch([["ECHO", f"{i}a"], ["ECHO", f"{i}b"]]) for i in range(200))
+    )
+    assert got == [[f"{i}a", f"{i}b"] for i in range(200)]
+    await line.close()
+
+
+async def test_a_caller_that_gives_up_leaves_the_next_its_own_reply(
+    client: aioredis.Redis, key: str
+) -> None:
+    """The cancelled command's reply still comes, and is dropped: never handed to the next."""
     real_only(client, "fakeredis answers BLPOP at once: nothing to cancel midway")
-    line = Line.of(client, limit=1)
+    line = Line.of(client)
     blocked = asyncio.create_task(line.execute("BLPOP", key, 5))
     await _blocked_on(client)  # a signal: Redis says the BLPOP is waiting
     blocked.cancel()
     with pytest.raises(asyncio.CancelledError):
         await blocked
-    assert line.connections == 0  # dropped, not put back
-    await client.rpush(key, "late")  # would be the reply a reused connection hands over
-    assert await line.execute("ECHO", "mine") == "mine"
+    mine = asyncio.create_task(line.execute("ECHO", "mine"))
+    await client.rpush(key, "late")  # the cancelled BLPOP's reply, then ECHO's
+    assert await mine == "mine"
     await client.delete(key)
     await line.close()
+
+
+async def _answers_the_handshake_only(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """A server that says OK to each command of the connection's handshake, then to nothing."""
+    while data := await reader.read(65536):
+        if b"PING" in data:
+            continue  # silence from here on
+        commands = sum(1 for line in data.split(b"\r\n") if line.startswith(b"*"))
+        writer.write(b"+OK\r\n" * commands)
+
+
+async def test_a_server_that_does_not_answer_fails_the_callers_in_time() -> None:
+    silent = await asyncio.start_server(_answers_the_handshake_only, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    line = Line.of(client, reply_timeout_s=0.2)
+    async with asyncio.timeout(10):
+        with pytest.raises(rexc.TimeoutError):
+            await line.execute("PING")
+    assert line.connections == 0
+    await line.close()
+    silent.close()
+    await client.aclose()
 
 
 async def test_callers_past_the_limit_wait_then_fail_like_a_full_pool(
@@ -91,7 +128,7 @@ async def test_callers_past_the_limit_wait_then_fail_like_a_full_pool(
     line = Line.of(client, limit=1, wait_s=0.2)
     holder = asyncio.create_task(line.execute("BLPOP", key, 5))
     await _blocked_on(client)
-    with pytest.raises(rexc.ConnectionError, match="no connection"):
+    with pytest.raises(rexc.ConnectionError, match="no room"):
         await line.execute("ECHO", "x")
     await client.rpush(key, "v")
     assert await holder == [key, "v"]
