@@ -79,7 +79,7 @@ async def test_the_same_id_with_another_body_is_a_conflict_in_every_state(
 async def test_a_claim_is_a_compact_field_of_its_buckets_hash(
     store: RedisStore, backend_url: str | None
 ) -> None:
-    """18 bytes of the SHA-256 in base64 under a 16-character field: small enough for the
+    """18 bytes of the SHA-256 in base64 under a 12-character field: small enough for the
     hash's listpack encoding (which the embedded store does not report)."""
     now = int(time.time() * 1000)
     _clock_at(store, now)
