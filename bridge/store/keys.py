@@ -10,10 +10,10 @@ and transaction the store runs, on a single Redis and on a Redis Cluster):
 1. Every atomic step (a Lua script, or a MULTI) touches keys of one hash slot only, all named
    in its KEYS. The one exception, on a single Redis only (where a script may touch any key),
    never on a Cluster: a step may also name a key of a kind in `SINGLE_REDIS_LEGACY`, data
-   written by an earlier version that an upgrade must keep honouring. A change that must span two slots is a sequence of single-slot steps in an order
-   that is safe to interrupt, and its readers tolerate (or repair) the state left between two
-   steps; `RedisStore.link` and the outbox index are the two such sequences, each with its crash
-   analysis beside the code.
+   written by an earlier version that an upgrade must keep honouring. A change that must span
+   two slots is a sequence of single-slot steps in an order that is safe to interrupt, and its
+   readers tolerate (or repair) the state left between two steps; `RedisStore.link` and the
+   outbox index are the two such sequences, each with its crash analysis beside the code.
 2. Every key has a TTL, or is listed in `OWNED` below with the store methods that empty it.
 
 Hash tags decide the Cluster slot:
@@ -59,13 +59,17 @@ OUTBOX_TTL_MS = MAPPING_TTL_MS
 # Dead letters older than this are trimmed (`DEAD_LETTER_MAX_AGE_S` overrides it in `serve`).
 DEAD_LETTER_MAX_AGE_MS = 30 * DAY_MS
 
-# Event claims and enqueued markers (`EVENT_DEDUPE_TTL_S`), the sender lease and the partition
-# lease take their TTLs from the caller: they are settings of the webhook door and the relay.
+# Enqueued markers (`EVENT_DEDUPE_TTL_S`), the sender lease and the partition lease take their
+# TTLs from the caller: they are settings of the webhook door and the relay. Event claims take
+# `EVENT_DEDUPE_TTL_S` from the store (`RedisStore.event_dedupe_ttl_s`): it also says where
+# they live, which the door and the relay's settle must agree on.
 
 # The webhook's claims are fields of hashes, CLAIM_SHARDS per time bucket, so that each hash
-# stays small enough for Redis's compact listpack encoding (at most 128 fields by default: a
-# claim then costs about half what a key of its own does). A bucket is a quarter of the dedupe
-# TTL, so a claim outlives its TTL by at most a quarter and a claim reads six or seven hashes.
+# stays small enough for Redis's compact listpack encoding (`hash-max-listpack-entries`: 128 in
+# the sample redis.conf, 512 built in): a claim then costs less than half what a key of its own
+# does. A bucket is a quarter of the dedupe TTL, so a claim outlives its TTL by at most a
+# quarter, and a claim or a settle reads seven hashes (docs/security-webhook.md, "Where a claim
+# lives").
 CLAIM_SHARDS = 256
 CLAIM_BUCKETS_PER_TTL = 4
 MIN_CLAIM_BUCKET_MS = 60_000
