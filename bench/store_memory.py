@@ -59,7 +59,7 @@ async def create(store: RedisStore, ttl_s: int) -> Handoff:
     for _ in range(EVENTS_PER_HANDOFF):
         event_id = EventId(str(uuid.uuid4()))
         digest = hashlib.sha256(event_id.encode()).hexdigest()  # the webhook hashes the body
-        claimed = await store.claim_event(event_id, digest, ttl_s, settled=False)
+        claimed = await store.claim_event(event_id, digest, settled=False)
         payload = '{"type":"x"}'
         assert await store.enqueue_event(partition, event_id, payload, ttl_s, claimed.at_ms)
         h.events.append(event_id)
@@ -88,9 +88,15 @@ async def usage(client: aioredis.Redis, key: str) -> int:
     return int(await client.memory_usage(key, samples=0) or 0)
 
 
+async def claim_hashes(client: aioredis.Redis, prefix: str) -> list[str]:
+    """The webhook's claims (bridge/store/keys.py: `Keys.event_claims`): hashes shared by the
+    event ids of a shard and time bucket, so they are counted whole, not per event."""
+    return [k async for k in client.scan_iter(match=f"{prefix}*:claims:*", count=1000)]
+
+
 async def measure(store: RedisStore, handoffs: list[Handoff]) -> tuple[float, float, int]:
-    """Mean bytes per handoff: (record + both mapping directions, dedupe claims); and how
-    many sender leases are left (should be none)."""
+    """Mean bytes per handoff: (record + both mapping directions, dedupe claims and enqueued
+    markers); and how many sender leases are left (should be none)."""
     k, client = store.keys, store.redis
     mapping = claims = 0
     leases_left = 0
@@ -99,9 +105,10 @@ async def measure(store: RedisStore, handoffs: list[Handoff]) -> tuple[float, fl
         mapping += await usage(client, k.conversation(h.conversation))
         p = partition_of(h.conversation, store.partitions)
         for event_id in h.events:
-            claims += await usage(client, k.event_claim(event_id))
             claims += await usage(client, k.enqueued(p, event_id))
         leases_left += int(await client.exists(k.sender_lease(h.sender)))
+    for key in await claim_hashes(client, k.prefix):
+        claims += await usage(client, key)
     n = len(handoffs)
     return mapping / n, claims / n, leases_left
 
@@ -109,8 +116,10 @@ async def measure(store: RedisStore, handoffs: list[Handoff]) -> tuple[float, fl
 async def expire_claims(store: RedisStore, handoffs: list[Handoff]) -> None:
     for h in handoffs:
         p = partition_of(h.conversation, store.partitions)
-        await store.redis.delete(*(store.keys.event_claim(e) for e in h.events))
         await store.redis.delete(*(store.keys.enqueued(p, e) for e in h.events))
+    hashes = await claim_hashes(store.redis, store.keys.prefix)
+    for i in range(0, len(hashes), 500):
+        await store.redis.delete(*hashes[i : i + 500])
 
 
 async def cleanup(client: aioredis.Redis, prefix: str) -> None:
@@ -123,6 +132,7 @@ async def main(n: int) -> int:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"hbbench:{uuid.uuid4().hex[:12]}:"
     store = await open_store(url, prefix=prefix)
+    store.event_dedupe_ttl_s = 86_400
     client = store.redis
     try:
         before = int((await client.info("memory"))["used_memory"])

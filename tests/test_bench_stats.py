@@ -55,6 +55,8 @@ def test_a_text_delivered_to_the_wrong_sender_is_unexpected() -> None:
 def test_key_kind_hides_ids_but_keeps_the_shape() -> None:
     assert key_kind("hb:v1:{p:3}:enq:g4nqGuj8TpCa6tiZ3DeeNw") == "hb:v1:{p:*}:enq:<id>"
     assert key_kind("hb:v1:{e:g4nqGuj8TpCa6tiZ3DeeNw}:claim") == "hb:v1:{e:*}:claim"
+    # the claim hashes: one row whatever the shard and time bucket
+    assert key_kind("hb:v1:{e:17}:claims:1995484") == "hb:v1:{e:*}:claims:<bucket>"
     # one record per conversation: grouped, not a row each
     assert key_kind("hb:v1:{p:3}:msgs:mem-c-gateway-7") == "hb:v1:{p:*}:msgs:<conversation>"
     assert key_kind("hb:v1:{s:mem-s-gateway-17}:rec") == "hb:v1:{s:*}:rec"

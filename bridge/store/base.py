@@ -159,9 +159,10 @@ class Store(Protocol):
 
     # --- the webhook door: claim the event id, then enqueue, then settle ---
     async def claim_event(
-        self, event_id: EventId, body_sha256: str, dedupe_ttl_s: int, *, settled: bool
+        self, event_id: EventId, body_sha256: str, *, settled: bool
     ) -> ClaimResult:
-        """Claim an 8x8 event id for the whole deployment, remembering the body's hash. With
+        """Claim an 8x8 event id for the whole deployment, remembering the body's hash, for
+        the store's EVENT_DEDUPE_TTL_S (the relay's settle must find it by the same). With
         `settled`, a new claim is done at once (an event that is not enqueued). A pending claim
         is settled by the delivery (`ack_event` with the event id)."""
         ...

@@ -4,21 +4,24 @@ Layout: `<prefix>hb:v1:{<tag>}:<name>[:<id>]`. The prefix is empty in production
 test run; `hb:v1:` versions the schema so a future layout can live beside this one during a
 rollout. A key's *kind* is its `<name>`, the first segment after the hash tag.
 
-The rule for where keys live, with no exceptions (tests/store/test_cluster_safety.py checks it
-for every script and transaction the store runs, on a single Redis and on a Redis Cluster):
+The rule for where keys live (tests/store/test_cluster_safety.py checks it for every script
+and transaction the store runs, on a single Redis and on a Redis Cluster):
 
 1. Every atomic step (a Lua script, or a MULTI) touches keys of one hash slot only, all named
-   in its KEYS. A change that must span two slots is a sequence of single-slot steps in an order
-   that is safe to interrupt, and its readers tolerate (or repair) the state left between two
-   steps; `RedisStore.link` and the outbox index are the two such sequences, each with its crash
-   analysis beside the code.
+   in its KEYS. The one exception, on a single Redis only (where a script may touch any key),
+   never on a Cluster: a step may also name a key of a kind in `SINGLE_REDIS_LEGACY`, data
+   written by an earlier version that an upgrade must keep honouring. A change that must span
+   two slots is a sequence of single-slot steps in an order that is safe to interrupt, and its
+   readers tolerate (or repair) the state left between two steps; `RedisStore.link` and the
+   outbox index are the two such sequences, each with its crash analysis beside the code.
 2. Every key has a TTL, or is listed in `OWNED` below with the store methods that empty it.
 
 Hash tags decide the Cluster slot:
 
 - `{s:<sender>}`: everything about one Rasa sender (handoff record, creation lease, outbox).
 - `{c:<conversation>}`: the conversation -> sender direction of the mapping.
-- `{e:<event id>}`: the webhook's claim of one 8x8 event id (one key, one slot).
+- `{e:<shard>}`: the webhook's claims of 8x8 event ids, a field each in a few hashes per shard
+  (`claim_buckets`); `{e:<event id>}` in claims written before (one key per event id).
 - `{p:<n>}`: everything one relay partition owns (stream, enqueued markers, attempts, lease,
   dead letters, hold lists and the held set), so the relay's fenced steps are single-slot.
 - `{outboxes}`, `{relays}`: one deployment-wide key each.
@@ -30,6 +33,9 @@ prefix may not contain braces, and no key name after an id contains `}`.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import zlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -53,8 +59,66 @@ OUTBOX_TTL_MS = MAPPING_TTL_MS
 # Dead letters older than this are trimmed (`DEAD_LETTER_MAX_AGE_S` overrides it in `serve`).
 DEAD_LETTER_MAX_AGE_MS = 30 * DAY_MS
 
-# Event claims and enqueued markers (`EVENT_DEDUPE_TTL_S`), the sender lease and the partition
-# lease take their TTLs from the caller: they are settings of the webhook door and the relay.
+# Enqueued markers (`EVENT_DEDUPE_TTL_S`), the sender lease and the partition lease take their
+# TTLs from the caller: they are settings of the webhook door and the relay. Event claims take
+# `EVENT_DEDUPE_TTL_S` from the store (`RedisStore.event_dedupe_ttl_s`): it also says where
+# they live, which the door and the relay's settle must agree on.
+
+# The webhook's claims are fields of hashes, CLAIM_SHARDS per time bucket, so that each hash
+# stays small enough for Redis's compact listpack encoding (`hash-max-listpack-entries`: 128 in
+# the sample redis.conf, 512 built in): a claim then costs less than half what a key of its own
+# does. A bucket is a quarter of the dedupe TTL, so a claim outlives its TTL by at most a
+# quarter, and a claim or a settle reads seven hashes (docs/security-webhook.md, "Where a claim
+# lives").
+CLAIM_SHARDS = 256
+CLAIM_BUCKETS_PER_TTL = 4
+MIN_CLAIM_BUCKET_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimBuckets:
+    """Where the claim of one event id may live: the hashes of shard `shard` for buckets
+    `first` .. `first + count - 1` (bucket = epoch ms // `width_ms`), oldest first, under the
+    field `field`; a new claim goes into bucket `current`, which ends at `current_end_ms`."""
+
+    shard: int
+    field: str
+    width_ms: int
+    first: int
+    count: int
+    current: int
+
+    @property
+    def current_end_ms(self) -> int:
+        return (self.current + 1) * self.width_ms
+
+
+def claim_bucket_ms(dedupe_ttl_s: int) -> int:
+    """The width of a claim bucket: a quarter of the dedupe TTL, at least a minute."""
+    return max(MIN_CLAIM_BUCKET_MS, round(dedupe_ttl_s * 1000 / CLAIM_BUCKETS_PER_TTL))
+
+
+def claim_buckets(event_id: EventId, now_ms: int, dedupe_ttl_s: int) -> ClaimBuckets:
+    """The buckets to read for `event_id` at `now_ms` (the caller's clock): from the one of
+    `now - ttl - width` to the one of `now + width`. A claim goes into the bucket of its
+    writer's clock and expires a TTL after that bucket ends (or after it was written, if
+    later by Redis's clock), so any reader whose clock is within a bucket of the writer's
+    finds it for at least the TTL."""
+    width = claim_bucket_ms(dedupe_ttl_s)
+    first = (now_ms - dedupe_ttl_s * 1000 - width) // width
+    last = (now_ms + width) // width
+    raw = event_id.encode("utf-8")
+    return ClaimBuckets(
+        shard=zlib.crc32(raw) % CLAIM_SHARDS,
+        # 9 bytes of SHA-256 in base64, 12 characters (each is paid once per claim): two event
+        # ids meet by chance only in one shard and bucket and with odds of 2^-72 a pair.
+        field=base64.b64encode(hashlib.sha256(raw).digest()[:9]).decode(),
+        width_ms=width,
+        first=first,
+        count=last - first + 1,
+        current=now_ms // width,
+    )
+
 
 # The door's enqueue must follow its claim within this (server time), or it is refused and 8x8
 # retries: the bound that lets a delivered event's marker go soon after the delivery.
@@ -118,6 +182,14 @@ OWNED: Final[dict[str, Owner]] = {
 }
 
 
+# Kinds of key that a step may name beside its own slot's keys on a single Redis only (see the
+# rule above), and why. On a Cluster the store never passes them.
+SINGLE_REDIS_LEGACY: Final[dict[str, str]] = {
+    "claim": "event claims written before they were hashes (`Keys.event_claim`), honoured and "
+    "settled with the new claim of the same event id in one script until they expire",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Builds key names under one prefix."""
@@ -158,14 +230,23 @@ class Keys:
         """STRING: the sender a conversation belongs to (MAPPING_TTL_MS)."""
         return f"{self.base}{{c:{conversation}}}:sender"
 
-    # --- one 8x8 event: {e:<event id>} ---
+    # --- the webhook's claims of 8x8 event ids: {e:<shard>} ---
+
+    def event_claims(self, shard: int, bucket: int) -> str:
+        """HASH: the claims of the event ids of one shard first claimed in one time bucket
+        (`claim_buckets`), field `ClaimBuckets.field` -> `<state><digest of the raw body>`,
+        state `p` (claimed, not delivered yet) or `d` (delivered, or never to be enqueued). The
+        digest is the first 18 bytes of the body's SHA-256 in base64. Expires EVENT_DEDUPE_TTL_S
+        after its bucket ends. One claim per event id for the whole deployment, whatever the
+        partition: a signature is usable once. A shard's buckets share the hash tag, so one
+        script reads them all."""
+        return f"{self.base}{{e:{shard}}}:claims:{bucket}"
 
     def event_claim(self, event_id: EventId) -> str:
-        """STRING: `<state><digest of the raw body>` of an 8x8 event id seen by the webhook,
-        state `p` (claimed, not delivered yet) or `d` (delivered, or never to be enqueued)
-        (EVENT_DEDUPE_TTL_S). The digest is the first 18 bytes of the body's SHA-256 in base64
-        (`<state>:<hex SHA-256>` in claims written before, still understood). One key for the
-        whole deployment, whatever the partition: a signature is usable once."""
+        """STRING: an event id's claim as written before the claims were hashes (the same
+        `<state><digest>`, or `<state>:<hex SHA-256>` earlier still), EVENT_DEDUPE_TTL_S. No
+        longer written; on a single Redis still honoured and settled until it expires (on a
+        Cluster it lives in another slot than the hashes: docs/security-webhook.md)."""
         return f"{self.base}{{e:{event_id}}}:claim"
 
     # --- global ---

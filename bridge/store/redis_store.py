@@ -58,7 +58,9 @@ from bridge.store.keys import (
     REFRESHED_FIELD,
     STATE_FIELD,
     VERSION_FIELD,
+    ClaimBuckets,
     Keys,
+    claim_buckets,
 )
 from bridge.store.line import Line
 
@@ -184,6 +186,10 @@ class RedisStore:
         self.keys = Keys(prefix)
         self.partitions = partitions
         self.dead_letter_max_age_ms = DEAD_LETTER_MAX_AGE_MS  # `serve` sets its setting here
+        # EVENT_DEDUPE_TTL_S (`serve` sets it): how long a claim is kept, and so where claims
+        # live (`keys.claim_buckets`); the door and the relay's settle must agree on it.
+        self.event_dedupe_ttl_s = DAY_S
+        self.clock: Callable[[], float] = time.time  # picks the claims' buckets (tests move it)
         # Registered once; each call is EVALSHA, with a reload if the server lost the script.
         self.scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in scripts.ALL.items()
@@ -328,18 +334,35 @@ class RedisStore:
 
     # --- the webhook door ---
 
+    def _claim_keys(self, event_id: EventId) -> tuple[ClaimBuckets, list[str]]:
+        """The claim hashes `event_id` may be in and, on a single Redis, its claim in the form
+        before (on a Cluster it is in another slot: docs/security-webhook.md)."""
+        where = claim_buckets(event_id, int(self.clock() * 1000), self.event_dedupe_ttl_s)
+        keys = [self.keys.event_claims(where.shard, where.first + i) for i in range(where.count)]
+        if not isinstance(self.redis, RedisCluster):
+            keys.append(self.keys.event_claim(event_id))
+        return where, keys
+
     @_guarded
     async def claim_event(
-        self, event_id: EventId, body_sha256: str, dedupe_ttl_s: int, *, settled: bool
+        self, event_id: EventId, body_sha256: str, *, settled: bool
     ) -> ClaimResult:
-        state = "d" if settled else "p"
-        args: list[str | int] = [_compact_digest(body_sha256), dedupe_ttl_s, state, body_sha256]
-        found, at_ms = await self._run("claim_event", [self.keys.event_claim(event_id)], args)
+        where, keys = self._claim_keys(event_id)
+        args: list[str | int] = [
+            where.field, _compact_digest(body_sha256), "d" if settled else "p", body_sha256,
+            where.current - where.first + 1, where.current_end_ms,
+            self.event_dedupe_ttl_s * 1000, where.count,
+        ]  # fmt: skip
+        found, at_ms = await self._run("claim_event", keys, args)
         return ClaimResult(Claim(_text(found)), int(at_ms))
+
+    def _settle(self, event_id: EventId) -> tuple[str, list[str], list[str | int]]:
+        where, keys = self._claim_keys(event_id)
+        return "settle_event", keys, [where.field, where.count]
 
     @_guarded
     async def settle_event(self, event_id: EventId) -> None:
-        await self._run("settle_event", [self.keys.event_claim(event_id)], [])
+        await self._run(*self._settle(event_id))
 
     @_guarded
     async def enqueue_event(
@@ -444,9 +467,7 @@ class RedisStore:
         round trip on one Redis (a pipeline runs in order on its connection); two on a Cluster,
         where the keys live on different nodes. A timer armed by a step that is then fenced out
         is harmless: the record it was saved with names it, and the next holder re-arms it."""
-        settles: list[tuple[str, list[str], list[str | int]]] = [
-            ("settle_event", [self.keys.event_claim(event_id)], []) for event_id in claimed
-        ]
+        settles = [self._settle(event_id) for event_id in claimed]
         arms = self._timer_sets(timers)
         if not settles and not arms:
             return await self._run(script, keys, args)

@@ -46,34 +46,71 @@ local function now_ms()
 end
 """
 
-# KEYS: event claim. ARGV: the body's digest (compact form), ttl (s), state of a new claim ('p' or
-# 'd'), the body's SHA-256 in hex (claims written before the compact form are `<state>:<hex>`).
+# A held claim `<state><digest>` (or `<state>:<hex SHA-256>`, the form before) judged against
+# the body's digest (compact form) and its SHA-256 in hex: 'conflict' (another body), 'pending'
+# or 'done'.
+_JUDGE = """
+local function judge(held, digest, hex)
+  local body = string.sub(held, 2)
+  if string.sub(held, 2, 2) == ':' and #held == #hex + 2 then body = string.sub(held, 3) end
+  if body ~= digest and body ~= hex then return 'conflict' end
+  if string.sub(held, 1, 1) == 'p' then return 'pending' end
+  return 'done'
+end
+"""
+
+# KEYS: the claim hashes of the event id's shard, oldest bucket first (`keys.claim_buckets`),
+# then, on a single Redis only, the event id's claim in the form before (`Keys.event_claim`).
+# ARGV: field, the body's digest (compact form), state of a new claim ('p' or 'd'), the body's
+# SHA-256 in hex, which of KEYS a new claim goes into (the caller's current bucket), when that
+# bucket ends (ms), the TTL (ms), how many hashes KEYS holds.
 # The webhook's dedupe decision for one 8x8 event id, whatever its partition. Returns {'new'
 # (claimed now) | 'pending' (claimed with this body, not delivered yet: redo the enqueue) |
 # 'done' (a duplicate) | 'conflict' (claimed with another body: a reused signature), the server's
-# time in ms}.
+# time in ms}. A new claim's hash is kept a TTL past the later of its bucket's end and Redis's
+# clock (never shortened): at least the TTL, whatever the caller's clock.
 CLAIM_EVENT: Final = (
     _NOW_MS
+    + _JUDGE
     + """
-local held = redis.call('GET', KEYS[1])
-if not held then
-  redis.call('SET', KEYS[1], ARGV[3] .. ARGV[1], 'EX', ARGV[2])
-  return {'new', now_ms()}
+local n = tonumber(ARGV[8])
+local held = nil
+if #KEYS > n then held = redis.call('GET', KEYS[n + 1]) end
+for i = 1, n do
+  if held then break end
+  held = redis.call('HGET', KEYS[i], ARGV[1])
 end
-local body = string.sub(held, 2)
-if string.sub(held, 2, 2) == ':' and #held == #ARGV[4] + 2 then body = string.sub(held, 3) end
-if body ~= ARGV[1] and body ~= ARGV[4] then return {'conflict', now_ms()} end
-if string.sub(held, 1, 1) == 'p' then return {'pending', now_ms()} end
-return {'done', now_ms()}
+local now = now_ms()
+if held then return {judge(held, ARGV[2], ARGV[4]), now} end
+local key = KEYS[tonumber(ARGV[5])]
+redis.call('HSET', key, ARGV[1], ARGV[3] .. ARGV[2])
+local expiry = math.max(tonumber(ARGV[6]), now) + tonumber(ARGV[7])
+local left = redis.call('PTTL', key)
+if left < 0 or now + left < expiry then
+  redis.call('PEXPIREAT', key, string.format('%.0f', expiry))
+end
+return {'new', now}
 """
 )
 
-# KEYS: event claim. A pending claim becomes done (whatever its form), once its event was
-# delivered: the relay's step, before it lets the enqueued marker go.
+# KEYS and ARGV[1], ARGV[2] as CLAIM_EVENT's: the claim hashes, the legacy claim (single Redis),
+# field, how many hashes. A pending claim becomes done (in whichever bucket, or form, it is),
+# once its event was delivered: the relay's step, before it lets the enqueued marker go. The
+# claim keeps its expiry. 1 if settled now.
 SETTLE_EVENT: Final = """
-local held = redis.call('GET', KEYS[1])
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  local held = redis.call('HGET', KEYS[i], ARGV[1])
+  if held then
+    if string.sub(held, 1, 1) ~= 'p' then return 0 end
+    redis.call('HSET', KEYS[i], ARGV[1], 'd' .. string.sub(held, 2))
+    return 1
+  end
+end
+if #KEYS == n then return 0 end
+local held = redis.call('GET', KEYS[n + 1])
 if not held or string.sub(held, 1, 1) ~= 'p' then return 0 end
-redis.call('SET', KEYS[1], 'd' .. string.sub(held, 2), 'KEEPTTL')
+redis.call('SET', KEYS[n + 1], 'd' .. string.sub(held, 2), 'KEEPTTL')
 return 1
 """
 

@@ -104,6 +104,7 @@ async def build_runtime(
         )
     if isinstance(store, RedisStore):
         store.dead_letter_max_age_ms = settings.dead_letter_max_age_s * 1000
+        store.event_dedupe_ttl_s = settings.event_dedupe_ttl_s
     chat = make_client(settings.eightbyeight())
     rasa = RasaClient(
         settings.rasa_url, token=settings.rasa_token, output_channel=settings.rasa_output_channel

@@ -126,7 +126,7 @@ class WebhookDoor:
             return await self._unusable(event_id, digest, "body has text that is not valid Unicode")
         partition = partition_of(event.conversation_id, self.store.partitions)
         try:
-            claim = await self.store.claim_event(event_id, digest, self.dedupe_ttl_s, settled=False)
+            claim = await self.store.claim_event(event_id, digest, settled=False)
             seen = self._seen(event_id, claim.state)
             if seen is not None:
                 return seen
@@ -163,7 +163,7 @@ class WebhookDoor:
 
     async def _acknowledge(self, event: ChatEvent, event_id: EventId, digest: str) -> web.Response:
         try:
-            claim = await self.store.claim_event(event_id, digest, self.dedupe_ttl_s, settled=True)
+            claim = await self.store.claim_event(event_id, digest, settled=True)
         except StoreUnavailable:
             log.error("claim_failed", extra={"event_id": event_id})
             return _unavailable()
@@ -177,7 +177,7 @@ class WebhookDoor:
         """400 for a body we cannot use, its event id claimed all the same: otherwise its
         signature could carry a usable body with the same CRC32."""
         try:
-            claim = await self.store.claim_event(event_id, digest, self.dedupe_ttl_s, settled=True)
+            claim = await self.store.claim_event(event_id, digest, settled=True)
         except StoreUnavailable:
             log.error("claim_failed", extra={"event_id": event_id})
             return _unavailable()

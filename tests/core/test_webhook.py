@@ -19,9 +19,10 @@ from yarl import URL
 
 from bridge.eightbyeight.signature import b64url
 from bridge.errors import StoreUnavailable
+from bridge.ids import EventId
 from bridge.store import RedisStore
 from bridge.store.base import Store, partition_of
-from bridge.store.keys import ENQUEUED_AFTER_DELIVERY_MS, MAX_CLAIM_TO_ENQUEUE_MS
+from bridge.store.keys import ENQUEUED_AFTER_DELIVERY_MS, MAX_CLAIM_TO_ENQUEUE_MS, claim_buckets
 from tests.core.conftest import BridgeFactory, Harness
 from tests.support.crc_forge import forge
 from tests.support.signing import signed_headers
@@ -343,6 +344,27 @@ async def test_a_delivered_event_is_settled_and_its_marker_let_go(h: Harness) ->
     late = await _post(h, body, signed_headers(h.sim, body, event_id="evt-done"))
     assert late == (200, {"result": "duplicate"})
     assert await _queued(h) == 0
+
+
+async def test_claims_are_kept_for_event_dedupe_ttl_s(make_bridge: BridgeFactory) -> None:
+    """The setting reaches the store, which both the door's claim and the relay's settle read
+    to find where a claim lives."""
+    h = await make_bridge(event_dedupe_ttl_s=600)
+    store = h.store
+    assert isinstance(store, RedisStore) and store.event_dedupe_ttl_s == 600
+    body = _body()
+    before = int(time.time() * 1000)
+    assert await _post(h, body, signed_headers(h.sim, body, event_id="evt-ttl")) == (
+        200,
+        {"result": "accepted"},
+    )
+    after = int(time.time() * 1000)
+    lives = []
+    for at in {claim_buckets(EventId("evt-ttl"), t, 600) for t in (before, after)}:
+        key = store.keys.event_claims(at.shard, at.current)
+        if await store.redis.exists(key):
+            lives.append((at.current_end_ms + 600_000) - (after + await store.redis.pttl(key)))
+    assert len(lives) == 1 and 0 <= lives[0] <= after - before + 1_000  # expires a TTL after
 
 
 _json = st.recursive(

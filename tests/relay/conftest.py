@@ -185,7 +185,7 @@ class Rig:
         eid = EventId(event_id or uuid.uuid4().hex)
         at_ms = None
         if claimed:
-            at_ms = (await self.store.claim_event(eid, "body", 3600, settled=False)).at_ms
+            at_ms = (await self.store.claim_event(eid, "body", settled=False)).at_ms
         assert await self.store.enqueue_event(partition, eid, event.to_json(), 3600, at_ms)
         self.kick(partition)
 

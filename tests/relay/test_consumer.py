@@ -58,7 +58,7 @@ async def test_delivery_settles_the_webhooks_claim_and_lets_its_marker_go(
     assert rig.rasa.timeline("ada") == [JOINED, "hello", "bye"]
     p = partition_of("c1", rig.store.partitions)
     for eid in ("e-join", "e-text"):
-        claim = await rig.store.claim_event(EventId(eid), "body", 3600, settled=False)
+        claim = await rig.store.claim_event(EventId(eid), "body", settled=False)
         assert claim.state is Claim.DONE
         assert 0 < await rig.store.redis.pttl(rig.store.keys.enqueued(p, EventId(eid))) <= 15_000
     assert await rig.store.redis.ttl(rig.store.keys.enqueued(p, EventId("e-plain"))) > 60

@@ -96,7 +96,7 @@ async def test_a_runs_ack_settles_the_webhooks_claims_and_lets_their_markers_go(
     assert rig.rasa.timeline("ada") == [JOINED, "hello", "again", "listed"]
     assert rig.rasa.sizes == [1, 3]
     for eid in ("e-1", "e-2"):
-        claim = await rig.store.claim_event(EventId(eid), "body", 3600, settled=False)
+        claim = await rig.store.claim_event(EventId(eid), "body", settled=False)
         assert claim.state is Claim.DONE
         assert 0 < await rig.store.redis.pttl(rig.store.keys.enqueued(0, EventId(eid))) <= 15_000
     assert await rig.store.redis.ttl(rig.store.keys.enqueued(0, EventId("e-plain"))) > 60

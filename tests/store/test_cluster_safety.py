@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis.exceptions as rexc
 
 from bridge.handoff import TimerFired, TimerKind
@@ -22,7 +23,7 @@ from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, Store, open_store
 from bridge.store.base import RunAck, RunMessage
 from bridge.store.keys import OWNED
-from tests.support.store_rules import Recorder, key_violations, step_violations
+from tests.support.store_rules import Recorder, Step, key_violations, slot, step_violations
 
 from .conftest import OWNER
 
@@ -64,7 +65,7 @@ async def drive_every_method(store: RedisStore) -> None:
     await store.acquire_partition(1, OWNER, 60_000)
     await store.relay_heartbeat(OWNER, 60_000)
     for event_id in ("e1", "e2", "e3", "e4", "e5", "e6"):
-        claimed = await store.claim_event(EventId(event_id), "h", 60, settled=False)
+        claimed = await store.claim_event(EventId(event_id), "h", settled=False)
         await store.enqueue_event(1, EventId(event_id), "p", 60, claimed_ms=claimed.at_ms)
     await store.settle_event(EventId("e6"))
     e1, e2, e3, e4, e5, e6 = await store.read_events(1, 10)
@@ -166,6 +167,21 @@ async def test_the_rule_check_catches_what_breaks_it(
         ("release_lease", "is"),
         (stray, "has"),
     }
+
+
+@pytest.mark.parametrize(
+    ("keys", "single_redis", "broken"),
+    [
+        (["hb:v1:{e:7}:claims:1", "hb:v1:{e:evt-1}:claim"], True, False),  # the legacy claim
+        (["hb:v1:{e:7}:claims:1", "hb:v1:{e:evt-1}:claim"], False, True),  # never on a Cluster
+        (["hb:v1:{e:7}:claims:1", "hb:v1:{s:evt-1}:rec"], True, True),  # no other kind
+    ],
+)
+def test_only_legacy_kinds_may_join_another_slots_step_and_only_on_a_single_redis(
+    keys: list[str], single_redis: bool, broken: bool
+) -> None:
+    assert slot(keys[0]) != slot(keys[1])
+    assert bool(step_violations([Step("claim_event", keys, single_redis=single_redis)])) is broken
 
 
 # --- no KEYS, no SCAN ---

@@ -161,7 +161,7 @@ async def test_the_step_that_finishes_an_entry_arms_the_timers_its_delivery_arme
 ) -> None:
     """Ack (claimed or not) and unhold arm the delivery's timers in their round trip."""
     p = partition_of(C, leased.partitions)
-    claimed = await leased.claim_event(EventId("e-1"), "h", 60, settled=False)
+    claimed = await leased.claim_event(EventId("e-1"), "h", settled=False)
     await leased.enqueue_event(p, EventId("e-1"), "x", 60, claimed.at_ms)
     await leased.enqueue_event(p, EventId("e-2"), "y", 60)
     first, second = await leased.read_events(p, 10)

@@ -31,7 +31,7 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "save_handoff": lambda s: s.save_handoff(S, {"a": "b"}, 0),
     "acquire_sender_lease": lambda s: s.acquire_sender_lease(S, 1000),
     "release_sender_lease": lambda s: s.release_sender_lease(S, "t"),
-    "claim_event": lambda s: s.claim_event(EventId("e"), "h", 60, settled=False),
+    "claim_event": lambda s: s.claim_event(EventId("e"), "h", settled=False),
     "settle_event": lambda s: s.settle_event(EventId("e")),
     "enqueue_event": lambda s: s.enqueue_event(0, EventId("e"), "p", 60),
     "acquire_partition": lambda s: s.acquire_partition(0, "o", 1000),

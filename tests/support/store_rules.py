@@ -6,8 +6,9 @@ transaction=True, with every command queued in it). Nothing lists the store's sc
 methods: whatever the store runs is recorded, so a new script or transaction is checked the day
 it is written. `violations` then says what breaks the rule:
 
-1. an atomic step over keys of more than one hash slot, or a script given one of our keys in
-   ARGV (it would touch a key Redis cannot route);
+1. an atomic step over keys of more than one hash slot (on a single Redis, a key of a kind in
+   `keys.SINGLE_REDIS_LEGACY` aside), or a script given one of our keys in ARGV (it would touch
+   a key Redis cannot route);
 2. a key left without a TTL whose kind is not in `keys.OWNED`.
 """
 
@@ -17,10 +18,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from bridge.store import RedisStore
-from bridge.store.keys import OWNED
+from bridge.store.keys import OWNED, SINGLE_REDIS_LEGACY
 
 # Commands that run server-side code atomically; args: command, script/sha/name, numkeys, ...
 SCRIPT_COMMANDS = {"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"}
@@ -40,9 +42,12 @@ class Step:
     what: str  # a script's name in `store.scripts`, "eval" for another script, or "multi"
     keys: list[str]
     argv_keys: list[str] = field(default_factory=list)  # ARGV values that are our keys
+    single_redis: bool = False  # run on a single Redis, not a Cluster
 
     def slots(self) -> set[int]:
-        return {slot(k) for k in self.keys}
+        """The slots the step must share: on a single Redis, legacy keys aside."""
+        legacy = SINGLE_REDIS_LEGACY if self.single_redis else {}
+        return {slot(k) for k in self.keys if kind(k) not in legacy}
 
 
 class Recorder:
@@ -54,6 +59,7 @@ class Recorder:
         self.base = store.keys.base  # every key of this store starts with it
         self._names = {script.sha: name for name, script in store.scripts.items()}
         client = store.redis
+        self.single_redis = not isinstance(client, RedisCluster)
         execute: Callable[..., Awaitable[Any]] = client.execute_command
         make_pipeline: Callable[..., Any] = client.pipeline
 
@@ -76,7 +82,7 @@ class Recorder:
             async def recording_run(*args: Any, **options: Any) -> Any:
                 if transaction:
                     keys = [str(a) for cmd in queued for a in cmd[1:] if self._is_key(a)]
-                    self.steps.append(Step("multi", keys))
+                    self.steps.append(Step("multi", keys, single_redis=self.single_redis))
                 else:  # no atomicity promised, but each script in it is still a step
                     for cmd in queued:
                         self._note_script(cmd)
@@ -112,7 +118,8 @@ class Recorder:
         numkeys = int(args[2])
         keys = [str(k) for k in args[3 : 3 + numkeys]]
         argv_keys = [str(a) for a in args[3 + numkeys :] if self._is_key(a)]
-        self.steps.append(Step(self._names.get(str(args[1]), "eval"), keys, argv_keys))
+        name = self._names.get(str(args[1]), "eval")
+        self.steps.append(Step(name, keys, argv_keys, self.single_redis))
 
 
 def step_violations(steps: list[Step]) -> list[str]:
