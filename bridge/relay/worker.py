@@ -324,10 +324,13 @@ class Relay:
         first failure is raised (its lane's entries stay in the stream, in order, for the
         next round)."""
         consumer = asyncio.current_task()
-        ends = await asyncio.gather(
-            *(self._lane(partition, lane, held, consumer) for lane in lanes),
-            return_exceptions=True,
-        )
+        tasks = [
+            asyncio.create_task(
+                self._lane(partition, lane, held, consumer), name=f"relay-p{partition}-lane{i}"
+            )
+            for i, lane in enumerate(lanes)
+        ]
+        ends = await asyncio.gather(*tasks, return_exceptions=True)
         for end in ends:
             if isinstance(end, BaseException):
                 raise end
