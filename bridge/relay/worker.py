@@ -6,9 +6,11 @@ it lapses. Entries stay in the stream until acknowledged, so a new holder simply
 oldest entry left — what the dead holder had in hand included.
 
 Every decision (share, renewal, give-back, take-over, may-I-push, hold or deliver) is a pure
-function of `decisions.py`, and which entries of a read batch go together as a run of one
-conversation's agent messages is one of `runs.py`; this module carries them out. The clock and sleep are injected, and
-`wait_idle` tells when nothing is pending or in flight, so tests wait on a signal, not on time.
+function of `decisions.py`, which entries of a read batch go together as a run of one
+conversation's agent messages is one of `runs.py`, and which units of a batch are worked one
+after another (one sender's) rather than at the same time is one of `lanes.py`; this module
+carries them out. The clock and sleep are injected, and `wait_idle` tells when nothing is
+pending or in flight, so tests wait on a signal, not on time.
 """
 
 from __future__ import annotations
