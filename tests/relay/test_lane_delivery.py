@@ -72,6 +72,7 @@ async def test_a_stalled_conversation_keeps_its_order_while_others_pass_it(
             others_done.set()
 
     rig.rasa.on_push = stall_ada
+    await rig.join("c1")  # ada's first: her messages after it are units of their own
     for k in range(1, 4):  # interleaved in the stream
         await rig.say("c1", f"a{k}")
         await rig.say("c2", f"b{k}")
