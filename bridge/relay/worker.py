@@ -6,9 +6,11 @@ it lapses. Entries stay in the stream until acknowledged, so a new holder simply
 oldest entry left — what the dead holder had in hand included.
 
 Every decision (share, renewal, give-back, take-over, may-I-push, hold or deliver) is a pure
-function of `decisions.py`, and which entries of a read batch go together as a run of one
-conversation's agent messages is one of `runs.py`; this module carries them out. The clock and sleep are injected, and
-`wait_idle` tells when nothing is pending or in flight, so tests wait on a signal, not on time.
+function of `decisions.py`, which entries of a read batch go together as a run of one
+conversation's agent messages is one of `runs.py`, and which units of a batch are worked one
+after another (one sender's) rather than at the same time is one of `lanes.py`; this module
+carries them out. The clock and sleep are injected, and `wait_idle` tells when nothing is
+pending or in flight, so tests wait on a signal, not on time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from bridge.eightbyeight.events import ChatEvent, EventKind
 from bridge.errors import StoreUnavailable
@@ -33,6 +36,7 @@ from bridge.relay.config import RelayConfig
 from bridge.relay.deliver import Begun, Deliverer, Input, RunOutcome
 from bridge.relay.identity import MessageIdentity
 from bridge.relay.idle import work_left
+from bridge.relay.lanes import LaneEnd, plan_lanes, round_end
 from bridge.store.base import TIMER_EVENT_PREFIX, RunAck, Store, StreamEntry
 from bridge.store.timers import fired_timer
 
@@ -42,6 +46,8 @@ _SENDER_CACHE = 100_000  # a conversation's sender never changes, so caching it 
 # How long a consumer waits for the supervisor's renewal once it may no longer push.
 _LEASE_WAIT_S = 0.05
 _ERROR_PAUSE_S = 1.0  # after Redis trouble or a surprise, before the consumer tries again
+
+_Unit = list[tuple[StreamEntry, Input | None]]  # a unit of work of a read batch (`runs.py`)
 
 
 class Relay:
@@ -298,26 +304,59 @@ class Relay:
             return False
         await self._fire_timers(partition)
         entries = await self._store.read_events(partition, self._config.batch)
-        for unit in await self._units(entries, held):
-            if self._stopping.is_set() or self._tasks.get(partition) is not asyncio.current_task():
-                return True
-            if not self._lease_valid(partition):
-                await self._sleep(_LEASE_WAIT_S)  # the supervisor renews it, or gives it up
-                return True
-            self._in_flight += 1
-            try:
-                if not await self._handle_unit(partition, unit, held):
-                    return False
-            finally:
-                self._in_flight -= 1
-                self._progress.set()
-        if len(entries) < self._config.batch:
+        end = await self._work(partition, await self._lanes(entries, held), held)
+        if end is LaneEnd.LOST:
+            return False
+        if end is LaneEnd.LEASE:
+            await self._sleep(_LEASE_WAIT_S)  # the supervisor renews it, or gives it up
+            return True
+        if end is LaneEnd.DONE and len(entries) < self._config.batch:
             # The read found the stream's end. Anything enqueued since by this process set the
             # kick (so the wait returns at once); without one, reading again would find nothing
             # — the empty XRANGE that used to follow every event. Other processes' events wait
             # for the poll, as they do when the partition is idle.
             await self._idle(partition)
         return True
+
+    async def _work(
+        self, partition: int, lanes: list[list[_Unit]], held: dict[ConversationId, int]
+    ) -> LaneEnd:
+        """Every lane at once (`lanes.py`; at most one per unit, so the batch size bounds
+        them). A lane that fails does not cut the others short mid-push: all end, then the
+        first failure is raised (its lane's entries stay in the stream, in order, for the
+        next round)."""
+        consumer = asyncio.current_task()
+        tasks = [
+            asyncio.create_task(
+                self._lane(partition, lane, held, consumer), name=f"relay-p{partition}-lane{i}"
+            )
+            for i, lane in enumerate(lanes)
+        ]
+        ends = await asyncio.gather(*tasks, return_exceptions=True)
+        for end in ends:
+            if isinstance(end, BaseException):
+                raise end
+        return round_end(e for e in ends if not isinstance(e, BaseException))
+
+    async def _lane(
+        self, partition: int, units: list[_Unit], held: dict[ConversationId, int],
+        consumer: asyncio.Task[Any] | None,
+    ) -> LaneEnd:  # fmt: skip
+        """A lane's units one after another, in stream order, each only while this consumer
+        is still the partition's and its lease cannot lapse mid-push."""
+        for unit in units:
+            if self._stopping.is_set() or self._tasks.get(partition) is not consumer:
+                return LaneEnd.STOPPED
+            if not self._lease_valid(partition):
+                return LaneEnd.LEASE
+            self._in_flight += 1
+            try:
+                if not await self._handle_unit(partition, unit, held):
+                    return LaneEnd.LOST
+            finally:
+                self._in_flight -= 1
+                self._progress.set()
+        return LaneEnd.DONE
 
     async def _fire_timers(self, partition: int) -> None:
         """Due timers join the partition stream (at most every `timer_poll_s`), so they reach
@@ -336,23 +375,28 @@ class Relay:
                 await kick.wait()
         kick.clear()
 
-    async def _units(
+    async def _lanes(
         self, entries: list[StreamEntry], held: dict[ConversationId, int]
-    ) -> list[list[tuple[StreamEntry, Input | None]]]:
-        """The read batch as units of work (`runs.plan_units`): runs of agent messages of one
-        conversation, every other entry alone. The senders of conversations that could have a
-        run are looked up here (cached: the entries need them anyway)."""
+    ) -> list[list[_Unit]]:
+        """The read batch as units of work (`runs.plan_units`: runs of agent messages of one
+        conversation, every other entry alone) grouped into lanes (`lanes.plan_lanes`). The
+        senders of the batch's conversations are looked up here (cached: the entries need
+        them anyway); a held conversation's is not (its entries wait behind the held ones)."""
         decoded = [(entry, _decode(entry)) for entry in entries]
         items = [runs.Item(_conversation(event), _is_message(event)) for _, event in decoded]
+        conversations = [item.conversation for item in items]
+        senders = await self._senders_of({c for c in conversations if c and c not in held})
         counts = Counter(item.conversation for item in items if item.message)
-        candidates = [c for c, n in counts.items() if c and n >= runs.MIN_RUN and c not in held]
-        ready = {c for c in candidates if await self._sender(c) is not None}
-        return [[decoded[i] for i in unit] for unit in runs.plan_units(items, ready)]
+        ready = {c for c, n in counts.items() if c in senders and n >= runs.MIN_RUN}
+        units = runs.plan_units(items, ready)
+        return [
+            [[decoded[i] for i in units[u]] for u in lane]
+            for lane in plan_lanes(units, conversations, senders)
+        ]
 
     async def _handle_unit(
-        self, partition: int, unit: list[tuple[StreamEntry, Input | None]],
-        held: dict[ConversationId, int],
-    ) -> bool:  # fmt: skip
+        self, partition: int, unit: _Unit, held: dict[ConversationId, int]
+    ) -> bool:
         """A run as far as it goes (`Deliverer.process_run`), then whatever it left (or a
         lone entry) one at a time, in order."""
         outcome = await self._deliver_run(partition, unit) if len(unit) > 1 else RunOutcome(0)
@@ -364,9 +408,7 @@ class Relay:
                 return False
         return True
 
-    async def _deliver_run(
-        self, partition: int, unit: list[tuple[StreamEntry, Input | None]]
-    ) -> RunOutcome:
+    async def _deliver_run(self, partition: int, unit: _Unit) -> RunOutcome:
         events = [event for _, event in unit if isinstance(event, ChatEvent)]
         cid = events[0].conversation_id if len(events) == len(unit) else None
         sender = await self._sender(cid) if cid is not None else None
@@ -471,10 +513,25 @@ class Relay:
             still_ours=lambda: self._lease_valid(partition), owner=self.owner,
         )  # fmt: skip
 
-    async def _sender(self, cid: ConversationId) -> SenderId | None:
+    async def _senders_of(
+        self, conversations: set[ConversationId]
+    ) -> dict[ConversationId, SenderId]:
+        """The known senders of `conversations`: the cached ones, the others looked up at once."""
+        known = {c: s for c in conversations if (s := self._cached_sender(c)) is not None}
+        missing = [c for c in conversations if c not in known]
+        found = await asyncio.gather(*(self._sender(c) for c in missing))
+        known.update((c, s) for c, s in zip(missing, found, strict=True) if s is not None)
+        return known
+
+    def _cached_sender(self, cid: ConversationId) -> SenderId | None:
         sender = self._senders.get(cid)
         if sender is not None:
             self._senders.move_to_end(cid)
+        return sender
+
+    async def _sender(self, cid: ConversationId) -> SenderId | None:
+        sender = self._cached_sender(cid)
+        if sender is not None:
             return sender
         sender = await self._store.sender_of(cid)
         if sender is not None:

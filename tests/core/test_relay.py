@@ -196,3 +196,33 @@ async def test_agent_messages_sent_while_rasa_is_stalled_go_in_one_push_once_in_
     await h.settled()
     assert h.rasa.texts("ada") == ["first", "next-0", "next-1", "next-2", "next-3"]
     assert [n for sender, n in h.rasa.posts if sender == "ada"] == [1, 4]
+
+
+async def test_a_push_rasa_holds_does_not_hold_up_another_conversation_read_with_it(
+    make_bridge: BridgeFactory,
+) -> None:
+    """One partition: zed's held push keeps the consumer in its round while ada's and bob's
+    messages are accepted, so the next round reads them together; Rasa then holds ada's push,
+    and bob's is delivered meanwhile."""
+    h = await make_bridge(relay_partitions=1)
+    cids = {sender: await h.escalate(sender) for sender in ("zed", "ada", "bob")}
+    for cid in cids.values():
+        await h.sim.desk.accept(cid, agent_name="Anna")
+    await h.settled()
+    zed, ada = h.rasa.hold("zed"), h.rasa.hold("ada")
+    await h.sim.desk.say(cids["zed"], "plug")
+    async with asyncio.timeout(10):
+        await zed.arrived.wait()
+    await h.sim.desk.say(cids["ada"], "a1")
+    await h.sim.idle()  # accepted: in the stream, behind zed's round, ahead of bob's
+    await h.sim.desk.say(cids["bob"], "b1")
+    await h.sim.idle()
+    zed.released.set()
+    async with asyncio.timeout(10):
+        await ada.arrived.wait()
+    await eventually(lambda: h.rasa.texts("bob") == ["b1"], what="bob's message, ada's held")
+    assert h.rasa.texts("ada") == []
+    ada.released.set()
+    await h.settled()
+    assert h.rasa.texts("ada") == ["a1"]
+    assert h.rasa.texts("zed") == ["plug"]

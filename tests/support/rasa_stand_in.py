@@ -5,7 +5,8 @@ tracker before pushing again" path runs against real responses. A `tracker/event
 several `bot` events is recorded as Rasa 3.6 handles it (appended, and sent to the user's
 channel, in list order): each event is a push of its own in `pushes`, in order (the benchmark
 stamps and checks each one); `posts` keeps how many events each call carried. Faults: answer a status for a
-while (`down`), or accept a push and then drop the connection (`lose_next_responses`).
+while (`down`), accept a push and then drop the connection (`lose_next_responses`), or keep one
+sender's calls waiting until released (`hold`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ class Pushed:
 
 
 @dataclass
+class Hold:
+    """One sender's calls wait until `released` is set; `arrived` is set by the first."""
+
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class RasaStandIn:
     intents: set[str] = field(
         default_factory=lambda: {
@@ -43,6 +52,7 @@ class RasaStandIn:
     lose_next_responses: int = 0  # accept the push, then drop the connection without answering
     delay_s: float = 0.0
     gate: asyncio.Event | None = None  # while given and not set, every call waits (Rasa stalled)
+    holds: dict[str, Hold] = field(default_factory=dict)  # by sender: its calls wait (`hold`)
     pushes: list[Pushed] = field(default_factory=list)
     posts: list[tuple[str, int]] = field(default_factory=list)  # (sender, events) per call
     trackers: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
@@ -56,6 +66,11 @@ class RasaStandIn:
         app.router.add_get("/version", self._version)
         app.router.add_get("/status", self._status)
         return app
+
+    def hold(self, sender: str) -> Hold:
+        """Keep the sender's calls waiting (every other sender's go on) until released."""
+        self.holds[sender] = Hold()
+        return self.holds[sender]
 
     def texts(self, sender: str) -> list[str]:
         return [p.text or "" for p in self.pushes if p.sender == sender and p.kind == "bot"]
@@ -88,6 +103,10 @@ class RasaStandIn:
             await asyncio.sleep(self.delay_s)
         if self.gate is not None:
             await self.gate.wait()
+        held = self.holds.get(request.match_info.get("sender", ""))
+        if held is not None:
+            held.arrived.set()
+            await held.released.wait()
         if self.down_status is not None:
             return web.json_response({"message": "down"}, status=self.down_status)
         return None
