@@ -61,6 +61,8 @@ def test_key_kind_hides_ids_but_keeps_the_shape() -> None:
     assert key_kind("hb:v1:{p:3}:msgs:mem-c-gateway-7") == "hb:v1:{p:*}:msgs:<conversation>"
     assert key_kind("hb:v1:{s:mem-s-gateway-17}:rec") == "hb:v1:{s:*}:rec"
     assert key_kind("hb:v1:{relays}:live") == "hb:v1:{relays}:live"
+    assert key_kind("hb:v1:{handoffs}:live:17") == "hb:v1:{handoffs}:live:<n>"
+    assert key_kind("hb:v1:{handoffs}:live") == "hb:v1:{handoffs}:live"
 
 
 def test_ratios_pair_the_two_sides_of_each_round() -> None:

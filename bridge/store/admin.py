@@ -49,10 +49,10 @@ async def live_handoffs(
 ) -> list[tuple[SenderId, HandoffRecord]]:
     """Live handoffs from the index; entries whose record is no longer live are dropped."""
     out: list[tuple[SenderId, HandoffRecord]] = []
-    for sender in await live_index.live_senders(store.redis, store.keys, limit):
+    for sender in await live_index.live_senders(store, limit):
         record = await store.load_handoff(sender)
         if record is None or not live_index.is_live(record.fields):
-            await live_index.drop(store.redis, store.keys, sender)
+            await live_index.drop(store, sender)
             continue
         out.append((sender, record))
     return out
@@ -174,5 +174,5 @@ async def forget(store: RedisStore, sender: SenderId) -> Forgotten:
         if await _owner(store, cid) == sender:
             await store.redis.delete(k.conversation(cid))
     await store.redis.hdel(k.outbox_index(), sender)
-    await live_index.drop(store.redis, store.keys, sender)
+    await live_index.drop(store, sender)
     return Forgotten(record, tuple(sorted(conversations)), outbox, dead)

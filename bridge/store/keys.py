@@ -136,6 +136,18 @@ STATE_FIELD = "state"  # the record field whose change refreshes what lives besi
 REFRESHED_FIELD = "_r"
 DAY_S = 24 * 3600
 
+# The live-handoff index is split over this many ZSETs (bridge/store/live_index.py) so that each
+# stays in Redis's compact listpack encoding (up to zset-max-listpack-entries, 128 by default),
+# which a single ZSET leaves past 128 live handoffs. Changing it would leave each sender's
+# entry in a shard it no longer maps to, where its updates and drops miss it until it lapses.
+LIVE_SHARDS = 128
+
+
+def live_shard(sender: SenderId) -> int:
+    """The shard of the live-handoff index that holds `sender`: stable across processes,
+    restarts and versions (a sender's entry is written, dropped and moved in this shard)."""
+    return zlib.crc32(sender.encode("utf-8")) % LIVE_SHARDS
+
 
 @dataclass(frozen=True, slots=True)
 class Owner:
@@ -262,11 +274,27 @@ class Keys:
         of the partitions. TTL 10x the lease, refreshed by every heartbeat."""
         return f"{self.base}{{relays}}:live"
 
-    def live_handoffs(self) -> str:
-        """ZSET: senders whose handoff is live, scored by when the entry lapses (the record's
-        TTL). Its own slot, an index that may lag (never an authority): readers drop entries
-        whose record is no longer live. TTL MAPPING_TTL_MS, refreshed by every write."""
+    def live_handoffs(self, shard: int) -> str:
+        """ZSET: one shard of the index of live handoffs (`live_shard` of the sender), member
+        the sender, scored by when the entry lapses (the record's TTL). An index that may lag
+        (never an authority): readers drop entries whose record is no longer live. All shards
+        share the `{handoffs}` slot, so one script reads them all. TTL MAPPING_TTL_MS,
+        refreshed by every write."""
+        if not 0 <= shard < LIVE_SHARDS:
+            raise ValueError(f"live-index shard {shard} not in 0..{LIVE_SHARDS - 1}")
+        return f"{self.base}{{handoffs}}:live:{shard}"
+
+    def live_handoffs_unsharded(self) -> str:
+        """ZSET: the index of live handoffs as earlier versions wrote it, one key for all
+        senders (same members and scores, same slot). Read with the shards and no longer
+        written: a sender leaves it at its next index update, the rest lapse (its TTL is that
+        of its newest entry)."""
         return f"{self.base}{{handoffs}}:live"
+
+    def live_index(self) -> list[str]:
+        """Every key of the live-handoff index, in the order its reader takes them: the
+        unsharded key, then the shards."""
+        return [self.live_handoffs_unsharded(), *map(self.live_handoffs, range(LIVE_SHARDS))]
 
     # --- one partition: {p:<n>} ---
 

@@ -1,27 +1,42 @@
-"""The index of live handoffs, so that `handoff-bridge status` lists them without SCAN.
+"""The index of live handoffs, so that `handoff-bridge status` and the recovery sweep list them
+without SCAN.
 
-One ZSET in its own slot (`Keys.live_handoffs`), member = sender, score = when the entry lapses
-(as the record would). Every command here touches that one key. It is updated in the round trip
-that follows a record write that changes the handoff's state, and the first write of each day
-(`RedisStore.save_handoff`), so it may lag the records: an extra entry (a record no longer live)
-is dropped by the reader once it has seen the record; an entry missing after a crash between the
-two round trips comes back with the handoff's next state change (queued, agent joined) or the
-next day's first write.
+`LIVE_SHARDS` ZSETs (`Keys.live_handoffs(n)`), member = sender, score = when the entry lapses
+(as the record would); a sender's entry is in shard `live_shard(sender)`. One ZSET would do,
+but past 128 members (zset-max-listpack-entries) Redis turns it from a listpack (about 30 B an
+entry) into a skiplist and a hash table (about 120 B an entry); split 128 ways, each shard stays a
+listpack up to about 12,000 live handoffs (the fullest shard then nears 128; shards past it
+turn one by one, and only they cost more). A sender longer than 64 bytes
+(zset-max-listpack-value) turns its shard too. All shards share the `{handoffs}` hash tag: one
+slot, so one script writes a sender's shard or reads them all, on a Cluster too.
+
+Written in the round trip that follows a record write that changes the handoff's state, and the
+first write of each day (`RedisStore.save_handoff`), so it may lag the records: an extra entry
+(a record no longer live) is dropped by the reader once it has seen the record; an entry missing
+after a crash between the two round trips comes back with the handoff's next state change
+(queued, agent joined) or the next day's first write.
+
+Read in one script over every shard (`scripts.LIVE_READ`): lapsed entries dropped, the shards
+merged by score (oldest entry first), the first `limit` returned.
+
+Upgrade: earlier versions kept the whole index in one key (`Keys.live_handoffs_unsharded`).
+The reader merges it with the shards, and every update or drop of a sender also removes the
+sender from it, so it drains as handoffs change state; what is left lapses (the key expires
+with its newest entry). While a process of an earlier version still runs, a sender may be in
+both (listed once), and that process lists only the unsharded key's entries.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
-
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from typing import TYPE_CHECKING, Any
 
 from bridge.handoff import Handoff
 from bridge.ids import SenderId
-from bridge.store.keys import MAPPING_TTL_MS, Keys
+from bridge.store.keys import MAPPING_TTL_MS, Keys, live_shard
 
-Client = aioredis.Redis | RedisCluster
+if TYPE_CHECKING:
+    from bridge.store.redis_store import RedisStore
 
 
 def is_live(fields: dict[str, str]) -> bool:
@@ -32,16 +47,20 @@ def update_args(keys: Keys, sender: SenderId, live: bool) -> tuple[list[str], li
     """KEYS and ARGV of `scripts.LIVE_UPDATE` for the record just written (after the write: see
     the module's docstring)."""
     lapses = int(time.time() * 1000) + MAPPING_TTL_MS
-    return [keys.live_handoffs()], [sender, 1 if live else 0, lapses, MAPPING_TTL_MS]
+    index = [keys.live_handoffs(live_shard(sender)), keys.live_handoffs_unsharded()]
+    return index, [sender, 1 if live else 0, lapses, MAPPING_TTL_MS]
 
 
-async def live_senders(client: Client, keys: Keys, limit: int) -> list[SenderId]:
-    """Senders the index lists as live (expired entries dropped first), oldest entry first."""
+async def live_senders(store: RedisStore, limit: int) -> list[SenderId]:
+    """Up to `limit` senders the index lists as live (lapsed entries dropped first), oldest
+    entry first."""
     now = int(time.time() * 1000)
-    await client.zremrangebyscore(keys.live_handoffs(), "-inf", now)
-    found: list[Any] = await client.zrange(keys.live_handoffs(), 0, limit - 1)
+    found: list[Any] = await store.scripts["live_read"](
+        keys=store.keys.live_index(), args=[now, limit]
+    )
     return [SenderId(m.decode() if isinstance(m, bytes) else m) for m in found]
 
 
-async def drop(client: Client, keys: Keys, sender: SenderId) -> None:
-    await client.zrem(keys.live_handoffs(), sender)
+async def drop(store: RedisStore, sender: SenderId) -> None:
+    keys, args = update_args(store.keys, sender, live=False)
+    await store.scripts["live_update"](keys=keys, args=args)

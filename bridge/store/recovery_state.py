@@ -58,7 +58,7 @@ async def next_senders(store: RedisStore, count: int) -> list[SenderId]:
     start again), so that bounded sweeps take turns over every live handoff."""
     cursor_key = store.keys.recovery_cursor()
     start = int(await store.redis.get(cursor_key) or 0)
-    senders = await live_index.live_senders(store.redis, store.keys, start + count)
+    senders = await live_index.live_senders(store, start + count)
     if start >= len(senders):  # past the end (handoffs ended meanwhile): from the start
         start = 0
     page = senders[start : start + count]

@@ -286,8 +286,10 @@ if before[2] ~= redis.call('HGET', KEYS[1], ARGV[5]) or before[3] ~= ARGV[7] the
 return {1, redis.call('HGET', KEYS[1], ARGV[4]) or '', refresh}
 """
 
-# KEYS: the live-handoff index (bridge/store/live_index.py). ARGV: sender, 1 when live, the
-# entry's lapse time (ms), the index's TTL (ms). An entry for a live record, none for the others.
+# KEYS: the sender's shard of the live-handoff index, the index's unsharded key (earlier
+# versions': bridge/store/live_index.py). ARGV: sender, 1 when live, the entry's lapse time (ms),
+# the shard's TTL (ms). An entry in the shard for a live record, none for the others; never one in
+# the unsharded key, which so drains as handoffs change state.
 LIVE_UPDATE: Final = """
 if ARGV[2] == '1' then
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
@@ -295,7 +297,76 @@ if ARGV[2] == '1' then
 else
   redis.call('ZREM', KEYS[1], ARGV[1])
 end
+redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
+"""
+
+# KEYS: every key of the live-handoff index (`Keys.live_index`). ARGV: now (ms), limit.
+# Drops every key's lapsed entries, then returns the first `limit` senders of all the keys
+# together, by score then sender (each ZSET's own order), each sender once (while earlier
+# versions still write the unsharded key, a sender may be in it and in its shard too). A merge
+# of the keys' ranges through a binary heap of each key's next entry, each key read a page at a
+# time (8 entries more than its even share of `limit`): a read costs about its limit plus a page
+# per key, not every entry of every key.
+LIVE_READ: Final = """
+local now, limit = ARGV[1], tonumber(ARGV[2])
+local page = math.ceil(limit / #KEYS) + 8
+local function before(a, b)
+  if a.score ~= b.score then return a.score < b.score end
+  return a.member < b.member
+end
+-- A key's cursor moves to its next entry (reading the next page when its page is spent);
+-- false past the key's last entry.
+local function advance(c)
+  if c.at > #c.flat then
+    c.rank = c.rank + #c.flat / 2
+    c.flat = redis.call('ZRANGE', KEYS[c.key], c.rank, c.rank + page - 1, 'WITHSCORES')
+    c.at = 1
+    if #c.flat == 0 then return false end
+  end
+  c.member, c.score = c.flat[c.at], tonumber(c.flat[c.at + 1])
+  c.at = c.at + 2
+  return true
+end
+local heap = {}
+local function push(c)
+  heap[#heap + 1] = c
+  local i = #heap
+  while i > 1 and before(heap[i], heap[math.floor(i / 2)]) do
+    local up = math.floor(i / 2)
+    heap[i], heap[up] = heap[up], heap[i]
+    i = up
+  end
+end
+local function pop()
+  local top = heap[1]
+  heap[1] = heap[#heap]
+  heap[#heap] = nil
+  local i = 1
+  while true do
+    local least, left, right = i, 2 * i, 2 * i + 1
+    if heap[left] and before(heap[left], heap[least]) then least = left end
+    if heap[right] and before(heap[right], heap[least]) then least = right end
+    if least == i then return top end
+    heap[i], heap[least] = heap[least], heap[i]
+    i = least
+  end
+end
+for k = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now)
+  local c = {key = k, flat = {}, at = 1, rank = 0}
+  if advance(c) then push(c) end
+end
+local out, seen = {}, {}
+while #out < limit and #heap > 0 do
+  local c = pop()
+  if not seen[c.member] then
+    seen[c.member] = true
+    out[#out + 1] = c.member
+  end
+  if advance(c) then push(c) end
+end
+return out
 """
 
 # KEYS: record. ARGV: conversation, ttl (ms), version field, conversation field.
@@ -549,6 +620,7 @@ ALL: Final = {
     "unhold_event": UNHOLD_EVENT,
     "save_handoff": SAVE_HANDOFF,
     "live_update": LIVE_UPDATE,
+    "live_read": LIVE_READ,
     "outbox_pop": OUTBOX_POP,
     "link_record": LINK_RECORD,
     "outbox_push": OUTBOX_PUSH,

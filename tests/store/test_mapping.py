@@ -8,7 +8,7 @@ import pytest
 
 from bridge.ids import ConversationId, SenderId
 from bridge.store import RedisStore
-from bridge.store.keys import MAPPING_TTL_MS
+from bridge.store.keys import MAPPING_TTL_MS, live_shard
 
 S = SenderId("sender-1")
 C = ConversationId("conv-1")
@@ -123,7 +123,7 @@ async def test_a_write_that_only_notes_the_time_refreshes_nothing_beside_the_rec
     """The mapping and the live index are refreshed when the state changes, and by the first
     write of a day; not by each of a handoff's many same-state writes (an agent's every word)."""
     await store.link(S, C)
-    reverse, index = store.keys.conversation(C), store.keys.live_handoffs()
+    reverse, index = store.keys.conversation(C), store.keys.live_handoffs(live_shard(S))
     assert await store.save_handoff(S, {"state": "with_agent", "agent_ms": "1"}, 1)
     assert await store.redis.zscore(index, S) is not None  # live: indexed
     await store.redis.pexpire(reverse, 5_000)
