@@ -20,7 +20,7 @@ import redis.exceptions as rexc
 
 from bridge.handoff import TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId, SenderId
-from bridge.store import RedisStore, Store, open_store
+from bridge.store import RedisStore, Store, live_index, open_store
 from bridge.store.base import RunAck, RunMessage
 from bridge.store.keys import OWNED
 from tests.support.store_rules import Recorder, Step, key_violations, slot, step_violations
@@ -59,6 +59,7 @@ async def drive_every_method(store: RedisStore) -> None:
     await store.sender_of(c)
     await store.load_handoff(s)
     await store.save_handoff(s, {"state": "live"}, 1)
+    await live_index.live_senders(store, 10)  # the operator's and the sweep's read
     token = await store.acquire_sender_lease(s, 60_000)
     assert token
     await store.release_sender_lease(s, token)

@@ -3,6 +3,7 @@ shards (and the unsharded key earlier versions wrote) read as one list, oldest e
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from itertools import islice
 from typing import Any
@@ -141,6 +142,21 @@ async def test_a_shard_read_page_by_page_merges_in_order(store: RedisStore) -> N
     merged = [s for pair in zip(full, other, strict=True) for s in pair]
     assert await live_index.live_senders(store, 30) == merged[:30]
     assert await live_index.live_senders(store, 1000) == merged
+
+
+@pytest.mark.parametrize("limit", [1, 7, 150, 1000])
+async def test_any_mix_of_shards_and_times_is_listed_as_one_sorted_list(
+    store: RedisStore, limit: int
+) -> None:
+    """The merge against a sort: 300 senders at random times (some the same), a quarter of
+    them in the unsharded key."""
+    rng = random.Random(limit)
+    base = now_ms() + 60_000
+    lapses = {SenderId(f"mix-{i}"): base + rng.randrange(200) for i in range(300)}
+    for i, (s, at) in enumerate(lapses.items()):
+        await (index_as_before if i % 4 == 0 else index)(store, s, at)
+    ordered = sorted(lapses, key=lambda s: (lapses[s], s))
+    assert await live_index.live_senders(store, limit) == ordered[:limit]
 
 
 async def test_entries_of_the_same_time_are_listed_by_sender(store: RedisStore) -> None:
