@@ -3,12 +3,13 @@ without SCAN.
 
 `LIVE_SHARDS` ZSETs (`Keys.live_handoffs(n)`), member = sender, score = when the entry lapses
 (as the record would); a sender's entry is in shard `live_shard(sender)`. One ZSET would do,
-but past 128 members (zset-max-listpack-entries) Redis turns it from a listpack (about 30 B an
-entry) into a skiplist and a hash table (about 120 B an entry); split 128 ways, each shard stays a
-listpack up to about 12,000 live handoffs (the fullest shard then nears 128; shards past it
-turn one by one, and only they cost more). A sender longer than 64 bytes
-(zset-max-listpack-value) turns its shard too. All shards share the `{handoffs}` hash tag: one
-slot, so one script writes a sender's shard or reads them all, on a Cluster too.
+but past 128 members (zset-max-listpack-entries) Redis turns it from a compact listpack into a
+skiplist and a hash table; split 128 ways, each shard stays a listpack up to about 12,000 live
+handoffs (the fullest shard then nears 128; shards past it turn one by one, and only they cost
+more). At 1,000 live handoffs the index costs 42 B per handoff, 118 B as one ZSET (the bench's
+memory phase). A sender longer than 64 bytes (zset-max-listpack-value) turns its shard too.
+All shards share the `{handoffs}` hash tag: one slot, so one script writes a sender's shard or
+reads them all, on a Cluster too.
 
 Written in the round trip that follows a record write that changes the handoff's state, and the
 first write of each day (`RedisStore.save_handoff`), so it may lag the records: an extra entry
