@@ -25,6 +25,7 @@ Hash tags decide the Cluster slot:
 - `{p:<n>}`: everything one relay partition owns (stream, enqueued markers, attempts, lease,
   dead letters, hold lists and the held set), so the relay's fenced steps are single-slot.
 - `{outboxes}`, `{relays}`: one deployment-wide key each.
+- `{handoffs}`: the live-handoff index, all its shards in one slot.
 
 Ids (senders, conversations, event ids) are used verbatim. They cannot collide with each other
 or break the tag: the tag is the first `{...}` of the key, which is always ours because the
