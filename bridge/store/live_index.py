@@ -56,12 +56,9 @@ async def live_senders(store: RedisStore, limit: int) -> list[SenderId]:
     """Up to `limit` senders the index lists as live (lapsed entries dropped first), oldest
     entry first."""
     now = int(time.time() * 1000)
-    found: list[Any] = await store.scripts["live_read"](
-        keys=store.keys.live_index(), args=[now, limit]
-    )
+    found: list[Any] = await store._run("live_read", store.keys.live_index(), [now, limit])
     return [SenderId(m.decode() if isinstance(m, bytes) else m) for m in found]
 
 
 async def drop(store: RedisStore, sender: SenderId) -> None:
-    keys, args = update_args(store.keys, sender, live=False)
-    await store.scripts["live_update"](keys=keys, args=args)
+    await store._run("live_update", *update_args(store.keys, sender, live=False))
