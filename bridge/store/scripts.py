@@ -301,15 +301,33 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
-# KEYS: every key of the live-handoff index (`Keys.live_index`). ARGV: now (ms), limit.
+# KEYS: every key of the live-handoff index (`Keys.live_index`). ARGV: now (ms), limit, the
+# union's threshold (below).
 # Drops every key's lapsed entries, then returns the first `limit` senders of all the keys
-# together, by score then sender (each ZSET's own order), each sender once (while earlier
-# versions still write the unsharded key, a sender may be in it and in its shard too). A merge
-# of the keys' ranges through a binary heap of each key's next entry, each key read a page at a
-# time (8 entries more than its even share of `limit`): a read costs about its limit plus a page
-# per key, not every entry of every key.
+# together, by score then sender (each ZSET's own order), each sender once at its oldest entry
+# (while earlier versions still write the unsharded key, a sender may be in it and in its shard
+# too). Two ways, the same answer: when the index holds at most `threshold` x `limit` entries,
+# ZUNION (AGGREGATE MIN) sorts them all in Redis's C, about 0.6 us an entry; else a merge of the
+# keys' ranges through a binary heap of each key's next entry, each key read a page at a time
+# (8 entries more than its even share of `limit`), which costs about 2.4 us per sender listed
+# (Redis 7.0 on the bench machine): a short list out of many entries.
 LIVE_READ: Final = """
-local now, limit = ARGV[1], tonumber(ARGV[2])
+local unpack = unpack or table.unpack
+local now, limit, threshold = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local total = 0
+for k = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now)
+  total = total + redis.call('ZCARD', KEYS[k])
+end
+local out, seen = {}, {}
+if total <= threshold * limit then
+  local union = {'ZUNION', #KEYS, unpack(KEYS)}
+  union[#union + 1] = 'AGGREGATE'
+  union[#union + 1] = 'MIN'
+  local all = redis.call(unpack(union))
+  for i = 1, math.min(limit, #all) do out[i] = all[i] end
+  return out
+end
 local page = math.ceil(limit / #KEYS) + 8
 local function before(a, b)
   if a.score ~= b.score then return a.score < b.score end
@@ -353,11 +371,9 @@ local function pop()
   end
 end
 for k = 1, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now)
   local c = {key = k, flat = {}, at = 1, rank = 0}
   if advance(c) then push(c) end
 end
-local out, seen = {}, {}
 while #out < limit and #heap > 0 do
   local c = pop()
   if not seen[c.member] then

@@ -50,6 +50,15 @@ def one_per_shard(count: int) -> list[SenderId]:
     raise AssertionError("not enough shards")
 
 
+@pytest.fixture(params=["union", "merge"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each way the reader has (`scripts.LIVE_READ`): the one sort of every entry, whatever
+    their number, or the merge of the shards, whatever the limit."""
+    threshold = 1_000_000_000 if request.param == "union" else 0
+    monkeypatch.setattr(live_index, "UNION_THRESHOLD", threshold)
+    return str(request.param)
+
+
 async def index(store: RedisStore, sender: SenderId, lapses: int) -> None:
     """An entry as `RedisStore.save_handoff` writes it, lapsing at `lapses` (ms)."""
     keys, _ = live_index.update_args(store.keys, sender, live=True)
@@ -120,6 +129,7 @@ async def test_a_live_record_is_indexed_in_its_shard_and_leaves_it_when_over(
 # --- reads ---
 
 
+@pytest.mark.usefixtures("way")
 async def test_senders_of_every_shard_are_listed_oldest_entry_first(store: RedisStore) -> None:
     spread = one_per_shard(6)
     base = now_ms() + 60_000
@@ -132,6 +142,7 @@ async def test_senders_of_every_shard_are_listed_oldest_entry_first(store: Redis
     assert await live_index.live_senders(store, 1) == oldest_first[:1]
 
 
+@pytest.mark.usefixtures("way")
 async def test_a_shard_read_page_by_page_merges_in_order(store: RedisStore) -> None:
     """A shard holding more entries than one page of the reader, interleaved with another's."""
     full, other = senders_in(5, 40), senders_in(6, 40)
@@ -144,6 +155,7 @@ async def test_a_shard_read_page_by_page_merges_in_order(store: RedisStore) -> N
     assert await live_index.live_senders(store, 1000) == merged
 
 
+@pytest.mark.usefixtures("way")
 @pytest.mark.parametrize("limit", [1, 7, 150, 1000])
 async def test_any_mix_of_shards_and_times_is_listed_as_one_sorted_list(
     store: RedisStore, limit: int
@@ -159,6 +171,7 @@ async def test_any_mix_of_shards_and_times_is_listed_as_one_sorted_list(
     assert await live_index.live_senders(store, limit) == ordered[:limit]
 
 
+@pytest.mark.usefixtures("way")
 async def test_entries_of_the_same_time_are_listed_by_sender(store: RedisStore) -> None:
     spread = sorted(one_per_shard(5))
     at = now_ms() + 60_000
@@ -167,6 +180,7 @@ async def test_entries_of_the_same_time_are_listed_by_sender(store: RedisStore) 
     assert await live_index.live_senders(store, 10) == spread
 
 
+@pytest.mark.usefixtures("way")
 async def test_lapsed_entries_are_dropped_before_the_read(store: RedisStore) -> None:
     stale, legacy_stale, live = one_per_shard(3)
     await index(store, stale, now_ms() - 1_000)
@@ -176,6 +190,7 @@ async def test_lapsed_entries_are_dropped_before_the_read(store: RedisStore) -> 
     assert await where(store, stale) == [] and await where(store, legacy_stale) == []
 
 
+@pytest.mark.usefixtures("way")
 async def test_a_limit_of_nothing_lists_nothing(store: RedisStore) -> None:
     await index(store, SenderId("kim"), now_ms() + 60_000)
     assert await live_index.live_senders(store, 0) == []
@@ -184,6 +199,7 @@ async def test_a_limit_of_nothing_lists_nothing(store: RedisStore) -> None:
 # --- the unsharded key earlier versions wrote ---
 
 
+@pytest.mark.usefixtures("way")
 async def test_entries_written_before_the_shards_are_listed_with_theirs(
     store: RedisStore,
 ) -> None:
@@ -214,6 +230,7 @@ async def test_the_unsharded_key_drains_as_handoffs_change_state(store: RedisSto
     assert set(await live_index.live_senders(store, 10)) == {moves, stays}
 
 
+@pytest.mark.usefixtures("way")
 async def test_a_sender_in_both_keys_is_listed_once_at_its_oldest_entry(
     store: RedisStore,
 ) -> None:
@@ -255,6 +272,7 @@ async def test_status_drops_entries_whose_record_is_no_longer_live(store: RedisS
 # --- the recovery sweep's pages ---
 
 
+@pytest.mark.usefixtures("way")
 async def test_recovery_pages_take_turns_over_shards_and_the_unsharded_key(
     store: RedisStore,
 ) -> None:
