@@ -18,6 +18,7 @@ the claim when it delivers, so the door answers after two round trips.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -198,8 +199,14 @@ class WebhookDoor:
 
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
     """The raw body, or None when it exceeds `limit` (declared or actual)."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
+    if request.content_length is not None:
+        if request.content_length > limit:
+            return None
+        # The declared length, in one read (a body cut short is simply not valid JSON).
+        try:
+            return await request.content.readexactly(request.content_length)
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(65536):
