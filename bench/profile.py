@@ -5,7 +5,9 @@
 Starts the runner's stand-in and `serve` (verification on), then:
 1. a saturated phase under `py-spy record` (flame graph, SVG) and one more for the collapsed
    stacks (`--format raw`), summarized as the inclusive share of the hot functions;
-2. a paced phase (half the saturated rate) under `redis-cli MONITOR`: Redis commands per event
+2. the same for a paced phase (half the saturated rate): few commands share a write there and
+   each event is worked alone, so its CPU per event is not the saturated one's;
+3. a paced phase under `redis-cli MONITOR`: Redis commands per event
    (sent by serve, and run inside its scripts), and each event's timeline: posted -> enqueued
    by the door -> first read by the relay (its attempt counted) -> at the stand-in -> acked.
 py-spy needs ptrace rights (root, or kernel.yama.ptrace_scope=0). It pauses serve for each
@@ -160,6 +162,18 @@ async def profile(api: str, events: int, out: Path, redis_url: str) -> dict[str,
                 _stop(spy)
             result["hot"] = hot_functions(out / f"stacks-{api}-saturated.txt")
             rate = warm["delivered_per_s"] / 2
+            # The paced path too: at half the saturated rate few commands share a write, and
+            # each event is worked alone, so its CPU per event is not the saturated one's.
+            for fmt, name in (
+                ("flamegraph", f"flame-{api}-paced.svg"),
+                ("raw", f"stacks-{api}-paced.txt"),
+            ):
+                spy = _pyspy(serve.pid, out / name, fmt)
+                result[f"paced_{fmt}"] = await phases.run_phase(
+                    "paced", serve, stand, batch(int(rate * 8)), rate=rate
+                )
+                _stop(spy)
+            result["hot_paced"] = hot_functions(out / f"stacks-{api}-paced.txt")
             result["paced"] = await _monitored(
                 serve, stand, batch(int(rate * 10)), rate, prefix, out, result
             )

@@ -326,6 +326,8 @@ class Relay:
         first failure is raised (its lane's entries stay in the stream, in order, for the
         next round)."""
         consumer = asyncio.current_task()
+        if len(lanes) == 1:  # the common case at a paced load: no task to start and gather
+            return await self._lane(partition, lanes[0], held, consumer)
         tasks = [
             asyncio.create_task(
                 self._lane(partition, lane, held, consumer), name=f"relay-p{partition}-lane{i}"
