@@ -101,7 +101,9 @@ _UNAVAILABLE = (
     TimeoutError,
 )
 
-_TRANSIENT_REPLIES = ("OOM", "BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
+# Reply errors that mean Redis cannot take writes now, by the code the message starts with.
+# redis-py strips the code of an OOM reply (it raises OutOfMemoryError), so that one goes by type.
+_TRANSIENT_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
 
 _STREAM_ID = re.compile(r"\d+-\d+")
 
@@ -128,7 +130,7 @@ def _guarded(
         except rexc.ResponseError as exc:
             # Out of memory, busy with a script, loading, failing over: Redis is there but
             # cannot take writes now. Callers answer 503 / retry, as for a dropped connection.
-            if str(exc).startswith(_TRANSIENT_REPLIES):
+            if isinstance(exc, rexc.OutOfMemoryError) or str(exc).startswith(_TRANSIENT_REPLIES):
                 raise StoreUnavailable(f"redis unavailable: {exc}") from exc
             raise
 
