@@ -109,6 +109,8 @@ class Line:
     async def batch(self, commands: Sequence[Command]) -> list[Any]:
         """The replies to `commands`, sent together and run in order (not a transaction: other
         callers' commands may run between them). A reply error takes its reply's place."""
+        if not commands:
+            return []  # in line, it would take the next request's replies as its own
         try:
             return await self._send(commands)
         except _RETRIED:

@@ -160,3 +160,13 @@ async def _blocked_on(client: aioredis.Redis) -> None:
         # Polled: Redis has no event for it.
         while "cmd=blpop" not in str(await client.execute_command("CLIENT", "LIST")):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+
+
+async def test_an_empty_batch_is_answered_at_once_and_takes_no_reply(
+    client: aioredis.Redis,
+) -> None:
+    line = Line.of(client, reply_timeout_s=60)
+    async with asyncio.timeout(5):
+        assert await line.batch([]) == []
+        assert await line.execute("ECHO", "next") == "next"
+    await line.close()
