@@ -84,7 +84,8 @@ class Line:
         self._wait_s = wait_s
         self._reply_timeout_s = reply_timeout_s
         self._link: _Link | None = None
-        self._opening = asyncio.Lock()
+        self._opening: asyncio.Task[_Link] | None = None
+        self._closed = False
 
     @classmethod
     def of(cls, client: aioredis.Redis, **options: Any) -> Line:
@@ -118,9 +119,12 @@ class Line:
             return await self._send(commands)
 
     async def close(self) -> None:
-        if self._link is not None:
-            await self._link.close(rexc.ConnectionError("the line was closed"))
-            self._link = None
+        """Fails what is in flight; the line opens no connection again (a connection being
+        opened is closed as soon as it is made)."""
+        self._closed = True
+        link, self._link = self._link, None
+        if link is not None:
+            await link.close(rexc.ConnectionError("the line was closed"))
 
     async def _send(self, commands: Sequence[Command]) -> list[Any]:
         await self._take_slot()
@@ -144,13 +148,31 @@ class Line:
         link = self._link
         if link is not None and not link.closed:
             return link
-        async with self._opening:
-            if self._link is None or self._link.closed:
-                conn = self._connect()
-                async with asyncio.timeout(CONNECT_TIMEOUT_S + self._reply_timeout_s):
-                    await conn.connect()  # type: ignore[no-untyped-call]
-                self._link = _Link(conn, self._reply_timeout_s)
-            return self._link
+        if self._closed:
+            raise rexc.ConnectionError("the line was closed")
+        if self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(self._new_link())
+            self._opening.add_done_callback(_retrieved)
+        # One attempt for every caller waiting on it, and its failure for all: one attempt
+        # each, one after another, would hold the k-th caller k connect timeouts when Redis
+        # accepts but does not answer. Shielded: a caller that gives up leaves it to the rest.
+        return await asyncio.shield(self._opening)
+
+    async def _new_link(self) -> _Link:
+        conn = self._connect()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S + self._reply_timeout_s):
+                await conn.connect()  # type: ignore[no-untyped-call]
+            if self._closed:
+                raise rexc.ConnectionError("the line was closed")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+            raise
+        finally:
+            self._opening = None
+        self._link = _Link(conn, self._reply_timeout_s)
+        return self._link
 
 
 class _Link:
@@ -240,6 +262,12 @@ class _Link:
             self._loop.create_task(self.close(timeout))
             return
         self._watch = self._loop.call_later(WATCH_EVERY_S, self._check)
+
+
+def _retrieved(task: asyncio.Task[_Link]) -> None:
+    # An opening whose callers all gave up: its failure is theirs, not an unretrieved one.
+    if not task.cancelled():
+        task.exception()
 
 
 def _packed(commands: Sequence[Command]) -> bytes:

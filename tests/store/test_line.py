@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
+from redis.asyncio.connection import AbstractConnection
 
+from bridge.store import line as line_module
 from bridge.store.embedded import embedded_client, redis_client
 from bridge.store.line import Line
+from tests.support.own_redis import OwnRedis
 
 EMBEDDED = "embedded"
 
@@ -162,6 +166,32 @@ async def _blocked_on(client: aioredis.Redis) -> None:
             await asyncio.sleep(0.01)
 
 
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    """A redis-server of this test's own (to stop, or to start with a password)."""
+    if not OwnRedis.available():
+        pytest.skip("no redis-server")
+    server = OwnRedis("--requirepass", "s3cret")
+    server.start()
+    yield server
+    server.stop()
+
+
+def own_client(server: OwnRedis, db: int = 0) -> aioredis.Redis:
+    made = redis_client(f"redis://:s3cret@127.0.0.1:{server.port}/{db}")
+    assert isinstance(made, aioredis.Redis)
+    return made
+
+
+async def test_the_line_logs_in_and_selects_the_clients_db(own_redis: OwnRedis) -> None:
+    client = own_client(own_redis, db=3)
+    line = Line.of(client)
+    await line.execute("SET", "line-db", "3")
+    assert await client.get("line-db") == "3"
+    await line.close()
+    await client.aclose()
+
+
 async def test_an_empty_batch_is_answered_at_once_and_takes_no_reply(
     client: aioredis.Redis,
 ) -> None:
@@ -170,3 +200,65 @@ async def test_an_empty_batch_is_answered_at_once_and_takes_no_reply(
         assert await line.batch([]) == []
         assert await line.execute("ECHO", "next") == "next"
     await line.close()
+
+
+async def test_a_closed_line_opens_no_connection(client: aioredis.Redis) -> None:
+    line = Line.of(client)
+    await line.execute("PING")
+    await line.close()
+    with pytest.raises(rexc.ConnectionError):
+        await line.execute("PING")
+    assert line.connections == 0
+
+
+async def test_a_close_while_connecting_leaves_no_connection(client: aioredis.Redis) -> None:
+    entered, go_on = asyncio.Event(), asyncio.Event()
+    made: list[AbstractConnection] = []
+    pool = client.connection_pool
+
+    def connect() -> AbstractConnection:
+        conn = pool.connection_class(**pool.connection_kwargs)
+        handshake = conn.connect
+
+        async def held() -> None:
+            entered.set()
+            await go_on.wait()
+            await handshake()  # type: ignore[no-untyped-call]
+
+        conn.connect = held  # type: ignore[method-assign]
+        made.append(conn)
+        return conn
+
+    line = Line(connect)
+    caller = asyncio.create_task(line.execute("PING"))
+    await entered.wait()  # the caller is inside the opening
+    await line.close()
+    go_on.set()
+    with pytest.raises(rexc.ConnectionError):
+        await caller
+    assert line.connections == 0
+    assert made and not any(conn.is_connected for conn in made)
+
+
+async def test_callers_waiting_for_a_connection_share_one_attempt(
+    own_redis: OwnRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis stopped: each caller fails in about one reply timeout plus one connect timeout,
+    not one connect timeout per caller before it (connects one after another)."""
+    monkeypatch.setattr(line_module, "CONNECT_TIMEOUT_S", 0.1)
+    client = own_client(own_redis)
+    line = Line.of(client, reply_timeout_s=0.2)
+    await line.execute("PING")
+    own_redis.pause()
+    started = time.monotonic()
+    outcomes = await asyncio.gather(
+        *(line.execute("PING") for _ in range(20)), return_exceptions=True
+    )
+    took = time.monotonic() - started
+    assert all(isinstance(o, rexc.TimeoutError | TimeoutError) for o in outcomes), outcomes
+    # At worst: the watch's period and the reply timeout, then two openings (one per try).
+    assert took < line_module.WATCH_EVERY_S + 0.2 + 2 * (0.1 + 0.2) + 1.0, took
+    own_redis.resume()
+    assert await line.execute("PING") == "PONG"  # the line recovers once Redis answers again
+    await line.close()
+    await client.aclose()
