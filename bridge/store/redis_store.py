@@ -218,10 +218,19 @@ class RedisStore:
                 return replies
             if not any(isinstance(e, rexc.NoScriptError) for e in errors):
                 raise errors[0]
-            for name, _keys, _args in calls:
-                if not isinstance(name, _Plain):
-                    await self.line.execute("SCRIPT", "LOAD", self.scripts[name].script)
+            await self._load_scripts()
         raise StoreUnavailable("redis keeps forgetting the store's scripts")
+
+    async def _load_scripts(self) -> None:
+        """Every script of the store, in one batch: on the line's one connection, another step
+        goes out before all of them or after all of them. Reloading only a step's own would let
+        a later step find one script back and the one before it missing: it would run in part,
+        out of order (an ack before the settle it must follow), then whole when sent again."""
+        assert self.line is not None
+        loads = [["SCRIPT", "LOAD", script.script] for script in self.scripts.values()]
+        for reply in await self.line.batch(loads):
+            if isinstance(reply, rexc.ResponseError):
+                raise reply
 
     def _command(self, call: Call) -> list[Any]:
         name, keys, args = call
