@@ -61,7 +61,8 @@ RETRY_PAUSE_S = 0.05
 
 @dataclass(eq=False)
 class _Request:
-    commands: Sequence[Command]
+    packed: bytes
+    count: int  # commands, so replies, in `packed`
     future: asyncio.Future[list[Any]]
     since: float
     replies: list[Any] = field(default_factory=list)
@@ -195,7 +196,10 @@ class _Link:
     async def send(self, commands: Sequence[Command]) -> list[Any]:
         if self.closed:
             raise rexc.ConnectionError("the connection to redis was lost")
-        request = _Request(commands, self._loop.create_future(), self._loop.time())
+        # Packed here, not by the writer: arguments that cannot be sent fail their caller only,
+        # not the connection and every request written with them.
+        packed = _packed(commands)
+        request = _Request(packed, len(commands), self._loop.create_future(), self._loop.time())
         self._outgoing.append(request)
         if self._writer is None:
             # Written after whatever else runs in this turn of the loop: one write for all.
@@ -224,7 +228,7 @@ class _Link:
                 batch, self._outgoing = self._outgoing, []
                 self._waiting.extend(batch)
                 self._have_waiting.set()
-                packed = b"".join(_packed(request.commands) for request in batch)
+                packed = b"".join(request.packed for request in batch)
                 await self._conn.send_packed_command(packed, check_health=False)
         except BaseException as exc:
             await self.close(_as_connection_error(exc))
@@ -245,7 +249,7 @@ class _Link:
                 except rexc.ResponseError as exc:
                     reply = exc
                 request.replies.append(reply)
-                if len(request.replies) == len(request.commands):
+                if len(request.replies) == request.count:
                     self._waiting.popleft()
                     if not request.future.done():  # a cancelled caller's replies are dropped
                         request.future.set_result(request.replies)

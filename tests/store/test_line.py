@@ -262,3 +262,20 @@ async def test_callers_waiting_for_a_connection_share_one_attempt(
     assert await line.execute("PING") == "PONG"  # the line recovers once Redis answers again
     await line.close()
     await client.aclose()
+
+
+async def test_a_command_that_cannot_be_sent_fails_its_caller_only(client: aioredis.Redis) -> None:
+    """A bug in one caller's arguments is that caller's, not Redis unavailable for the callers
+    whose commands would have gone out in the same write."""
+    line = Line.of(client)
+    await line.execute("PING")  # open: the rest go out in one write
+    outcomes = await asyncio.gather(
+        line.execute("ECHO", "before"),
+        line.execute("ECHO", None),
+        line.execute("ECHO", "after"),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == "before" and outcomes[2] == "after", outcomes
+    assert isinstance(outcomes[1], TypeError), outcomes
+    assert line.connections == 1  # nothing broke the order of the replies
+    await line.close()
