@@ -59,6 +59,11 @@ _RETRIED = (rexc.ConnectionError, rexc.TimeoutError, ConnectionError, TimeoutErr
 RETRY_PAUSE_S = 0.05
 
 
+class _NotRetried(rexc.ConnectionError):
+    """A line full or closed: a new connection cures neither, and a full line's wait is the
+    caller's bound, not to be waited twice."""
+
+
 @dataclass(eq=False)
 class _Request:
     packed: bytes
@@ -115,6 +120,8 @@ class Line:
             return []  # in line, it would take the next request's replies as its own
         try:
             return await self._send(commands)
+        except _NotRetried:
+            raise
         except _RETRIED:
             await asyncio.sleep(RETRY_PAUSE_S)
             return await self._send(commands)
@@ -143,14 +150,14 @@ class Line:
             async with asyncio.timeout(self._wait_s):
                 await self._slots.acquire()
         except TimeoutError:
-            raise rexc.ConnectionError("no room on the line to redis in time") from None
+            raise _NotRetried("no room on the line to redis in time") from None
 
     async def _open(self) -> _Link:
         link = self._link
         if link is not None and not link.closed:
             return link
         if self._closed:
-            raise rexc.ConnectionError("the line was closed")
+            raise _NotRetried("the line was closed")
         if self._opening is None:
             self._opening = asyncio.get_running_loop().create_task(self._new_link())
             self._opening.add_done_callback(_retrieved)

@@ -129,11 +129,13 @@ async def test_callers_past_the_limit_wait_then_fail_like_a_full_pool(
     client: aioredis.Redis, key: str
 ) -> None:
     real_only(client, "fakeredis answers BLPOP at once: nothing holds the connection")
-    line = Line.of(client, limit=1, wait_s=0.2)
+    line = Line.of(client, limit=1, wait_s=0.3)
     holder = asyncio.create_task(line.execute("BLPOP", key, 5))
     await _blocked_on(client)
+    started = time.monotonic()
     with pytest.raises(rexc.ConnectionError, match="no room"):
         await line.execute("ECHO", "x")
+    assert time.monotonic() - started < 0.3 * 1.8  # one wait: a full line is not retried
     await client.rpush(key, "v")
     assert await holder == [key, "v"]
     assert await line.execute("ECHO", "y") == "y"  # the slot came back
