@@ -213,6 +213,19 @@ async def test_a_closed_line_opens_no_connection(client: aioredis.Redis) -> None
     assert line.connections == 0
 
 
+async def test_a_caller_in_flight_when_the_line_closes_does_not_reopen_it(
+    client: aioredis.Redis,
+) -> None:
+    line = Line.of(client)
+    await line.execute("PING")
+    caller = asyncio.create_task(line.execute("ECHO", "x"))
+    await asyncio.sleep(0)  # the caller's request is in line, not yet answered
+    await line.close()
+    with pytest.raises(rexc.ConnectionError):
+        await caller  # its retry finds the line closed
+    assert line.connections == 0
+
+
 async def test_a_close_while_connecting_leaves_no_connection(client: aioredis.Redis) -> None:
     entered, go_on = asyncio.Event(), asyncio.Event()
     made: list[AbstractConnection] = []
