@@ -192,6 +192,7 @@ class RedisStore:
         # live (`keys.claim_buckets`); the door and the relay's settle must agree on it.
         self.event_dedupe_ttl_s = DAY_S
         self.clock: Callable[[], float] = time.time  # picks the claims' buckets (tests move it)
+        self._reloading: asyncio.Task[None] | None = None
         # Registered once; each call is EVALSHA, with a reload if the server lost the script.
         self.scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in scripts.ALL.items()
@@ -225,7 +226,22 @@ class RedisStore:
         """Every script of the store, in one batch: on the line's one connection, another step
         goes out before all of them or after all of them. Reloading only a step's own would let
         a later step find one script back and the one before it missing: it would run in part,
-        out of order (an ack before the settle it must follow), then whole when sent again."""
+        out of order (an ack before the settle it must follow), then whole when sent again.
+        One reload at a time, shared: every step in flight after a restart finds NOSCRIPT, and
+        its NOSCRIPT came before the reload in progress was written, so that reload is enough."""
+        if self._reloading is None:
+            self._reloading = asyncio.get_running_loop().create_task(self._reload())
+            # Its failure is its callers'; retrieved even if they all gave up.
+            self._reloading.add_done_callback(lambda t: t.cancelled() or t.exception())
+        await asyncio.shield(self._reloading)
+
+    async def _reload(self) -> None:
+        try:
+            await self._send_scripts()
+        finally:
+            self._reloading = None
+
+    async def _send_scripts(self) -> None:
         assert self.line is not None
         loads = [["SCRIPT", "LOAD", script.script] for script in self.scripts.values()]
         for reply in await self.line.batch(loads):

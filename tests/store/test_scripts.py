@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,4 +49,25 @@ async def test_after_a_flush_the_first_reload_brings_back_every_script() -> None
     store.line.batch = recorded  # type: ignore[method-assign]
     assert await store.ack_event(0, second.entry_id, "o", second.event_id)  # settle, then ack
     assert sent == [["EVALSHA", "EVALSHA"]]  # once: every script was back
+    await store.close()
+
+
+async def test_steps_that_find_the_scripts_gone_share_one_reload() -> None:
+    store = await open_store(None, partitions=2)
+    assert store.line is not None
+    await store.redis.script_flush()  # as after a Redis restart or failover
+    reloads = 0
+    batch = store.line.batch
+
+    async def counted(commands: Sequence[Sequence[Any]]) -> list[Any]:
+        nonlocal reloads
+        reloads += commands[0][0] == "SCRIPT"
+        return await batch(commands)
+
+    store.line.batch = counted  # type: ignore[method-assign]
+    done = await asyncio.gather(
+        *(store.enqueue_event(0, EventId(f"e{i}"), "p", 60) for i in range(50))
+    )
+    assert all(done)
+    assert reloads == 1
     await store.close()
