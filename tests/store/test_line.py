@@ -104,11 +104,14 @@ async def _answers_the_handshake_only(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     """A server that says OK to each command of the connection's handshake, then to nothing."""
-    while data := await reader.read(65536):
-        if b"PING" in data:
-            continue  # silence from here on
-        commands = sum(1 for line in data.split(b"\r\n") if line.startswith(b"*"))
-        writer.write(b"+OK\r\n" * commands)
+    try:
+        while data := await reader.read(65536):
+            if b"PING" in data:
+                continue  # silence from here on
+            commands = sum(1 for line in data.split(b"\r\n") if line.startswith(b"*"))
+            writer.write(b"+OK\r\n" * commands)
+    finally:
+        writer.close()
 
 
 async def test_a_server_that_does_not_answer_fails_the_callers_in_time() -> None:
