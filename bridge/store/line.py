@@ -23,7 +23,8 @@ the client. What this module owns, and why it is safe:
 - No reply within `reply_timeout_s` of the oldest waiting request fails the connection (one
   timer a second, not one per command).
 - At most `limit` requests in flight; past that a caller waits up to `wait_s`, then gets the
-  `ConnectionError` a full pool gives.
+  `ConnectionError` a full pool gives (not retried).
+- Callers waiting for a connection share one attempt to open it, and its failure.
 - One retry, on a new connection, after a connection error or timeout, as the client's
   `Retry(retries=1)` did for these commands (they are idempotent or fenced).
 - Commands that block the connection (BLPOP, XREAD BLOCK, SUBSCRIBE) never go through here: they
@@ -172,7 +173,7 @@ class Line:
             async with asyncio.timeout(CONNECT_TIMEOUT_S + self._reply_timeout_s):
                 await conn.connect()  # type: ignore[no-untyped-call]
             if self._closed:
-                raise rexc.ConnectionError("the line was closed")
+                raise _NotRetried("the line was closed")
         except BaseException:
             with contextlib.suppress(Exception):
                 await conn.disconnect(nowait=True)
