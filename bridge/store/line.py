@@ -23,7 +23,8 @@ the client. What this module owns, and why it is safe:
 - No reply within `reply_timeout_s` of the oldest waiting request fails the connection (one
   timer a second, not one per command).
 - At most `limit` requests in flight; past that a caller waits up to `wait_s`, then gets the
-  `ConnectionError` a full pool gives.
+  `ConnectionError` a full pool gives (not retried).
+- Callers waiting for a connection share one attempt to open it, and its failure.
 - One retry, on a new connection, after a connection error or timeout, as the client's
   `Retry(retries=1)` did for these commands (they are idempotent or fenced).
 - Commands that block the connection (BLPOP, XREAD BLOCK, SUBSCRIBE) never go through here: they
@@ -59,9 +60,15 @@ _RETRIED = (rexc.ConnectionError, rexc.TimeoutError, ConnectionError, TimeoutErr
 RETRY_PAUSE_S = 0.05
 
 
+class _NotRetried(rexc.ConnectionError):
+    """A line full or closed: a new connection cures neither, and a full line's wait is the
+    caller's bound, not to be waited twice."""
+
+
 @dataclass(eq=False)
 class _Request:
-    commands: Sequence[Command]
+    packed: bytes
+    count: int  # commands, so replies, in `packed`
     future: asyncio.Future[list[Any]]
     since: float
     replies: list[Any] = field(default_factory=list)
@@ -84,7 +91,8 @@ class Line:
         self._wait_s = wait_s
         self._reply_timeout_s = reply_timeout_s
         self._link: _Link | None = None
-        self._opening = asyncio.Lock()
+        self._opening: asyncio.Task[_Link] | None = None
+        self._closed = False
 
     @classmethod
     def of(cls, client: aioredis.Redis, **options: Any) -> Line:
@@ -109,16 +117,23 @@ class Line:
     async def batch(self, commands: Sequence[Command]) -> list[Any]:
         """The replies to `commands`, sent together and run in order (not a transaction: other
         callers' commands may run between them). A reply error takes its reply's place."""
+        if not commands:
+            return []  # in line, it would take the next request's replies as its own
         try:
             return await self._send(commands)
+        except _NotRetried:
+            raise
         except _RETRIED:
             await asyncio.sleep(RETRY_PAUSE_S)
             return await self._send(commands)
 
     async def close(self) -> None:
-        if self._link is not None:
-            await self._link.close(rexc.ConnectionError("the line was closed"))
-            self._link = None
+        """Fails what is in flight; the line opens no connection again (a connection being
+        opened is closed as soon as it is made)."""
+        self._closed = True
+        link, self._link = self._link, None
+        if link is not None:
+            await link.close(rexc.ConnectionError("the line was closed"))
 
     async def _send(self, commands: Sequence[Command]) -> list[Any]:
         await self._take_slot()
@@ -136,19 +151,37 @@ class Line:
             async with asyncio.timeout(self._wait_s):
                 await self._slots.acquire()
         except TimeoutError:
-            raise rexc.ConnectionError("no room on the line to redis in time") from None
+            raise _NotRetried("no room on the line to redis in time") from None
 
     async def _open(self) -> _Link:
         link = self._link
         if link is not None and not link.closed:
             return link
-        async with self._opening:
-            if self._link is None or self._link.closed:
-                conn = self._connect()
-                async with asyncio.timeout(CONNECT_TIMEOUT_S + self._reply_timeout_s):
-                    await conn.connect()  # type: ignore[no-untyped-call]
-                self._link = _Link(conn, self._reply_timeout_s)
-            return self._link
+        if self._closed:
+            raise _NotRetried("the line was closed")
+        if self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(self._new_link())
+            self._opening.add_done_callback(_retrieved)
+        # One attempt for every caller waiting on it, and its failure for all: one attempt
+        # each, one after another, would hold the k-th caller k connect timeouts when Redis
+        # accepts but does not answer. Shielded: a caller that gives up leaves it to the rest.
+        return await asyncio.shield(self._opening)
+
+    async def _new_link(self) -> _Link:
+        conn = self._connect()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S + self._reply_timeout_s):
+                await conn.connect()  # type: ignore[no-untyped-call]
+            if self._closed:
+                raise _NotRetried("the line was closed")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+            raise
+        finally:
+            self._opening = None
+        self._link = _Link(conn, self._reply_timeout_s)
+        return self._link
 
 
 class _Link:
@@ -171,7 +204,10 @@ class _Link:
     async def send(self, commands: Sequence[Command]) -> list[Any]:
         if self.closed:
             raise rexc.ConnectionError("the connection to redis was lost")
-        request = _Request(commands, self._loop.create_future(), self._loop.time())
+        # Packed here, not by the writer: arguments that cannot be sent fail their caller only,
+        # not the connection and every request written with them.
+        packed = _packed(commands)
+        request = _Request(packed, len(commands), self._loop.create_future(), self._loop.time())
         self._outgoing.append(request)
         if self._writer is None:
             # Written after whatever else runs in this turn of the loop: one write for all.
@@ -200,7 +236,7 @@ class _Link:
                 batch, self._outgoing = self._outgoing, []
                 self._waiting.extend(batch)
                 self._have_waiting.set()
-                packed = b"".join(_packed(request.commands) for request in batch)
+                packed = b"".join(request.packed for request in batch)
                 await self._conn.send_packed_command(packed, check_health=False)
         except BaseException as exc:
             await self.close(_as_connection_error(exc))
@@ -221,7 +257,7 @@ class _Link:
                 except rexc.ResponseError as exc:
                     reply = exc
                 request.replies.append(reply)
-                if len(request.replies) == len(request.commands):
+                if len(request.replies) == request.count:
                     self._waiting.popleft()
                     if not request.future.done():  # a cancelled caller's replies are dropped
                         request.future.set_result(request.replies)
@@ -238,6 +274,12 @@ class _Link:
             self._loop.create_task(self.close(timeout))
             return
         self._watch = self._loop.call_later(WATCH_EVERY_S, self._check)
+
+
+def _retrieved(task: asyncio.Task[_Link]) -> None:
+    # An opening whose callers all gave up: its failure is theirs, not an unretrieved one.
+    if not task.cancelled():
+        task.exception()
 
 
 def _packed(commands: Sequence[Command]) -> bytes:

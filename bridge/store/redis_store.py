@@ -101,7 +101,9 @@ _UNAVAILABLE = (
     TimeoutError,
 )
 
-_TRANSIENT_REPLIES = ("OOM", "BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
+# Reply errors that mean Redis cannot take writes now, by the code the message starts with.
+# redis-py strips the code of an OOM reply (it raises OutOfMemoryError), so that one goes by type.
+_TRANSIENT_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
 
 _STREAM_ID = re.compile(r"\d+-\d+")
 
@@ -128,7 +130,7 @@ def _guarded(
         except rexc.ResponseError as exc:
             # Out of memory, busy with a script, loading, failing over: Redis is there but
             # cannot take writes now. Callers answer 503 / retry, as for a dropped connection.
-            if str(exc).startswith(_TRANSIENT_REPLIES):
+            if isinstance(exc, rexc.OutOfMemoryError) or str(exc).startswith(_TRANSIENT_REPLIES):
                 raise StoreUnavailable(f"redis unavailable: {exc}") from exc
             raise
 
@@ -190,6 +192,7 @@ class RedisStore:
         # live (`keys.claim_buckets`); the door and the relay's settle must agree on it.
         self.event_dedupe_ttl_s = DAY_S
         self.clock: Callable[[], float] = time.time  # picks the claims' buckets (tests move it)
+        self._reloading: asyncio.Task[None] | None = None
         # Registered once; each call is EVALSHA, with a reload if the server lost the script.
         self.scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in scripts.ALL.items()
@@ -216,10 +219,34 @@ class RedisStore:
                 return replies
             if not any(isinstance(e, rexc.NoScriptError) for e in errors):
                 raise errors[0]
-            for name, _keys, _args in calls:
-                if not isinstance(name, _Plain):
-                    await self.line.execute("SCRIPT", "LOAD", self.scripts[name].script)
+            await self._load_scripts()
         raise StoreUnavailable("redis keeps forgetting the store's scripts")
+
+    async def _load_scripts(self) -> None:
+        """Every script of the store, in one batch: on the line's one connection, another step
+        goes out before all of them or after all of them. Reloading only a step's own would let
+        a later step find one script back and the one before it missing: it would run in part,
+        out of order (an ack before the settle it must follow), then whole when sent again.
+        One reload at a time, shared: every step in flight after a restart finds NOSCRIPT, and
+        its NOSCRIPT came before the reload in progress was written, so that reload is enough."""
+        if self._reloading is None:
+            self._reloading = asyncio.get_running_loop().create_task(self._reload())
+            # Its failure is its callers'; retrieved even if they all gave up.
+            self._reloading.add_done_callback(lambda t: t.cancelled() or t.exception())
+        await asyncio.shield(self._reloading)
+
+    async def _reload(self) -> None:
+        try:
+            await self._send_scripts()
+        finally:
+            self._reloading = None
+
+    async def _send_scripts(self) -> None:
+        assert self.line is not None
+        loads = [["SCRIPT", "LOAD", script.script] for script in self.scripts.values()]
+        for reply in await self.line.batch(loads):
+            if isinstance(reply, rexc.ResponseError):
+                raise reply
 
     def _command(self, call: Call) -> list[Any]:
         name, keys, args = call

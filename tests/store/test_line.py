@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
+from redis.asyncio.connection import AbstractConnection
 
+from bridge.store import line as line_module
 from bridge.store.embedded import embedded_client, redis_client
 from bridge.store.line import Line
+from tests.support.own_redis import OwnRedis
 
 EMBEDDED = "embedded"
 
@@ -100,11 +104,14 @@ async def _answers_the_handshake_only(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     """A server that says OK to each command of the connection's handshake, then to nothing."""
-    while data := await reader.read(65536):
-        if b"PING" in data:
-            continue  # silence from here on
-        commands = sum(1 for line in data.split(b"\r\n") if line.startswith(b"*"))
-        writer.write(b"+OK\r\n" * commands)
+    try:
+        while data := await reader.read(65536):
+            if b"PING" in data:
+                continue  # silence from here on
+            commands = sum(1 for line in data.split(b"\r\n") if line.startswith(b"*"))
+            writer.write(b"+OK\r\n" * commands)
+    finally:
+        writer.close()
 
 
 async def test_a_server_that_does_not_answer_fails_the_callers_in_time() -> None:
@@ -125,11 +132,13 @@ async def test_callers_past_the_limit_wait_then_fail_like_a_full_pool(
     client: aioredis.Redis, key: str
 ) -> None:
     real_only(client, "fakeredis answers BLPOP at once: nothing holds the connection")
-    line = Line.of(client, limit=1, wait_s=0.2)
+    line = Line.of(client, limit=1, wait_s=0.3)
     holder = asyncio.create_task(line.execute("BLPOP", key, 5))
     await _blocked_on(client)
+    started = time.monotonic()
     with pytest.raises(rexc.ConnectionError, match="no room"):
         await line.execute("ECHO", "x")
+    assert time.monotonic() - started < 0.3 * 1.8  # one wait: a full line is not retried
     await client.rpush(key, "v")
     assert await holder == [key, "v"]
     assert await line.execute("ECHO", "y") == "y"  # the slot came back
@@ -160,3 +169,131 @@ async def _blocked_on(client: aioredis.Redis) -> None:
         # Polled: Redis has no event for it.
         while "cmd=blpop" not in str(await client.execute_command("CLIENT", "LIST")):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    """A redis-server of this test's own (to stop, or to start with a password)."""
+    if not OwnRedis.available():
+        pytest.skip("no redis-server")
+    server = OwnRedis("--requirepass", "s3cret")
+    server.start()
+    yield server
+    server.stop()
+
+
+def own_client(server: OwnRedis, db: int = 0) -> aioredis.Redis:
+    made = redis_client(f"redis://:s3cret@127.0.0.1:{server.port}/{db}")
+    assert isinstance(made, aioredis.Redis)
+    return made
+
+
+async def test_the_line_logs_in_and_selects_the_clients_db(own_redis: OwnRedis) -> None:
+    client = own_client(own_redis, db=3)
+    line = Line.of(client)
+    await line.execute("SET", "line-db", "3")
+    assert await client.get("line-db") == "3"
+    await line.close()
+    await client.aclose()
+
+
+async def test_an_empty_batch_is_answered_at_once_and_takes_no_reply(
+    client: aioredis.Redis,
+) -> None:
+    line = Line.of(client, reply_timeout_s=60)
+    async with asyncio.timeout(5):
+        assert await line.batch([]) == []
+        assert await line.execute("ECHO", "next") == "next"
+    await line.close()
+
+
+async def test_a_closed_line_opens_no_connection(client: aioredis.Redis) -> None:
+    line = Line.of(client)
+    await line.execute("PING")
+    await line.close()
+    with pytest.raises(rexc.ConnectionError):
+        await line.execute("PING")
+    assert line.connections == 0
+
+
+async def test_a_caller_in_flight_when_the_line_closes_does_not_reopen_it(
+    client: aioredis.Redis,
+) -> None:
+    line = Line.of(client)
+    await line.execute("PING")
+    caller = asyncio.create_task(line.execute("ECHO", "x"))
+    await asyncio.sleep(0)  # the caller's request is in line, not yet answered
+    await line.close()
+    with pytest.raises(rexc.ConnectionError):
+        await caller  # its retry finds the line closed
+    assert line.connections == 0
+
+
+async def test_a_close_while_connecting_leaves_no_connection(client: aioredis.Redis) -> None:
+    entered, go_on = asyncio.Event(), asyncio.Event()
+    made: list[AbstractConnection] = []
+    pool = client.connection_pool
+
+    def connect() -> AbstractConnection:
+        conn = pool.connection_class(**pool.connection_kwargs)
+        handshake = conn.connect
+
+        async def held() -> None:
+            entered.set()
+            await go_on.wait()
+            await handshake()  # type: ignore[no-untyped-call]
+
+        conn.connect = held  # type: ignore[method-assign]
+        made.append(conn)
+        return conn
+
+    line = Line(connect)
+    caller = asyncio.create_task(line.execute("PING"))
+    await entered.wait()  # the caller is inside the opening
+    await line.close()
+    go_on.set()
+    with pytest.raises(rexc.ConnectionError):
+        await caller
+    assert line.connections == 0
+    assert made and not any(conn.is_connected for conn in made)
+
+
+async def test_callers_waiting_for_a_connection_share_one_attempt(
+    own_redis: OwnRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis stopped: each caller fails in about one reply timeout plus one connect timeout,
+    not one connect timeout per caller before it (connects one after another)."""
+    monkeypatch.setattr(line_module, "CONNECT_TIMEOUT_S", 0.1)
+    client = own_client(own_redis)
+    line = Line.of(client, reply_timeout_s=0.2)
+    await line.execute("PING")
+    own_redis.pause()
+    started = time.monotonic()
+    outcomes = await asyncio.gather(
+        *(line.execute("PING") for _ in range(20)), return_exceptions=True
+    )
+    took = time.monotonic() - started
+    assert all(isinstance(o, rexc.TimeoutError | TimeoutError) for o in outcomes), outcomes
+    # At worst: the watch's period and the reply timeout, then two openings (one per try).
+    assert took < line_module.WATCH_EVERY_S + 0.2 + 2 * (0.1 + 0.2) + 1.0, took
+    own_redis.resume()
+    assert await line.execute("PING") == "PONG"  # the line recovers once Redis answers again
+    await line.close()
+    await client.aclose()
+
+
+async def test_a_command_that_cannot_be_sent_fails_its_caller_only(client: aioredis.Redis) -> None:
+    """A bug in one caller's arguments is that caller's, not Redis unavailable for the callers
+    whose commands would have gone out in the same write."""
+    line = Line.of(client)
+    await line.execute("PING")  # open: the rest go out in one write
+    outcomes = await asyncio.gather(
+        line.execute("ECHO", "before"),
+        line.execute("ECHO", None),
+        line.execute("ECHO", "after"),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == "before" and outcomes[2] == "after", outcomes
+    assert isinstance(outcomes[1], TypeError), outcomes
+    assert line.connections == 1  # nothing broke the order of the replies
+    await line.close()

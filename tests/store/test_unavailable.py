@@ -17,6 +17,7 @@ from bridge.handoff import TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, Store, StreamEntry, open_store
 from bridge.store.base import RunAck, RunMessage
+from tests.support.own_redis import OwnRedis
 from tests.support.redis_cluster import LocalCluster
 
 S, C = SenderId("s"), ConversationId("c")
@@ -128,3 +129,21 @@ async def test_a_dead_cluster_master_makes_its_slots_unavailable() -> None:
     finally:
         await store.close()
         cluster.stop()
+
+
+async def test_a_redis_out_of_memory_is_unavailable() -> None:
+    """redis-py strips the code from an OOM reply (`OutOfMemoryError`): still Redis unable to
+    take writes now, for a plain command as for a script's."""
+    if not OwnRedis.available():
+        pytest.skip("no redis-server")
+    server = OwnRedis("--maxmemory", "1", "--maxmemory-policy", "noeviction")
+    server.start()
+    store = await open_store(f"redis://127.0.0.1:{server.port}/0")
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.link(S, C)  # a script
+        with pytest.raises(StoreUnavailable):
+            await store.note_attempt(0, "1-0")  # a plain command, through the client
+    finally:
+        await store.close()
+        server.stop()
