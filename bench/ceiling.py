@@ -9,6 +9,7 @@ durable queue, no ordering across requests beyond what the sender gives it.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from typing import Any
@@ -62,6 +63,10 @@ async def _ok() -> web.Response:
 
 if __name__ == "__main__":
     port, redis_url, prefix, rasa_url = sys.argv[1:5]
+    # The startup heap out of the collector's walks, as `serve` does (bridge/web/server.py):
+    # the ceiling is the best a bare relay does, long GC pauses included in neither.
+    gc.collect()
+    gc.freeze()
     web.run_app(
         ceiling_app(redis_url, prefix, rasa_url),
         host="127.0.0.1", port=int(port), print=None, access_log=None,
