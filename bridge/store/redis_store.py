@@ -530,19 +530,17 @@ class RedisStore:
     ) -> tuple[int, HandoffRecord | None]:
         # One round trip for the relay's two reads per delivery. Not a transaction: the two
         # keys live in different slots, and neither read depends on the other.
-        bump: Call = (
-            _Plain("HINCRBY"),
-            [self.keys.attempts(self._check(partition))],
-            [entry_id, 1],
-        )
-        read: Call = (_Plain("HGETALL"), [self.keys.record(sender)], [])
-        if self.line is None:
+        calls: list[Call] = [
+            (_Plain("HINCRBY"), [self.keys.attempts(self._check(partition))], [entry_id, 1]),
+            (_Plain("HGETALL"), [self.keys.record(sender)], []),
+        ]
+        if self.line is None:  # a Cluster's pipeline sends each command to its slot's node
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hincrby(self.keys.attempts(self._check(partition)), entry_id)
-                pipe.hgetall(self.keys.record(sender))
+                for call in calls:
+                    pipe.execute_command(*self._command(call))
                 attempts, raw = await pipe.execute()
         else:
-            attempts, raw = await self._in_order([bump, read])
+            attempts, raw = await self._in_order(calls)
         return int(attempts), _record(_pairs(raw))
 
     @_guarded
