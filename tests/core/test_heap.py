@@ -3,12 +3,16 @@ a full collection over the imported libraries paused the event loop for tens of 
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from bridge.web.server import settle_heap
+from tests.support.serve_proc import ServeProc, base_env
 
 
 @pytest.fixture
@@ -20,9 +24,19 @@ def unfrozen() -> Iterator[None]:
 
 def test_the_startup_heap_is_frozen_and_later_garbage_still_collected(unfrozen: None) -> None:
     tracked = len(gc.get_objects())
-    settle_heap()
-    assert gc.get_freeze_count() >= tracked // 2  # what was alive is out of the walks
+    assert settle_heap() == gc.get_freeze_count() >= tracked // 2  # out of the walks
     cycle: list[object] = []
     cycle.append(cycle)
     del cycle
     assert gc.collect() >= 1  # made after the freeze: collected as before
+
+
+def test_serve_freezes_its_heap_once_serving(tmp_path: Path) -> None:
+    serve = ServeProc(base_env(), tmp_path / "serve.log")
+    asyncio.run(serve.start())  # ready: the "serving" line was written before any request
+    try:
+        lines = [json.loads(line) for line in serve.log_lines() if line.startswith("{")]
+    finally:
+        serve.stop()
+    serving = [line for line in lines if line.get("event") == "serving"]
+    assert serving and serving[0]["frozen_objects"] > 10_000  # the libraries' objects

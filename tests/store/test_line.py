@@ -222,7 +222,8 @@ async def test_a_caller_in_flight_when_the_line_closes_does_not_reopen_it(
     line = Line.of(client)
     await line.execute("PING")
     caller = asyncio.create_task(line.execute("ECHO", "x"))
-    await asyncio.sleep(0)  # the caller's request is in line, not yet answered
+    await asyncio.sleep(0)  # one turn: the caller's request is in line (Redis answers later)
+    assert not caller.done()
     await line.close()
     with pytest.raises(rexc.ConnectionError):
         await caller  # its retry finds the line closed
