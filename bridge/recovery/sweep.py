@@ -176,8 +176,11 @@ class Sweeper:
         assert missed.event_id is not None
         partition = partition_of(cid, self.store.partitions)
         payload = missed.event.to_json()
-        fresh = await self.store.enqueue_event(
-            partition, missed.event_id, payload, self.config.dedupe_ttl_s
+        fresh = (
+            await self.store.enqueue_event(
+                partition, missed.event_id, payload, self.config.dedupe_ttl_s
+            )
+            is not None
         )
         if fresh:
             log.info(

@@ -34,10 +34,11 @@ from bridge.relay import decisions as d
 from bridge.relay import runs
 from bridge.relay.config import RelayConfig
 from bridge.relay.deliver import Begun, Deliverer, Input, RunOutcome
+from bridge.relay.handed import Intake
 from bridge.relay.identity import MessageIdentity
 from bridge.relay.idle import work_left
 from bridge.relay.lanes import LaneEnd, plan_lanes, round_end
-from bridge.store.base import TIMER_EVENT_PREFIX, RunAck, Store, StreamEntry
+from bridge.store.base import TIMER_EVENT_PREFIX, Enqueued, RunAck, Store, StreamEntry
 from bridge.store.timers import fired_timer
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Relay:
         self._valid_until: dict[int, float] = {}
         self._reported = -1  # partitions owned when last logged
         self._kicks = [asyncio.Event() for _ in range(store.partitions)]
+        self._intakes: dict[int, Intake] = {}  # the running consumers' (`hand`)
         self._senders: OrderedDict[str, SenderId] = OrderedDict()
         self._timers_checked: dict[int, float] = {}  # partition -> loop time of the last look
         self._stopping = asyncio.Event()
@@ -120,6 +122,14 @@ class Relay:
         """Wake a partition's consumer now (events enqueued by this process)."""
         if 0 <= partition < len(self._kicks):
             self._kicks[partition].set()
+
+    def hand(self, partition: int, enqueued: Enqueued) -> None:
+        """An entry this process's door just appended to a partition this relay consumes: its
+        consumer may work it without reading it back (`handed.py`). Wakes the consumer."""
+        intake = self._intakes.get(partition)
+        if intake is not None:
+            intake.offer(enqueued)
+        self.kick(partition)
 
     def owns(self, partition: int) -> bool:
         """Whether this process consumes the partition now (else an enqueue rings the bell)."""
@@ -276,6 +286,14 @@ class Relay:
     # --- consuming one partition ---
 
     async def _consume(self, partition: int) -> None:
+        intake = self._intakes[partition] = Intake(most=4 * self._config.batch)
+        try:
+            await self._rounds(partition, intake)
+        finally:
+            if self._intakes.get(partition) is intake:
+                del self._intakes[partition]
+
+    async def _rounds(self, partition: int, intake: Intake) -> None:
         held: dict[ConversationId, int] = {}
         loaded = False
         # Besides cancellation (which asyncio can lose on Python 3.11), the loop ends as soon as
@@ -285,7 +303,7 @@ class Relay:
                 if not loaded:
                     held = await self._store.held_conversations(partition)
                     loaded = True
-                if not await self._round(partition, held):
+                if not await self._round(partition, held, intake):
                     return  # lease lost
             except StoreUnavailable:
                 log.warning("relay_store_unavailable", extra={"partition": partition})
@@ -296,25 +314,28 @@ class Relay:
             finally:
                 self._progress.set()
 
-    async def _round(self, partition: int, held: dict[ConversationId, int]) -> bool:
+    async def _round(self, partition: int, held: dict[ConversationId, int], intake: Intake) -> bool:
         if not self._lease_valid(partition):
             await self._sleep(_LEASE_WAIT_S)  # wait for the supervisor's renewal (or its giving up)
             return True
         if held and not await self._drain_held(partition, held):
             return False
         await self._fire_timers(partition)
-        entries = await self._store.read_events(partition, self._config.batch)
+        entries = intake.take(self._config.batch) or await self._store.read_events(
+            partition, self._config.batch
+        )
+        intake.working(entries)
         end = await self._work(partition, await self._lanes(entries, held), held)
+        intake.ended(done=end is LaneEnd.DONE)
         if end is LaneEnd.LOST:
             return False
         if end is LaneEnd.LEASE:
             await self._sleep(_LEASE_WAIT_S)  # the supervisor renews it, or gives it up
             return True
-        if end is LaneEnd.DONE and len(entries) < self._config.batch:
-            # The read found the stream's end. Anything enqueued since by this process set the
-            # kick (so the wait returns at once); without one, reading again would find nothing
-            # — the empty XRANGE that used to follow every event. Other processes' events wait
-            # for the poll, as they do when the partition is idle.
+        if end is LaneEnd.DONE and len(entries) < self._config.batch and not intake.waiting:
+            # The round reached the stream's end. Anything enqueued since by this process set
+            # the kick (so the wait returns at once); without one, reading again would find
+            # nothing. Other processes' events ring the doorbell, or wait for the poll.
             await self._idle(partition)
         return True
 

@@ -62,6 +62,16 @@ class StreamEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Enqueued:
+    """An entry `enqueue_event` just appended, and the id of the stream's last entry before it
+    ("" when the stream had none): a consumer that has read that entry, or any later one, has
+    read everything that comes before this one."""
+
+    entry: StreamEntry
+    after: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     dead_id: str  # id in the partition's dead-letter stream
     partition: int
@@ -174,8 +184,8 @@ class Store(Protocol):
     async def enqueue_event(
         self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int,
         claimed_ms: int | None = None, *, ring: bool = False,
-    ) -> bool:  # fmt: skip
-        """Append to the partition stream unless this event id is in it already (False, and
+    ) -> Enqueued | None:  # fmt: skip
+        """Append to the partition stream unless this event id is in it already (None, and
         nothing written): the claim's second step, safe to redo. With `claimed_ms` (the claim's
         `at_ms`), raises `StaleClaim` (nothing written) when the enqueue comes more than
         `keys.MAX_CLAIM_TO_ENQUEUE_MS` after the claim was read. `ring`: when appended, ring

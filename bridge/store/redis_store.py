@@ -37,6 +37,7 @@ from bridge.store.base import (
     Claim,
     ClaimResult,
     DeadLetter,
+    Enqueued,
     HandoffRecord,
     MessageClaim,
     MessageState,
@@ -395,7 +396,7 @@ class RedisStore:
     async def enqueue_event(
         self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int,
         claimed_ms: int | None = None, *, ring: bool = False,
-    ) -> bool:  # fmt: skip
+    ) -> Enqueued | None:  # fmt: skip
         p = self._check(partition)
         keys = [self.keys.enqueued(p, event_id), self.keys.stream(p)]
         since = "" if claimed_ms is None else claimed_ms
@@ -403,10 +404,13 @@ class RedisStore:
         args: list[str | int] = [
             event_id, payload, dedupe_ttl_s, since, MAX_CLAIM_TO_ENQUEUE_MS, bell, p,
         ]  # fmt: skip
-        added = int(await self._run("enqueue_event", keys, args))
-        if added < 0:
-            raise StaleClaim("the enqueue came too long after its claim")
-        return added == 1
+        added = await self._run("enqueue_event", keys, args)
+        if not isinstance(added, list):  # 0: in the stream already; -1: too late
+            if int(added) < 0:
+                raise StaleClaim("the enqueue came too long after its claim")
+            return None
+        entry_id, after = (_text(part) for part in added)
+        return Enqueued(StreamEntry(entry_id, event_id, payload, claimed_ms is not None), after)
 
     async def bells(self, subscribed: Callable[[], None] = lambda: None) -> AsyncIterator[int]:
         """The partitions rung by other processes' enqueues (`enqueue_event(ring=True)`), as

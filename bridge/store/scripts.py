@@ -124,19 +124,25 @@ return 1
 # delivered and let go meanwhile. Such an entry is marked `c` (claimed): its delivery settles the
 # claim and lets the marker go. XADD comes before SET so that a failure leaves no marker. The
 # doorbell (a pub/sub message, not a key) wakes the partition's consumer in another process.
+# Appended: the new entry's id and the id of the stream's last entry before it ('' for none),
+# which tells this process's consumer whether it has read everything that comes before the
+# entry (bridge/relay/handed.py).
 ENQUEUE_EVENT: Final = (
     _NOW_MS
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local after = last[1] and last[1][1] or ''
+local id
 if ARGV[4] == '' then
-  redis.call('XADD', KEYS[2], '*', 'eid', ARGV[1], 'ev', ARGV[2])
+  id = redis.call('XADD', KEYS[2], '*', 'eid', ARGV[1], 'ev', ARGV[2])
 else
   if now_ms() - tonumber(ARGV[4]) > tonumber(ARGV[5]) then return -1 end
-  redis.call('XADD', KEYS[2], '*', 'eid', ARGV[1], 'ev', ARGV[2], 'c', '1')
+  id = redis.call('XADD', KEYS[2], '*', 'eid', ARGV[1], 'ev', ARGV[2], 'c', '1')
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
 if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
-return 1
+return {id, after}
 """
 )
 

@@ -140,7 +140,7 @@ async def build_runtime(
         verifier=verifier,
         max_body_bytes=settings.bridge_max_body_bytes,
         dedupe_ttl_s=settings.event_dedupe_ttl_s,
-        kick=relay.kick,
+        hand=relay.hand,
         owns=relay.owns,
         is_transient_key_error=is_transient,
         on_unavailable=lambda: recovery.request() if recovery else None,

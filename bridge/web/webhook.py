@@ -33,7 +33,7 @@ from bridge.eightbyeight.signature import HEADER_EVENT, SignedHeaders
 from bridge.errors import SignatureError, StaleClaim, StoreUnavailable
 from bridge.ids import EventId
 from bridge.metrics import Metrics
-from bridge.store.base import Claim, Store, partition_of
+from bridge.store.base import Claim, Enqueued, Store, partition_of
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,10 @@ class WebhookDoor:
     verifier: Verifier | None  # None when EIGHTBYEIGHT_VERIFY_SIGNATURES=false
     max_body_bytes: int
     dedupe_ttl_s: int
-    # Wakes this process's relay for a partition it consumes; an enqueue into any other
-    # partition rings the doorbell, which wakes the process that consumes it.
-    kick: Callable[[int], None] = lambda partition: None
+    # Hands what it appended to this process's relay and wakes the partition's consumer, which
+    # may then work it without reading it back; an enqueue into a partition another process
+    # consumes rings the doorbell, which wakes that process.
+    hand: Callable[[int, Enqueued], None] = lambda partition, enqueued: None
     owns: Callable[[int], bool] = lambda partition: True
     is_transient_key_error: Callable[[SignatureError], bool] = lambda exc: False
     # Told of every 503: 8x8 may give up on the event, so recovery should look soon.
@@ -131,7 +132,7 @@ class WebhookDoor:
             seen = self._seen(event_id, claim.state)
             if seen is not None:
                 return seen
-            fresh = await self.store.enqueue_event(
+            enqueued = await self.store.enqueue_event(
                 partition, event_id, payload, self.dedupe_ttl_s, claimed_ms=claim.at_ms,
                 ring=not self.owns(partition),
             )  # fmt: skip
@@ -146,10 +147,10 @@ class WebhookDoor:
                 extra={"event_id": event_id, "conversation": event.conversation_id},
             )
             return _unavailable()
-        if not fresh:  # a retry of an event enqueued and not delivered yet
+        if enqueued is None:  # a retry of an event enqueued and not delivered yet
             self.metrics.events_duplicate.inc()
             return _answer(200, "duplicate")
-        self.kick(partition)
+        self.hand(partition, enqueued)
         # DEBUG: the relay's `relay_processed` is the event's one INFO line (with its outcome);
         # a second line per event cost several per cent of the hot path's CPU.
         log.debug(

@@ -179,15 +179,18 @@ class Rig:
     async def enqueue(
         self, event: ChatEvent, event_id: str | None = None, *, claimed: bool = False
     ) -> None:
-        """Into the conversation's partition; `claimed`: as the webhook does it, claimed first."""
+        """Into the conversation's partition, handed to the relays as the webhook's door hands
+        it; `claimed`: as the webhook does it, claimed first."""
         assert event.conversation_id is not None
         partition = partition_of(event.conversation_id, self.store.partitions)
         eid = EventId(event_id or uuid.uuid4().hex)
         at_ms = None
         if claimed:
             at_ms = (await self.store.claim_event(eid, "body", settled=False)).at_ms
-        assert await self.store.enqueue_event(partition, eid, event.to_json(), 3600, at_ms)
-        self.kick(partition)
+        enqueued = await self.store.enqueue_event(partition, eid, event.to_json(), 3600, at_ms)
+        assert enqueued is not None
+        for relay in self.relays:  # as the webhook's door does: handed, and the consumer woken
+            relay.hand(partition, enqueued)
 
     def kick(self, partition: int | None = None) -> None:
         for relay in self.relays:

@@ -355,32 +355,76 @@ async def _consumer_gone(relay: Relay) -> None:
     await relay.wait_consumers_ended(timeout_s=10.0)
 
 
-async def test_a_consumer_that_found_the_streams_end_waits_for_a_kick_not_another_read(
-    make_rig: RigFactory,
-) -> None:
-    # A poll far longer than the test: every read after the first is a kick's.
-    rig = await make_rig(poll_s=60.0)
-    await rig.link("ada", "c1")
-    batch_reads: list[int] = []
+def counted_reads(rig: Rig) -> list[int]:
+    """The sizes of the consumer's reads of the stream from now on (the idle check's reads of
+    one entry are not counted)."""
+    sizes: list[int] = []
     read_events = rig.store.read_events
 
     async def counted(partition: int, count: int) -> list[StreamEntry]:
         entries = await read_events(partition, count)
-        if count == rig.config.batch:  # the consumer's reads (the idle check reads 1)
-            batch_reads.append(len(entries))
+        if count == rig.config.batch:
+            sizes.append(len(entries))
         return entries
 
     rig.store.read_events = counted  # type: ignore[method-assign]
+    return sizes
+
+
+async def test_what_the_door_hands_the_consumer_is_not_read_back(make_rig: RigFactory) -> None:
+    # A poll far longer than the test: a read can only follow a kick.
+    rig = await make_rig(poll_s=60.0)
+    await rig.link("ada", "c1")
+    reads = counted_reads(rig)
     await rig.started()
     await rig.join("c1")
     await rig.idle()
     for text in ("one", "two", "three", "four"):
-        await rig.say("c1", text)
+        await rig.say("c1", text)  # handed, as the door hands what it appends
         await rig.idle()
     assert rig.rasa.timeline("ada") == [JOINED, "one", "two", "three", "four"]
+    # The first round's read only (it may have found the join already).
+    assert len(reads) == 1, reads
+
+
+async def test_a_consumer_that_found_the_streams_end_waits_for_a_kick_not_another_read(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(poll_s=60.0)
+    await rig.link("ada", "c1")
+    reads = counted_reads(rig)
+    await rig.started()
+    p = partition_of("c1", rig.store.partitions)
+    joined = event(EventKind.AGENT_JOINED, "c1", agent_name="Anna")
+    for i, entry in enumerate([joined, *(said("c1", t) for t in ("one", "two", "three"))]):
+        # Not handed (as another process's enqueue): read, after a kick (its doorbell's).
+        assert await rig.store.enqueue_event(p, EventId(f"far-{i}"), entry.to_json(), 3600)
+        rig.kick(p)
+        await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "one", "two", "three"]
     # One read per event, none after it finding nothing: at most one empty read, the first
     # round's (or the one after the join, if the consumer read it before its kick came).
-    assert sum(batch_reads) == 5 and batch_reads.count(0) <= 1, batch_reads
+    assert sum(reads) == 4 and reads.count(0) <= 1, reads
+
+
+async def test_a_handed_entry_after_another_process_entry_waits_for_it_to_be_read(
+    make_rig: RigFactory,
+) -> None:
+    """Another process's entry, not handed and never announced (a lost doorbell, a poll far
+    longer than the test), then a handed one of the same conversation: the handed entry says
+    that an entry came before it, so the consumer reads the stream and keeps their order."""
+    rig = await make_rig(poll_s=60.0)
+    await rig.link("ada", "c1")
+    await rig.started()
+    await rig.join("c1")
+    await rig.say("c1", "one")
+    await rig.idle()
+    p = partition_of("c1", rig.store.partitions)
+    payload = said("c1", "from elsewhere").to_json()
+    assert await rig.store.enqueue_event(p, EventId("far"), payload, 3600)
+    await rig.say("c1", "two")
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "one", "from elsewhere", "two"]
 
 
 async def test_an_event_another_process_enqueued_wakes_the_consumer_by_its_doorbell(

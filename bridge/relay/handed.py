@@ -1,0 +1,111 @@
+"""Handed entries: which entries the door just enqueued its consumer may work without reading
+the stream back (pure decisions).
+
+At a paced load nearly every entry of a partition is enqueued by the door of the process that
+consumes it, which knows the entry it appended (id, event id, payload) and, from the enqueue,
+the id of the stream's last entry before it (`Enqueued.after`). Reading the stream back for
+that entry is a round trip per event for nothing, so the door hands it to the consumer, which
+works it unread when it can prove that nothing it has not read comes before it:
+
+- the stream had no entry before it (`after` is ""): every entry before it has left the stream,
+  which it does only once finished (acknowledged, held or dead-lettered); or
+- the consumer has read `after` (or a later entry) and finished everything it read: its last
+  round ended with every lane done.
+
+The handed entries are judged in id order, each one taken counting as read and finished for the
+next (the round works them in stream order); the first that cannot be proved stops them (a later
+one comes after it). A handed entry is never the
+only copy (it stays in the stream until acknowledged), so reading instead, or dropping one, is
+always safe; working one twice is not, so an entry read from the stream is no longer handed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bridge.store.base import Enqueued, StreamEntry
+
+StreamId = tuple[int, int]
+
+
+def stream_id(entry_id: str) -> StreamId:
+    """A stream id ("<ms>-<seq>") as a pair that orders as Redis orders ids."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a partition's consumer has done since it started."""
+
+    read_to: StreamId | None = None  # the newest entry read or taken (None: none yet)
+    clean: bool = False  # everything read or taken was finished: the last round ended done
+
+
+def unread(handed: Sequence[Enqueued], read_to: StreamId | None) -> list[Enqueued]:
+    """The handed entries not read yet (newer than `read_to`), in id order."""
+    out = [h for h in handed if read_to is None or stream_id(h.entry.entry_id) > read_to]
+    return sorted(out, key=lambda h: stream_id(h.entry.entry_id))
+
+
+def take(progress: Progress, handed: Sequence[Enqueued], limit: int) -> list[StreamEntry]:
+    """The handed entries (`unread` ones, in id order) to work now without reading the stream,
+    at most `limit`; empty: read the stream."""
+    # Up to here, everything in the stream is finished or taken.
+    settled = progress.read_to if progress.clean else None
+    taken: list[StreamEntry] = []
+    for h in handed[:limit]:
+        if h.after and (settled is None or stream_id(h.after) > settled):
+            break
+        taken.append(h.entry)
+        settled = stream_id(h.entry.entry_id)
+    return taken
+
+
+def working(progress: Progress, entries: Sequence[StreamEntry]) -> Progress:
+    """The progress while a round works `entries` (read or taken, in id order): they count as
+    read, and nothing is known finished until the round ends (`ended`)."""
+    read_to = progress.read_to
+    if entries:
+        last = stream_id(entries[-1].entry_id)
+        read_to = last if read_to is None else max(read_to, last)
+    return Progress(read_to, clean=False)
+
+
+def ended(progress: Progress, *, done: bool) -> Progress:
+    """The progress once the round ended: `done` when every lane finished every entry."""
+    return Progress(progress.read_to, clean=done)
+
+
+class Intake:
+    """One consumer's handed entries and progress: the door hands (`offer`), the consumer's
+    rounds take (`take`), or read the stream and say so (`working`), and end (`ended`). Each
+    consumer task has its own, so a restarted consumer never inherits a stale one's."""
+
+    def __init__(self, most: int) -> None:
+        self._most = most  # handed entries kept at most: past it, the stream is read for them
+        self._handed: list[Enqueued] = []
+        self.progress = Progress()
+
+    def offer(self, enqueued: Enqueued) -> None:
+        if len(self._handed) < self._most:
+            self._handed.append(enqueued)
+
+    @property
+    def waiting(self) -> bool:
+        """Handed entries not read yet: the next round takes or reads them, without idling."""
+        return bool(self._handed)
+
+    def take(self, limit: int) -> list[StreamEntry]:
+        self._handed = unread(self._handed, self.progress.read_to)
+        taken = take(self.progress, self._handed, limit)
+        del self._handed[: len(taken)]
+        return taken
+
+    def working(self, entries: Sequence[StreamEntry]) -> None:
+        self.progress = working(self.progress, entries)
+        self._handed = unread(self._handed, self.progress.read_to)
+
+    def ended(self, *, done: bool) -> None:
+        self.progress = ended(self.progress, done=done)

@@ -1,0 +1,128 @@
+"""Handed entries (bridge/relay/handed.py) as tables: which entries the door appended its
+consumer works without reading the stream back, and when it must read instead."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.ids import EventId
+from bridge.relay.handed import Intake, Progress, ended, stream_id, take, unread, working
+from bridge.store.base import Enqueued, StreamEntry
+
+
+def entry(entry_id: str) -> StreamEntry:
+    return StreamEntry(entry_id, EventId(f"e{entry_id}"), "{}", claimed=True)
+
+
+def handed(spec: str) -> list[Enqueued]:
+    """ "6-0<5-0 7-0<6-0 8-0<": each entry's id and, after "<", the last entry before it."""
+    out = []
+    for part in spec.split():
+        entry_id, _, after = part.partition("<")
+        out.append(Enqueued(entry(entry_id), after))
+    return out
+
+
+def ids(entries: list[StreamEntry]) -> list[str]:
+    return [e.entry_id for e in entries]
+
+
+FRESH = Progress()  # a consumer that has read nothing yet
+CLEAN_AT_5 = Progress((5, 0), clean=True)  # read up to 5-0, and finished all it read
+DIRTY_AT_5 = Progress((5, 0), clean=False)  # read up to 5-0, a round did not finish
+
+
+@pytest.mark.parametrize(
+    ("progress", "spec", "limit", "taken"),
+    [
+        # the stream had nothing before it: taken whatever the consumer knows
+        (FRESH, "6-0<", 64, ["6-0"]),
+        (DIRTY_AT_5, "6-0<", 64, ["6-0"]),
+        # an entry before it that a fresh consumer has not read: read the stream
+        (FRESH, "6-0<4-0", 64, []),
+        # everything before it read and finished
+        (CLEAN_AT_5, "6-0<5-0", 64, ["6-0"]),
+        (CLEAN_AT_5, "6-0<3-0", 64, ["6-0"]),
+        # read, but a round did not finish it: it is still in the stream, read it again first
+        (DIRTY_AT_5, "6-0<5-0", 64, []),
+        # an entry between (another process's, a timer): read the stream
+        (CLEAN_AT_5, "6-0<5-1", 64, []),
+        # a chain: each one taken counts as read and finished for the next
+        (CLEAN_AT_5, "6-0<5-0 7-0<6-0 8-0<7-0", 64, ["6-0", "7-0", "8-0"]),
+        (FRESH, "6-0< 7-0<6-0", 64, ["6-0", "7-0"]),
+        (DIRTY_AT_5, "6-0< 7-0<6-0", 64, ["6-0", "7-0"]),
+        # the chain stops at the first that cannot be proved: everything after it comes after
+        (CLEAN_AT_5, "6-0<5-0 8-0<7-0 9-0<8-0", 64, ["6-0"]),
+        (CLEAN_AT_5, "6-0<5-5 7-0<6-0", 64, []),
+        # at most `limit`
+        (CLEAN_AT_5, "6-0<5-0 7-0<6-0 8-0<7-0", 2, ["6-0", "7-0"]),
+        (CLEAN_AT_5, "", 64, []),
+    ],
+)
+def test_what_a_round_takes_without_reading(
+    progress: Progress, spec: str, limit: int, taken: list[str]
+) -> None:
+    assert ids(take(progress, handed(spec), limit)) == taken
+
+
+@pytest.mark.parametrize(
+    ("spec", "read_to", "left"),
+    [
+        # what a read (or a take) covered is no longer handed: worked once
+        ("4-0< 5-0<4-0 6-0<5-0", (5, 0), ["6-0"]),
+        ("6-0<5-0 4-0<", None, ["4-0", "6-0"]),  # in id order, as the stream orders them
+        ("4-0<", (4, 0), []),
+        ("10-0< 9-5<", (9, 9), ["10-0"]),  # ids order as numbers, not as text
+    ],
+)
+def test_handed_entries_left_after_a_read(
+    spec: str, read_to: tuple[int, int] | None, left: list[str]
+) -> None:
+    assert [h.entry.entry_id for h in unread(handed(spec), read_to)] == left
+
+
+def test_stream_ids_order_as_redis_orders_them() -> None:
+    assert stream_id("1700000000000-0") < stream_id("1700000000000-10")
+    assert stream_id("999-9") < stream_id("1000-0")
+    assert stream_id("5") == (5, 0)
+
+
+@pytest.mark.parametrize(
+    ("progress", "entries", "while_working", "done", "after"),
+    [
+        (FRESH, ["5-0", "6-0"], Progress((6, 0), False), True, Progress((6, 0), True)),
+        (CLEAN_AT_5, [], Progress((5, 0), False), True, CLEAN_AT_5),  # an empty read
+        (CLEAN_AT_5, ["7-0"], Progress((7, 0), False), False, Progress((7, 0), False)),
+        # what was read before is not forgotten by a read that found older entries again
+        (Progress((9, 0), True), ["7-0"], Progress((9, 0), False), True, Progress((9, 0), True)),
+    ],
+)
+def test_a_rounds_progress(
+    progress: Progress, entries: list[str], while_working: Progress, done: bool, after: Progress
+) -> None:
+    during = working(progress, [entry(e) for e in entries])
+    assert during == while_working  # nothing is known finished while a round works
+    assert ended(during, done=done) == after
+
+
+def test_an_intake_takes_in_order_and_never_twice() -> None:
+    intake = Intake(most=3)
+    for h in handed("7-0<6-0 6-0< 8-0<7-0 9-0<8-0"):  # the last is over `most`: left to a read
+        intake.offer(h)
+    assert intake.waiting
+    taken = intake.take(64)
+    assert ids(taken) == ["6-0", "7-0", "8-0"]
+    intake.working(taken)
+    assert not intake.waiting and intake.take(64) == []
+    intake.ended(done=True)
+    assert intake.progress == Progress((8, 0), clean=True)
+
+
+def test_an_intake_forgets_what_a_read_covered() -> None:
+    intake = Intake(most=8)
+    for h in handed("6-0<5-0 7-0<6-0"):
+        intake.offer(h)
+    assert intake.take(64) == []  # 5-0 not read yet: read the stream
+    intake.working([entry("5-0"), entry("6-0")])  # the read found 5-0 and 6-0
+    intake.ended(done=True)
+    assert ids(intake.take(64)) == ["7-0"]  # 6-0 was read: only 7-0 is taken
