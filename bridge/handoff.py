@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
+from functools import lru_cache
 from typing import Final, assert_never
 
 from bridge.eightbyeight.events import RELAYED_KINDS, Attachment, ChatEvent, EventKind
@@ -138,8 +139,11 @@ _ACTIVE: Final = frozenset({State.REQUESTED, State.QUEUED, State.WITH_AGENT, Sta
 
 # By stored value: a dict lookup, where calling the enum costs a search through its machinery
 # (every record read parses a state and its timers).
+# Likewise the other way (`.value` is a descriptor call on every read).
 _STATES: Final[dict[str, State]] = {s.value: s for s in State}
+_STATE_VALUES: Final[dict[State, str]] = {s: s.value for s in State}
 _TIMER_KINDS: Final[dict[str, TimerKind]] = {k.value: k for k in TimerKind}
+_TIMER_VALUES: Final[dict[TimerKind, str]] = {k: k.value for k in TimerKind}
 
 
 class _Keep(Enum):
@@ -220,7 +224,7 @@ class Handoff:
     def to_fields(self) -> dict[str, str]:
         """The record as a flat string hash; `None` fields are left out."""
         # Field by field, in this order (the hash's field order), without an intermediate dict.
-        out = {"state": self.state.value}
+        out = {"state": _STATE_VALUES[self.state]}
         if self.conversation_id is not None:
             out["conversation_id"] = self.conversation_id
         if self.agent_name is not None:
@@ -240,7 +244,7 @@ class Handoff:
         if self.user_ms is not None:
             out["user_ms"] = str(self.user_ms)
         if self.timers:
-            out["timers"] = ";".join([f"{k.value}={v}" for k, v in self.timers])
+            out["timers"] = ";".join([f"{_TIMER_VALUES[k]}={v}" for k, v in self.timers])
         return out
 
     @classmethod
@@ -265,7 +269,10 @@ class Handoff:
         )
 
 
+@lru_cache(maxsize=4096)
 def _timers(value: str | None) -> tuple[tuple[TimerKind, int], ...]:
+    """Cached: a conversation's record keeps its timers across most of its steps (an agent's
+    messages change none), so each reading of the same string parses it once."""
     if not value:
         return ()
     out: dict[TimerKind, int] = {}

@@ -93,7 +93,8 @@ class ChatEvent:
     @classmethod
     def from_json(cls, data: str | bytes) -> ChatEvent:
         d = json.loads(data)
-        atts = tuple(Attachment(**a) for a in d.pop("attachments", ()))
+        listed = d.pop("attachments", None)
+        atts = tuple(Attachment(**a) for a in listed) if listed else ()
         value = d.pop("kind")
         kind = _KINDS.get(value) if isinstance(value, str) else None
         return cls(kind=kind or EventKind(value), attachments=atts, **d)
