@@ -137,9 +137,8 @@ class State(StrEnum):
 
 _ACTIVE: Final = frozenset({State.REQUESTED, State.QUEUED, State.WITH_AGENT, State.TRANSFERRING})
 
-# By stored value: a dict lookup, where calling the enum costs a search through its machinery
-# (every record read parses a state and its timers).
-# Likewise the other way (`.value` is a descriptor call on every read).
+# Stored values to members and back by dict lookup: calling the enum searches its machinery,
+# and `.value` is a descriptor call (every record read and written converts a state and timers).
 _STATES: Final[dict[str, State]] = {s.value: s for s in State}
 _STATE_VALUES: Final[dict[State, str]] = {s: s.value for s in State}
 _TIMER_KINDS: Final[dict[str, TimerKind]] = {k.value: k for k in TimerKind}
