@@ -35,8 +35,9 @@ Ordering rules (8x8 documents neither order nor uniqueness, spec §5.1.8, §6.2-
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from functools import lru_cache
 from typing import Final, assert_never
 
 from bridge.eightbyeight.events import RELAYED_KINDS, Attachment, ChatEvent, EventKind
@@ -136,6 +137,22 @@ class State(StrEnum):
 
 _ACTIVE: Final = frozenset({State.REQUESTED, State.QUEUED, State.WITH_AGENT, State.TRANSFERRING})
 
+# Stored values to members and back by dict lookup: calling the enum searches its machinery,
+# and `.value` is a descriptor call (every record read and written converts a state and timers).
+_STATES: Final[dict[str, State]] = {s.value: s for s in State}
+_STATE_VALUES: Final[dict[State, str]] = {s: s.value for s in State}
+_TIMER_KINDS: Final[dict[str, TimerKind]] = {k.value: k for k in TimerKind}
+_TIMER_VALUES: Final[dict[TimerKind, str]] = {k: k.value for k in TimerKind}
+
+
+class _Keep(Enum):
+    """`Handoff.replace`'s default: the field keeps its value (None is a value of several)."""
+
+    KEEP = 0
+
+
+_KEEP: Final = _Keep.KEEP
+
 
 @dataclass(frozen=True, slots=True)
 class Handoff:
@@ -168,7 +185,35 @@ class Handoff:
         kept = {k: v for k, v in self.timers if k != kind}
         if due_ms is not None:
             kept[kind] = due_ms
-        return replace(self, timers=tuple(sorted(kept.items())))
+        return self.replace(timers=tuple(sorted(kept.items())))
+
+    def replace(
+        self, *, state: State | _Keep = _KEEP,
+        conversation_id: ConversationId | None | _Keep = _KEEP,
+        agent_name: str | None | _Keep = _KEEP, agent_id: str | None | _Keep = _KEEP,
+        since_ms: int | _Keep = _KEEP, changed_ms: int | _Keep = _KEEP,
+        transfer_ms: int | None | _Keep = _KEEP, left_ms: int | None | _Keep = _KEEP,
+        queue: str | None | _Keep = _KEEP, agent_ms: int | None | _Keep = _KEEP,
+        user_ms: int | None | _Keep = _KEEP,
+        timers: tuple[tuple[TimerKind, int], ...] | _Keep = _KEEP,
+    ) -> Handoff:  # fmt: skip
+        """A copy with the given fields changed: `dataclasses.replace`, spelt out for this class
+        (the generic one inspects every field on every call; the state machine copies a record
+        a few times per step)."""
+        return Handoff(
+            self.state if state is _KEEP else state,
+            self.conversation_id if conversation_id is _KEEP else conversation_id,
+            self.agent_name if agent_name is _KEEP else agent_name,
+            self.agent_id if agent_id is _KEEP else agent_id,
+            self.since_ms if since_ms is _KEEP else since_ms,
+            self.changed_ms if changed_ms is _KEEP else changed_ms,
+            self.transfer_ms if transfer_ms is _KEEP else transfer_ms,
+            self.left_ms if left_ms is _KEEP else left_ms,
+            self.queue if queue is _KEEP else queue,
+            self.agent_ms if agent_ms is _KEEP else agent_ms,
+            self.user_ms if user_ms is _KEEP else user_ms,
+            self.timers if timers is _KEEP else timers,
+        )
 
     @property
     def active(self) -> bool:
@@ -177,66 +222,66 @@ class Handoff:
 
     def to_fields(self) -> dict[str, str]:
         """The record as a flat string hash; `None` fields are left out."""
-        values: dict[str, str | int | None] = {
-            "state": self.state.value,
-            "conversation_id": self.conversation_id,
-            "agent_name": self.agent_name,
-            "agent_id": self.agent_id,
-            "since_ms": self.since_ms,
-            "changed_ms": self.changed_ms,
-            "transfer_ms": self.transfer_ms,
-            "left_ms": self.left_ms,
-            "queue": self.queue,
-            "agent_ms": self.agent_ms,
-            "user_ms": self.user_ms,
-            "timers": ";".join(f"{k.value}={v}" for k, v in self.timers) or None,
-        }
-        return {k: str(v) for k, v in values.items() if v is not None}
+        # Field by field, in this order (the hash's field order), without an intermediate dict.
+        out = {"state": _STATE_VALUES[self.state]}
+        if self.conversation_id is not None:
+            out["conversation_id"] = self.conversation_id
+        if self.agent_name is not None:
+            out["agent_name"] = self.agent_name
+        if self.agent_id is not None:
+            out["agent_id"] = self.agent_id
+        out["since_ms"] = str(self.since_ms)
+        out["changed_ms"] = str(self.changed_ms)
+        if self.transfer_ms is not None:
+            out["transfer_ms"] = str(self.transfer_ms)
+        if self.left_ms is not None:
+            out["left_ms"] = str(self.left_ms)
+        if self.queue is not None:
+            out["queue"] = self.queue
+        if self.agent_ms is not None:
+            out["agent_ms"] = str(self.agent_ms)
+        if self.user_ms is not None:
+            out["user_ms"] = str(self.user_ms)
+        if self.timers:
+            out["timers"] = ";".join([f"{_TIMER_VALUES[k]}={v}" for k, v in self.timers])
+        return out
 
     @classmethod
     def from_fields(cls, d: Mapping[str, str]) -> Handoff:
         """Read a stored record. Never raises: unknown fields are ignored, a missing or unreadable
         field takes its default, an unknown state reads as BOT."""
-        conversation = d.get("conversation_id")
+        get = d.get
+        # Positional, in field order; a conversation id is stored as its plain string.
         return cls(
-            state=_state(d.get("state")),
-            conversation_id=ConversationId(conversation) if conversation is not None else None,
-            agent_name=d.get("agent_name"),
-            agent_id=d.get("agent_id"),
-            since_ms=_int(d.get("since_ms")) or 0,
-            changed_ms=_int(d.get("changed_ms")) or 0,
-            transfer_ms=_int(d.get("transfer_ms")),
-            left_ms=_int(d.get("left_ms")),
-            queue=d.get("queue"),
-            agent_ms=_int(d.get("agent_ms")),
-            user_ms=_int(d.get("user_ms")),
-            timers=_timers(d.get("timers")),
+            _STATES.get(get("state") or "", State.BOT),
+            get("conversation_id"),  # type: ignore[arg-type]
+            get("agent_name"),
+            get("agent_id"),
+            _int(get("since_ms")) or 0,
+            _int(get("changed_ms")) or 0,
+            _int(get("transfer_ms")),
+            _int(get("left_ms")),
+            get("queue"),
+            _int(get("agent_ms")),
+            _int(get("user_ms")),
+            _timers(get("timers")),
         )
 
 
+@lru_cache(maxsize=4096)
 def _timers(value: str | None) -> tuple[tuple[TimerKind, int], ...]:
+    """Cached: a conversation's record keeps its timers across most of its steps (an agent's
+    messages change none), so each reading of the same string parses it once."""
+    if not value:
+        return ()
     out: dict[TimerKind, int] = {}
-    for part in (value or "").split(";"):
+    for part in value.split(";"):
         name, _, due = part.partition("=")
-        kind = _timer_kind(name)
+        kind = _TIMER_KINDS.get(name)
         number = _int(due)
         if kind is not None and number is not None:
             out[kind] = number
     return tuple(sorted(out.items()))
-
-
-def _timer_kind(value: str) -> TimerKind | None:
-    try:
-        return TimerKind(value)
-    except ValueError:
-        return None
-
-
-def _state(value: str | None) -> State:
-    try:
-        return State(value) if value is not None else State.BOT
-    except ValueError:
-        return State.BOT
 
 
 def _int(value: str | None) -> int | None:
@@ -381,7 +426,7 @@ def _keep(h: Handoff, outcome: str, *effects: Effect) -> Step:
 
 def _step(h: Handoff, new: Handoff, now_ms: int, outcome: str, *effects: Effect) -> Step:
     """`new`, stamped `changed_ms=now_ms` if it differs from `h`; else `h` itself."""
-    return Step(h if new == h else replace(new, changed_ms=now_ms), effects, outcome)
+    return Step(h if new is h or new == h else new.replace(changed_ms=now_ms), effects, outcome)
 
 
 def _entity(name: str, value: str | None) -> dict[str, str]:
@@ -429,7 +474,7 @@ def _transfer_after_end(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Ste
         or abs(at - h.left_ms) > t.transfer_window_ms
     ):
         return _keep(h, "ignored_after_end")
-    new = replace(h, state=State.TRANSFERRING, transfer_ms=at, left_ms=None, queue="")
+    new = h.replace(state=State.TRANSFERRING, transfer_ms=at, left_ms=None, queue="")
     return _step(h, new, now_ms, "transfer_resumed", NotifyBot(INTENT_HANDOFF_QUEUED, {}))
 
 
@@ -459,7 +504,7 @@ def _user_left(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
     has told the user, so nothing is said; normally the action's `UserEnded` got here first and
     this arrives in ENDED and is ignored. `left_ms` stays empty: a late TRANSFER cannot revive a
     chat the user ended."""
-    return _step(h, replace(h, state=State.ENDED, left_ms=None), now_ms, "user_left")
+    return _step(h, h.replace(state=State.ENDED, left_ms=None), now_ms, "user_left")
 
 
 def _on_queued(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
@@ -469,7 +514,7 @@ def _on_queued(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
     key = e.queue_id or e.queue_name or ""
     tell = h.queue is None or (key != "" and h.queue != "" and key != h.queue)
     state = State.TRANSFERRING if h.state is State.TRANSFERRING else State.QUEUED
-    new = replace(h, state=state, queue=key or h.queue or "")
+    new = h.replace(state=state, queue=key or h.queue or "")
     if tell:
         notify = NotifyBot(INTENT_HANDOFF_QUEUED, _entity(ENTITY_QUEUE, e.queue_name))
         return _step(h, new, now_ms, "queued", notify)
@@ -480,8 +525,7 @@ def _joined(h: Handoff, agent_id: str | None, agent_name: str | None, at: int) -
     """An agent has the chat. A TRANSFER that happened before this join (by 8x8's clock) is
     over: this agent's own leave will be final."""
     transfer_ms = h.transfer_ms if h.transfer_ms is not None and h.transfer_ms > at else None
-    return replace(
-        h,
+    return h.replace(
         state=State.WITH_AGENT,
         agent_id=agent_id,
         agent_name=agent_name,
@@ -500,7 +544,7 @@ def _arm(h: Handoff, kind: TimerKind, due_ms: int) -> tuple[Handoff, ArmTimer]:
 def _with_agent_timers(h: Handoff, now_ms: int, t: Timing) -> tuple[Handoff, tuple[Effect, ...]]:
     """An agent (new, or back after a transfer) has the chat: the waiting timers are over, the
     silence timers start afresh from now (their earlier armings become stale)."""
-    new = replace(h, agent_ms=now_ms, user_ms=None)
+    new = h.replace(agent_ms=now_ms, user_ms=None)
     new = new.with_timer(TimerKind.QUEUE_TIMEOUT, None).with_timer(TimerKind.QUEUE_REMINDER, None)
     effects: list[Effect] = []
     for kind in (TimerKind.AGENT_SILENCE, TimerKind.USER_SILENCE):
@@ -521,7 +565,10 @@ def _join(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
 
 def _fill_agent(h: Handoff, agent_id: str | None, agent_name: str | None) -> Handoff:
     """The same agent, with an id or name learnt from a later event."""
-    return replace(h, agent_id=h.agent_id or agent_id, agent_name=h.agent_name or agent_name)
+    agent_id, agent_name = h.agent_id or agent_id, h.agent_name or agent_name
+    if agent_id == h.agent_id and agent_name == h.agent_name:
+        return h  # nothing learnt (an agent's every message): no copy
+    return h.replace(agent_id=agent_id, agent_name=agent_name)
 
 
 # REQUESTED and QUEUED.
@@ -530,7 +577,7 @@ def _fill_agent(h: Handoff, agent_id: str | None, agent_name: str | None) -> Han
 def _note_transfer(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
     """A TRANSFER before the join it follows (reordered): remember it, so the coming leave of
     that agent is recognised as non-final."""
-    return _step(h, replace(h, transfer_ms=_at(e, now_ms)), now_ms, "noted")
+    return _step(h, h.replace(transfer_ms=_at(e, now_ms)), now_ms, "noted")
 
 
 def _message_before_join(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
@@ -579,12 +626,12 @@ def _agent_spoke(h: Handoff, now_ms: int, t: Timing) -> Handoff:
     if t.agent_silence_ms <= 0 and t.user_silence_ms <= 0:
         return h
     fresh = h.agent_ms is not None and now_ms - h.agent_ms < AGENT_WORDS_GRAIN_MS
-    return h if fresh and not _user_spoke_last(h) else replace(h, agent_ms=now_ms)
+    return h if fresh and not _user_spoke_last(h) else h.replace(agent_ms=now_ms)
 
 
 def _start_transfer(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
     """Nothing is said yet: the QUEUED of the target queue (or the new agent's join) will."""
-    new = replace(h, state=State.TRANSFERRING, transfer_ms=_at(e, now_ms), queue=None)
+    new = h.replace(state=State.TRANSFERRING, transfer_ms=_at(e, now_ms), queue=None)
     return _step(h, new, now_ms, "transfer_started")
 
 
@@ -593,10 +640,10 @@ def _agent_gone(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
     the window (e.g. the TRANSFER arrived before the join that preceded this leave)."""
     at = _at(e, now_ms)
     if h.transfer_ms is not None and abs(at - h.transfer_ms) <= t.transfer_window_ms:
-        new = replace(h, state=State.TRANSFERRING, queue=None)
+        new = h.replace(state=State.TRANSFERRING, queue=None)
         return _step(h, new, now_ms, "transfer_not_final")
     notify = NotifyBot(INTENT_AGENT_LEFT, _entity(ENTITY_AGENT, h.agent_name))
-    return _step(h, replace(h, state=State.ENDED, left_ms=at), now_ms, "agent_left", notify)
+    return _step(h, h.replace(state=State.ENDED, left_ms=at), now_ms, "agent_left", notify)
 
 
 def _left_with_agent(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Step:
@@ -629,7 +676,7 @@ def _join_after_transfer(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> St
     """The next agent: announced. The same agent, when the user heard nothing of the transfer
     (no QUEUED, no leave), resumes silently: for the user nothing changed."""
     if h.queue is None and _same_agent(h, e.agent_id, e.agent_name):
-        new = _fill_agent(replace(h, state=State.WITH_AGENT), e.agent_id, e.agent_name)
+        new = _fill_agent(h.replace(state=State.WITH_AGENT), e.agent_id, e.agent_name)
         new, timers = _with_agent_timers(new, now_ms, t)
         return _step(h, new, now_ms, "noted", *timers)
     return _join(h, e, now_ms, t)
@@ -717,7 +764,7 @@ def on_action(
 def _user_spoke(h: Handoff, now_ms: int) -> Step:
     if not h.active:
         return _keep(h, "ignored_no_handoff")
-    return _step(h, replace(h, user_ms=now_ms), now_ms, "user_spoke")
+    return _step(h, h.replace(user_ms=now_ms), now_ms, "user_spoke")
 
 
 def _escalated(h: Handoff, action: Escalated, now_ms: int, t: Timing) -> Step:
@@ -746,14 +793,14 @@ def _escalation_failed(h: Handoff, now_ms: int) -> Step:
         return _keep(h, "ignored_active")
     if h.state is State.FAILED:
         return _keep(h, "duplicate")
-    return _step(h, replace(h, state=State.FAILED), now_ms, "failed")
+    return _step(h, h.replace(state=State.FAILED), now_ms, "failed")
 
 
 def _user_ended(h: Handoff, now_ms: int) -> Step:
     """No notification: the action tells the user and clears the slot itself."""
     if not h.active:
         return _keep(h, "ignored_no_handoff")
-    return _step(h, replace(h, state=State.ENDED, left_ms=None), now_ms, "ended")
+    return _step(h, h.replace(state=State.ENDED, left_ms=None), now_ms, "ended")
 
 
 # --- timers ---
@@ -796,7 +843,7 @@ _WAITING_STATES: Final = frozenset({State.REQUESTED, State.QUEUED})
 def _queue_timeout(h: Handoff, now_ms: int) -> Step:
     if h.state not in _WAITING_STATES:
         return _keep(h, "ignored_timer")
-    new = replace(h, state=State.ENDED, left_ms=None, timers=())
+    new = h.replace(state=State.ENDED, left_ms=None, timers=())
     notify = NotifyBot(INTENT_QUEUE_TIMEOUT, {})
     return _step(h, new, now_ms, "queue_timeout", notify, EndInteraction())
 
@@ -857,7 +904,7 @@ def _user_silence(h: Handoff, now_ms: int, t: Timing) -> Step:
         return _rearm(h, TimerKind.USER_SILENCE, now_ms + after, now_ms, "timer_rearmed")
     if now_ms - h.agent_ms < after:
         return _rearm(h, TimerKind.USER_SILENCE, h.agent_ms + after, now_ms, "timer_rearmed")
-    new = replace(h, state=State.ENDED, left_ms=None, timers=())
+    new = h.replace(state=State.ENDED, left_ms=None, timers=())
     notify = NotifyBot(INTENT_USER_SILENT, _entity(ENTITY_AGENT, h.agent_name))
     end = EndInteraction(note=USER_SILENT_NOTE)
     return _step(h, new, now_ms, "user_silent", notify, end)

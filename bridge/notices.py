@@ -41,9 +41,9 @@ class Notices:
             if push.intent == INTENT_HANDOFF_QUEUED and event.kind is EventKind.QUEUED:
                 push = replace(push, entities=await self._queue(push, event))
             elif push.intent is None:
-                push = replace(
-                    push, text=format_agent_message(self._format, push.agent_name, push.text)
-                )
+                text = format_agent_message(self._format, push.agent_name, push.text)
+                if text is not push.text:  # unchanged (no name, no text): the push as it is
+                    push = _with_text(push, text)
             out.append(push)
         return out
 
@@ -67,3 +67,8 @@ class Notices:
             figures = await self.metrics.queue(event.queue_id)
         entities.update(queue_entities(entities.get(ENTITY_QUEUE), figures))
         return entities
+
+
+def _with_text(push: Push, text: str | None) -> Push:
+    # `dataclasses.replace`, without its generic inspection of every field (once per message).
+    return type(push)(push.marker, push.intent, push.entities, text, push.agent_name, push.data)

@@ -93,9 +93,15 @@ class ChatEvent:
     @classmethod
     def from_json(cls, data: str | bytes) -> ChatEvent:
         d = json.loads(data)
-        atts = tuple(Attachment(**a) for a in d.pop("attachments", ()))
-        kind = EventKind(d.pop("kind"))
-        return cls(kind=kind, attachments=atts, **d)
+        listed = d.pop("attachments", None)
+        atts = tuple(Attachment(**a) for a in listed) if listed else ()
+        value = d.pop("kind")
+        kind = _KINDS.get(value) if isinstance(value, str) else None
+        return cls(kind=kind or EventKind(value), attachments=atts, **d)
+
+
+# By value: a dict lookup where calling the enum searches its machinery (once per entry read).
+_KINDS: dict[str, EventKind] = {k.value: k for k in EventKind}
 
 
 _EVENT_FIELDS = tuple(f.name for f in fields(ChatEvent))

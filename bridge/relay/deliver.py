@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from prometheus_client import Counter
+
 from bridge import funnel
 from bridge.eightbyeight.events import ChatEvent
 from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, StoreUnavailable
@@ -142,6 +144,7 @@ class Deliverer:
         self._config = config
         self._clock = clock
         self._sleep = sleep
+        self._outcomes: dict[str, Counter] = {}  # relay_outcomes' children, by outcome
 
     async def process(
         self, partition: int, entry: StreamEntry, event: Input, sender: SenderId,
@@ -376,7 +379,12 @@ class Deliverer:
         self, sender: SenderId, entry: StreamEntry, event: Input, step: Step, run: int = 1
     ) -> None:
         """The event's metric and its one INFO line (`run`: how many went in its push)."""
-        self._metrics.relay_outcomes.labels(step.outcome).inc()
+        counter = self._outcomes.get(step.outcome)
+        if counter is None:  # `labels` validates and locks on every call: once per outcome
+            counter = self._outcomes[step.outcome] = self._metrics.relay_outcomes.labels(
+                step.outcome
+            )
+        counter.inc()
         log.info("relay_processed", extra={"sender": sender, "event_id": entry.event_id,
                                            "conversation": event.conversation_id,
                                            "outcome": step.outcome, "run": run})  # fmt: skip

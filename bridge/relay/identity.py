@@ -68,7 +68,8 @@ def identity_of(event_id: str, event: ChatEvent) -> MessageIdentity | None:
     """The identity of an entry, None for anything but an agent message."""
     if event.kind is not EventKind.AGENT_MESSAGE:
         return None
-    found = _MESSAGE_EVENT_ID.fullmatch(event_id)
+    # Most entries are webhook events (8x8's ids): the prefix spares them the pattern.
+    found = _MESSAGE_EVENT_ID.fullmatch(event_id) if event_id.startswith(_PREFIX) else None
     if found is not None:
         return MessageIdentity(found.group(1), int(found.group(2)))
     return MessageIdentity(text_digest(event.text), NEXT)

@@ -34,21 +34,20 @@ def pushes_for(step: Step, event_id: str) -> list[Push]:
                 Push(f"{event_id}:{i}", intent=effect.intent, entities=dict(effect.entities))
             )
         elif isinstance(effect, SayToUser):
-            out.extend(_message_pushes(f"{event_id}:{i}", effect))
+            _message_pushes(out, f"{event_id}:{i}", effect)
     return out
 
 
-def _message_pushes(marker: str, say: SayToUser) -> list[Push]:
+def _message_pushes(out: list[Push], marker: str, say: SayToUser) -> None:
     # Rasa's channels take one image or attachment per message: the first rides with the text,
-    # further ones follow as messages of their own.
-    attachments = list(say.attachments)
-    first = Push(marker, text=say.text, agent_name=say.agent_name,
-                 data=_attachment_data(attachments.pop(0)) if attachments else None)  # fmt: skip
-    rest = [
-        Push(f"{marker}.{k}", text=None, agent_name=say.agent_name, data=_attachment_data(a))
-        for k, a in enumerate(attachments, start=1)
-    ]
-    return [first, *rest]
+    # further ones follow as messages of their own. Positional (field order): the hot path.
+    attachments = say.attachments
+    if not attachments:
+        out.append(Push(marker, None, None, say.text, say.agent_name, None))
+        return
+    out.append(Push(marker, None, None, say.text, say.agent_name, _attachment_data(attachments[0])))
+    for k, a in enumerate(attachments[1:], start=1):
+        out.append(Push(f"{marker}.{k}", None, None, None, say.agent_name, _attachment_data(a)))
 
 
 def bot_message(push: Push) -> BotMessage:
