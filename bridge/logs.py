@@ -134,7 +134,7 @@ def configure(level: str = "INFO", *, id_key: bytes | None = None) -> None:
 
 def _skip_unused_record_fields() -> None:
     """Stop the standard library filling, for every record, fields no line of ours shows:
-    where the call was made (a walk up the stack), the thread's, process's and task's names.
+    where the call was made (a walk up the stack), the thread, process and task.
     An exception's frames are unaffected: they come from its traceback."""
     logging._srcfile = None
     logging.logThreads = False
