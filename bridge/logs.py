@@ -32,13 +32,29 @@ SENDER_FIELDS = frozenset({"sender"})
 # Used when no key is configured: still stable across processes, but then anyone can hash a
 # candidate phone number and compare; `serve` derives a secret key from its settings instead.
 _DEFAULT_KEY = b"handoff-bridge log ids"
-_key = _DEFAULT_KEY
+
+# Masked ids kept per key, so a sender's every line does not pay an HMAC. Emptied whole when
+# full: 4,096 senders covers the live handoffs of a busy deployment (one line per event, the
+# same few senders over and over) in well under a megabyte; beyond that, a miss costs what no
+# cache would.
+_MASKS_LIMIT = 4096
+
+
+class _Masks:
+    """The key and the ids masked with it, replaced together so a line never mixes two keys."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.by_sender: dict[str, str] = {}
+
+
+_masks = _Masks(_DEFAULT_KEY)
 
 
 def set_id_key(key: bytes | None) -> None:
     """The key of `mask_sender` (None: the public default)."""
-    global _key
-    _key = key or _DEFAULT_KEY
+    global _masks
+    _masks = _Masks(key or _DEFAULT_KEY)
 
 
 def derive_id_key(secret: str) -> bytes:
@@ -48,8 +64,15 @@ def derive_id_key(secret: str) -> bytes:
 
 def mask_sender(sender: object) -> str:
     """The sender id as logged above debug: `s-` and 12 hex digits of an HMAC-SHA256."""
-    digest = hmac.new(_key, str(sender).encode("utf-8"), hashlib.sha256).hexdigest()
-    return f"s-{digest[:12]}"
+    masks = _masks
+    text = str(sender)
+    masked = masks.by_sender.get(text)
+    if masked is None:
+        masked = "s-" + hmac.digest(masks.key, text.encode("utf-8"), "sha256")[:6].hex()
+        if len(masks.by_sender) >= _MASKS_LIMIT:
+            masks.by_sender.clear()
+        masks.by_sender[text] = masked
+    return masked
 
 
 def frames(tb: TracebackType | None) -> list[str]:
@@ -57,11 +80,20 @@ def frames(tb: TracebackType | None) -> list[str]:
     return [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(tb)]
 
 
+# One encoder for every line: `json.dumps` with these options builds a new one per call.
+_encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
+
+
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        # The timestamp's text up to its second, for the second it names: lines come many
+        # to a second, and `strftime` is the dearest part of the timestamp.
+        self._second: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": f"{self._up_to_second(record.created)}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
@@ -77,7 +109,15 @@ class JsonFormatter(logging.Formatter):
             out["frames"] = frames(record.exc_info[2])
             if debug:
                 out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return _encode(out)
+
+    def _up_to_second(self, created: float) -> str:
+        second = int(created)
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._second = cached
+        return cached[1]
 
 
 def configure(level: str = "INFO", *, id_key: bytes | None = None) -> None:
@@ -87,5 +127,18 @@ def configure(level: str = "INFO", *, id_key: bytes | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     set_id_key(id_key)
+    _skip_unused_record_fields()
     # aiohttp's access log would print every webhook request; ours is enough.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _skip_unused_record_fields() -> None:
+    """Stop the standard library filling, for every record, fields no line of ours shows:
+    where the call was made (a walk up the stack), the thread, process and task.
+    An exception's frames are unaffected: they come from its traceback."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    if sys.version_info >= (3, 12):
+        logging.logAsyncioTasks = False
