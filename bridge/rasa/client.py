@@ -9,14 +9,16 @@ ambiguous failure the relay looks before pushing again, so the user sees a messa
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from pydantic import SecretStr
+from yarl import URL
 
 from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, UpstreamError
 from bridge.ids import SenderId
@@ -57,10 +59,14 @@ class RasaClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session = session
         self._owns_session = session is None
+        self._events_query: str | None = None  # the pushes' query string (`_events_url`)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            # Rasa's HTTP API sets no cookies: a jar would only be searched on every push.
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
+            )
         return self._session
 
     async def close(self) -> None:
@@ -76,6 +82,18 @@ class RasaClient:
 
     def _url(self, sender: SenderId, tail: str) -> str:
         return f"{self._base}/conversations/{quote(sender, safe='')}/{tail}"
+
+    def _events_url(self, sender: SenderId) -> URL:
+        """The push's URL, its query encoded once: one push per agent message goes through
+        here, and building a URL from parts and parameters is most of a request's own work."""
+        if self._events_query is None:
+            self._events_query = urlencode(
+                self._params(
+                    output_channel=self._output_channel, execute_side_effects="true",
+                    include_events="NONE",
+                )
+            )  # fmt: skip
+        return URL(f"{self._url(sender, 'tracker/events')}?{self._events_query}", encoded=True)
 
     async def push_bot_message(
         self,
@@ -93,11 +111,8 @@ class RasaClient:
         """Show several agent messages to the user in one call, in order. Rasa 3.6 appends the
         list to the tracker, sends each `bot` event to the output channel in list order, then
         saves the tracker once; each event keeps its own marker for `has_marker`."""
-        params = self._params(
-            output_channel=self._output_channel, execute_side_effects="true", include_events="NONE"
-        )
         events = [_bot_event(m) for m in messages]
-        await self._post(self._url(sender, "tracker/events"), events, params)
+        await self._request("POST", self._events_url(sender), events, None, read=False)
 
     async def trigger_intent(
         self, sender: SenderId, intent: str, entities: dict[str, str], *, marker: str
@@ -128,12 +143,16 @@ class RasaClient:
         await self._request("POST", url, body, params, read=False)
 
     async def _request(
-        self, method: str, url: str, body: Any, params: dict[str, str], *, read: bool = True
-    ) -> Any:
+        self, method: str, url: str | URL, body: Any, params: dict[str, str] | None,
+        *, read: bool = True,
+    ) -> Any:  # fmt: skip
+        """`params`: None when `url` carries its query already."""
+        data = None if body is None else json.dumps(body).encode("utf-8")
         try:
             async with self._http().request(
-                method, url, json=body, params=params, timeout=self._timeout
-            ) as resp:
+                method, url, data=data, headers=_JSON if data is not None else None,
+                params=params, timeout=self._timeout,
+            ) as resp:  # fmt: skip
                 if resp.status >= 400:
                     raise error_for_status(resp.status, (await resp.text())[:200])
                 if read and resp.content_type == "application/json":
@@ -144,6 +163,9 @@ class RasaClient:
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RetryableUpstreamError(f"Rasa unreachable: {type(exc).__name__}") from exc
+
+
+_JSON = {"Content-Type": "application/json"}
 
 
 def is_retryable_status(status: int) -> bool:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 import aiohttp
+import pytest
+from aiohttp import web
+from pydantic import SecretStr
 
 from bridge.ids import SenderId
 from bridge.rasa.client import BotMessage, RasaClient
-from tests.core.conftest import BridgeFactory, Harness
+from tests.core.conftest import BridgeFactory, Harness, serve_app
 from tests.support.rasa_stand_in import RasaStandIn
 from tests.support.waiting import eventually
 
@@ -174,6 +178,40 @@ async def test_several_bot_messages_in_one_call_arrive_each_in_order_each_findab
         assert not await client.has_marker(sender, "e3:0")
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("sender", ["whatsapp:+49 170/123?x=1&y=%2F#z", "ünï cødé"])
+async def test_a_push_reaches_the_senders_tracker_with_the_token_and_its_query(
+    sender: str,
+) -> None:
+    """The push's URL is built once per sender (its query encoded once per client): a sender id
+    with characters a URL must escape, and a token that needs escaping too, arrive as given."""
+    stand_in = RasaStandIn(token="s3cret&=+/ token")
+    queries: list[dict[str, str]] = []
+
+    @web.middleware
+    async def note_query(request: web.Request, handler: Any) -> web.StreamResponse:
+        queries.append(dict(request.query))
+        return await handler(request)
+
+    app = stand_in.app()
+    app.middlewares.append(note_query)
+    server = await serve_app(app)
+    client = RasaClient(
+        str(server.make_url("")).rstrip("/"), token=SecretStr("s3cret&=+/ token"),
+        output_channel="socketio",
+    )  # fmt: skip
+    try:
+        for text in ("one", "two"):
+            await client.push_bot_message(SenderId(sender), text, marker=f"{text}:0")
+        assert stand_in.texts(sender) == ["one", "two"]
+        assert queries[-1] == {
+            "output_channel": "socketio", "execute_side_effects": "true",
+            "include_events": "NONE", "token": "s3cret&=+/ token",
+        }  # fmt: skip
+    finally:
+        await client.close()
+        await server.close()
 
 
 async def test_agent_messages_sent_while_rasa_is_stalled_go_in_one_push_once_in_order(
