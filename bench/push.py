@@ -44,7 +44,9 @@ async def main(pushes: int, senders: int, repeat: int) -> None:
         best = min([await _run(stand_in.url, pushes, senders) for _ in range(repeat)])
     finally:
         stand_in.stop()
-    print(f"{1e6 * best:.1f} µs CPU per push (best of {repeat}, {pushes} pushes, {senders} senders)")
+    print(
+        f"{1e6 * best:.1f} µs CPU per push (best of {repeat}, {pushes} pushes, {senders} senders)"
+    )
 
 
 if __name__ == "__main__":
