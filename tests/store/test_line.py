@@ -298,3 +298,40 @@ async def test_a_command_that_cannot_be_sent_fails_its_caller_only(client: aiore
     assert isinstance(outcomes[1], TypeError), outcomes
     assert line.connections == 1  # nothing broke the order of the replies
     await line.close()
+
+
+async def test_callers_past_the_limit_get_room_in_turn(client: aioredis.Redis) -> None:
+    line = Line.of(client, limit=2, wait_s=60)
+    async with asyncio.timeout(10):  # a room never handed on would hang them
+        got = await asyncio.gather(*(line.execute("ECHO", str(i)) for i in range(50)))
+    assert got == [str(i) for i in range(50)]
+    await line.close()
+
+
+async def test_room_handed_to_a_caller_that_gives_up_goes_to_the_next() -> None:
+    room = line_module._Room(1, wait_s=60)
+    assert room.take()
+    assert not room.take()
+    first = asyncio.create_task(room.wait())
+    gone = asyncio.create_task(room.wait())
+    second = asyncio.create_task(room.wait())
+    await asyncio.sleep(0)  # all three waiting, in that order
+    room.give_back()  # to `first`, which gives up before it runs
+    first.cancel()
+    gone.cancel()  # still in line when `first` passes the room on
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    async with asyncio.timeout(5):  # a room lost with `first` would leave it waiting
+        await second  # past `gone`, which gave up
+    assert not room.take()  # `second` holds the one room
+    room.give_back()
+    assert room.take()
+
+
+async def test_a_caller_that_waited_for_room_in_vain_leaves_none_taken() -> None:
+    room = line_module._Room(1, wait_s=0.01)
+    assert room.take()
+    with pytest.raises(rexc.ConnectionError, match="no room"):
+        await room.wait()
+    room.give_back()
+    assert room.take()
