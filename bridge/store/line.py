@@ -273,7 +273,10 @@ class _Link:
                 batch, self._outgoing = self._outgoing, []
                 self._waiting.extend(batch)
                 self._have_waiting.set()
-                packed = b"".join(request.packed for request in batch)
+                if len(batch) == 1:
+                    packed = batch[0].packed
+                else:
+                    packed = b"".join([request.packed for request in batch])
                 await self._conn.send_packed_command(packed, check_health=False)
         except BaseException as exc:
             await self.close(_as_connection_error(exc))
@@ -283,21 +286,23 @@ class _Link:
             self._writer = None
 
     async def _read(self) -> None:
+        waiting, read = self._waiting, self._conn.read_response
         try:
             while True:
-                while not self._waiting:
+                while not waiting:
                     self._have_waiting.clear()
                     await self._have_waiting.wait()
-                request = self._waiting[0]
+                request = waiting[0]
                 try:
-                    reply = await self._conn.read_response()
+                    reply = await read()
                 except rexc.ResponseError as exc:
                     reply = exc
-                request.replies.append(reply)
-                if len(request.replies) == request.count:
-                    self._waiting.popleft()
+                replies = request.replies
+                replies.append(reply)
+                if len(replies) == request.count:
+                    waiting.popleft()
                     if not request.future.done():  # a cancelled caller's replies are dropped
-                        request.future.set_result(request.replies)
+                        request.future.set_result(replies)
         except BaseException as exc:
             await self.close(_as_connection_error(exc))
             if isinstance(exc, asyncio.CancelledError):

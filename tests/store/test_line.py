@@ -7,6 +7,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -335,3 +336,31 @@ async def test_a_caller_that_waited_for_room_in_vain_leaves_none_taken() -> None
         await room.wait()
     room.give_back()
     assert room.take()
+
+
+async def test_the_commands_of_one_turn_go_out_in_one_write(client: aioredis.Redis) -> None:
+    writes: list[bytes] = []
+    pool = client.connection_pool
+
+    def connect() -> AbstractConnection:
+        conn = pool.connection_class(**pool.connection_kwargs)
+        send = conn.send_packed_command
+
+        async def counted(command: Any, check_health: bool = True) -> None:
+            writes.append(command)
+            await send(command, check_health=check_health)
+
+        conn.send_packed_command = counted  # type: ignore[method-assign]
+        return conn
+
+    line = Line(connect)
+    await line.execute("PING")  # open, so the next turn's callers find it open
+    writes.clear()
+    got = await asyncio.gather(
+        line.execute("ECHO", "a"),
+        line.batch([["ECHO", "b"], ["ECHO", "c"]]),
+        line.execute("ECHO", "d"),
+    )
+    assert got == ["a", ["b", "c"], "d"]
+    assert len(writes) == 1, writes
+    await line.close()
