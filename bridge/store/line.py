@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import hiredis
@@ -286,7 +286,7 @@ class _Link:
             self._writer = None
 
     async def _read(self) -> None:
-        waiting, read = self._waiting, self._conn.read_response
+        waiting, read = self._waiting, _reader(self._conn)
         try:
             while True:
                 while not waiting:
@@ -335,6 +335,20 @@ def _packed(commands: Sequence[Command]) -> bytes:
 def _pack(command: Command) -> bytes:
     packed: bytes = hiredis.pack_command(command if type(command) is tuple else tuple(command))
     return packed
+
+
+def _reader(conn: AbstractConnection) -> Callable[[], Awaitable[Any]]:
+    """What reads the connection's next reply: its parser's `read_response` when the
+    connection's class is redis-py's own. redis-py's `read_response` wraps it, per reply, in
+    what the line does not need: a read timeout (none: the line's watch bounds its reads), the
+    host's name for an error message, and a reply error raised, which the reader takes as a
+    reply anyway. A class with its own `read_response` (fakeredis's) is read through it."""
+    if type(conn).read_response is AbstractConnection.read_response:
+        # Every parser of redis.asyncio has one; BaseParser does not declare it.
+        parser = conn._parser
+        read: Callable[[], Awaitable[Any]] = parser.read_response  # type: ignore[attr-defined]
+        return read
+    return conn.read_response
 
 
 def _as_connection_error(exc: BaseException) -> BaseException:

@@ -364,3 +364,24 @@ async def test_the_commands_of_one_turn_go_out_in_one_write(client: aioredis.Red
     assert got == ["a", ["b", "c"], "d"]
     assert len(writes) == 1, writes
     await line.close()
+
+
+async def test_a_script_redis_does_not_have_is_a_noscript_error_in_its_place(
+    client: aioredis.Redis,
+) -> None:
+    """What the store's reload after a flush goes by (`RedisStore._in_order`)."""
+    line = Line.of(client)
+    replies = await line.batch([["EVALSHA", "0" * 40, 0], ["ECHO", "next"]])
+    assert isinstance(replies[0], rexc.NoScriptError), replies
+    assert replies[1] == "next"
+    await line.close()
+
+
+def test_redis_pys_connections_are_read_through_their_parser() -> None:
+    """Not through `read_response`'s per-reply wrapping (CPU per command)."""
+    client = redis_client("redis://127.0.0.1:6379/0")
+    assert isinstance(client, aioredis.Redis)
+    conn = client.connection_pool.make_connection()
+    assert line_module._reader(conn).__self__ is conn._parser  # type: ignore[attr-defined]
+    fake = embedded_client().connection_pool.make_connection()
+    assert line_module._reader(fake) == fake.read_response
