@@ -286,8 +286,9 @@ class _Link:
             self._writer = None
 
     async def _read(self) -> None:
-        waiting, read = self._waiting, _reader(self._conn)
+        waiting = self._waiting
         try:
+            read = _reader(self._conn)
             while True:
                 while not waiting:
                     self._have_waiting.clear()

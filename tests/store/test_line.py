@@ -385,3 +385,19 @@ def test_redis_pys_connections_are_read_through_their_parser() -> None:
     assert line_module._reader(conn).__self__ is conn._parser  # type: ignore[attr-defined]
     fake = embedded_client().connection_pool.make_connection()
     assert line_module._reader(fake) == fake.read_response
+
+
+async def test_a_reader_that_cannot_start_fails_its_callers_at_once(
+    client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Say a redis-py whose connections have no parser where the line looks for one."""
+
+    def broken(conn: AbstractConnection) -> Any:
+        raise AttributeError("_parser")
+
+    monkeypatch.setattr(line_module, "_reader", broken)
+    line = Line.of(client, reply_timeout_s=60)  # not the watch: the reader's own failure
+    async with asyncio.timeout(10):
+        with pytest.raises(rexc.ConnectionError):
+            await line.execute("PING")
+    await line.close()
