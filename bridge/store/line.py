@@ -36,8 +36,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import hiredis
@@ -65,13 +64,15 @@ class _NotRetried(rexc.ConnectionError):
     caller's bound, not to be waited twice."""
 
 
-@dataclass(eq=False)
 class _Request:
-    packed: bytes
-    count: int  # commands, so replies, in `packed`
-    future: asyncio.Future[list[Any]]
-    since: float
-    replies: list[Any] = field(default_factory=list)
+    __slots__ = ("packed", "count", "future", "since", "replies")
+
+    def __init__(self, packed: bytes, count: int, future: asyncio.Future[list[Any]], since: float):
+        self.packed = packed
+        self.count = count  # commands, so replies, in `packed`
+        self.future = future
+        self.since = since
+        self.replies: list[Any] = []
 
 
 class Line:
@@ -87,8 +88,7 @@ class Line:
         reply_timeout_s: float = REPLY_TIMEOUT_S,
     ) -> None:
         self._connect = connect
-        self._slots = asyncio.Semaphore(limit)
-        self._wait_s = wait_s
+        self._room = _Room(limit, wait_s)
         self._reply_timeout_s = reply_timeout_s
         self._link: _Link | None = None
         self._opening: asyncio.Task[_Link] | None = None
@@ -136,27 +136,18 @@ class Line:
             await link.close(rexc.ConnectionError("the line was closed"))
 
     async def _send(self, commands: Sequence[Command]) -> list[Any]:
-        await self._take_slot()
+        room = self._room
+        if not room.take():
+            await room.wait()
         try:
-            link = await self._open()
-            return await link.send(commands)
+            link = self._link
+            if link is None or link.closed:
+                link = await self._open()
+            return await link.submit(commands)
         finally:
-            self._slots.release()
-
-    async def _take_slot(self) -> None:
-        if not self._slots.locked():
-            await self._slots.acquire()  # returns at once: no timer on the common path
-            return
-        try:
-            async with asyncio.timeout(self._wait_s):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise _NotRetried("no room on the line to redis in time") from None
+            room.give_back()
 
     async def _open(self) -> _Link:
-        link = self._link
-        if link is not None and not link.closed:
-            return link
         if self._closed:
             raise _NotRetried("the line was closed")
         if self._opening is None:
@@ -184,6 +175,50 @@ class Line:
         return self._link
 
 
+class _Room:
+    """The in-flight bound: room for `limit` requests, and the callers waiting for room, first
+    come first served. Not an asyncio.Semaphore: taking room when there is some is then one
+    plain call (no coroutine, no scan of the waiters)."""
+
+    def __init__(self, limit: int, wait_s: float) -> None:
+        self.left = limit
+        self._wait_s = wait_s
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take(self) -> bool:
+        """Room taken at once, if there is some and nobody waits for it before the caller."""
+        if self.left > 0 and not self._waiters:
+            self.left -= 1
+            return True
+        return False
+
+    async def wait(self) -> None:
+        """Room, taken within `wait_s`, else `_NotRetried`."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self._wait_s):
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self.give_back()  # handed room as it gave up: the next waiter's
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                raise _NotRetried("no room on the line to redis in time") from None
+            raise
+
+    def give_back(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the room passes to it, not back to the counter
+                return
+        self.left += 1
+
+
 class _Link:
     """One open connection: the requests written on it, in order, and the task reading their
     replies. Once closed (any trouble), it fails what it holds and is never used again."""
@@ -201,18 +236,20 @@ class _Link:
         self._reader = loop.create_task(self._read())
         self._watch = loop.call_later(WATCH_EVERY_S, self._check)
 
-    async def send(self, commands: Sequence[Command]) -> list[Any]:
-        if self.closed:
+    def submit(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+        """The future of `commands`' replies, the commands in line to be written."""
+        if self.closed:  # since its opening, for a caller that waited for it
             raise rexc.ConnectionError("the connection to redis was lost")
         # Packed here, not by the writer: arguments that cannot be sent fail their caller only,
         # not the connection and every request written with them.
         packed = _packed(commands)
-        request = _Request(packed, len(commands), self._loop.create_future(), self._loop.time())
+        loop = self._loop
+        request = _Request(packed, len(commands), loop.create_future(), loop.time())
         self._outgoing.append(request)
         if self._writer is None:
             # Written after whatever else runs in this turn of the loop: one write for all.
-            self._writer = self._loop.create_task(self._write())
-        return await request.future
+            self._writer = loop.create_task(self._write())
+        return request.future
 
     async def close(self, error: BaseException) -> None:
         if self.closed:
@@ -236,7 +273,10 @@ class _Link:
                 batch, self._outgoing = self._outgoing, []
                 self._waiting.extend(batch)
                 self._have_waiting.set()
-                packed = b"".join(request.packed for request in batch)
+                if len(batch) == 1:
+                    packed = batch[0].packed
+                else:
+                    packed = b"".join([request.packed for request in batch])
                 await self._conn.send_packed_command(packed, check_health=False)
         except BaseException as exc:
             await self.close(_as_connection_error(exc))
@@ -246,21 +286,24 @@ class _Link:
             self._writer = None
 
     async def _read(self) -> None:
+        waiting = self._waiting
         try:
+            read = _reader(self._conn)
             while True:
-                while not self._waiting:
+                while not waiting:
                     self._have_waiting.clear()
                     await self._have_waiting.wait()
-                request = self._waiting[0]
+                request = waiting[0]
                 try:
-                    reply = await self._conn.read_response()
+                    reply = await read()
                 except rexc.ResponseError as exc:
                     reply = exc
-                request.replies.append(reply)
-                if len(request.replies) == request.count:
-                    self._waiting.popleft()
+                replies = request.replies
+                replies.append(reply)
+                if len(replies) == request.count:
+                    waiting.popleft()
                     if not request.future.done():  # a cancelled caller's replies are dropped
-                        request.future.set_result(request.replies)
+                        request.future.set_result(replies)
         except BaseException as exc:
             await self.close(_as_connection_error(exc))
             if isinstance(exc, asyncio.CancelledError):
@@ -284,7 +327,29 @@ def _retrieved(task: asyncio.Task[_Link]) -> None:
 
 def _packed(commands: Sequence[Command]) -> bytes:
     # hiredis's packer: the same bytes as redis-py's, in C (~1 µs a command instead of ~7).
-    return b"".join(hiredis.pack_command(tuple(command)) for command in commands)
+    # Most requests are one command: packed without a generator and a join.
+    if len(commands) == 1:
+        return _pack(commands[0])
+    return b"".join([_pack(command) for command in commands])
+
+
+def _pack(command: Command) -> bytes:
+    packed: bytes = hiredis.pack_command(command if type(command) is tuple else tuple(command))
+    return packed
+
+
+def _reader(conn: AbstractConnection) -> Callable[[], Awaitable[Any]]:
+    """What reads the connection's next reply: its parser's `read_response` when the
+    connection's class is redis-py's own. redis-py's `read_response` wraps it, per reply, in
+    what the line does not need: a read timeout (none: the line's watch bounds its reads), the
+    host's name for an error message, and a reply error raised, which the reader takes as a
+    reply anyway. A class with its own `read_response` (fakeredis's) is read through it."""
+    if type(conn).read_response is AbstractConnection.read_response:
+        # Every parser of redis.asyncio has one; BaseParser does not declare it.
+        parser = conn._parser
+        read: Callable[[], Awaitable[Any]] = parser.read_response  # type: ignore[attr-defined]
+        return read
+    return conn.read_response
 
 
 def _as_connection_error(exc: BaseException) -> BaseException:

@@ -215,9 +215,12 @@ class RedisStore:
         commands = [self._command(call) for call in calls]
         for _ in range(2):
             replies = await self.line.batch(commands)
-            errors = [r for r in replies if isinstance(r, rexc.ResponseError)]
-            if not errors:
+            for reply in replies:
+                if isinstance(reply, rexc.ResponseError):
+                    break
+            else:
                 return replies
+            errors = [r for r in replies if isinstance(r, rexc.ResponseError)]
             if not any(isinstance(e, rexc.NoScriptError) for e in errors):
                 raise errors[0]
             await self._load_scripts()
@@ -249,11 +252,12 @@ class RedisStore:
             if isinstance(reply, rexc.ResponseError):
                 raise reply
 
-    def _command(self, call: Call) -> list[Any]:
+    def _command(self, call: Call) -> tuple[Any, ...]:
+        # A tuple: what the line's packer takes as it is.
         name, keys, args = call
         if isinstance(name, _Plain):
-            return [name.command, *keys, *args]
-        return ["EVALSHA", self.scripts[name].sha, len(keys), *keys, *args]
+            return (name.command, *keys, *args)
+        return ("EVALSHA", self.scripts[name].sha, len(keys), *keys, *args)
 
     def _check(self, partition: int) -> int:
         if not 0 <= partition < self.partitions:

@@ -7,6 +7,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -297,4 +298,106 @@ async def test_a_command_that_cannot_be_sent_fails_its_caller_only(client: aiore
     assert outcomes[0] == "before" and outcomes[2] == "after", outcomes
     assert isinstance(outcomes[1], TypeError), outcomes
     assert line.connections == 1  # nothing broke the order of the replies
+    await line.close()
+
+
+async def test_callers_past_the_limit_get_room_in_turn(client: aioredis.Redis) -> None:
+    line = Line.of(client, limit=2, wait_s=60)
+    async with asyncio.timeout(10):  # a room never handed on would hang them
+        got = await asyncio.gather(*(line.execute("ECHO", str(i)) for i in range(50)))
+    assert got == [str(i) for i in range(50)]
+    await line.close()
+
+
+async def test_room_handed_to_a_caller_that_gives_up_goes_to_the_next() -> None:
+    room = line_module._Room(1, wait_s=60)
+    assert room.take()
+    assert not room.take()
+    first = asyncio.create_task(room.wait())
+    gone = asyncio.create_task(room.wait())
+    second = asyncio.create_task(room.wait())
+    await asyncio.sleep(0)  # all three waiting, in that order
+    room.give_back()  # to `first`, which gives up before it runs
+    first.cancel()
+    gone.cancel()  # still in line when `first` passes the room on
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    async with asyncio.timeout(5):  # a room lost with `first` would leave it waiting
+        await second  # past `gone`, which gave up
+    assert not room.take()  # `second` holds the one room
+    room.give_back()
+    assert room.take()
+
+
+async def test_a_caller_that_waited_for_room_in_vain_leaves_none_taken() -> None:
+    room = line_module._Room(1, wait_s=0.01)
+    assert room.take()
+    with pytest.raises(rexc.ConnectionError, match="no room"):
+        await room.wait()
+    room.give_back()
+    assert room.take()
+
+
+async def test_the_commands_of_one_turn_go_out_in_one_write(client: aioredis.Redis) -> None:
+    writes: list[bytes] = []
+    pool = client.connection_pool
+
+    def connect() -> AbstractConnection:
+        conn = pool.connection_class(**pool.connection_kwargs)
+        send = conn.send_packed_command
+
+        async def counted(command: Any, check_health: bool = True) -> None:
+            writes.append(command)
+            await send(command, check_health=check_health)
+
+        conn.send_packed_command = counted  # type: ignore[method-assign]
+        return conn
+
+    line = Line(connect)
+    await line.execute("PING")  # open, so the next turn's callers find it open
+    writes.clear()
+    got = await asyncio.gather(
+        line.execute("ECHO", "a"),
+        line.batch([["ECHO", "b"], ["ECHO", "c"]]),
+        line.execute("ECHO", "d"),
+    )
+    assert got == ["a", ["b", "c"], "d"]
+    assert len(writes) == 1, writes
+    await line.close()
+
+
+async def test_a_script_redis_does_not_have_is_a_noscript_error_in_its_place(
+    client: aioredis.Redis,
+) -> None:
+    """What the store's reload after a flush goes by (`RedisStore._in_order`)."""
+    line = Line.of(client)
+    replies = await line.batch([["EVALSHA", "0" * 40, 0], ["ECHO", "next"]])
+    assert isinstance(replies[0], rexc.NoScriptError), replies
+    assert replies[1] == "next"
+    await line.close()
+
+
+def test_redis_pys_connections_are_read_through_their_parser() -> None:
+    """Not through `read_response`'s per-reply wrapping (CPU per command)."""
+    client = redis_client("redis://127.0.0.1:6379/0")
+    assert isinstance(client, aioredis.Redis)
+    conn = client.connection_pool.make_connection()
+    assert line_module._reader(conn).__self__ is conn._parser  # type: ignore[attr-defined]
+    fake = embedded_client().connection_pool.make_connection()
+    assert line_module._reader(fake) == fake.read_response
+
+
+async def test_a_reader_that_cannot_start_fails_its_callers_at_once(
+    client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Say a redis-py whose connections have no parser where the line looks for one."""
+
+    def broken(conn: AbstractConnection) -> Any:
+        raise AttributeError("_parser")
+
+    monkeypatch.setattr(line_module, "_reader", broken)
+    line = Line.of(client, reply_timeout_s=60)  # not the watch: the reader's own failure
+    async with asyncio.timeout(10):
+        with pytest.raises(rexc.ConnectionError):
+            await line.execute("PING")
     await line.close()

@@ -6,8 +6,12 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+from redis.exceptions import ResponseError
+
 from bridge.ids import EventId
 from bridge.store import open_store
+from bridge.store.redis_store import _Plain
 
 
 async def test_scripts_survive_a_script_flush() -> None:
@@ -70,4 +74,19 @@ async def test_steps_that_find_the_scripts_gone_share_one_reload() -> None:
     )
     assert all(done)
     assert reloads == 1
+    await store.close()
+
+
+async def test_a_reply_error_of_a_step_is_raised_once_the_step_ran_whole() -> None:
+    store = await open_store(None)
+    await store.redis.set("text", "v")
+    step = [
+        (_Plain("SET"), ["before"], ["1"]),
+        (_Plain("HGET"), ["text"], ["f"]),  # WRONGTYPE
+        (_Plain("SET"), ["after"], ["2"]),
+    ]
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await store._in_order(step)
+    assert await store.redis.mget("before", "after") == ["1", "2"]
+    assert await store._in_order(step[::2]) == ["OK", "OK"]
     await store.close()
