@@ -88,7 +88,7 @@ class ChatEvent:
             if name == "attachments":
                 value = [{"url": a.url, "name": a.name, "type": a.type, "id": a.id} for a in value]
             d[name] = value
-        return json.dumps(d, separators=(",", ":"), ensure_ascii=False)
+        return _COMPACT_JSON(d)
 
     @classmethod
     def from_json(cls, data: str | bytes) -> ChatEvent:
@@ -105,6 +105,8 @@ _KINDS: dict[str, EventKind] = {k.value: k for k in EventKind}
 
 
 _EVENT_FIELDS = tuple(f.name for f in fields(ChatEvent))
+# json.dumps with these options builds a JSONEncoder per call; one, made once, writes the same.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _str(value: Any) -> str | None:
