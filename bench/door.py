@@ -13,6 +13,14 @@ user + system CPU (`os.times()`, what `time.process_time()` sums) over the sendi
 is the figure. Each run first sends a few
 uncounted events (the key fetch, the first connections). `--profile` writes a cProfile of the
 measured sends of the last run.
+
+CPU time swings with the machine's load; instruction counts do not. For those, run it under
+callgrind with `--callgrind`, which switches instrumentation on for the measured sends only:
+
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/door.cg \\
+        python -m bench.door --events 1000 --runs 1 --callgrind
+
+and divide the `summary:` line of /tmp/door.cg by the events.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -57,10 +66,9 @@ def _events(sim: Simulator, api: str, count: int, tag: str) -> list[dict[str, ob
     return out
 
 
-async def _send(url: str, path: Path, concurrency: int) -> None:
-    """The child's side: post every event of `path`, `concurrency` at a time; exit 1 on any
-    answer but 200 accepted."""
-    events = json.loads(path.read_text())
+async def _send(url: str, events: list[dict[str, Any]], concurrency: int) -> None:
+    """The child's side: post every event, `concurrency` at a time; exit 1 on any answer but
+    200 accepted."""
     queue = iter(events)
     bad = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -69,7 +77,9 @@ async def _send(url: str, path: Path, concurrency: int) -> None:
         async def lane() -> None:
             nonlocal bad
             for event in queue:
-                async with http.post(url, data=event["body"].encode(), headers=event["headers"]) as r:
+                async with http.post(
+                    url, data=event["body"].encode(), headers=event["headers"]
+                ) as r:
                     if r.status != 200 or (await r.json())["result"] != "accepted":
                         bad += 1
 
@@ -92,7 +102,15 @@ async def _drive(url: str, path: Path, concurrency: int) -> None:
         if await proc.wait() != 0:
             raise RuntimeError("the sender saw answers other than 200 accepted")
     finally:
-        path.unlink()
+        await asyncio.to_thread(path.unlink)
+
+
+def _callgrind(enabled: bool, state: str) -> None:
+    """Instrumentation on or off, when this process runs under
+    `valgrind --tool=callgrind --instr-atstart=no`: only the measured sends are counted."""
+    if enabled:
+        subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
 async def bench(args: argparse.Namespace) -> list[float]:
@@ -100,7 +118,9 @@ async def bench(args: argparse.Namespace) -> list[float]:
     redis = aioredis.from_url(args.redis_url)
     prefix = run_prefix()
     async with running_simulator(sim_config(args.api)) as sim:
-        env = serve_env(args.api, sim.base_url, args.redis_url, prefix, "http://127.0.0.1:9", "INFO")
+        env = serve_env(
+            args.api, sim.base_url, args.redis_url, prefix, "http://127.0.0.1:9", "INFO"
+        )
         os.environ.update({**env, "BRIDGE_HOST": "127.0.0.1"})
         settings = load_settings()
         settings.check_for_serve()
@@ -123,11 +143,17 @@ async def bench(args: argparse.Namespace) -> list[float]:
                 events = _write(_events(sim, args.api, args.events, f"r{run}"))
                 gc.collect()
                 gc.freeze()  # as serve's settled heap
-                profiler = cProfile.Profile(time.process_time) if args.profile and run == args.runs - 1 else None
+                profiler = (
+                    cProfile.Profile(time.process_time)
+                    if args.profile and run == args.runs - 1
+                    else None
+                )
                 start = os.times()
                 if profiler:
                     profiler.enable()
+                _callgrind(args.callgrind, "on")
                 await _drive(url, events, args.concurrency)
+                _callgrind(args.callgrind, "off")
                 if profiler:
                     profiler.disable()
                     profiler.dump_stats(args.profile)
@@ -153,10 +179,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--profile", default=None, help="cProfile output of the last run")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="under callgrind (--instr-atstart=no): count the measured sends only")  # fmt: skip
     parser.add_argument("--send", nargs=3, metavar=("URL", "FILE", "C"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.send:
-        asyncio.run(_send(args.send[0], Path(args.send[1]), int(args.send[2])))
+        events = json.loads(Path(args.send[1]).read_text())
+        asyncio.run(_send(args.send[0], events, int(args.send[2])))
         return
     figures = asyncio.run(bench(args))
     print(

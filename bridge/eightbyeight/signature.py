@@ -119,7 +119,7 @@ def detached_payload(body: bytes, signed: SignedHeaders) -> bytes:
         f'{{"checksum":{checksum(body)},"cid":{_quoted(signed.customer_id)},'
         f'"eid":{_quoted(signed.event_id)},"retry":{signed.retry},'
         f'"tid":{_quoted(signed.tenant_id)},"tt":{signed.transmission_time_ms}}}'
-    ).encode("utf-8")
+    ).encode()
 
 
 # What json.dumps(ensure_ascii=False) writes for a str (quotes and escapes, non-ASCII kept).
