@@ -34,7 +34,7 @@ prefix may not contain braces, and no key name after an id contains `}`.
 
 from __future__ import annotations
 
-import binascii
+import base64
 import hashlib
 import zlib
 from dataclasses import dataclass
@@ -113,7 +113,7 @@ def claim_buckets(event_id: EventId, now_ms: int, dedupe_ttl_s: int) -> ClaimBuc
         shard=zlib.crc32(raw) % CLAIM_SHARDS,
         # 9 bytes of SHA-256 in base64, 12 characters (each is paid once per claim): two event
         # ids meet by chance only in one shard and bucket and with odds of 2^-72 a pair.
-        field=binascii.b2a_base64(hashlib.sha256(raw).digest()[:9], newline=False).decode(),
+        field=base64.b64encode(hashlib.sha256(raw).digest()[:9]).decode(),
         width_ms=width,
         first=first,
         count=last - first + 1,
