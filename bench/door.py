@@ -5,8 +5,8 @@
 The app is built as `serve` builds it (settings from the same environment as bench.run's serve,
 EIGHTBYEIGHT_VERIFY_SIGNATURES=true, the simulator's key, Redis at --redis-url under a fresh
 prefix deleted at the end) and served on loopback in this process. The relay is not started,
-and the door is told this process owns every partition, as a lone serve's does: what is
-measured is the door (aiohttp's server, middlewares, verification, parse, claim, enqueue,
+the door is told this process owns every partition, as a lone serve's does, and what it hands
+to the relay is dropped: what is measured is the door (aiohttp's server, middlewares, verification, parse, claim, enqueue,
 answer), not delivery. A child process sends the events (distinct, signed agent messages,
 `--concurrency` keep-alive connections), so the sender's CPU is not counted; this process's
 user + system CPU (`os.times()`, what `time.process_time()` sums) over the sending, / events,
