@@ -12,6 +12,24 @@ def _registry() -> CollectorRegistry:
     return CollectorRegistry(auto_describe=True)
 
 
+class CounterByLabel:
+    """`counter.labels(value).inc()` for a counter with one label, each child looked up once.
+
+    `labels()` validates and joins its arguments and takes the metric's lock on every call; a
+    hot path that counts every request keeps the children instead. Only for label values from
+    a bounded set (each is kept for the life of the process, as prometheus-client keeps it)."""
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._children: dict[str, Counter] = {}
+
+    def inc(self, label: str) -> None:
+        child = self._children.get(label)
+        if child is None:
+            child = self._children[label] = self._counter.labels(label)
+        child.inc()
+
+
 @dataclass
 class Metrics:
     """Every metric the bridge exports. Label values are bounded (types, reasons, statuses)."""

@@ -80,15 +80,14 @@ class ChatEvent:
         """Compact JSON without empty fields (what the store keeps per event)."""
         # By hand, not `dataclasses.asdict`: its recursive deep copy was a few per cent of the
         # hot path's CPU. Same keys, same order, same bytes.
-        d: dict[str, Any] = {}
-        for name in _EVENT_FIELDS:
-            value = getattr(self, name)
-            if value is None or value == ():
-                continue
-            if name == "attachments":
-                value = [{"url": a.url, "name": a.name, "type": a.type, "id": a.id} for a in value]
-            d[name] = value
-        return json.dumps(d, separators=(",", ":"), ensure_ascii=False)
+        d: dict[str, Any] = {
+            name: value for name in _SCALAR_FIELDS if (value := getattr(self, name)) is not None
+        }
+        if self.attachments:  # the last field
+            d["attachments"] = [
+                {"url": a.url, "name": a.name, "type": a.type, "id": a.id} for a in self.attachments
+            ]
+        return _COMPACT_JSON(d)
 
     @classmethod
     def from_json(cls, data: str | bytes) -> ChatEvent:
@@ -104,7 +103,10 @@ class ChatEvent:
 _KINDS: dict[str, EventKind] = {k.value: k for k in EventKind}
 
 
-_EVENT_FIELDS = tuple(f.name for f in fields(ChatEvent))
+_SCALAR_FIELDS = tuple(f.name for f in fields(ChatEvent) if f.name != "attachments")
+assert fields(ChatEvent)[-1].name == "attachments"  # to_json writes it last, as asdict would
+# json.dumps with these options builds a JSONEncoder per call; one, made once, writes the same.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _str(value: Any) -> str | None:

@@ -19,11 +19,12 @@ the claim when it delivers, so the door answers after two round trips.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -32,7 +33,7 @@ from bridge.eightbyeight.events import RELAYED_KINDS, ChatEvent, EventKind, pars
 from bridge.eightbyeight.signature import HEADER_EVENT, SignedHeaders
 from bridge.errors import SignatureError, StaleClaim, StoreUnavailable
 from bridge.ids import EventId
-from bridge.metrics import Metrics
+from bridge.metrics import CounterByLabel, Metrics
 from bridge.store.base import Claim, Enqueued, Store, partition_of
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,19 @@ class WebhookDoor:
     is_transient_key_error: Callable[[SignatureError], bool] = lambda exc: False
     # Told of every 503: 8x8 may give up on the event, so recovery should look soon.
     on_unavailable: Callable[[], None] = lambda: None
+    # Counted on every request: the labelled children are looked up once each.
+    _responses: CounterByLabel = field(init=False, repr=False)
+    _received: CounterByLabel = field(init=False, repr=False)
+    _ignored: CounterByLabel = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._responses = CounterByLabel(self.metrics.webhook_responses)
+        self._received = CounterByLabel(self.metrics.events_received)
+        self._ignored = CounterByLabel(self.metrics.events_ignored)
 
     async def handle(self, request: web.Request) -> web.Response:
         response = await self._handle(request)
-        self.metrics.webhook_responses.labels(str(response.status)).inc()
+        self._responses.inc(str(response.status))
         if response.status == 503:
             self.on_unavailable()
         return response
@@ -74,7 +84,7 @@ class WebhookDoor:
         obj = _json_object(body)
         if isinstance(obj, dict) and obj.get("eventType") == "WEB_HOOK_VERIFY":
             # 8x8's check of a new webhook must pass even unsigned (contract); never enqueued.
-            self.metrics.events_received.labels("WEB_HOOK_VERIFY").inc()
+            self._received.inc("WEB_HOOK_VERIFY")
             return _answer(200, "verified")
         verified = await self._verify(body, request.headers)
         if isinstance(verified, web.Response):
@@ -116,14 +126,14 @@ class WebhookDoor:
 
     async def _accept(self, obj: dict[str, Any], event_id: EventId, digest: str) -> web.Response:
         event = parse_event(obj)
-        self.metrics.events_received.labels(_type_label(event.raw_type, event.kind)).inc()
+        self._received.inc(_type_label(event.raw_type, event.kind))
         if event.kind not in RELAYED_KINDS:
             # Claimed all the same: its signature must not be reusable on a forged body.
             return await self._acknowledge(event, event_id, digest)
         if event.conversation_id is None:
             return await self._unusable(event_id, digest, "event has no conversationId")
         payload = event.to_json()
-        if not _encodable(payload):
+        if not (payload.isascii() or _encodable(payload)):  # isascii(): a flag, no copy
             # JSON allows lone surrogates ("\ud83d"); UTF-8, and so Redis, does not.
             return await self._unusable(event_id, digest, "body has text that is not valid Unicode")
         partition = partition_of(event.conversation_id, self.store.partitions)
@@ -153,14 +163,15 @@ class WebhookDoor:
         self.hand(partition, enqueued)
         # DEBUG: the relay's `relay_processed` is the event's one INFO line (with its outcome);
         # a second line per event cost several per cent of the hot path's CPU.
-        log.debug(
-            "event_accepted",
-            extra={
-                "event_id": event_id,
-                "conversation": event.conversation_id,
-                "kind": event.kind.value,
-            },
-        )
+        if log.isEnabledFor(logging.DEBUG):  # not even its `extra` built at INFO
+            log.debug(
+                "event_accepted",
+                extra={
+                    "event_id": event_id,
+                    "conversation": event.conversation_id,
+                    "kind": event.kind.value,
+                },
+            )
         return _answer(200, "accepted")
 
     async def _acknowledge(self, event: ChatEvent, event_id: EventId, digest: str) -> web.Response:
@@ -172,7 +183,7 @@ class WebhookDoor:
         seen = self._seen(event_id, claim.state)
         if seen is not None:
             return seen
-        self.metrics.events_ignored.labels(event.kind.value).inc()
+        self._ignored.inc(event.kind.value)
         return _answer(200, "ignored", kind=event.kind.value)
 
     async def _unusable(self, event_id: EventId, digest: str, reason: str) -> web.Response:
@@ -200,12 +211,13 @@ class WebhookDoor:
 
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
     """The raw body, or None when it exceeds `limit` (declared or actual)."""
-    if request.content_length is not None:
-        if request.content_length > limit:
+    declared = request.content_length  # parses the header on every access: once
+    if declared is not None:
+        if declared > limit:
             return None
         # The declared length, in one read (a body cut short is simply not valid JSON).
         try:
-            return await request.content.readexactly(request.content_length)
+            return await request.content.readexactly(declared)
         except asyncio.IncompleteReadError as exc:
             return exc.partial
     chunks: list[bytes] = []
@@ -261,4 +273,12 @@ def _unavailable() -> web.Response:
 
 
 def _answer(status: int, result: str, **extra: Any) -> web.Response:
-    return web.json_response({"result": result, **extra}, status=status)
+    # The same bytes and Content-Type as web.json_response, the body encoded once per answer.
+    body = _answer_body(result, tuple(extra.items()))
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
+
+
+@functools.lru_cache(maxsize=64)
+def _answer_body(result: str, extra: tuple[tuple[str, Any], ...]) -> bytes:
+    # Few distinct answers: constant reasons, the body limit, an event kind (an enum).
+    return json.dumps({"result": result, **dict(extra)}).encode("utf-8")

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from bridge.ids import EventId
 from bridge.store import RedisStore
 from bridge.store.base import Store, partition_of
 from bridge.store.keys import ENQUEUED_AFTER_DELIVERY_MS, MAX_CLAIM_TO_ENQUEUE_MS, claim_buckets
+from bridge.web.webhook import _answer
 from tests.core.conftest import BridgeFactory, Harness
 from tests.support.crc_forge import forge
 from tests.support.signing import signed_headers
@@ -66,6 +68,30 @@ async def test_a_signed_event_is_accepted_and_enqueued_once(h: Harness) -> None:
         {"result": "duplicate"},
     )
     assert await _queued(h) == 1
+    metrics = h.runtime.metrics
+    assert metrics.webhook_responses.labels("200")._value.get() == 2
+    assert metrics.events_received.labels("TEXT")._value.get() == 2
+    assert metrics.events_duplicate._value.get() == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "result", "extra"),
+    [(200, "accepted", {}), (503, "cannot accept the event right now; retry", {}),
+     (413, "body too large", {"limit": 65536}), (200, "ignored", {"kind": "typing"}),
+     (400, "body has text that is not valid Unicode", {})],
+)  # fmt: skip
+def test_an_answer_is_what_json_response_would_send(
+    status: int, result: str, extra: dict[str, Any]
+) -> None:
+    for _ in range(2):  # the second from the cache of encoded bodies
+        ours, reference = (
+            _answer(status, result, **extra),
+            web.json_response({"result": result, **extra}, status=status),
+        )
+        assert (ours.status, ours.body, ours.content_type, ours.charset) == (
+            reference.status, reference.body, reference.content_type, reference.charset,
+        )  # fmt: skip
+        assert ours.headers == reference.headers
 
 
 async def test_unsigned_event_is_refused(h: Harness) -> None:

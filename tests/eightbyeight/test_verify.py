@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from bridge.eightbyeight.signature import (
@@ -427,7 +430,7 @@ async def test_non_integer_numeric_header_is_rejected(
     verifier: WebhookVerifier, rsa_key: rsa.RSAPrivateKey, header: str
 ) -> None:
     headers = signed_headers(rsa_key)
-    for odd in ("soon", "1_0", " 1", "\u0661", "-1", "9" * 19, "9" * 5000):
+    for odd in ("soon", "1_0", " 1", "\u0661", "\u00b2", "1\n", "-1", "9" * 19, "9" * 5000):
         headers[header] = odd
         with pytest.raises(SignatureError, match="integers"):
             await verifier.verify(BODY, headers)
@@ -512,6 +515,38 @@ def test_example_detached_payload_bytes() -> None:
         b'{"checksum":1564621066,"cid":"vccC8ProdChecksUS","eid":"g4nqGuj8TpCa6tiZ3DeeNw",'
         b'"retry":0,"tid":"vccC8ProdChecksUS","tt":1629804577296}'
     )
+
+
+def test_integer_headers_take_one_to_eighteen_ascii_digits() -> None:
+    values = {HEADER_CUSTOMER: "c", HEADER_EVENT: "e", HEADER_TENANT: "t"}
+    signed = SignedHeaders.from_headers({**values, HEADER_RETRY: "0", HEADER_TIME: "9" * 18})
+    assert (signed.retry, signed.transmission_time_ms) == (0, 10**18 - 1)
+
+
+_texts = st.text(st.characters(blacklist_categories=("Cs",)))  # headers that passed the check
+
+
+@given(cid=_texts, eid=_texts, tid=_texts, retry=st.integers(0, 10**18), tt=st.integers(0, 10**18))
+def test_detached_payload_is_what_json_dumps_writes(
+    cid: str, eid: str, tid: str, retry: int, tt: int
+) -> None:
+    body = json.dumps({"eventType": eid}).encode()
+    payload = {"checksum": checksum(body), "cid": cid, "eid": eid, "retry": retry, "tid": tid,
+               "tt": tt}  # fmt: skip
+    reference = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    assert detached_payload(body, SignedHeaders(cid, eid, retry, tid, tt)) == reference
+
+
+@given(st.text("ABCabc019-_+/=. \n\u00e9") | st.binary().map(b64url))
+def test_b64url_decode_is_urlsafe_b64decode(text: str) -> None:
+    try:
+        expected: bytes | None = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        expected = None
+    try:
+        assert b64url_decode(text) == expected
+    except SignatureError:
+        assert expected is None
 
 
 def test_example_protected_header() -> None:
