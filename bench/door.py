@@ -6,11 +6,11 @@ The app is built as `serve` builds it (settings from the same environment as ben
 EIGHTBYEIGHT_VERIFY_SIGNATURES=true, the simulator's key, Redis at --redis-url under a fresh
 prefix deleted at the end) and served on loopback in this process. The relay is not started,
 the door is told this process owns every partition, as a lone serve's does, and what it hands
-to the relay is dropped: what is measured is the door (aiohttp's server, middlewares, verification, parse, claim, enqueue,
-answer), not delivery. A child process sends the events (distinct, signed agent messages,
-`--concurrency` keep-alive connections), so the sender's CPU is not counted; this process's
-user + system CPU (`os.times()`, what `time.process_time()` sums) over the sending, / events,
-is the figure. Each run first sends a few
+to the relay is dropped: what is measured is the door (aiohttp's server, middlewares,
+verification, parse, claim, enqueue, answer), not delivery. A child process sends the events
+(distinct, signed agent messages, `--concurrency` keep-alive connections), so the sender's CPU
+is not counted; this process's user + system CPU (`os.times()`, what `time.process_time()`
+sums) over the sending, / events, is the figure. Each run first sends a few
 uncounted events (the key fetch, the first connections). `--profile` writes a cProfile of the
 measured sends of the last run.
 
