@@ -320,10 +320,11 @@ class Relay:
             return True
         if held and not await self._drain_held(partition, held):
             return False
-        await self._fire_timers(partition)
-        entries = intake.take(self._config.batch) or await self._store.read_events(
-            partition, self._config.batch
-        )
+        # Timers that fired just now joined the stream unhanded: read it, and them with it.
+        fired = await self._fire_timers(partition)
+        entries = [] if fired else intake.take(self._config.batch)
+        if not entries:
+            entries = await self._store.read_events(partition, self._config.batch)
         intake.working(entries)
         end = await self._work(partition, await self._lanes(entries, held), held)
         intake.ended(done=end is LaneEnd.DONE)
@@ -381,14 +382,14 @@ class Relay:
                 self._progress.set()
         return LaneEnd.DONE
 
-    async def _fire_timers(self, partition: int) -> None:
+    async def _fire_timers(self, partition: int) -> int:
         """Due timers join the partition stream (at most every `timer_poll_s`), so they reach
-        the state machine in order with the conversation's 8x8 events."""
+        the state machine in order with the conversation's 8x8 events. How many joined."""
         now = asyncio.get_running_loop().time()
         if now < self._timers_checked.get(partition, 0.0) + self._config.timer_poll_s:
-            return
+            return 0
         self._timers_checked[partition] = now
-        await self._store.fire_timers(partition, int(self._clock() * 1000), self.owner)
+        return await self._store.fire_timers(partition, int(self._clock() * 1000), self.owner)
 
     async def _idle(self, partition: int) -> None:
         kick = self._kicks[partition]
