@@ -403,11 +403,6 @@ async def test_a_reader_that_cannot_start_fails_its_callers_at_once(
     await line.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cancelled caller gives its room back while its request is still on the wire, so "
-    "more than `limit` requests can be in flight",
-)
 async def test_a_caller_that_gives_up_keeps_its_room_until_its_request_is_answered(
     client: aioredis.Redis, key: str
 ) -> None:
