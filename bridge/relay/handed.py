@@ -87,6 +87,9 @@ class Intake:
         self._most = most  # handed entries kept at most: past it, the stream is read for them
         self._handed: list[Enqueued] = []
         self.progress = Progress()
+        # The stream may hold what was not handed (a doorbell, recovery's enqueue, the poll):
+        # the next round reads it, whatever is handed.
+        self.must_read = False
 
     def offer(self, enqueued: Enqueued) -> None:
         if len(self._handed) < self._most:
@@ -99,6 +102,9 @@ class Intake:
 
     def take(self, limit: int) -> list[StreamEntry]:
         self._handed = unread(self._handed, self.progress.read_to)
+        if self.must_read:
+            self.must_read = False  # cleared before the read: a mark made during it stays
+            return []
         taken = take(self.progress, self._handed, limit)
         del self._handed[: len(taken)]
         return taken

@@ -119,7 +119,11 @@ class Relay:
         self._metrics.partitions_owned.set(0)
 
     def kick(self, partition: int) -> None:
-        """Wake a partition's consumer now (events enqueued by this process)."""
+        """Wake a partition's consumer now, to read its stream: something was enqueued that
+        was not handed (another process's doorbell, recovery, a mapping made)."""
+        intake = self._intakes.get(partition)
+        if intake is not None:
+            intake.must_read = True
         if 0 <= partition < len(self._kicks):
             self._kicks[partition].set()
 
@@ -129,7 +133,8 @@ class Relay:
         intake = self._intakes.get(partition)
         if intake is not None:
             intake.offer(enqueued)
-        self.kick(partition)
+        if 0 <= partition < len(self._kicks):
+            self._kicks[partition].set()
 
     def owns(self, partition: int) -> bool:
         """Whether this process consumes the partition now (else an enqueue rings the bell)."""
@@ -320,7 +325,8 @@ class Relay:
             return True
         if held and not await self._drain_held(partition, held):
             return False
-        await self._fire_timers(partition)
+        if await self._fire_timers(partition):
+            intake.must_read = True  # they joined the stream unhanded: read it, them with it
         entries = intake.take(self._config.batch) or await self._store.read_events(
             partition, self._config.batch
         )
@@ -336,7 +342,7 @@ class Relay:
             # The round reached the stream's end. Anything enqueued since by this process set
             # the kick (so the wait returns at once); without one, reading again would find
             # nothing. Other processes' events ring the doorbell, or wait for the poll.
-            await self._idle(partition)
+            await self._idle(partition, intake)
         return True
 
     async def _work(
@@ -381,21 +387,23 @@ class Relay:
                 self._progress.set()
         return LaneEnd.DONE
 
-    async def _fire_timers(self, partition: int) -> None:
+    async def _fire_timers(self, partition: int) -> int:
         """Due timers join the partition stream (at most every `timer_poll_s`), so they reach
-        the state machine in order with the conversation's 8x8 events."""
+        the state machine in order with the conversation's 8x8 events. How many joined."""
         now = asyncio.get_running_loop().time()
         if now < self._timers_checked.get(partition, 0.0) + self._config.timer_poll_s:
-            return
+            return 0
         self._timers_checked[partition] = now
-        await self._store.fire_timers(partition, int(self._clock() * 1000), self.owner)
+        return await self._store.fire_timers(partition, int(self._clock() * 1000), self.owner)
 
-    async def _idle(self, partition: int) -> None:
+    async def _idle(self, partition: int, intake: Intake) -> None:
         kick = self._kicks[partition]
         # asyncio.timeout, not wait_for: wait_for can swallow a cancellation on Python 3.11.
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(self._config.poll_s):
                 await kick.wait()
+        except TimeoutError:
+            intake.must_read = True  # the poll, the net under a lost doorbell: read the stream
         kick.clear()
 
     async def _lanes(

@@ -65,7 +65,7 @@ class _NotRetried(rexc.ConnectionError):
 
 
 class _Request:
-    __slots__ = ("packed", "count", "future", "since", "replies")
+    __slots__ = ("packed", "count", "future", "since", "replies", "over", "on_over")
 
     def __init__(self, packed: bytes, count: int, future: asyncio.Future[list[Any]], since: float):
         self.packed = packed
@@ -73,6 +73,13 @@ class _Request:
         self.future = future
         self.since = since
         self.replies: list[Any] = []
+        self.over = False  # its replies read, or its link failed: no longer in flight
+        self.on_over: Callable[[], None] | None = None  # its room, once its caller left
+
+    def end(self) -> None:
+        self.over = True
+        if self.on_over is not None:
+            self.on_over()
 
 
 class Line:
@@ -139,13 +146,18 @@ class Line:
         room = self._room
         if not room.take():
             await room.wait()
+        request: _Request | None = None
         try:
             link = self._link
             if link is None or link.closed:
                 link = await self._open()
-            return await link.submit(commands)
+            request = link.submit(commands)
+            return await request.future
         finally:
-            room.give_back()
+            if request is not None and request.future.cancelled() and not request.over:
+                request.on_over = room.give_back  # still in flight: its room with its reply
+            else:
+                room.give_back()
 
     async def _open(self) -> _Link:
         if self._closed:
@@ -236,7 +248,7 @@ class _Link:
         self._reader = loop.create_task(self._read())
         self._watch = loop.call_later(WATCH_EVERY_S, self._check)
 
-    def submit(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+    def submit(self, commands: Sequence[Command]) -> _Request:
         """The future of `commands`' replies, the commands in line to be written."""
         if self.closed:  # since its opening, for a caller that waited for it
             raise rexc.ConnectionError("the connection to redis was lost")
@@ -249,7 +261,7 @@ class _Link:
         if self._writer is None:
             # Written after whatever else runs in this turn of the loop: one write for all.
             self._writer = loop.create_task(self._write())
-        return request.future
+        return request
 
     async def close(self, error: BaseException) -> None:
         if self.closed:
@@ -259,6 +271,7 @@ class _Link:
         for request in [*self._waiting, *self._outgoing]:
             if not request.future.done():
                 request.future.set_exception(error)
+            request.end()
         self._waiting.clear()
         self._outgoing.clear()
         for task in (self._reader, self._writer):
@@ -304,6 +317,7 @@ class _Link:
                     waiting.popleft()
                     if not request.future.done():  # a cancelled caller's replies are dropped
                         request.future.set_result(replies)
+                    request.end()
         except BaseException as exc:
             await self.close(_as_connection_error(exc))
             if isinstance(exc, asyncio.CancelledError):

@@ -427,6 +427,28 @@ async def test_a_handed_entry_after_another_process_entry_waits_for_it_to_be_rea
     assert rig.rasa.timeline("ada") == [JOINED, "one", "from elsewhere", "two"]
 
 
+async def test_a_doorbell_that_came_with_a_hand_still_gets_its_entry_read(
+    make_rig: RigFactory,
+) -> None:
+    """The door's hand and another process's doorbell wake the consumer in one turn: the
+    round reads the stream (a kick says it may hold what was not handed), not only takes."""
+    rig = await make_rig(poll_s=60.0)
+    await rig.link("ada", "c1")
+    relay = await rig.started()
+    await rig.join("c1")
+    await rig.idle()  # the consumer found the stream's end: it waits for a kick
+    p = partition_of("c1", rig.store.partitions)
+    here = await rig.store.enqueue_event(p, EventId("here"), said("c1", "one").to_json(), 3600)
+    far = await rig.store.enqueue_event(p, EventId("far"), said("c1", "two").to_json(), 3600)
+    assert here is not None and far is not None and far.after == here.entry.entry_id
+    # In one turn of the loop, before the consumer wakes: the door hands its entry (and kicks),
+    # and the doorbell of another process's entry, appended just after it, kicks again.
+    relay.hand(p, here)
+    relay.kick(p)
+    await relay.wait_idle(timeout_s=5.0)
+    assert rig.rasa.timeline("ada") == [JOINED, "one", "two"]
+
+
 async def test_an_event_another_process_enqueued_wakes_the_consumer_by_its_doorbell(
     make_rig: RigFactory,
 ) -> None:

@@ -126,3 +126,14 @@ def test_an_intake_forgets_what_a_read_covered() -> None:
     intake.working([entry("5-0"), entry("6-0")])  # the read found 5-0 and 6-0
     intake.ended(done=True)
     assert ids(intake.take(64)) == ["7-0"]  # 6-0 was read: only 7-0 is taken
+
+
+def test_an_intake_told_to_read_takes_nothing_once() -> None:
+    """A kick (a doorbell, recovery, the poll) says the stream may hold what was not handed:
+    the next round reads it, then taking goes on."""
+    intake = Intake(most=8)
+    intake.offer(handed("6-0<")[0])
+    intake.must_read = True
+    assert intake.take(64) == []
+    assert not intake.must_read  # cleared before the read: a kick during it marks it again
+    assert ids(intake.take(64)) == ["6-0"]

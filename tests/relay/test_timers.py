@@ -82,3 +82,22 @@ async def test_a_stale_arming_fired_in_the_live_ones_place_arms_the_live_one_aga
     await fire(rig)
     assert rig.rasa.timeline(S) == [SILENT]
     assert await state(rig) is State.ENDED
+
+
+async def test_a_timer_that_fires_while_an_entry_is_handed_is_read_in_the_same_round(
+    make_rig: RigFactory,
+) -> None:
+    """The consumer looks for due timers at every round; one that fires joins the stream after
+    the entry the door just handed, and is read with it, not left for the next poll (far longer
+    than the test here) or the next kick."""
+    rig = await make_rig(timing=TIMING, timer_poll_s=0.0, poll_s=NEVER_S)
+    now = int(rig.clock() * 1000)
+    since = await with_agent(rig, now + 3_600_000)
+    await rig.started()
+    await rig.idle()
+    stale = TimerFired(TimerKind.USER_SILENCE, C, since, now - 1_000)  # an arming left behind
+    await rig.store.arm_timer(0, stale)
+    await rig.say("c1", "still there?")  # handed; the timer fires at the round it wakes
+    await rig.idle()
+    assert rig.rasa.timeline(S) == ["still there?"]
+    assert await rig.store.read_events(0, 10) == []

@@ -401,3 +401,24 @@ async def test_a_reader_that_cannot_start_fails_its_callers_at_once(
         with pytest.raises(rexc.ConnectionError):
             await line.execute("PING")
     await line.close()
+
+
+async def test_a_caller_that_gives_up_keeps_its_room_until_its_request_is_answered(
+    client: aioredis.Redis, key: str
+) -> None:
+    """Room bounds requests in flight, not callers: a cancelled caller's request stays in line
+    (its reply is read, then dropped), so its room comes back with that reply."""
+    real_only(client, "fakeredis answers BLPOP at once: nothing to cancel midway")
+    line = Line.of(client, limit=1, wait_s=0.2)
+    blocked = asyncio.create_task(line.execute("BLPOP", key, 2))
+    await _blocked_on(client)
+    blocked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+    # The BLPOP is still in flight: a second request now would be the second of a limit of 1.
+    with pytest.raises(rexc.ConnectionError, match="no room"):
+        await line.execute("ECHO", "x")
+    await client.rpush(key, "late")  # the BLPOP's reply comes, and is dropped: room again
+    assert await line.execute("ECHO", "y") == "y"
+    await client.delete(key)
+    await line.close()
