@@ -316,7 +316,8 @@ async def test_room_handed_to_a_caller_that_gives_up_goes_to_the_next() -> None:
     first = asyncio.create_task(room.wait())
     gone = asyncio.create_task(room.wait())
     second = asyncio.create_task(room.wait())
-    await asyncio.sleep(0)  # all three waiting, in that order
+    await asyncio.sleep(0)  # a turn of the loop: each task runs to its wait, in that order
+    assert len(room._waiters) == 3
     room.give_back()  # to `first`, which gives up before it runs
     first.cancel()
     gone.cancel()  # still in line when `first` passes the room on
