@@ -53,7 +53,10 @@ async def _serve(config: SimulatorConfig, host: str, port: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        # SIGINT too: started in the background by a shell, it inherits SIGINT ignored, and
+        # Python's KeyboardInterrupt would never come.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     async with running_simulator(config, host, port) as sim:
         print("\n".join(_banner(sim)), flush=True)
         if host not in LOOPBACK:

@@ -25,11 +25,19 @@ def _clean_env() -> dict[str, str]:
     }
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# Started in the background by a shell (`... &`), a program inherits SIGINT ignored.
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "background"])
 async def test_the_module_serves_prints_demo_credentials_and_stops_on_ctrl_c(
-    tmp_path: Path,
+    tmp_path: Path, sigint_ignored: bool
 ) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
+        "-X",
+        "faulthandler",  # SIGABRT, sent below if it does not stop, dumps its stacks to stderr
         "-m",
         "bridge.simulator",
         "--port",
@@ -40,8 +48,11 @@ async def test_the_module_serves_prints_demo_credentials_and_stops_on_ctrl_c(
         env=_clean_env(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
-    assert process.stdout is not None
+    assert process.stdout is not None and process.stderr is not None
+    # Read all along: a child writing to a full pipe nobody reads would block, even on exit.
+    stderr = asyncio.ensure_future(process.stderr.read())
     try:
         lines: list[str] = []
         async with asyncio.timeout(20):
@@ -62,12 +73,19 @@ async def test_the_module_serves_prints_demo_credentials_and_stops_on_ctrl_c(
             ) as resp:
                 assert resp.status == 200  # ...and accepted
         process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(10):
-            assert await process.wait() == 0
+        try:
+            async with asyncio.timeout(10):
+                status = await process.wait()
+        except TimeoutError:
+            process.send_signal(signal.SIGABRT)
+            await process.wait()
+            pytest.fail(f"not stopped 10 s after Ctrl-C; its stderr:\n{(await stderr).decode()}")
+        assert status == 0, (await stderr).decode()
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+        await stderr
 
 
 def test_run_reports_a_taken_port(capsys: pytest.CaptureFixture[str]) -> None:
