@@ -219,8 +219,8 @@ class Relay:
         plan = d.plan_leases(self.owned_partitions, self._store.partitions, live, stopping=stopping)
         for partition in plan.renew:
             await self._claim(partition)
-        for partition in plan.give_back:
-            await self._give_back(partition)
+        # Together: each may wait for its consumer's push in hand, and the renewals wait too.
+        await asyncio.gather(*(self._give_back(partition) for partition in plan.give_back))
         others = [p for p in range(self._store.partitions) if p not in self.owned_partitions]
         random.shuffle(others)  # processes starting together do not all race for partition 0
         for partition in others:
@@ -252,20 +252,25 @@ class Relay:
         action = d.on_grant(grant, task is not None and not task.done(), self._stopping.is_set())
         if grant != d.LOST:
             self._valid_until[partition] = d.push_deadline(asked_at, self._config.lease_ttl_ms)
-        if action in (d.ConsumerAction.RESTART, d.ConsumerAction.STOP) and task is not None:
-            # RESTART: our lease had lapsed and we took it again; another relay may have worked
-            # the partition meanwhile, so the consumer's memory (held conversations) is stale.
-            # STOP: someone else holds it now: stop before we deliver twice.
+        stale = None
+        if action is d.ConsumerAction.STOP and task is not None:
+            # Someone else holds it now: stop before we deliver twice.
             task.cancel()
             self._tasks.pop(partition, None)
+            log.warning("relay_partition_lost", extra={"partition": partition, "owner": self.owner})
+        if action is d.ConsumerAction.RESTART:
+            # Our lease had lapsed and we took it again; another relay may have worked the
+            # partition meanwhile, so the consumer's memory (held conversations) is stale. It
+            # is not cancelled: a push it already wrote would still land in Rasa after the new
+            # consumer had looked for it in the tracker, and be pushed twice. No longer the
+            # partition's consumer, it ends after the units in hand; the new one starts then.
+            stale = task
             log.warning(
-                "relay_partition_retaken" if action is d.ConsumerAction.RESTART
-                else "relay_partition_lost",
-                extra={"partition": partition, "owner": self.owner},
-            )  # fmt: skip
+                "relay_partition_retaken", extra={"partition": partition, "owner": self.owner}
+            )
         if action in (d.ConsumerAction.START, d.ConsumerAction.RESTART):
             self._tasks[partition] = asyncio.create_task(
-                self._consume(partition), name=f"relay-p{partition}"
+                self._consume(partition, after=stale), name=f"relay-p{partition}"
             )
             log.info(
                 "relay_partition_acquired", extra={"partition": partition, "owner": self.owner}
@@ -282,15 +287,27 @@ class Relay:
         cut short is re-checked against the tracker by the next holder (its attempt count)."""
         task = self._tasks.pop(partition, None)  # the consumer's loop ends when it sees this
         if task is not None:
-            task.cancel()
+            # It ends after the units in hand: a push it already wrote, cut short, would land
+            # after the next holder had looked for it in the tracker, and be pushed twice.
+            self._kicks[partition].set()
             # Bounded: a consumer stuck in a slow push must not hold up the other leases.
-            await asyncio.wait({task}, timeout=2.0)
+            _done, running = await asyncio.wait({task}, timeout=2.0)
+            for late in running:
+                late.cancel()
+                await asyncio.wait({late}, timeout=1.0)
         await self._store.release_partition(partition, self.owner)
         log.debug("relay_partition_released", extra={"partition": partition, "owner": self.owner})
 
     # --- consuming one partition ---
 
-    async def _consume(self, partition: int) -> None:
+    async def _consume(self, partition: int, after: asyncio.Task[None] | None = None) -> None:
+        if after is not None:
+            self._kicks[partition].set()  # an idle stale consumer sees it is stale at once
+            try:
+                await asyncio.wait({after})
+            except asyncio.CancelledError:
+                after.cancel()  # stopping: the stale one goes with the consumer that waits on it
+                raise
         intake = self._intakes[partition] = Intake(most=4 * self._config.batch)
         try:
             await self._rounds(partition, intake)

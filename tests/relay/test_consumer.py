@@ -10,7 +10,7 @@ import pytest
 
 from bridge.eightbyeight.events import EventKind
 from bridge.errors import RetryableUpstreamError
-from bridge.ids import ConversationId, EventId
+from bridge.ids import ConversationId, EventId, SenderId
 from bridge.rasa.client import error_for_status
 from bridge.relay import Relay
 from bridge.relay.identity import text_digest
@@ -471,3 +471,98 @@ async def test_an_event_another_process_enqueued_wakes_the_consumer_by_its_doorb
         bells.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await bells
+
+
+class StalledPush:
+    """A push of `text` that stalls in Rasa until `release`. If its caller goes away meanwhile,
+    Rasa lands it all the same (it has read the request), just after the next look for it in
+    the tracker: a delivery that looked before it landed would push it twice."""
+
+    def __init__(self, rig: Rig, text: str) -> None:
+        self.rig, self.text = rig, text
+        self.in_flight, self.release, self._looked = (
+            asyncio.Event(),
+            asyncio.Event(),
+            asyncio.Event(),
+        )
+        self._landings: list[asyncio.Task[None]] = []
+        self._has_marker = rig.rasa.has_marker
+        rig.rasa.has_marker = self._look  # type: ignore[method-assign]
+        rig.rasa.on_push = self._stall
+
+    async def _look(self, sender: SenderId, marker: str) -> bool:
+        found = await self._has_marker(sender, marker)
+        self._looked.set()
+        return found
+
+    async def _stall(self, call: Call) -> None:
+        if call.text != self.text:
+            return
+        self.rig.rasa.on_push = None
+        self.in_flight.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self._landings.append(asyncio.create_task(self._land(call)))
+            raise
+
+    async def _land(self, call: Call) -> None:
+        await self._looked.wait()
+        self.rig.rasa.tracker.setdefault(call.sender, []).append(call)
+
+    async def landed(self) -> None:
+        """Until whatever was cut short has landed."""
+        await asyncio.gather(*self._landings)
+
+
+async def test_a_lease_taken_again_mid_push_lets_that_push_finish_and_shows_it_once(
+    make_rig: RigFactory,
+) -> None:
+    """Our own lease lapsed and was taken again while a push was in flight: the push finishes,
+    and the new consumer starts after it."""
+    rig = await make_rig()
+    await rig.link("ada", "c1")
+    relay = await rig.started()
+    await rig.join("c1")
+    await rig.idle()
+    push = StalledPush(rig, "hello")
+    await rig.say("c1", "hello")
+    await push.in_flight.wait()
+    assert await rig.store.redis.delete(rig.store.keys.partition_lease(0))  # it lapsed...
+    await relay.renew_leases()  # ...and we took it again
+    push.release.set()
+    await push.landed()
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "hello"]
+    assert len(rig.rasa.pushes("ada")) == 2  # the join, and "hello" once
+
+
+async def test_a_partition_given_back_mid_push_lets_that_push_finish_and_shows_it_once(
+    make_rig: RigFactory,
+) -> None:
+    """A second relay arrives while the first pushes into a partition that is no longer in its
+    share: the push finishes before the lease is given back."""
+    rig = await make_rig(partitions=2)
+    by_partition = {partition_of(ConversationId(f"c{i}"), 2): f"c{i}" for i in range(8)}
+    conversation = by_partition[1]  # the partition given back
+    await rig.link("ada", conversation)
+    a = await rig.started("relay-a")
+    await rig.join(conversation)
+    await rig.idle(a)
+    push = StalledPush(rig, "hello")
+    await rig.say(conversation, "hello")
+    await push.in_flight.wait()
+    b = rig.relay("relay-b")
+    await b.renew_leases()  # counted live, nothing free yet
+    giving_back = asyncio.create_task(a.renew_leases())
+    # Until it no longer consumes partition 1 (a state with no event of its own), each turn
+    # of the loop a step of its lease round.
+    while a.owns(1):  # noqa: ASYNC110
+        await asyncio.sleep(0)
+    push.release.set()
+    await giving_back
+    await b.renew_leases()
+    assert 1 in b.owned_partitions
+    await push.landed()
+    await rig.idle(b)
+    assert rig.rasa.timeline("ada") == [JOINED, "hello"]
