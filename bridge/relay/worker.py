@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
@@ -48,6 +49,10 @@ _SENDER_CACHE = 100_000  # a conversation's sender never changes, so caching it 
 _LEASE_WAIT_S = 0.05
 _ERROR_PAUSE_S = 1.0  # after Redis trouble or a surprise, before the consumer tries again
 
+# The consumer task a delivery runs for (its lanes are tasks of their own).
+_CONSUMER: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
+    "relay_consumer", default=None
+)
 _Unit = list[tuple[StreamEntry, Input | None]]  # a unit of work of a read batch (`runs.py`)
 
 
@@ -282,6 +287,13 @@ class Relay:
     def _lease_valid(self, partition: int) -> bool:
         return d.may_push(self._clock(), self._valid_until.get(partition))
 
+    def _still_ours(self, partition: int) -> Callable[[], bool]:
+        """For a delivery of the consumer this runs under: whether it may go on (another
+        attempt, the next message). Not once the lease may lapse, nor once that consumer is no
+        longer the partition's (re-taken, given back): it ends after its push in hand."""
+        consumer = _CONSUMER.get()
+        return lambda: self._lease_valid(partition) and self._tasks.get(partition) is consumer
+
     async def _give_back(self, partition: int) -> None:
         """Hand a partition to another relay: stop consuming, then release the lease. An entry
         cut short is re-checked against the tracker by the next holder (its attempt count)."""
@@ -308,6 +320,7 @@ class Relay:
             except asyncio.CancelledError:
                 after.cancel()  # stopping: the stale one goes with the consumer that waits on it
                 raise
+        _CONSUMER.set(asyncio.current_task())  # its lanes' tasks inherit it
         intake = self._intakes[partition] = Intake(most=4 * self._config.batch)
         try:
             await self._rounds(partition, intake)
@@ -468,7 +481,7 @@ class Relay:
 
         return await self._deliverer.process_run(
             partition, [entry for entry, _ in unit], events, sender, ack,
-            still_ours=lambda: self._lease_valid(partition), owner=self.owner,
+            still_ours=self._still_ours(partition), owner=self.owner,
         )  # fmt: skip
 
     async def _handle(
@@ -503,7 +516,7 @@ class Relay:
         return await self._deliverer.process(
             partition, entry, event, sender, finish=ack,
             dead_letter=lambda reason: self._store.dead_letter(partition, entry, reason, self.owner),
-            still_ours=lambda: self._lease_valid(partition), owner=self.owner, begun=begun,
+            still_ours=self._still_ours(partition), owner=self.owner, begun=begun,
         )  # fmt: skip
 
     async def _dead_letter(self, partition: int, entry: StreamEntry, reason: str) -> bool:
@@ -558,7 +571,7 @@ class Relay:
         return await self._deliverer.process(
             partition, entry, event, sender, finish=unhold,
             dead_letter=lambda reason: self._store.dead_letter(partition, entry, reason, self.owner),
-            still_ours=lambda: self._lease_valid(partition), owner=self.owner,
+            still_ours=self._still_ours(partition), owner=self.owner,
         )  # fmt: skip
 
     async def _senders_of(

@@ -566,3 +566,41 @@ async def test_a_partition_given_back_mid_push_lets_that_push_finish_and_shows_i
     await push.landed()
     await rig.idle(b)
     assert rig.rasa.timeline("ada") == [JOINED, "hello"]
+
+
+async def test_a_consumer_whose_lease_was_taken_again_leaves_its_retries_to_the_new_one(
+    make_rig: RigFactory,
+) -> None:
+    """The stale consumer ends after its attempt in hand, not after every retry of it: a
+    conversation failing for long does not hold up the partition's others behind the restart."""
+    rig = await make_rig(max_attempts=50)
+    await rig.link("ada", "c1")
+    await rig.link("bob", "c2")
+    relay = await rig.started()
+    await rig.join("c1")
+    await rig.join("c2")
+    await rig.idle()
+    bob_served = asyncio.Event()
+    retaken = False
+
+    async def on_push(call: Call) -> None:
+        nonlocal retaken
+        if call.text == "hi":
+            bob_served.set()
+        if call.text != "stuck":
+            return
+        if not retaken:
+            retaken = True
+            assert await rig.store.redis.delete(rig.store.keys.partition_lease(0))
+            await relay.renew_leases()
+            await rig.say("c2", "hi")
+            raise RetryableUpstreamError("Rasa unreachable: TimeoutError")
+        await bob_served.wait()  # a retry by the stale consumer would wait here for ever
+
+    rig.rasa.on_push = on_push
+    await rig.say("c1", "stuck")
+    async with asyncio.timeout(10):
+        await bob_served.wait()
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "stuck"]
+    assert rig.rasa.timeline("bob") == [JOINED, "hi"]
