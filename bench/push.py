@@ -14,7 +14,7 @@ callgrind with `--callgrind`, which switches instrumentation on for the measured
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/push.cg \\
         python -m bench.push --pushes 2000 --repeat 1 --callgrind
 
-and divide the `summary:` line of /tmp/push.cg by the pushes.
+and divide the `totals:` line of /tmp/push.cg by the pushes.
 """
 
 from __future__ import annotations
