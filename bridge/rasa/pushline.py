@@ -31,6 +31,10 @@ DEFAULT_LIMIT = 100
 MAX_ANSWER_BYTES = 64 * 1024
 # Enough bytes for the 200 characters of an error's detail, whatever their encoding.
 HEAD_BYTES = 800
+# An idle connection is reused only this long after its last answer. Sanic (Rasa's server)
+# closes one idle for 5 s, its timer started before our clock's: a push written to a connection
+# as the server closes it would fail after Rasa may have read it (an ambiguous failure).
+IDLE_REUSE_S = 4.0
 # How long close() waits for the closed connections' sockets to be released.
 _CLOSE_WAIT_S = 1.0
 _FRAMING = (b"content-length", b"transfer-encoding")
@@ -57,6 +61,7 @@ class _Connection(asyncio.Protocol):
         self._framed = False  # Content-Length or chunked: the body does not run to EOF
         self.reusable = False
         self.lost = False
+        self.idle_since = 0.0  # the loop's time when last put in the pool
         self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def usable(self) -> bool:
@@ -165,6 +170,7 @@ class PushLine:
         timeout_s: float,
         limit: int = DEFAULT_LIMIT,
         ssl_context: ssl.SSLContext | None = None,
+        idle_reuse_s: float = IDLE_REUSE_S,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -184,6 +190,7 @@ class PushLine:
             + b"\r\nContent-Type: application/json\r\nContent-Length: "
         )
         self._timeout_s = timeout_s
+        self._idle_reuse_s = idle_reuse_s
         self._slots = asyncio.Semaphore(limit)
         self._idle: list[_Connection] = []
         self._closed = False
@@ -222,16 +229,21 @@ class PushLine:
             conn.abort()
             raise
         if conn.usable() and not self._closed:
+            conn.idle_since = asyncio.get_running_loop().time()
             self._idle.append(conn)
         else:
             conn.close()
         return answer
 
     def _reuse(self) -> _Connection | None:
-        """The most recently used idle connection still open (LIFO: the others may time out)."""
+        """The most recently used idle connection still open and not idle too long (LIFO: the
+        older ones may be closed by the server meanwhile)."""
+        if not self._idle:
+            return None
+        fresh_since = asyncio.get_running_loop().time() - self._idle_reuse_s
         while self._idle:
             conn = self._idle.pop()
-            if conn.usable():
+            if conn.idle_since > fresh_since and conn.usable():
                 return conn
             conn.close()
         return None

@@ -537,3 +537,18 @@ async def test_https_pushes_verify_the_servers_certificate(tmp_path: Path) -> No
         await trusting.close()
         await default.close()
         await server.close()
+
+
+async def test_a_connection_idle_longer_than_the_reuse_bound_is_not_reused(
+    raw_server: StartServer,
+) -> None:
+    """Sanic closes a connection idle for 5 s; the line stops reusing one well before."""
+    server, url = await raw_server(answer_ok)
+    kept, stale = PushLine(url, timeout_s=10), PushLine(url, timeout_s=10, idle_reuse_s=0)
+    try:
+        for line in (kept, kept, stale, stale):
+            assert await line.post(TARGET, b"[]") == (200, b"{}")
+        assert [len(c.requests) for c in server.connections] == [2, 1, 1]
+    finally:
+        await kept.close()
+        await stale.close()
