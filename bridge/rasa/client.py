@@ -23,7 +23,7 @@ from yarl import URL
 
 from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, UpstreamError
 from bridge.ids import SenderId
-from bridge.rasa.pushline import BadAnswer, PushLine
+from bridge.rasa.pushline import BadAnswer, BadURL, PushLine
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +131,11 @@ class RasaClient:
         list to the tracker, sends each `bot` event to the output channel in list order, then
         saves the tracker once; each event keeps its own marker for `has_marker`."""
         body = json.dumps([_bot_event(m) for m in messages]).encode("utf-8")
+        # OSError: timeouts, resets, refusals, TLS. A BadURL stays retryable, as aiohttp's
+        # InvalidURL was: the relay's budget, not this call, decides when to give up.
         try:
             status, head = await self._pushes().post(self._events_target(sender), body)
-        except (OSError, BadAnswer) as exc:  # OSError: timeouts, resets, refusals, TLS
+        except (OSError, BadAnswer, BadURL) as exc:
             raise RetryableUpstreamError(f"Rasa unreachable: {type(exc).__name__}") from exc
         if status >= 400:
             raise error_for_status(status, head.decode("utf-8", "replace")[:200])

@@ -44,6 +44,10 @@ class BadAnswer(Exception):
     """The server's answer is not HTTP/1.x we can read (malformed, an upgrade)."""
 
 
+class BadURL(ValueError):
+    """The base URL is not an absolute http or https URL."""
+
+
 class ServerDisconnected(ConnectionError):
     """The connection closed before the answer was complete."""
 
@@ -174,7 +178,7 @@ class PushLine:
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("the Rasa URL must be an absolute http or https URL")
+            raise BadURL("the Rasa URL must be an absolute http or https URL")
         tls = parts.scheme == "https"
         default_port = 443 if tls else 80
         self._host = parts.hostname
@@ -217,9 +221,6 @@ class PushLine:
             conn.close()
         if idle:
             await asyncio.wait([c.gone for c in idle], timeout=_CLOSE_WAIT_S)
-
-    def idle_connections(self) -> int:
-        return len(self._idle)
 
     async def _exchange(self, request: bytes) -> tuple[int, bytes]:
         conn = self._reuse() or await self._connect()

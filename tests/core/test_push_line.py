@@ -385,6 +385,16 @@ async def test_a_connection_refused_is_retryable_and_the_token_is_nowhere(
         await client.close()
 
 
+@pytest.mark.parametrize("url", ["localhost:5005", "ftp://rasa:5005", "http://"])
+async def test_a_base_url_that_is_not_http_fails_the_push_as_retryable(url: str) -> None:
+    client = RasaClient(url)
+    try:
+        with pytest.raises(RetryableUpstreamError, match="^Rasa unreachable: BadURL$"):
+            await push(client)
+    finally:
+        await client.close()
+
+
 async def test_more_pushes_than_the_pool_bound_wait_for_a_connection(
     raw_server: StartServer,
 ) -> None:
