@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from yarl import URL
 
 from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, UpstreamError
 from bridge.ids import SenderId
+from bridge.rasa.pushline import BadAnswer, BadURL, PushLine
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,10 @@ class BotMessage:
 
 
 class RasaClient:
-    """Pushes agent events into Rasa conversations. One aiohttp session, owned here."""
+    """Pushes agent events into Rasa conversations. The pushes (`push_bot_messages`, the hot
+    path) go through a `PushLine` of their own; every other call through one aiohttp session.
+    Both are owned here. `ssl_context`: for an https Rasa whose certificate the default
+    context does not trust (the tests' own CA)."""
 
     def __init__(
         self,
@@ -50,16 +55,20 @@ class RasaClient:
         output_channel: str = "latest",
         timeout_s: float = 15.0,
         session: aiohttp.ClientSession | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._token = token
         self._output_channel = output_channel
         # Rasa serialises work per conversation with a lock that lives up to 60 s; a push can
         # legitimately wait behind a user turn, so the timeout is generous but bounded.
+        self._timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session = session
         self._owns_session = session is None
-        self._events_query: str | None = None  # the pushes' query string (`_events_url`)
+        self._ssl_context = ssl_context
+        self._line: PushLine | None = None
+        self._events_query: str | None = None  # the pushes' query string (`_events_target`)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -69,7 +78,17 @@ class RasaClient:
             )
         return self._session
 
+    def _pushes(self) -> PushLine:
+        if self._line is None:
+            self._line = PushLine(
+                self._base, timeout_s=self._timeout_s, ssl_context=self._ssl_context
+            )
+        return self._line
+
     async def close(self) -> None:
+        if self._line is not None:
+            await self._line.close()
+            self._line = None
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -83,9 +102,9 @@ class RasaClient:
     def _url(self, sender: SenderId, tail: str) -> str:
         return f"{self._base}/conversations/{quote(sender, safe='')}/{tail}"
 
-    def _events_url(self, sender: SenderId) -> URL:
-        """The push's URL, its query encoded once: one push per agent message goes through
-        here, and building a URL from parts and parameters is most of a request's own work."""
+    def _events_target(self, sender: SenderId) -> str:
+        """The push's path (under the base URL's) and query, the query encoded once: one push
+        per agent message goes through here. It holds the token: never logged."""
         if self._events_query is None:
             self._events_query = urlencode(
                 self._params(
@@ -93,7 +112,7 @@ class RasaClient:
                     include_events="NONE",
                 )
             )  # fmt: skip
-        return URL(f"{self._url(sender, 'tracker/events')}?{self._events_query}", encoded=True)
+        return f"/conversations/{quote(sender, safe='')}/tracker/events?{self._events_query}"
 
     async def push_bot_message(
         self,
@@ -111,8 +130,15 @@ class RasaClient:
         """Show several agent messages to the user in one call, in order. Rasa 3.6 appends the
         list to the tracker, sends each `bot` event to the output channel in list order, then
         saves the tracker once; each event keeps its own marker for `has_marker`."""
-        events = [_bot_event(m) for m in messages]
-        await self._request("POST", self._events_url(sender), events, None, read=False)
+        body = json.dumps([_bot_event(m) for m in messages]).encode("utf-8")
+        # OSError: timeouts, resets, refusals, TLS. A BadURL stays retryable, as aiohttp's
+        # InvalidURL was: the relay's budget, not this call, decides when to give up.
+        try:
+            status, head = await self._pushes().post(self._events_target(sender), body)
+        except (OSError, BadAnswer, BadURL) as exc:
+            raise RetryableUpstreamError(f"Rasa unreachable: {type(exc).__name__}") from exc
+        if status >= 400:
+            raise error_for_status(status, head.decode("utf-8", "replace")[:200])
 
     async def trigger_intent(
         self, sender: SenderId, intent: str, entities: dict[str, str], *, marker: str
