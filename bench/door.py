@@ -20,7 +20,8 @@ callgrind with `--callgrind`, which switches instrumentation on for the measured
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/door.cg \\
         python -m bench.door --events 1000 --runs 1 --callgrind
 
-and divide the `summary:` line of /tmp/door.cg by the events.
+and divide the `totals:` line of /tmp/door.cg by the events (with `--instr-atstart=no`,
+`summary:` reads 0).
 """
 
 from __future__ import annotations
