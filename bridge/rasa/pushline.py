@@ -29,6 +29,9 @@ DEFAULT_LIMIT = 100
 # At most this much of an answer is read: Rasa's answers to a push are small (include_events=NONE);
 # past it the status is all we need, and the connection is closed rather than drained.
 MAX_ANSWER_BYTES = 64 * 1024
+# At most this much of an answer's status line and headers (interim answers included): llhttp
+# keeps a header's bytes until its end, so a broken server's endless head would grow unbounded.
+MAX_HEAD_BYTES = 64 * 1024
 # Enough bytes for the 200 characters of an error's detail, whatever their encoding.
 HEAD_BYTES = 800
 # An idle connection is reused only this long after its last answer. Sanic (Rasa's server)
@@ -62,6 +65,7 @@ class _Connection(asyncio.Protocol):
         self._status = 0
         self._head = b""
         self._size = 0
+        self._head_size = 0  # bytes read while no final answer's headers were complete
         self._framed = False  # Content-Length or chunked: the body does not run to EOF
         self.reusable = False
         self.lost = False
@@ -80,6 +84,7 @@ class _Connection(asyncio.Protocol):
         assert self._transport is not None
         self._answer = self.gone.get_loop().create_future()
         self._status, self._head, self._size, self._framed = 0, b"", 0, False
+        self._head_size = 0
         self.reusable = False
         self._transport.write(request)
         return self._answer
@@ -126,6 +131,12 @@ class _Connection(asyncio.Protocol):
             self.close()
             if not answer.done():
                 answer.set_exception(BadAnswer(type(exc).__name__))
+            return
+        if self._status == 0:  # all of `data` was head: its headers are not complete yet
+            self._head_size += len(data)
+            if self._head_size > MAX_HEAD_BYTES and not answer.done():
+                self.close()
+                answer.set_exception(BadAnswer("head too large"))
 
     # httptools' callbacks
 

@@ -6,6 +6,7 @@ no answer at all), the pool's bound, cancellation, and TLS."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import re
@@ -562,3 +563,35 @@ async def test_a_connection_idle_longer_than_the_reuse_bound_is_not_reused(
     finally:
         await kept.close()
         await stale.close()
+
+
+@pytest.mark.parametrize(
+    ("start", "filler"),
+    [(b"HTTP/1.1 200 OK\r\nX-Filler: ", b"a" * 4096),  # one endless header
+     (b"HTTP/1.1 200 OK\r\n", b"X-A: 1\r\n" * 512),  # endless headers
+     (b"", b"HTTP/1.1 100 Continue\r\n\r\n" * 128)],  # endless interim answers
+)  # fmt: skip
+async def test_an_endless_head_is_not_read_past_its_bound(
+    raw_server: StartServer, start: bytes, filler: bytes
+) -> None:
+    """A broken server's head that never ends: llhttp keeps a header's bytes until its end,
+    so the push must give up on the head's size, not wait for its timeout."""
+
+    async def endless(ex: Exchange) -> bool:
+        ex.writer.write(start)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(16 * 1024 * 1024 // len(filler)):  # 16 MiB, then it stalls
+                ex.writer.write(filler)
+                await ex.writer.drain()
+            await ex.reader.read()  # until the client closes
+        return False
+
+    server, url = await raw_server(endless)
+    client = RasaClient(url, timeout_s=20)
+    try:
+        with pytest.raises(RetryableUpstreamError, match="^Rasa unreachable: BadAnswer$"):
+            await push(client)
+        async with asyncio.timeout(10):  # its connection was closed
+            await server.connections[0].done.wait()
+    finally:
+        await client.close()
