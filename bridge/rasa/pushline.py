@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from typing import cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 import httptools
 
@@ -187,13 +187,11 @@ class PushLine:
         ssl_context: ssl.SSLContext | None = None,
         idle_reuse_s: float = IDLE_REUSE_S,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BadURL("the Rasa URL must be an absolute http or https URL")
+        parts, port = _parse(base_url)
         tls = parts.scheme == "https"
         default_port = 443 if tls else 80
-        self._host = parts.hostname
-        self._port = parts.port or default_port
+        self._host = cast(str, parts.hostname)
+        self._port = port or default_port
         self._ssl = (ssl_context or ssl.create_default_context()) if tls else None
         name = f"[{self._host}]" if ":" in self._host else self._host
         authority = name if self._port == default_port else f"{name}:{self._port}"
@@ -270,6 +268,22 @@ class PushLine:
             server_hostname=self._host if self._ssl is not None else None,
         )
         return conn
+
+
+def _parse(base_url: str) -> tuple[SplitResult, int | None]:
+    """The base URL's parts and port, or BadURL. Besides a scheme and a host: a port that is a
+    number in range, and a host name getaddrinfo can encode (IDNA refuses an empty or
+    over-long label with a ValueError, not the OSError a push's failures are)."""
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port
+        if parts.hostname is not None:
+            parts.hostname.encode("idna")
+    except ValueError:
+        raise BadURL("the Rasa URL is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "\0" in parts.hostname:
+        raise BadURL("the Rasa URL must be an absolute http or https URL")
+    return parts, port
 
 
 def _ascii_host(authority: str) -> bytes:
