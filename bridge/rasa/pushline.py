@@ -40,7 +40,6 @@ HEAD_BYTES = 800
 IDLE_REUSE_S = 4.0
 # How long close() waits for the closed connections' sockets to be released.
 _CLOSE_WAIT_S = 1.0
-_FRAMING = (b"content-length", b"transfer-encoding")
 
 
 class BadAnswer(Exception):
@@ -144,9 +143,13 @@ class _Connection(asyncio.Protocol):
         if self._answer is None or self._answer.done():
             self.close()  # a second answer to one request
 
-    def on_header(self, name: bytes, _value: bytes) -> None:
-        if name.lower() in _FRAMING:
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length":
             self._framed = True
+        elif name == b"transfer-encoding":
+            # As llhttp reads it: chunked last frames the body; any other runs to the end.
+            self._framed = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()

@@ -599,3 +599,23 @@ async def test_an_endless_head_is_not_read_past_its_bound(
             await server.connections[0].done.wait()
     finally:
         await client.close()
+
+
+async def test_an_answer_whose_transfer_coding_is_not_chunked_ends_with_its_connection(
+    raw_server: StartServer,
+) -> None:
+    """Transfer-Encoding without chunked last: the body runs to the end of the connection (RFC
+    9112 6.3), so that end completes the answer; it is not a disconnection to retry."""
+
+    async def identity(ex: Exchange) -> bool:
+        ex.writer.write(b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: gzip\r\n\r\nnope")
+        return False
+
+    server, url = await raw_server(identity)
+    client = RasaClient(url, timeout_s=10)
+    try:
+        with pytest.raises(PermanentUpstreamError) as failed:
+            await push(client)
+        assert (failed.value.status, failed.value.code) == (400, "nope")
+    finally:
+        await client.close()
