@@ -72,11 +72,14 @@ class _Connection(asyncio.Protocol):
         self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def usable(self) -> bool:
+        # Unwritten request bytes left: answered early (before reading our body), the server
+        # may read the rest as the next request.
         return (
             self.reusable
             and not self.lost
             and self._transport is not None
             and not self._transport.is_closing()
+            and not self._transport.get_write_buffer_size()
         )
 
     def send(self, request: bytes) -> asyncio.Future[tuple[int, bytes]]:

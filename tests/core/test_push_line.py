@@ -619,3 +619,28 @@ async def test_an_answer_whose_transfer_coding_is_not_chunked_ends_with_its_conn
         assert (failed.value.status, failed.value.code) == (400, "nope")
     finally:
         await client.close()
+
+
+async def test_an_answer_before_the_request_is_written_whole_is_not_reused() -> None:
+    """A server that answers before reading the body: the rest of it is still in our write
+    buffer, and would reach the server ahead of the next request on that connection."""
+    connections = 0
+
+    async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            await reader.read()  # until the client closes
+        writer.close()
+
+    server = await asyncio.start_server(early, "127.0.0.1", 0)
+    line = PushLine(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout_s=10)
+    try:
+        assert await line.post(TARGET, b"[" + b"0" * (32 * 1024 * 1024) + b"]") == (413, b"")
+        assert line._idle == []
+        assert connections == 1
+    finally:
+        await line.close()
+        server.close()
