@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from typing import cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 import httptools
 
@@ -29,6 +29,9 @@ DEFAULT_LIMIT = 100
 # At most this much of an answer is read: Rasa's answers to a push are small (include_events=NONE);
 # past it the status is all we need, and the connection is closed rather than drained.
 MAX_ANSWER_BYTES = 64 * 1024
+# At most this much of an answer's status line and headers (interim answers included): llhttp
+# keeps a header's bytes until its end, so a broken server's endless head would grow unbounded.
+MAX_HEAD_BYTES = 64 * 1024
 # Enough bytes for the 200 characters of an error's detail, whatever their encoding.
 HEAD_BYTES = 800
 # An idle connection is reused only this long after its last answer. Sanic (Rasa's server)
@@ -37,7 +40,6 @@ HEAD_BYTES = 800
 IDLE_REUSE_S = 4.0
 # How long close() waits for the closed connections' sockets to be released.
 _CLOSE_WAIT_S = 1.0
-_FRAMING = (b"content-length", b"transfer-encoding")
 
 
 class BadAnswer(Exception):
@@ -62,6 +64,7 @@ class _Connection(asyncio.Protocol):
         self._status = 0
         self._head = b""
         self._size = 0
+        self._head_size = 0  # bytes read while no final answer's headers were complete
         self._framed = False  # Content-Length or chunked: the body does not run to EOF
         self.reusable = False
         self.lost = False
@@ -69,17 +72,21 @@ class _Connection(asyncio.Protocol):
         self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def usable(self) -> bool:
+        # Unwritten request bytes left: answered early (before reading our body), the server
+        # may read the rest as the next request.
         return (
             self.reusable
             and not self.lost
             and self._transport is not None
             and not self._transport.is_closing()
+            and not self._transport.get_write_buffer_size()
         )
 
     def send(self, request: bytes) -> asyncio.Future[tuple[int, bytes]]:
         assert self._transport is not None
         self._answer = self.gone.get_loop().create_future()
         self._status, self._head, self._size, self._framed = 0, b"", 0, False
+        self._head_size = 0
         self.reusable = False
         self._transport.write(request)
         return self._answer
@@ -126,6 +133,12 @@ class _Connection(asyncio.Protocol):
             self.close()
             if not answer.done():
                 answer.set_exception(BadAnswer(type(exc).__name__))
+            return
+        if self._status == 0:  # all of `data` was head: its headers are not complete yet
+            self._head_size += len(data)
+            if self._head_size > MAX_HEAD_BYTES and not answer.done():
+                self.close()
+                answer.set_exception(BadAnswer("head too large"))
 
     # httptools' callbacks
 
@@ -133,9 +146,13 @@ class _Connection(asyncio.Protocol):
         if self._answer is None or self._answer.done():
             self.close()  # a second answer to one request
 
-    def on_header(self, name: bytes, _value: bytes) -> None:
-        if name.lower() in _FRAMING:
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length":
             self._framed = True
+        elif name == b"transfer-encoding":
+            # As llhttp reads it: chunked last frames the body; any other runs to the end.
+            self._framed = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
@@ -176,13 +193,11 @@ class PushLine:
         ssl_context: ssl.SSLContext | None = None,
         idle_reuse_s: float = IDLE_REUSE_S,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BadURL("the Rasa URL must be an absolute http or https URL")
+        parts, port = _parse(base_url)
         tls = parts.scheme == "https"
         default_port = 443 if tls else 80
-        self._host = parts.hostname
-        self._port = parts.port or default_port
+        self._host = cast(str, parts.hostname)
+        self._port = port or default_port
         self._ssl = (ssl_context or ssl.create_default_context()) if tls else None
         name = f"[{self._host}]" if ":" in self._host else self._host
         authority = name if self._port == default_port else f"{name}:{self._port}"
@@ -259,6 +274,22 @@ class PushLine:
             server_hostname=self._host if self._ssl is not None else None,
         )
         return conn
+
+
+def _parse(base_url: str) -> tuple[SplitResult, int | None]:
+    """The base URL's parts and port, or BadURL. Besides a scheme and a host: a port that is a
+    number in range, and a host name getaddrinfo can encode (IDNA refuses an empty or
+    over-long label with a ValueError, not the OSError a push's failures are)."""
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port
+        if parts.hostname is not None:
+            parts.hostname.encode("idna")
+    except ValueError:
+        raise BadURL("the Rasa URL is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "\0" in parts.hostname:
+        raise BadURL("the Rasa URL must be an absolute http or https URL")
+    return parts, port
 
 
 def _ascii_host(authority: str) -> bytes:

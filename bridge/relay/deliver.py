@@ -190,7 +190,11 @@ class Deliverer:
             if failed is None:
                 return await finish(identity, armed)
             failure, error = failed
-            finished = await self._failed(failure, attempt, entry, dead_letter, error)
+            # No backoff once it is no longer ours: the next holder (or this relay's next
+            # consumer, which waits for this one to end) retries, and would wait behind it.
+            finished = await self._failed(
+                failure, attempt, entry, dead_letter, error, wait=still_ours()
+            )
             if finished is not None:
                 return finished
 

@@ -6,6 +6,7 @@ no answer at all), the pool's bound, cancellation, and TLS."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import re
@@ -385,7 +386,11 @@ async def test_a_connection_refused_is_retryable_and_the_token_is_nowhere(
         await client.close()
 
 
-@pytest.mark.parametrize("url", ["localhost:5005", "ftp://rasa:5005", "http://"])
+@pytest.mark.parametrize(
+    "url",
+    ["localhost:5005", "ftp://rasa:5005", "http://", "http://rasa:99999", "http://rasa:x",
+     "http://[::1", "http://rasa..local:5005", "http://" + "r" * 64 + ".local"],
+)  # fmt: skip
 async def test_a_base_url_that_is_not_http_fails_the_push_as_retryable(url: str) -> None:
     client = RasaClient(url)
     try:
@@ -562,3 +567,80 @@ async def test_a_connection_idle_longer_than_the_reuse_bound_is_not_reused(
     finally:
         await kept.close()
         await stale.close()
+
+
+@pytest.mark.parametrize(
+    ("start", "filler"),
+    [(b"HTTP/1.1 200 OK\r\nX-Filler: ", b"a" * 4096),  # one endless header
+     (b"HTTP/1.1 200 OK\r\n", b"X-A: 1\r\n" * 512),  # endless headers
+     (b"", b"HTTP/1.1 100 Continue\r\n\r\n" * 128)],  # endless interim answers
+)  # fmt: skip
+async def test_an_endless_head_is_not_read_past_its_bound(
+    raw_server: StartServer, start: bytes, filler: bytes
+) -> None:
+    """A broken server's head that never ends: llhttp keeps a header's bytes until its end,
+    so the push must give up on the head's size, not wait for its timeout."""
+
+    async def endless(ex: Exchange) -> bool:
+        ex.writer.write(start)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(16 * 1024 * 1024 // len(filler)):  # 16 MiB, then it stalls
+                ex.writer.write(filler)
+                await ex.writer.drain()
+            await ex.reader.read()  # until the client closes
+        return False
+
+    server, url = await raw_server(endless)
+    client = RasaClient(url, timeout_s=20)
+    try:
+        with pytest.raises(RetryableUpstreamError, match="^Rasa unreachable: BadAnswer$"):
+            await push(client)
+        async with asyncio.timeout(10):  # its connection was closed
+            await server.connections[0].done.wait()
+    finally:
+        await client.close()
+
+
+async def test_an_answer_whose_transfer_coding_is_not_chunked_ends_with_its_connection(
+    raw_server: StartServer,
+) -> None:
+    """Transfer-Encoding without chunked last: the body runs to the end of the connection (RFC
+    9112 6.3), so that end completes the answer; it is not a disconnection to retry."""
+
+    async def identity(ex: Exchange) -> bool:
+        ex.writer.write(b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: gzip\r\n\r\nnope")
+        return False
+
+    server, url = await raw_server(identity)
+    client = RasaClient(url, timeout_s=10)
+    try:
+        with pytest.raises(PermanentUpstreamError) as failed:
+            await push(client)
+        assert (failed.value.status, failed.value.code) == (400, "nope")
+    finally:
+        await client.close()
+
+
+async def test_an_answer_before_the_request_is_written_whole_is_not_reused() -> None:
+    """A server that answers before reading the body: the rest of it is still in our write
+    buffer, and would reach the server ahead of the next request on that connection."""
+    connections = 0
+
+    async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            await reader.read()  # until the client closes
+        writer.close()
+
+    server = await asyncio.start_server(early, "127.0.0.1", 0)
+    line = PushLine(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout_s=10)
+    try:
+        assert await line.post(TARGET, b"[" + b"0" * (32 * 1024 * 1024) + b"]") == (413, b"")
+        assert line._idle == []
+        assert connections == 1
+    finally:
+        await line.close()
+        server.close()

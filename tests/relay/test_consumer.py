@@ -12,7 +12,7 @@ from bridge.eightbyeight.events import EventKind
 from bridge.errors import RetryableUpstreamError
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.rasa.client import error_for_status
-from bridge.relay import Relay
+from bridge.relay import Relay, worker
 from bridge.relay.identity import text_digest
 from bridge.store.base import Claim, MessageState, StreamEntry, partition_of
 
@@ -604,3 +604,40 @@ async def test_a_consumer_whose_lease_was_taken_again_leaves_its_retries_to_the_
     await rig.idle()
     assert rig.rasa.timeline("ada") == [JOINED, "stuck"]
     assert rig.rasa.timeline("bob") == [JOINED, "hi"]
+
+
+async def test_a_consumer_whose_lease_was_taken_again_does_not_wait_out_a_backoff(
+    make_rig: RigFactory,
+) -> None:
+    """The new consumer starts only once the stale one has ended: a backoff the stale one
+    waited out after its failed attempt (up to the 30 s cap) would stall the whole partition."""
+    rig = await make_rig(backoff_base_s=30.0, max_attempts=50)
+    await rig.link("ada", "c1")
+    relay = await rig.started()
+    await rig.join("c1")
+    await rig.idle()
+    rig.clock.frozen = True  # a backoff waited out must not make the lease look lapsed
+    deliverer = relay._deliverer
+    sleep, stale_sleeps = deliverer._sleep, []
+
+    async def recording(seconds: float) -> None:
+        if relay._tasks.get(0) is not worker._CONSUMER.get():
+            stale_sleeps.append(seconds)
+        await sleep(seconds)
+
+    deliverer._sleep = recording  # type: ignore[method-assign]
+    retaken = False
+
+    async def on_push(call: Call) -> None:
+        nonlocal retaken
+        if call.text == "stuck" and not retaken:
+            retaken = True
+            assert await rig.store.redis.delete(rig.store.keys.partition_lease(0))
+            await relay.renew_leases()
+            raise RetryableUpstreamError("Rasa unreachable: TimeoutError")
+
+    rig.rasa.on_push = on_push
+    await rig.say("c1", "stuck")
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "stuck"]  # the new consumer's retry
+    assert stale_sleeps == []
