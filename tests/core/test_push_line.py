@@ -137,6 +137,30 @@ async def push(client: RasaClient, text: str = "hi") -> None:
     await client.push_bot_message(SenderId("ada"), text, marker=f"{text}:0")
 
 
+async def pushed(url: str, *texts: str) -> None:
+    """Each text pushed in turn through one new client, closed at the end."""
+    client = RasaClient(url, timeout_s=10)
+    try:
+        for text in texts:
+            await push(client, text)
+    finally:
+        await client.close()
+
+
+async def failure_between_two(url: str) -> RetryableUpstreamError:
+    """Pushes "one", "fail" (the server answers it with an error) and "two" through one new
+    client; the retryable error "fail" raised."""
+    client = RasaClient(url, timeout_s=10)
+    try:
+        await push(client, "one")
+        with pytest.raises(RetryableUpstreamError) as failed:
+            await push(client, "fail")
+        await push(client, "two")
+        return failed.value
+    finally:
+        await client.close()
+
+
 async def test_pushes_reach_the_stand_in_over_one_kept_alive_connection() -> None:
     stand_in = RasaStandIn()
     connections: list[object] = []
@@ -164,29 +188,17 @@ async def test_a_chunked_answer_is_read_whole_and_its_connection_reused(
         return True
 
     server, url = await raw_server(chunked)
-    client = RasaClient(url, timeout_s=10)
-    try:
-        await push(client, "one")
-        with pytest.raises(RetryableUpstreamError) as failed:
-            await push(client, "fail")
-        assert (failed.value.status, failed.value.code) == (500, "boom!!!")
-        await push(client, "two")
-        assert [len(c.requests) for c in server.connections] == [3]
-    finally:
-        await client.close()
+    failed = await failure_between_two(url)
+    assert (failed.status, failed.code) == (500, "boom!!!")
+    assert [len(c.requests) for c in server.connections] == [3]
 
 
 async def test_an_answer_with_connection_close_is_not_reused(raw_server: StartServer) -> None:
     # The server keeps its side open: only the header says not to reuse the connection.
     closing = OK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
     server, url = await raw_server(answering(closing))
-    client = RasaClient(url, timeout_s=10)
-    try:
-        await push(client, "one")
-        await push(client, "two")
-        assert [len(c.requests) for c in server.connections] == [1, 1]
-    finally:
-        await client.close()
+    await pushed(url, "one", "two")
+    assert [len(c.requests) for c in server.connections] == [1, 1]
 
 
 async def test_an_idle_connection_the_server_closed_is_not_written_to(
@@ -279,16 +291,9 @@ async def test_an_http_1_0_answer_ends_with_its_connection(raw_server: StartServ
         return False
 
     server, url = await raw_server(http_1_0)
-    client = RasaClient(url, timeout_s=10)
-    try:
-        await push(client, "one")
-        with pytest.raises(RetryableUpstreamError) as failed:
-            await push(client, "fail")
-        assert (failed.value.status, failed.value.code) == (502, "proxy down")
-        await push(client, "two")
-        assert [len(c.requests) for c in server.connections] == [1, 1, 1]
-    finally:
-        await client.close()
+    failed = await failure_between_two(url)
+    assert (failed.status, failed.code) == (502, "proxy down")
+    assert [len(c.requests) for c in server.connections] == [1, 1, 1]
 
 
 async def test_an_http_1_0_keep_alive_answer_with_a_length_is_reused(
@@ -296,24 +301,14 @@ async def test_an_http_1_0_keep_alive_answer_with_a_length_is_reused(
 ) -> None:
     keep = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}"
     server, url = await raw_server(answering(keep))
-    client = RasaClient(url, timeout_s=10)
-    try:
-        await push(client, "one")
-        await push(client, "two")
-        assert [len(c.requests) for c in server.connections] == [2]
-    finally:
-        await client.close()
+    await pushed(url, "one", "two")
+    assert [len(c.requests) for c in server.connections] == [2]
 
 
 async def test_an_interim_100_answer_is_skipped(raw_server: StartServer) -> None:
     server, url = await raw_server(answering(b"HTTP/1.1 100 Continue\r\n\r\n" + OK))
-    client = RasaClient(url, timeout_s=10)
-    try:
-        await push(client, "one")
-        await push(client, "two")
-        assert [len(c.requests) for c in server.connections] == [2]
-    finally:
-        await client.close()
+    await pushed(url, "one", "two")
+    assert [len(c.requests) for c in server.connections] == [2]
 
 
 @pytest.mark.parametrize("status", [200, 500])
