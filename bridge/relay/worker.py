@@ -303,10 +303,10 @@ class Relay:
             # after the next holder had looked for it in the tracker, and be pushed twice.
             self._kicks[partition].set()
             # Bounded: a consumer stuck in a slow push must not hold up the other leases.
-            _done, running = await asyncio.wait({task}, timeout=2.0)
-            for late in running:
-                late.cancel()
-                await asyncio.wait({late}, timeout=1.0)
+            done, _ = await asyncio.wait({task}, timeout=2.0)
+            if not done:
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
         await self._store.release_partition(partition, self.owner)
         log.debug("relay_partition_released", extra={"partition": partition, "owner": self.owner})
 
