@@ -67,6 +67,9 @@ if __name__ == "__main__":
     # the ceiling is the best a bare relay does, long GC pauses included in neither.
     gc.collect()
     gc.freeze()
+    # And its young objects collected as seldom as serve's (YOUNG_COLLECTION_THRESHOLD in
+    # bridge/web/server.py, not imported: the ceiling loads none of the bridge).
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])
     web.run_app(
         ceiling_app(redis_url, prefix, rasa_url),
         host="127.0.0.1", port=int(port), print=None, access_log=None,

@@ -17,6 +17,16 @@ from bridge.web.runtime import build_runtime
 
 log = logging.getLogger(__name__)
 
+# Net allocations of tracked objects between two collections of the youngest generation
+# (Python's default is 700). At saturation serve holds several thousand young objects in
+# flight (64 requests and their deliveries: coroutines, frames, futures, dicts), so at 700 a
+# collection came every dozen events and walked them all only to find them alive: ~20 µs of
+# CPU per event, 7 % of serve's, measured with `gc.callbacks` and the thread's CPU time
+# (docs/performance.md). Above that population collections become rare (one per 10,000
+# events in the benchmark) and no longer (~1–2 ms) than the default's; garbage in cycles,
+# about one object per event, waits for at most this many allocations.
+YOUNG_COLLECTION_THRESHOLD = 10_000
+
 
 async def serve(settings: Settings) -> None:
     runtime = await build_runtime(settings)
@@ -53,7 +63,10 @@ def settle_heap() -> int:
     startup heap in it one took up to ~56 ms on the benchmark's machine: a pause of the whole
     event loop, every request and delivery behind it (the p99 at a paced load). Frozen, the
     same collections take ~3 ms (docs/performance.md). Objects made later are collected as
-    before. Returns how many objects are frozen (on serve's "serving" line)."""
+    before, the youngest generation once per YOUNG_COLLECTION_THRESHOLD allocations. Returns
+    how many objects are frozen (on serve's "serving" line)."""
     gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
     return gc.get_freeze_count()

@@ -11,15 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from bridge.web.server import settle_heap
+from bridge.web.server import YOUNG_COLLECTION_THRESHOLD, settle_heap
 from tests.support.serve_proc import ServeProc, base_env
 
 
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
+    threshold = gc.get_threshold()
     gc.unfreeze()
     yield
     gc.unfreeze()  # the test process's own heap stays as it was
+    gc.set_threshold(*threshold)
 
 
 def test_the_startup_heap_is_frozen_and_later_garbage_still_collected(unfrozen: None) -> None:
@@ -29,6 +31,28 @@ def test_the_startup_heap_is_frozen_and_later_garbage_still_collected(unfrozen: 
     cycle.append(cycle)
     del cycle
     assert gc.collect() >= 1  # made after the freeze: collected as before
+
+
+def test_young_objects_are_collected_less_often_but_still_automatically(unfrozen: None) -> None:
+    settle_heap()
+    assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD
+    collected: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 0:
+            collected.append(info["collected"])
+
+    gc.callbacks.append(count)
+    try:
+        kept = [[] for _ in range(YOUNG_COLLECTION_THRESHOLD // 2)]  # tracked, alive
+        assert not collected  # fewer than the threshold: no collection yet
+        for _ in range(3 * YOUNG_COLLECTION_THRESHOLD):
+            cycle: list[object] = []
+            cycle.append(cycle)  # garbage only a collection frees
+        del cycle, kept
+    finally:
+        gc.callbacks.remove(count)
+    assert collected and sum(collected) >= YOUNG_COLLECTION_THRESHOLD  # no explicit collect
 
 
 def test_serve_freezes_its_heap_once_serving(tmp_path: Path) -> None:
