@@ -23,11 +23,11 @@ class CounterByLabel:
         self._counter = counter
         self._children: dict[str, Counter] = {}
 
-    def inc(self, label: str) -> None:
+    def inc(self, label: str, amount: int = 1) -> None:
         child = self._children.get(label)
         if child is None:
             child = self._children[label] = self._counter.labels(label)
-        child.inc()
+        child.inc(amount)
 
 
 @dataclass

@@ -25,8 +25,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from prometheus_client import Counter
-
 from bridge import funnel
 from bridge.eightbyeight.events import ChatEvent
 from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, StoreUnavailable
@@ -39,7 +37,7 @@ from bridge.handoff import (
     on_timer,
 )
 from bridge.ids import ConversationId, SenderId
-from bridge.metrics import Metrics
+from bridge.metrics import CounterByLabel, Metrics
 from bridge.notices import Notices
 from bridge.rasa.client import BotMessage
 from bridge.relay import runs
@@ -144,7 +142,8 @@ class Deliverer:
         self._config = config
         self._clock = clock
         self._sleep = sleep
-        self._outcomes: dict[str, Counter] = {}  # relay_outcomes' children, by outcome
+        self._outcomes = CounterByLabel(metrics.relay_outcomes)
+        self._deliveries = CounterByLabel(metrics.relay_deliveries)
 
     async def process(
         self, partition: int, entry: StreamEntry, event: Input, sender: SenderId,
@@ -168,7 +167,7 @@ class Deliverer:
                 return False
             if claim is not MessageClaim.MINE:  # delivered, or another entry's to deliver
                 self._metrics.relay_skipped.inc()
-                self._metrics.relay_outcomes.labels("duplicate").inc()
+                self._outcomes.inc("duplicate")
                 return await finish(None, ())
         if begun is not None and begun.failure is not None and begun.error is not None:
             # The run's attempt failed: judged as this entry's (the run waited the backoff).
@@ -302,7 +301,7 @@ class Deliverer:
             )
         try:
             await self._rasa.push_bot_messages(sender, [bot_message(p) for p in pushes])
-            self._metrics.relay_deliveries.labels("message").inc(len(pushes))
+            self._deliveries.inc("message", len(pushes))
             for part in parts:
                 await self._after_pushes(sender, part.step)
             before = Handoff.from_fields(record.fields) if record else Handoff()
@@ -383,12 +382,7 @@ class Deliverer:
         self, sender: SenderId, entry: StreamEntry, event: Input, step: Step, run: int = 1
     ) -> None:
         """The event's metric and its one INFO line (`run`: how many went in its push)."""
-        counter = self._outcomes.get(step.outcome)
-        if counter is None:  # `labels` validates and locks on every call: once per outcome
-            counter = self._outcomes[step.outcome] = self._metrics.relay_outcomes.labels(
-                step.outcome
-            )
-        counter.inc()
+        self._outcomes.inc(step.outcome)
         log.info("relay_processed", extra={"sender": sender, "event_id": entry.event_id,
                                            "conversation": event.conversation_id,
                                            "outcome": step.outcome, "run": run})  # fmt: skip
@@ -415,12 +409,12 @@ class Deliverer:
             await self._rasa.trigger_intent(
                 sender, push.intent, push.entities or {}, marker=push.marker
             )
-            self._metrics.relay_deliveries.labels("intent").inc()
+            self._deliveries.inc("intent")
         else:
             await self._rasa.push_bot_message(
                 sender, push.text, marker=push.marker, agent_name=push.agent_name, data=push.data
             )
-            self._metrics.relay_deliveries.labels("message").inc()
+            self._deliveries.inc("message")
 
     async def _save_steps(
         self, sender: SenderId, before: Handoff, version: int, steps: Sequence[Step],
