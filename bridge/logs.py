@@ -83,6 +83,11 @@ def frames(tb: TracebackType | None) -> list[str]:
 # One encoder for every line: `json.dumps` with these options builds a new one per call.
 _encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
 
+# Record shapes (the keys of a record, in order) whose extra fields a formatter keeps: a call
+# site passes the same `extra` keys every time, so a process sees a few dozen shapes. Emptied
+# whole when full, like the masked ids.
+_SHAPES_LIMIT = 256
+
 
 class JsonFormatter(logging.Formatter):
     def __init__(self) -> None:
@@ -90,6 +95,8 @@ class JsonFormatter(logging.Formatter):
         # The timestamp's text up to its second, for the second it names: lines come many
         # to a second, and `strftime` is the dearest part of the timestamp.
         self._second: tuple[int, str] = (-1, "")
+        # Per record shape, its extra fields in order, each with whether it holds a sender.
+        self._extras: dict[tuple[str, ...], tuple[tuple[str, bool], ...]] = {}
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -99,10 +106,10 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         debug = record.levelno <= logging.DEBUG
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                masked = key in SENDER_FIELDS and value is not None and not debug
-                out[key] = mask_sender(value) if masked else value
+        fields = record.__dict__
+        for key, sender in self._extra_fields(fields):
+            value = fields[key]
+            out[key] = mask_sender(value) if sender and value is not None and not debug else value
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             out["error"] = type(exc).__name__
@@ -110,6 +117,23 @@ class JsonFormatter(logging.Formatter):
             if debug:
                 out["exc"] = self.formatException(record.exc_info)
         return _encode(out)
+
+    def _extra_fields(self, fields: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
+        """The fields that came in through `extra=` (not standard, not private), in the
+        record's order, each with whether it holds a sender id: worked out once per shape
+        rather than by testing every standard attribute of every record."""
+        shape = tuple(fields)
+        extras = self._extras.get(shape)
+        if extras is None:
+            extras = tuple(
+                (key, key in SENDER_FIELDS)
+                for key in shape
+                if key not in _STANDARD and not key.startswith("_")
+            )
+            if len(self._extras) >= _SHAPES_LIMIT:
+                self._extras.clear()
+            self._extras[shape] = extras
+        return extras
 
     def _up_to_second(self, created: float) -> str:
         second = int(created)

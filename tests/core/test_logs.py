@@ -108,6 +108,26 @@ def test_one_formatter_stamps_each_line_with_its_own_second() -> None:
     ]
 
 
+def test_each_record_shows_its_own_extra_fields_in_order_within_a_bound() -> None:
+    formatter = logs.JsonFormatter()
+
+    def extras(record: logging.LogRecord) -> dict[str, object]:
+        line = json.loads(formatter.format(record))
+        return {k: v for k, v in line.items() if k not in ("ts", "level", "logger", "event")}
+
+    assert list(extras(_record(1.0, b=1, a=2, _private=3)).items()) == [("b", 1), ("a", 2)]
+    assert list(extras(_record(1.0, a=2, b=1)).items()) == [("a", 2), ("b", 1)]
+    assert extras(_record(1.0)) == {}
+    # an attribute set after the record was made (a filter's, say) is a field like any other
+    record = _record(1.0, sender="+4915112345678")
+    record.added = "later"
+    assert extras(record) == {"sender": logs.mask_sender("+4915112345678"), "added": "later"}
+    for n in range(logs._SHAPES_LIMIT + 10):
+        assert extras(_record(1.0, **{f"k{n}": n})) == {f"k{n}": n}
+    assert 0 < len(formatter._extras) <= logs._SHAPES_LIMIT
+    assert extras(_record(1.0, b=1, a=2)) == {"b": 1, "a": 2}
+
+
 def test_masked_ids_are_remembered_within_a_bound() -> None:
     logs.set_id_key(logs.derive_id_key("bounded"))
     try:
