@@ -41,14 +41,18 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-_FROM_URLSAFE = str.maketrans("-_", "+/")
+# A byte table: str.translate looks every character up in a dict (a signature's 344 of them
+# cost more than the decoding).
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 def b64url_decode(text: str) -> bytes:
     # base64.urlsafe_b64decode, without its layers: the same translation, then the same
-    # lenient decoder (characters outside the alphabet are skipped, as there).
+    # lenient decoder (characters outside the alphabet are skipped, as there). Non-ASCII text
+    # is refused, as a2b_base64 refuses it (UnicodeEncodeError is a ValueError).
     try:
-        return binascii.a2b_base64((text + "=" * (-len(text) % 4)).translate(_FROM_URLSAFE))
+        data = text.encode("ascii")
+        return binascii.a2b_base64((data + b"=" * (-len(data) % 4)).translate(_FROM_URLSAFE))
     except (ValueError, TypeError) as exc:
         raise SignatureError("malformed base64url") from exc
 
