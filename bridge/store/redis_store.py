@@ -375,7 +375,7 @@ class RedisStore:
         """The claim hashes `event_id` may be in and, on a single Redis, its claim in the form
         before (on a Cluster it is in another slot: docs/security-webhook.md)."""
         where = claim_buckets(event_id, int(self.clock() * 1000), self.event_dedupe_ttl_s)
-        keys = list(self._claim_hashes(where.shard, where.first, where.count))
+        keys = list(self._claim_hashes(where.shard, where.first, where.buckets))
         if self.line is not None:  # a single Redis
             keys.append(self.keys.event_claim(event_id))
         return where, keys
@@ -394,14 +394,14 @@ class RedisStore:
         args: list[str | int] = [
             where.field, _compact_digest(body_sha256), "d" if settled else "p", body_sha256,
             where.current - where.first + 1, where.current_end_ms,
-            self.event_dedupe_ttl_s * 1000, where.count,
+            self.event_dedupe_ttl_s * 1000, where.buckets,
         ]  # fmt: skip
         found, at_ms = await self._run("claim_event", keys, args)
         return ClaimResult(Claim(_text(found)), int(at_ms))
 
     def _settle(self, event_id: EventId) -> tuple[str, list[str], list[str | int]]:
         where, keys = self._claim_keys(event_id)
-        return "settle_event", keys, [where.field, where.count]
+        return "settle_event", keys, [where.field, where.buckets]
 
     @_guarded
     async def settle_event(self, event_id: EventId) -> None:

@@ -161,7 +161,7 @@ def test_the_keys_a_claim_names_follow_the_clock_bucket_by_bucket(store: RedisSt
         for event_id in (E, EventId("evt-2")):
             where = claim_buckets(event_id, at, 100)
             hashes = [store.keys.event_claims(where.shard, where.first + i)
-                      for i in range(where.count)]  # fmt: skip
+                      for i in range(where.buckets)]  # fmt: skip
             before = [] if store.line is None else [store.keys.event_claim(event_id)]
             assert store._claim_keys(event_id) == (where, [*hashes, *before])
 
