@@ -38,7 +38,7 @@ import base64
 import hashlib
 import zlib
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from bridge.ids import ConversationId, EventId, SenderId
 
@@ -76,17 +76,18 @@ CLAIM_BUCKETS_PER_TTL = 4
 MIN_CLAIM_BUCKET_MS = 60_000
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimBuckets:
+class ClaimBuckets(NamedTuple):
     """Where the claim of one event id may live: the hashes of shard `shard` for buckets
-    `first` .. `first + count - 1` (bucket = epoch ms // `width_ms`), oldest first, under the
-    field `field`; a new claim goes into bucket `current`, which ends at `current_end_ms`."""
+    `first` .. `first + buckets - 1` (bucket = epoch ms // `width_ms`), oldest first, under the
+    field `field`; a new claim goes into bucket `current`, which ends at `current_end_ms`.
+    A NamedTuple rather than a frozen dataclass: as immutable, and a third of the cost to build
+    (positionally), which every claim and every settle pays."""
 
     shard: int
     field: str
     width_ms: int
     first: int
-    count: int
+    buckets: int
     current: int
 
     @property
@@ -109,16 +110,12 @@ def claim_buckets(event_id: EventId, now_ms: int, dedupe_ttl_s: int) -> ClaimBuc
     first = (now_ms - dedupe_ttl_s * 1000 - width) // width
     last = (now_ms + width) // width
     raw = event_id.encode("utf-8")
-    return ClaimBuckets(
-        shard=zlib.crc32(raw) % CLAIM_SHARDS,
-        # 9 bytes of SHA-256 in base64, 12 characters (each is paid once per claim): two event
-        # ids meet by chance only in one shard and bucket and with odds of 2^-72 a pair.
-        field=base64.b64encode(hashlib.sha256(raw).digest()[:9]).decode(),
-        width_ms=width,
-        first=first,
-        count=last - first + 1,
-        current=now_ms // width,
-    )
+    shard = zlib.crc32(raw) % CLAIM_SHARDS
+    # 9 bytes of SHA-256 in base64, 12 characters (each is paid once per claim): two event ids
+    # meet by chance only in one shard and bucket and with odds of 2^-72 a pair.
+    field = base64.b64encode(hashlib.sha256(raw).digest()[:9]).decode()
+    # Positional: keywords would cost as much again as building the tuple.
+    return ClaimBuckets(shard, field, width, first, last - first + 1, now_ms // width)
 
 
 # The door's enqueue must follow its claim within this (server time), or it is refused and 8x8

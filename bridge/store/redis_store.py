@@ -49,6 +49,7 @@ from bridge.store.base import (
     partition_of,
 )
 from bridge.store.keys import (
+    CLAIM_SHARDS,
     CONVERSATION_FIELD,
     DAY_S,
     DEAD_LETTER_MAX_AGE_MS,
@@ -193,6 +194,10 @@ class RedisStore:
         # live (`keys.claim_buckets`); the door and the relay's settle must agree on it.
         self.event_dedupe_ttl_s = DAY_S
         self.clock: Callable[[], float] = time.time  # picks the claims' buckets (tests move it)
+        # A claim and a settle name their shard's hashes for the buckets around now: the same
+        # keys for every event id of the shard until the buckets move on (once per bucket
+        # width). One set of buckets' worth, as only the current one is asked for.
+        self._claim_hashes = functools.lru_cache(maxsize=CLAIM_SHARDS)(self._build_claim_hashes)
         self._reloading: asyncio.Task[None] | None = None
         # Registered once; each call is EVALSHA, with a reload if the server lost the script.
         self.scripts: dict[str, AsyncScript] = {
@@ -370,10 +375,16 @@ class RedisStore:
         """The claim hashes `event_id` may be in and, on a single Redis, its claim in the form
         before (on a Cluster it is in another slot: docs/security-webhook.md)."""
         where = claim_buckets(event_id, int(self.clock() * 1000), self.event_dedupe_ttl_s)
-        keys = [self.keys.event_claims(where.shard, where.first + i) for i in range(where.count)]
-        if not isinstance(self.redis, RedisCluster):
+        keys = list(self._claim_hashes(where.shard, where.first, where.buckets))
+        if self.line is not None:  # a single Redis
             keys.append(self.keys.event_claim(event_id))
         return where, keys
+
+    def _build_claim_hashes(self, shard: int, first: int, count: int) -> tuple[str, ...]:
+        """The keys of shard `shard`'s claim hashes for buckets `first` .. `first + count - 1`."""
+        return tuple(
+            self.keys.event_claims(shard, bucket) for bucket in range(first, first + count)
+        )
 
     @_guarded
     async def claim_event(
@@ -383,14 +394,14 @@ class RedisStore:
         args: list[str | int] = [
             where.field, _compact_digest(body_sha256), "d" if settled else "p", body_sha256,
             where.current - where.first + 1, where.current_end_ms,
-            self.event_dedupe_ttl_s * 1000, where.count,
+            self.event_dedupe_ttl_s * 1000, where.buckets,
         ]  # fmt: skip
         found, at_ms = await self._run("claim_event", keys, args)
         return ClaimResult(Claim(_text(found)), int(at_ms))
 
     def _settle(self, event_id: EventId) -> tuple[str, list[str], list[str | int]]:
         where, keys = self._claim_keys(event_id)
-        return "settle_event", keys, [where.field, where.count]
+        return "settle_event", keys, [where.field, where.buckets]
 
     @_guarded
     async def settle_event(self, event_id: EventId) -> None:

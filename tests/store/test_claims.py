@@ -148,6 +148,24 @@ async def test_the_relays_ack_settles_a_claim_in_an_older_bucket(store: RedisSto
     assert await _held(store, _claims_key(store, before_end)) == "dh"
 
 
+def test_the_keys_a_claim_names_follow_the_clock_bucket_by_bucket(store: RedisStore) -> None:
+    """Whatever the store keeps between claims, each names exactly the hashes of the buckets
+    around its own clock, whichever way the clock moves (a TTL that is no multiple of the
+    bucket width moves the first and the last bucket at different times)."""
+    store.event_dedupe_ttl_s = 100
+    width = claim_bucket_ms(100)
+    start = 1_800_000_000_000 // width * width
+    times = [start + k * width // 3 - 1 for k in range(12)]
+    for at in [*times, *reversed(times)]:
+        _clock_at(store, at)
+        for event_id in (E, EventId("evt-2")):
+            where = claim_buckets(event_id, at, 100)
+            hashes = [store.keys.event_claims(where.shard, where.first + i)
+                      for i in range(where.buckets)]  # fmt: skip
+            before = [] if store.line is None else [store.keys.event_claim(event_id)]
+            assert store._claim_keys(event_id) == (where, [*hashes, *before])
+
+
 def _compact(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)[:18]).decode()
 

@@ -81,7 +81,7 @@ def test_claim_buckets_cover_the_ttl_and_a_bucket_of_skew_each_way(
     ttl_s: int, now_ms: int, width: int, first: int, count: int, current: int
 ) -> None:
     where = claim_buckets(EventId("evt-1"), now_ms, ttl_s)
-    assert (where.width_ms, where.first, where.count, where.current) == (
+    assert (where.width_ms, where.first, where.buckets, where.current) == (
         width, first, count, current,
     )  # fmt: skip
     assert where.first * width <= now_ms - ttl_s * 1000 - width  # the oldest a claim may be in
@@ -110,5 +110,5 @@ def test_claims_spread_over_every_shard_and_a_shards_buckets_share_a_slot() -> N
     shards = {claim_buckets(EventId(f"evt-{i}"), NOW, 3600).shard for i in range(5000)}
     assert shards == set(range(CLAIM_SHARDS))
     where = claim_buckets(EventId("evt-1"), NOW, 3600)
-    keys = [K.event_claims(where.shard, where.first + i) for i in range(where.count)]
-    assert len(set(keys)) == where.count and len({slot(k) for k in keys}) == 1
+    keys = [K.event_claims(where.shard, where.first + i) for i in range(where.buckets)]
+    assert len(set(keys)) == where.buckets and len({slot(k) for k in keys}) == 1
