@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bridge.eightbyeight.events import ChatEvent
 from bridge.store.base import Enqueued, StreamEntry
 
 StreamId = tuple[int, int]
@@ -86,14 +87,20 @@ class Intake:
     def __init__(self, most: int) -> None:
         self._most = most  # handed entries kept at most: past it, the stream is read for them
         self._handed: list[Enqueued] = []
+        # The events the door parsed, by entry id, for handed entries: the payload is their
+        # JSON, so the round need not parse it again (`taken_events`: the last take's).
+        self._events: dict[str, ChatEvent] = {}
+        self.taken_events: dict[str, ChatEvent] = {}
         self.progress = Progress()
         # The stream may hold what was not handed (a doorbell, recovery's enqueue, the poll):
         # the next round reads it, whatever is handed.
         self.must_read = False
 
-    def offer(self, enqueued: Enqueued) -> None:
+    def offer(self, enqueued: Enqueued, event: ChatEvent | None = None) -> None:
         if len(self._handed) < self._most:
             self._handed.append(enqueued)
+            if event is not None:
+                self._events[enqueued.entry.entry_id] = event
 
     @property
     def waiting(self) -> bool:
@@ -102,16 +109,31 @@ class Intake:
 
     def take(self, limit: int) -> list[StreamEntry]:
         self._handed = unread(self._handed, self.progress.read_to)
+        self.taken_events = {}
         if self.must_read:
             self.must_read = False  # cleared before the read: a mark made during it stays
+            self._forget_events()
             return []
         taken = take(self.progress, self._handed, limit)
         del self._handed[: len(taken)]
+        events = self._events
+        self.taken_events = {
+            e.entry_id: events.pop(e.entry_id) for e in taken if e.entry_id in events
+        }
+        self._forget_events()
         return taken
 
     def working(self, entries: Sequence[StreamEntry]) -> None:
         self.progress = working(self.progress, entries)
         self._handed = unread(self._handed, self.progress.read_to)
+        self._forget_events()
+
+    def _forget_events(self) -> None:
+        """Keep the parsed events of the entries still handed only (the others were taken, or
+        are read from the stream)."""
+        if len(self._events) > len(self._handed):
+            handed = {h.entry.entry_id for h in self._handed}
+            self._events = {k: e for k, e in self._events.items() if k in handed}
 
     def ended(self, *, done: bool) -> None:
         self.progress = ended(self.progress, done=done)

@@ -132,12 +132,13 @@ class Relay:
         if 0 <= partition < len(self._kicks):
             self._kicks[partition].set()
 
-    def hand(self, partition: int, enqueued: Enqueued) -> None:
+    def hand(self, partition: int, enqueued: Enqueued, event: ChatEvent | None = None) -> None:
         """An entry this process's door just appended to a partition this relay consumes: its
-        consumer may work it without reading it back (`handed.py`). Wakes the consumer."""
+        consumer may work it without reading it back (`handed.py`), nor parsing it again when
+        given the `event` its payload is the JSON of. Wakes the consumer."""
         intake = self._intakes.get(partition)
         if intake is not None:
-            intake.offer(enqueued)
+            intake.offer(enqueued, event)
         if 0 <= partition < len(self._kicks):
             self._kicks[partition].set()
 
@@ -361,7 +362,8 @@ class Relay:
             partition, self._config.batch
         )
         intake.working(entries)
-        end = await self._work(partition, await self._lanes(entries, held), held)
+        lanes = await self._lanes(entries, held, intake.taken_events)
+        end = await self._work(partition, lanes, held)
         intake.ended(done=end is LaneEnd.DONE)
         if end is LaneEnd.LOST:
             return False
@@ -437,13 +439,14 @@ class Relay:
         kick.clear()
 
     async def _lanes(
-        self, entries: list[StreamEntry], held: dict[ConversationId, int]
-    ) -> list[list[_Unit]]:
+        self, entries: list[StreamEntry], held: dict[ConversationId, int],
+        parsed: dict[str, ChatEvent],
+    ) -> list[list[_Unit]]:  # fmt: skip
         """The read batch as units of work (`runs.plan_units`: runs of agent messages of one
         conversation, every other entry alone) grouped into lanes (`lanes.plan_lanes`). The
         senders of the batch's conversations are looked up here (cached: the entries need
         them anyway); a held conversation's is not (its entries wait behind the held ones)."""
-        decoded = [(entry, _decode(entry)) for entry in entries]
+        decoded = [(entry, parsed.get(entry.entry_id) or _decode(entry)) for entry in entries]
         items = [runs.Item(_conversation(event), _is_message(event)) for _, event in decoded]
         conversations = [item.conversation for item in items]
         senders = await self._senders_of({c for c in conversations if c and c not in held})

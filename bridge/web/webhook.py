@@ -52,10 +52,10 @@ class WebhookDoor:
     verifier: Verifier | None  # None when EIGHTBYEIGHT_VERIFY_SIGNATURES=false
     max_body_bytes: int
     dedupe_ttl_s: int
-    # Hands what it appended to this process's relay and wakes the partition's consumer, which
-    # may then work it without reading it back; an enqueue into a partition another process
-    # consumes rings the doorbell, which wakes that process.
-    hand: Callable[[int, Enqueued], None] = lambda partition, enqueued: None
+    # Hands what it appended (and the event, parsed) to this process's relay and wakes the
+    # partition's consumer, which may then work it without reading it back; an enqueue into a
+    # partition another process consumes rings the doorbell, which wakes that process.
+    hand: Callable[[int, Enqueued, ChatEvent], None] = lambda partition, enqueued, event: None
     owns: Callable[[int], bool] = lambda partition: True
     is_transient_key_error: Callable[[SignatureError], bool] = lambda exc: False
     # Told of every 503: 8x8 may give up on the event, so recovery should look soon.
@@ -160,7 +160,7 @@ class WebhookDoor:
         if enqueued is None:  # a retry of an event enqueued and not delivered yet
             self.metrics.events_duplicate.inc()
             return _answer(200, "duplicate")
-        self.hand(partition, enqueued)
+        self.hand(partition, enqueued, event)
         # DEBUG: the relay's `relay_processed` is the event's one INFO line (with its outcome);
         # a second line per event cost several per cent of the hot path's CPU.
         if log.isEnabledFor(logging.DEBUG):  # not even its `extra` built at INFO

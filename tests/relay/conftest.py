@@ -190,7 +190,7 @@ class Rig:
         enqueued = await self.store.enqueue_event(partition, eid, event.to_json(), 3600, at_ms)
         assert enqueued is not None
         for relay in self.relays:  # as the webhook's door does: handed, and the consumer woken
-            relay.hand(partition, enqueued)
+            relay.hand(partition, enqueued, event)
 
     def kick(self, partition: int | None = None) -> None:
         for relay in self.relays:

@@ -43,6 +43,30 @@ async def test_events_are_delivered_in_order_and_acknowledged(make_rig: RigFacto
     assert not [c for c in rig.rasa.calls if c.kind == "lookup"]  # first attempts: no lookups
 
 
+async def test_handed_events_are_not_parsed_again(
+    make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The door hands each event it parsed with its entry: a consumer that takes the entry
+    works that event, and parses the stream's copy only for what it reads back."""
+    rig = await make_rig()
+    await rig.link("ada", "c1")
+    await rig.started()
+    await rig.idle()
+    parsed: list[str] = []
+    real = worker._decode
+
+    def decode(entry: StreamEntry) -> object:
+        parsed.append(entry.entry_id)
+        return real(entry)
+
+    monkeypatch.setattr(worker, "_decode", decode)
+    await rig.join("c1")
+    await rig.say("c1", "one", "two")
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "one", "two"]
+    assert parsed == []
+
+
 async def test_delivery_settles_the_webhooks_claim_and_lets_its_marker_go(
     make_rig: RigFactory,
 ) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.ids import EventId
+from bridge.eightbyeight.events import ChatEvent, EventKind
+from bridge.ids import ConversationId, EventId
 from bridge.relay.handed import Intake, Progress, ended, stream_id, take, unread, working
 from bridge.store.base import Enqueued, StreamEntry
 
@@ -137,3 +138,27 @@ def test_an_intake_told_to_read_takes_nothing_once() -> None:
     assert intake.take(64) == []
     assert not intake.must_read  # cleared before the read: a kick during it marks it again
     assert ids(intake.take(64)) == ["6-0"]
+
+
+def parsed(entry_id: str) -> ChatEvent:
+    return ChatEvent(EventKind.AGENT_MESSAGE, "TEXT", ConversationId("c"), text=entry_id)
+
+
+def test_an_intake_gives_the_door_parsed_events_of_what_it_takes_and_forgets_the_rest() -> None:
+    """The door hands the event it parsed with the entry: a round that takes the entry need
+    not parse its payload again. Entries read from the stream instead are parsed from there,
+    and their handed events are not kept."""
+    intake = Intake(most=8)
+    for h in handed("6-0<5-0 7-0<6-0 8-0<7-0"):
+        intake.offer(h, parsed(h.entry.entry_id))
+    assert intake.take(64) == [] and intake.taken_events == {}  # 5-0 unread: read the stream
+    intake.working([entry("5-0"), entry("6-0")])  # the read found 5-0 and 6-0
+    intake.ended(done=True)
+    assert ids(intake.take(1)) == ["7-0"]
+    assert intake.taken_events == {"7-0": parsed("7-0")}
+    assert intake._events.keys() == {"8-0"}  # 6-0's (read) forgotten, 8-0's still handed
+    intake.working([entry("7-0")])
+    intake.ended(done=True)
+    intake.offer(handed("9-0<8-0")[0])  # handed without its event: parsed from the payload
+    assert ids(intake.take(64)) == ["8-0", "9-0"]
+    assert intake.taken_events == {"8-0": parsed("8-0")} and intake._events == {}
