@@ -339,22 +339,37 @@ async def test_a_caller_that_waited_for_room_in_vain_leaves_none_taken() -> None
     assert room.take()
 
 
-async def test_the_commands_of_one_turn_go_out_in_one_write(client: aioredis.Redis) -> None:
-    writes: list[bytes] = []
+def _counting_writes(client: aioredis.Redis, writes: list[bytes]) -> Line:
+    """A line whose connection records every write to its socket."""
     pool = client.connection_pool
 
     def connect() -> AbstractConnection:
         conn = pool.connection_class(**pool.connection_kwargs)
-        send = conn.send_packed_command
+        opened = conn.connect
 
-        async def counted(command: Any, check_health: bool = True) -> None:
-            writes.append(command)
-            await send(command, check_health=check_health)
+        async def connect_counted() -> None:
+            await opened()  # type: ignore[no-untyped-call]
+            stream = conn._writer
+            assert stream is not None
+            writelines = stream.writelines
 
-        conn.send_packed_command = counted  # type: ignore[method-assign]
+            def counted(data: Any) -> None:
+                writes.append(b"".join(data))
+                writelines(data)
+
+            stream.writelines = counted  # type: ignore[method-assign]
+
+        conn.connect = connect_counted  # type: ignore[method-assign]
         return conn
 
-    line = Line(connect)
+    return Line(connect)
+
+
+async def test_the_commands_of_one_turn_go_out_in_one_write(client: aioredis.Redis) -> None:
+    """On an idle connection the first request of a turn goes out at once (no other is likely
+    to come); the rest of the turn, behind it, in one write."""
+    writes: list[bytes] = []
+    line = _counting_writes(client, writes)
     await line.execute("PING")  # open, so the next turn's callers find it open
     writes.clear()
     got = await asyncio.gather(
@@ -363,7 +378,22 @@ async def test_the_commands_of_one_turn_go_out_in_one_write(client: aioredis.Red
         line.execute("ECHO", "d"),
     )
     assert got == ["a", ["b", "c"], "d"]
-    assert len(writes) == 1, writes
+    assert len(writes) == 2, writes
+    assert b"$1\r\na" in writes[0] and b"$1\r\nd" in writes[1], writes
+    await line.close()
+
+
+async def test_a_lone_request_on_an_idle_line_is_written_in_its_callers_turn(
+    client: aioredis.Redis,
+) -> None:
+    writes: list[bytes] = []
+    line = _counting_writes(client, writes)
+    await line.execute("PING")
+    writes.clear()
+    pending = asyncio.ensure_future(line.execute("ECHO", "now"))
+    await asyncio.sleep(0)  # the caller's turn: it submitted, and nothing else ran
+    assert len(writes) == 1  # written already, not left to a writer task's turn
+    assert await pending == "now"
     await line.close()
 
 
