@@ -9,7 +9,9 @@ lock and bookkeeping, a retry wrapper, a task and a timer for the write's timeou
 the read's. Here every command issued in one turn goes out in one write on one connection
 (pipelining, as ioredis's auto-pipelining and StackExchange.Redis's multiplexer do), and one
 reader task hands each reply to its caller: Redis answers a connection's commands in order.
-`python -m bench.commands` measures the CPU per command both ways.
+A request made while nothing is in flight (a quiet moment, the usual one at a paced load) is
+written at once instead, in its caller's turn, and the turn's later requests together behind
+it. `python -m bench.commands` measures the CPU per command both ways.
 
 What is kept of redis-py: the connection (handshake, AUTH, TLS, protocol, hiredis parsing) and
 its exceptions, so `_guarded` in `redis_store.py` turns trouble into `StoreUnavailable` as for
