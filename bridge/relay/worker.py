@@ -446,7 +446,7 @@ class Relay:
         conversation, every other entry alone) grouped into lanes (`lanes.plan_lanes`). The
         senders of the batch's conversations are looked up here (cached: the entries need
         them anyway); a held conversation's is not (its entries wait behind the held ones)."""
-        decoded = [(entry, parsed.get(entry.entry_id) or _decode(entry)) for entry in entries]
+        decoded = [(entry, _parsed_or_decoded(entry, parsed)) for entry in entries]
         if len(decoded) == 1:  # the common round at a paced load: one unit in one lane
             return [[decoded]]
         items = [runs.Item(_conversation(event), _is_message(event)) for _, event in decoded]
@@ -613,6 +613,13 @@ def _conversation(event: Input | None) -> ConversationId | None:
 
 def _is_message(event: Input | None) -> bool:
     return isinstance(event, ChatEvent) and event.kind is EventKind.AGENT_MESSAGE
+
+
+def _parsed_or_decoded(
+    entry: StreamEntry, parsed: dict[str, ChatEvent]
+) -> ChatEvent | TimerFired | None:
+    event = parsed.get(entry.entry_id)
+    return _decode(entry) if event is None else event
 
 
 def _decode(entry: StreamEntry) -> ChatEvent | TimerFired | None:

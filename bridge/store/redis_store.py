@@ -49,7 +49,6 @@ from bridge.store.base import (
     partition_of,
 )
 from bridge.store.keys import (
-    CLAIM_SHARDS,
     CONVERSATION_FIELD,
     DAY_S,
     DEAD_LETTER_MAX_AGE_MS,
@@ -196,8 +195,10 @@ class RedisStore:
         self.clock: Callable[[], float] = time.time  # picks the claims' buckets (tests move it)
         # A claim and a settle name their shard's hashes for the buckets around now: the same
         # keys for every event id of the shard until the buckets move on (once per bucket
-        # width). One set of buckets' worth, as only the current one is asked for.
-        self._claim_hashes = functools.lru_cache(maxsize=CLAIM_SHARDS)(self._build_claim_hashes)
+        # width). By shard, the current window only: (first, buckets, keys), at most
+        # CLAIM_SHARDS entries. A plain dict: an lru_cache of a bound method would make the
+        # store a reference cycle, freed only by a (now rare) collection.
+        self._claim_hashes: dict[int, tuple[int, int, tuple[str, ...]]] = {}
         self._reloading: asyncio.Task[None] | None = None
         # Registered once; each call is EVALSHA, with a reload if the server lost the script.
         self.scripts: dict[str, AsyncScript] = {
@@ -375,7 +376,11 @@ class RedisStore:
         """The claim hashes `event_id` may be in and, on a single Redis, its claim in the form
         before (on a Cluster it is in another slot: docs/security-webhook.md)."""
         where = claim_buckets(event_id, int(self.clock() * 1000), self.event_dedupe_ttl_s)
-        keys = list(self._claim_hashes(where.shard, where.first, where.buckets))
+        cached = self._claim_hashes.get(where.shard)
+        if cached is None or cached[0] != where.first or cached[1] != where.buckets:
+            built = self._build_claim_hashes(where.shard, where.first, where.buckets)
+            cached = self._claim_hashes[where.shard] = (where.first, where.buckets, built)
+        keys = list(cached[2])
         if self.line is not None:  # a single Redis
             keys.append(self.keys.event_claim(event_id))
         return where, keys

@@ -64,3 +64,9 @@ def test_serve_freezes_its_heap_once_serving(tmp_path: Path) -> None:
         serve.stop()
     serving = [line for line in lines if line.get("event") == "serving"]
     assert serving and serving[0]["frozen_objects"] > 10_000  # the libraries' objects
+
+
+def test_the_benchmarks_ceiling_collects_as_seldom_as_serve() -> None:
+    """bench/ceiling.py loads none of the bridge, so it repeats the threshold: kept equal."""
+    ceiling = (Path(__file__).parents[2] / "bench" / "ceiling.py").read_text()
+    assert f"gc.set_threshold({YOUNG_COLLECTION_THRESHOLD:_}," in ceiling

@@ -317,3 +317,22 @@ async def test_a_runs_delivery_settles_and_lets_go_what_the_webhook_claimed(
     delivered = {_text(f): _text(v) for f, v in fields.items()}
     # all three delivered; the webhook events' ordinals forgotten, the listed one's kept
     assert delivered == {"dg:1": "d", "dg:2": "d", "dg:3": "d", f"e:{listed}": "3"}
+
+
+def test_a_store_is_freed_without_the_cycle_collector() -> None:
+    """Nothing the store keeps refers back to it: dropped, it goes at once (its client and
+    line with it), not at the next collection, which serve makes rare."""
+    import gc
+    import weakref
+
+    import fakeredis
+
+    store = RedisStore(fakeredis.FakeAsyncRedis(decode_responses=True))
+    store._claim_keys(EventId("evt-1"))
+    gone = weakref.ref(store)
+    gc.disable()
+    try:
+        del store
+        assert gone() is None
+    finally:
+        gc.enable()
