@@ -52,6 +52,10 @@ def bench_app() -> web.Application:
     async def reset(_request: web.Request) -> web.Response:
         stand_in.pushes = StampedPushes()
         stand_in.trackers.clear()
+        # Between phases, not during one (collection is off, below): the last phase's garbage
+        # goes, and what is left is out of the walks.
+        gc.collect()
+        gc.freeze()
         return web.json_response({"pushes": 0})
 
     app.router.add_get("/_bench/count", count)
@@ -61,7 +65,11 @@ def bench_app() -> web.Application:
 
 
 if __name__ == "__main__":
-    # Its pauses would land on whichever side is running: the startup heap out of the walks.
+    # Its pauses would land on whichever side is running. A phase keeps every push it gets
+    # (tens of thousands of objects), and its full collections paused the stand-in 20-90 ms
+    # mid-phase: the worst bursts of the bridge's paced p99 (seen with gc.callbacks, at the
+    # bursts' times). So no collection during a phase: `reset` collects and freezes between.
     gc.collect()
     gc.freeze()
+    gc.disable()
     web.run_app(bench_app(), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
