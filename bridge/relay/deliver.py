@@ -260,7 +260,7 @@ class Deliverer:
             return RunOutcome(0, unpushed)
         if not still_ours():
             return RunOutcome(0, lost=True)
-        failed, armed = await self._push_run(sender, parts, record)
+        failed, armed = await self._push_run(sender, parts, record, still_ours)
         if failed is not None:
             return RunOutcome(0, {**_judged(parts, *failed), **unpushed})
         for part in parts:
@@ -288,12 +288,13 @@ class Deliverer:
         ]
 
     async def _push_run(
-        self, sender: SenderId, parts: Sequence[_RunPart], record: HandoffRecord | None
-    ) -> tuple[tuple[Failure, Exception] | None, tuple[TimerFired, ...]]:
+        self, sender: SenderId, parts: Sequence[_RunPart], record: HandoffRecord | None,
+        still_ours: Callable[[], bool],
+    ) -> tuple[tuple[Failure, Exception] | None, tuple[TimerFired, ...]]:  # fmt: skip
         """One push of every message of the run, then the record they changed, saved once; the
         timers they arm (stored by the run's ack), or the failure when any of it failed (the
         run then goes one at a time; a retryable failure waits the first backoff here, once for
-        the whole run)."""
+        the whole run, unless the partition is no longer ours: as in `process`)."""
         pushes: list[Push] = []
         for part in parts:
             pushes += await self._notices.dress(
@@ -311,7 +312,8 @@ class Deliverer:
         except PermanentUpstreamError as exc:
             return (Failure.PERMANENT, exc), ()
         except (RetryableUpstreamError, StoreUnavailable) as exc:
-            await self._sleep(self._config.backoff(1))
+            if still_ours():
+                await self._sleep(self._config.backoff(1))
             return (Failure.RETRYABLE, exc), ()
         except Exception as exc:  # a bug must not kill the worker nor block the partition
             log.exception("relay_internal_error", extra={"event_id": parts[0].entry.event_id})

@@ -14,7 +14,7 @@ from bridge.eightbyeight.events import EventKind
 from bridge.errors import RetryableUpstreamError, StoreUnavailable
 from bridge.ids import ConversationId, EventId
 from bridge.rasa.client import error_for_status
-from bridge.relay import Relay
+from bridge.relay import Relay, worker
 from bridge.relay.identity import text_digest
 from bridge.store.base import Claim, MessageState
 
@@ -154,6 +154,43 @@ async def test_a_failed_run_push_falls_back_one_at_a_time_each_shown_once(
     assert rig.metrics.relay_retries._value.get() == 3  # per message, as one at a time
     assert await delivered(rig, "one", "two", "three") == [MessageState.DELIVERED] * 3
     assert await rig.store.read_events(0, 10) == []
+
+
+async def test_a_run_whose_lease_was_taken_again_mid_push_does_not_wait_out_a_backoff(
+    make_rig: RigFactory,
+) -> None:
+    """The run's push fails after its consumer's lease was taken again: the new consumer
+    starts only once the stale one has ended, so a backoff the stale one waited out (up to the
+    30 s cap) would stall the whole partition."""
+    rig = await with_agent(make_rig, backoff_base_s=30.0, max_attempts=50)
+    rig.clock.frozen = True  # a backoff waited out must not make the lease look lapsed
+    await rig.say("c1", "stuck", "two")
+    relay = await rig.started("relay-b")
+    deliverer = relay._deliverer
+    sleep, stale_sleeps = deliverer._sleep, []
+
+    async def recording(seconds: float) -> None:
+        if relay._tasks.get(0) is not worker._CONSUMER.get():
+            stale_sleeps.append(seconds)
+        await sleep(seconds)
+
+    deliverer._sleep = recording  # type: ignore[method-assign]
+    retaken = False
+
+    async def on_push(call: Call) -> None:
+        nonlocal retaken
+        if call.text == "stuck" and not retaken:
+            retaken = True
+            assert await rig.store.redis.delete(rig.store.keys.partition_lease(0))
+            await relay.renew_leases()
+            raise RetryableUpstreamError("Rasa unreachable: TimeoutError")
+
+    rig.rasa.on_push = on_push
+    relay.kick(0)
+    await rig.idle(relay)
+    assert retaken and rig.rasa.sizes[1] == 2  # it failed as a run
+    assert rig.rasa.timeline("ada") == [JOINED, "stuck", "two"]  # the new consumer's
+    assert stale_sleeps == []
 
 
 async def test_a_failed_run_push_spends_each_messages_budget(make_rig: RigFactory) -> None:
