@@ -93,7 +93,13 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.reusable = False
-        if self._transport is not None:
+        if self._transport is None:
+            return
+        if self._transport.get_write_buffer_size():
+            # Request bytes still unwritten (answered early): a graceful close would wait for
+            # a server that may never read them, the connection and its buffer kept meanwhile.
+            self._transport.abort()
+        else:
             self._transport.close()
 
     def abort(self) -> None:

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, UpstreamError
 from bridge.ids import SenderId
+from bridge.rasa import pushline
 from bridge.rasa.client import RasaClient
 from bridge.rasa.pushline import PushLine
 from tests.core.conftest import serve_app
@@ -637,5 +638,36 @@ async def test_an_answer_before_the_request_is_written_whole_is_not_reused() -> 
         assert line._idle == []
         assert connections == 1
     finally:
+        await line.close()
+        server.close()
+
+
+async def test_a_connection_left_with_unwritten_bytes_is_dropped_not_flushed() -> None:
+    """A server that answers early and then never reads: closing the connection gracefully
+    would wait for it to take the rest of the body, so the connection (and the body in its
+    buffer) would outlive the push for as long as the server keeps it open."""
+    stop = asyncio.Event()
+
+    async def early_then_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+        await stop.wait()  # never reads the body
+        writer.close()
+
+    server = await asyncio.start_server(early_then_silent, "127.0.0.1", 0)
+    line = PushLine(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout_s=10)
+    made: list[pushline._Connection] = []
+    connect = line._connect
+
+    async def recorded() -> pushline._Connection:
+        made.append(await connect())
+        return made[-1]
+
+    line._connect = recorded  # type: ignore[method-assign]
+    try:
+        assert await line.post(TARGET, b"[" + b"0" * (32 * 1024 * 1024) + b"]") == (413, b"")
+        await asyncio.wait_for(made[0].gone, 2)  # dropped at once, its buffer with it
+    finally:
+        stop.set()
         await line.close()
         server.close()
