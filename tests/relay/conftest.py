@@ -19,7 +19,7 @@ from bridge.ids import ConversationId, EventId, SenderId
 from bridge.metrics import Metrics
 from bridge.notices import Notices
 from bridge.rasa.client import BotMessage
-from bridge.relay import Deliverer, Relay, RelayConfig
+from bridge.relay import Deliverer, Relay, RelayConfig, worker
 from bridge.store import RedisStore, open_store
 from bridge.store.base import partition_of
 
@@ -234,3 +234,35 @@ async def make_rig() -> AsyncIterator[RigFactory]:
         for relay in rig.relays:
             await relay.stop(timeout_s=1.0)
         await rig.store.close()
+
+
+def stale_sleeps(relay: Relay, partition: int = 0) -> list[float]:
+    """The backoffs the relay's deliverer waits out from now on in a consumer that is no
+    longer the partition's (its lease was taken again): they hold up the new one."""
+    deliverer = relay._deliverer
+    sleep, slept = deliverer._sleep, []
+
+    async def recording(seconds: float) -> None:
+        if relay._tasks.get(partition) is not worker._CONSUMER.get():
+            slept.append(seconds)
+        await sleep(seconds)
+
+    deliverer._sleep = recording  # type: ignore[method-assign]
+    return slept
+
+
+def retake_lease_at(rig: Rig, relay: Relay, text: str) -> Callable[[], bool]:
+    """The first push of `text` takes partition 0's lease again (the relay renews it as a new
+    consumer) and then fails as retryable; the answer: whether it happened."""
+    retaken = False
+
+    async def on_push(call: Call) -> None:
+        nonlocal retaken
+        if call.text == text and not retaken:
+            retaken = True
+            assert await rig.store.redis.delete(rig.store.keys.partition_lease(0))
+            await relay.renew_leases()
+            raise RetryableUpstreamError("Rasa unreachable: TimeoutError")
+
+    rig.rasa.on_push = on_push
+    return lambda: retaken

@@ -16,7 +16,17 @@ from bridge.relay import Relay, worker
 from bridge.relay.identity import text_digest
 from bridge.store.base import Claim, MessageState, StreamEntry, partition_of
 
-from .conftest import JOINED, LANDED, Call, Rig, RigFactory, event, said
+from .conftest import (
+    JOINED,
+    LANDED,
+    Call,
+    Rig,
+    RigFactory,
+    event,
+    retake_lease_at,
+    said,
+    stale_sleeps,
+)
 
 
 def dead_count(rig: Rig, reason: str) -> float:
@@ -641,27 +651,10 @@ async def test_a_consumer_whose_lease_was_taken_again_does_not_wait_out_a_backof
     await rig.join("c1")
     await rig.idle()
     rig.clock.frozen = True  # a backoff waited out must not make the lease look lapsed
-    deliverer = relay._deliverer
-    sleep, stale_sleeps = deliverer._sleep, []
-
-    async def recording(seconds: float) -> None:
-        if relay._tasks.get(0) is not worker._CONSUMER.get():
-            stale_sleeps.append(seconds)
-        await sleep(seconds)
-
-    deliverer._sleep = recording  # type: ignore[method-assign]
-    retaken = False
-
-    async def on_push(call: Call) -> None:
-        nonlocal retaken
-        if call.text == "stuck" and not retaken:
-            retaken = True
-            assert await rig.store.redis.delete(rig.store.keys.partition_lease(0))
-            await relay.renew_leases()
-            raise RetryableUpstreamError("Rasa unreachable: TimeoutError")
-
-    rig.rasa.on_push = on_push
+    slept = stale_sleeps(relay)
+    retaken = retake_lease_at(rig, relay, "stuck")
     await rig.say("c1", "stuck")
     await rig.idle()
+    assert retaken()
     assert rig.rasa.timeline("ada") == [JOINED, "stuck"]  # the new consumer's retry
-    assert stale_sleeps == []
+    assert slept == []

@@ -14,11 +14,21 @@ from bridge.eightbyeight.events import EventKind
 from bridge.errors import RetryableUpstreamError, StoreUnavailable
 from bridge.ids import ConversationId, EventId
 from bridge.rasa.client import error_for_status
-from bridge.relay import Relay, worker
+from bridge.relay import Relay
 from bridge.relay.identity import text_digest
 from bridge.store.base import Claim, MessageState
 
-from .conftest import JOINED, LANDED, Call, Rig, RigFactory, event, said
+from .conftest import (
+    JOINED,
+    LANDED,
+    Call,
+    Rig,
+    RigFactory,
+    event,
+    retake_lease_at,
+    said,
+    stale_sleeps,
+)
 
 C = ConversationId("c1")
 LEFT = "#EXTERNAL_agent_left"
@@ -166,31 +176,13 @@ async def test_a_run_whose_lease_was_taken_again_mid_push_does_not_wait_out_a_ba
     rig.clock.frozen = True  # a backoff waited out must not make the lease look lapsed
     await rig.say("c1", "stuck", "two")
     relay = await rig.started("relay-b")
-    deliverer = relay._deliverer
-    sleep, stale_sleeps = deliverer._sleep, []
-
-    async def recording(seconds: float) -> None:
-        if relay._tasks.get(0) is not worker._CONSUMER.get():
-            stale_sleeps.append(seconds)
-        await sleep(seconds)
-
-    deliverer._sleep = recording  # type: ignore[method-assign]
-    retaken = False
-
-    async def on_push(call: Call) -> None:
-        nonlocal retaken
-        if call.text == "stuck" and not retaken:
-            retaken = True
-            assert await rig.store.redis.delete(rig.store.keys.partition_lease(0))
-            await relay.renew_leases()
-            raise RetryableUpstreamError("Rasa unreachable: TimeoutError")
-
-    rig.rasa.on_push = on_push
+    slept = stale_sleeps(relay)
+    retaken = retake_lease_at(rig, relay, "stuck")
     relay.kick(0)
     await rig.idle(relay)
-    assert retaken and rig.rasa.sizes[1] == 2  # it failed as a run
+    assert retaken() and rig.rasa.sizes[1] == 2  # it failed as a run
     assert rig.rasa.timeline("ada") == [JOINED, "stuck", "two"]  # the new consumer's
-    assert stale_sleeps == []
+    assert slept == []
 
 
 async def test_a_failed_run_push_spends_each_messages_budget(make_rig: RigFactory) -> None:
