@@ -44,6 +44,7 @@ from typing import Any
 import hiredis
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
+from redis._parsers.hiredis import _AsyncHiredisParser
 from redis.asyncio.connection import AbstractConnection
 
 Command = Sequence[Any]  # a command's name and its arguments
@@ -234,110 +235,128 @@ class _Room:
 
 
 class _Link:
-    """One open connection: the requests written on it, in order, and the task reading their
-    replies. Once closed (any trouble), it fails what it holds and is never used again."""
+    """One open connection: the requests written on it, in order, and what reads their
+    replies. Once closed (any trouble), it fails what it holds and is never used again.
+
+    The replies of a redis-py connection whose parser is hiredis's are read in the transport's
+    own callback (`_Replies`): each reply resolves its caller's future as its bytes arrive.
+    Read by a task through the connection's stream, a reply resumed its caller two turns of the
+    event loop after it arrived (the reader task's, then the caller's), a task step and a turn
+    per reply: at a paced load, several per event. Other connections (fakeredis's) are read by
+    a task through their `read_response`."""
 
     def __init__(self, conn: AbstractConnection, reply_timeout_s: float) -> None:
         self._conn = conn
         self._reply_timeout_s = reply_timeout_s
         self._outgoing: list[_Request] = []
         self._waiting: collections.deque[_Request] = collections.deque()
-        self._have_waiting = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._flush_soon: asyncio.Handle | None = None
         self.closed = False
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._reader = loop.create_task(self._read())
+        self._have_waiting: asyncio.Event | None = None
+        self._reader: asyncio.Task[None] | None = None
+        if not _read_in_transport(conn, self):
+            self._have_waiting = asyncio.Event()
+            self._reader = loop.create_task(self._read())
         self._watch = loop.call_later(WATCH_EVERY_S, self._check)
 
     def submit(self, commands: Sequence[Command]) -> _Request:
         """The future of `commands`' replies, the commands in line to be written."""
         if self.closed:  # since its opening, for a caller that waited for it
             raise rexc.ConnectionError("the connection to redis was lost")
-        # Packed here, not by the writer: arguments that cannot be sent fail their caller only,
+        # Packed here, not when written: arguments that cannot be sent fail their caller only,
         # not the connection and every request written with them.
         packed = _packed(commands)
         loop = self._loop
         request = _Request(packed, len(commands), loop.create_future(), loop.time())
         self._outgoing.append(request)
-        if self._writer is None and not self._write_at_once():
-            # Written after whatever else runs in this turn of the loop: one write for all.
-            self._writer = loop.create_task(self._write())
+        if self._flush_soon is None:
+            if self._waiting or len(self._outgoing) != 1:
+                # Written after whatever else runs in this turn of the loop: one write for all.
+                self._flush_soon = loop.call_soon(self._flush)
+            else:
+                # A lone request on an idle connection is written now, in its caller's turn.
+                # Nothing is in flight, so this is a quiet moment: no other request is likely
+                # to come this turn, and waiting for the turn's end would cost a turn of the
+                # loop per round trip (at a paced load, several per event).
+                self._flush()
         return request
 
-    def _write_at_once(self) -> bool:
-        """Write a lone request on an idle connection now, in the caller's turn. Nothing is
-        in flight, so this is a quiet moment: no other request is likely to come this turn,
-        and the writer task would cost a task and a turn of the loop per round trip (at a
-        paced load, several per event). On a busy connection requests wait for the turn's one
-        write. Not waiting for the buffer to drain is safe: the room bounds what is in line."""
-        stream = getattr(self._conn, "_writer", None)  # the connection's StreamWriter
-        if self._waiting or len(self._outgoing) != 1 or stream is None:
-            return False
-        request = self._outgoing.pop()
-        self._waiting.append(request)
-        self._have_waiting.set()
-        try:
-            stream.writelines((request.packed,))  # fakeredis's writer has only this
-        except Exception as exc:  # a transport closing: its reader sees the rest
-            self._loop.create_task(self.close(_as_connection_error(exc)))
-        return True
+    def answer(self, reply: Any) -> None:
+        """The next reply read: its request's (Redis answers a connection's commands in order)."""
+        if not self._waiting:
+            raise rexc.ConnectionError("redis sent a reply to no request")
+        request = self._waiting[0]
+        replies = request.replies
+        replies.append(reply)
+        if len(replies) == request.count:
+            self._waiting.popleft()
+            if not request.future.done():  # a cancelled caller's replies are dropped
+                request.future.set_result(replies)
+            request.end()
+
+    def fail(self, error: BaseException) -> None:
+        """Close at once: every request held fails with `error`; the connection is let go
+        in the background (`close`)."""
+        if not self.closed:
+            self._loop.create_task(self.close(error))
+            self._shut(error)
 
     async def close(self, error: BaseException) -> None:
-        if self.closed:
-            return
+        if not self.closed:
+            self._shut(error)
+        with contextlib.suppress(Exception):
+            await self._conn.disconnect(nowait=True)
+
+    def _shut(self, error: BaseException) -> None:
         self.closed = True
         self._watch.cancel()
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
         for request in [*self._waiting, *self._outgoing]:
             if not request.future.done():
                 request.future.set_exception(error)
             request.end()
         self._waiting.clear()
         self._outgoing.clear()
-        for task in (self._reader, self._writer):
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
-        with contextlib.suppress(Exception):
-            await self._conn.disconnect(nowait=True)
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            self._reader.cancel()
 
-    async def _write(self) -> None:
+    def _flush(self) -> None:
+        """Write every request in line, in one write. Not waiting for the socket's buffer to
+        drain is safe: the line's room bounds what is in it."""
+        self._flush_soon = None
+        if self.closed or not self._outgoing:
+            return
+        batch, self._outgoing = self._outgoing, []
+        self._waiting.extend(batch)
+        if self._have_waiting is not None:
+            self._have_waiting.set()
+        packed = batch[0].packed if len(batch) == 1 else b"".join([r.packed for r in batch])
+        stream = self._conn._writer  # the connection's StreamWriter (or fakeredis's writer)
         try:
-            while self._outgoing and not self.closed:
-                batch, self._outgoing = self._outgoing, []
-                self._waiting.extend(batch)
-                self._have_waiting.set()
-                if len(batch) == 1:
-                    packed = batch[0].packed
-                else:
-                    packed = b"".join([request.packed for request in batch])
-                await self._conn.send_packed_command(packed, check_health=False)
-        except BaseException as exc:
-            await self.close(_as_connection_error(exc))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        finally:
-            self._writer = None
+            if stream is None:
+                raise rexc.ConnectionError("the connection to redis was closed")
+            stream.writelines((packed,))  # fakeredis's writer has only this
+        except Exception as exc:  # a transport closing: what it holds fails with it
+            self.fail(_as_connection_error(exc))
 
     async def _read(self) -> None:
         waiting = self._waiting
+        have_waiting = self._have_waiting
+        assert have_waiting is not None
         try:
             read = _reader(self._conn)
             while True:
                 while not waiting:
-                    self._have_waiting.clear()
-                    await self._have_waiting.wait()
-                request = waiting[0]
+                    have_waiting.clear()
+                    await have_waiting.wait()
                 try:
                     reply = await read()
                 except rexc.ResponseError as exc:
                     reply = exc
-                replies = request.replies
-                replies.append(reply)
-                if len(replies) == request.count:
-                    waiting.popleft()
-                    if not request.future.done():  # a cancelled caller's replies are dropped
-                        request.future.set_result(replies)
-                    request.end()
+                self.answer(reply)
         except BaseException as exc:
             await self.close(_as_connection_error(exc))
             if isinstance(exc, asyncio.CancelledError):
@@ -347,10 +366,84 @@ class _Link:
         if self.closed:
             return
         if self._waiting and self._loop.time() - self._waiting[0].since > self._reply_timeout_s:
-            timeout = rexc.TimeoutError("redis did not answer in time")
-            self._loop.create_task(self.close(timeout))
+            self.fail(rexc.TimeoutError("redis did not answer in time"))
             return
         self._watch = self._loop.call_later(WATCH_EVERY_S, self._check)
+
+
+class _Replies(asyncio.Protocol):
+    """The connection's transport's protocol once the line has it (`_read_in_transport`):
+    every reply parsed as its bytes arrive, and handed to its request (`_Link.answer`)."""
+
+    def __init__(self, link: _Link, reader: hiredis.Reader) -> None:
+        self._link = link
+        self._reader = reader
+
+    def data_received(self, data: bytes) -> None:
+        link = self._link
+        if link.closed:
+            return
+        reader = self._reader
+        try:
+            reader.feed(data)
+            reply = reader.gets()
+            while reply is not _MORE:
+                if not isinstance(reply, _PUSH):  # RESP3's out-of-band messages: no reply
+                    _raise_connection_error(reply)
+                    link.answer(reply)
+                reply = reader.gets()
+        except Exception as exc:  # a protocol error, or a reply that breaks the order
+            link.fail(_as_connection_error(exc))
+
+    def eof_received(self) -> None:
+        self._link.fail(rexc.ConnectionError("redis closed the connection"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._link.fail(_as_connection_error(exc or OSError("the connection to redis was lost")))
+
+
+_MORE = object()  # what the reader gives when a reply is not all in yet
+# A RESP3 push (hiredis 3.2 and later); the line subscribes to nothing, so none is expected.
+_PUSH: type = getattr(hiredis, "PushNotification", type("_NoPush", (), {}))
+
+
+def _read_in_transport(conn: AbstractConnection, link: _Link) -> bool:
+    """Read `conn`'s replies in its transport's callback (`_Replies`), parsed as its hiredis
+    parser would (the same reply errors, decoding and protocol errors), if it is a redis-py
+    connection reading through hiredis with nothing read ahead; else False."""
+    parser = getattr(conn, "_parser", None)
+    stream = getattr(conn, "_reader", None)
+    writer = getattr(conn, "_writer", None)
+    read_ahead = getattr(stream, "_buffer", None)  # bytes read ahead would be lost
+    if (
+        not isinstance(parser, _AsyncHiredisParser)
+        or not isinstance(stream, asyncio.StreamReader)
+        or writer is None
+        or str(getattr(conn, "protocol", 2) or 2) not in ("2", "3")
+        or read_ahead is None
+        or read_ahead
+        or (parser._reader is not None and parser._reader.has_data())
+    ):
+        return False
+    options: dict[str, Any] = {
+        "protocolError": rexc.InvalidResponse,
+        "replyError": parser.parse_error,
+        "notEnoughData": _MORE,
+    }
+    if conn.encoder.decode_responses:
+        options["encoding"] = conn.encoder.encoding
+        options["errors"] = conn.encoder.encoding_errors
+    writer.transport.set_protocol(_Replies(link, hiredis.Reader(**options)))
+    return True
+
+
+def _raise_connection_error(reply: Any) -> None:
+    """As redis-py's parser: an error that says the connection is unusable (LOADING, say) is
+    raised, not a reply."""
+    if isinstance(reply, rexc.ConnectionError):
+        raise reply
+    if isinstance(reply, list) and reply and isinstance(reply[0], rexc.ConnectionError):
+        raise reply[0]
 
 
 def _retrieved(task: asyncio.Task[_Link]) -> None:

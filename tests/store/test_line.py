@@ -4,11 +4,13 @@ embedded one: replies in order, errors in place, connections dropped unless clea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import hiredis
 import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
@@ -421,11 +423,13 @@ def test_redis_pys_connections_are_read_through_their_parser() -> None:
 async def test_a_reader_that_cannot_start_fails_its_callers_at_once(
     client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Say a redis-py whose connections have no parser where the line looks for one."""
+    """Say a redis-py whose connections have no parser where the line looks for one (read by
+    a task: the transport is not taken)."""
 
     def broken(conn: AbstractConnection) -> Any:
         raise AttributeError("_parser")
 
+    monkeypatch.setattr(line_module, "_read_in_transport", lambda conn, link: False)
     monkeypatch.setattr(line_module, "_reader", broken)
     line = Line.of(client, reply_timeout_s=60)  # not the watch: the reader's own failure
     async with asyncio.timeout(10):
@@ -453,3 +457,90 @@ async def test_a_caller_that_gives_up_keeps_its_room_until_its_request_is_answer
     assert await line.execute("ECHO", "y") == "y"
     await client.delete(key)
     await line.close()
+
+
+async def test_a_redis_py_connection_is_read_in_its_transport(client: aioredis.Redis) -> None:
+    """Each reply resolves its caller as it arrives (no reader task); fakeredis's connections,
+    which have no transport, are read by a task."""
+    line = Line.of(client)
+    assert await line.execute("ECHO", "x") == "x"
+    link = line._link
+    assert link is not None
+    if client.backend == EMBEDDED:  # type: ignore[attr-defined]
+        assert link._reader is not None
+    else:
+        assert link._reader is None
+        protocol = link._conn._writer.transport.get_protocol()  # type: ignore[union-attr]
+        assert isinstance(protocol, line_module._Replies)
+    await line.close()
+
+
+Respond = Callable[[list[bytes]], bytes]
+
+
+@contextlib.asynccontextmanager
+async def _scripted(respond: Respond, chunk: int = 65536) -> AsyncIterator[aioredis.Redis]:
+    """A client of a server that says OK to the connection's handshake and answers every other
+    command with `respond(command)`, written `chunk` bytes at a time (each flushed alone)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        parser = hiredis.Reader()
+        try:
+            while data := await reader.read(65536):
+                parser.feed(data)
+                while (command := parser.gets()) is not False:
+                    handshake = command[0].upper() in (b"CLIENT", b"SELECT", b"HELLO", b"AUTH")
+                    answer = b"+OK\r\n" if handshake else respond(command)
+                    for at in range(0, len(answer), chunk):
+                        writer.write(answer[at : at + chunk])
+                        await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0", decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        server.close()
+
+
+def _echo(command: list[bytes]) -> bytes:
+    words = command[1:]
+    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
+
+
+async def test_replies_that_arrive_a_byte_at_a_time_are_each_their_callers() -> None:
+    async with _scripted(_echo, chunk=1) as client:
+        line = Line.of(client)
+        got = await asyncio.gather(
+            line.execute("ECHO", "a", "bc"), line.batch([["ECHO", "d"], ["ECHO", "é"]])
+        )
+        assert got == [["a", "bc"], [["d"], ["é"]]]
+        assert line._link is not None and line._link._reader is None  # read in the transport
+        await line.close()
+
+
+async def test_an_error_that_says_the_connection_is_unusable_fails_it() -> None:
+    """As redis-py does (-LOADING: a connection error, retried once on a new connection), while
+    an ordinary reply error is its caller's reply."""
+    opened: list[bytes] = []
+
+    def loading(command: list[bytes]) -> bytes:
+        opened.append(command[0])
+        if command[0] == b"GET":
+            return b"-LOADING Redis is loading the dataset in memory\r\n"
+        return b"-ERR no such thing\r\n"
+
+    async with _scripted(loading) as client:
+        line = Line.of(client)
+        with pytest.raises(rexc.ResponseError, match="no such thing"):
+            await line.execute("ECHO", "x")
+        assert line.connections == 1
+        with pytest.raises(rexc.BusyLoadingError):
+            await line.execute("GET", "k")
+        assert opened == [b"ECHO", b"GET", b"GET"]  # the GET once more, on a new connection
+        assert line.connections == 0
+        await line.close()
