@@ -20,6 +20,7 @@ from bridge.eightbyeight.realtime import RealtimeConfig
 from bridge.errors import ConfigError
 from bridge.handoff import Timing
 from bridge.hours import OpeningHours, load_hours
+from bridge.rasa.pushline import parse_base_url
 
 
 class Settings(BaseSettings):
@@ -144,6 +145,14 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_url(cls, url: str) -> str:
         return url.rstrip("/")
+
+    @field_validator("rasa_url")
+    @classmethod
+    def _rasa_url_usable(cls, url: str) -> str:
+        # At start, as the URL's fault: else every push would fail and be retried until
+        # dead-lettered, and the other calls would fail their actions.
+        parse_base_url(url)
+        return url
 
     @field_validator("bridge_action_token")
     @classmethod

@@ -105,6 +105,39 @@ def test_invalid_values_name_the_variable(
     assert info.value.variable == name
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("localhost:5005", "absolute http or https"),
+        ("http://rasa:99999", "not a valid URL"),
+        ("http://bot:s3cret-pw@rasa:5005", "user or password"),
+        ("http://rasa:5005/?token=s3cret-pw", "query or fragment"),
+        ("http://rasa:5005/#x", "query or fragment"),
+        ("http://rasa:5005?", "query or fragment"),
+    ],
+)
+def test_a_rasa_url_a_request_would_drop_parts_of_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, url: str, says: str
+) -> None:
+    """Not every push failing later: a token in the query or credentials in the URL were
+    silently left out of the pushes (`RASA_TOKEN` carries the token)."""
+    monkeypatch.setenv("RASA_URL", url)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.variable == "RASA_URL"
+    assert says in str(info.value) and "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost:5005", "https://bots.example.com/rasa/", "http://[::1]:5005"]
+)
+def test_a_rasa_url_with_a_path_prefix_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("RASA_URL", url)
+    assert load_settings().rasa_url == url.rstrip("/")
+
+
 def _serve(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_PREFIXES)}
     return subprocess.run(

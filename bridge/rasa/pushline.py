@@ -199,7 +199,7 @@ class PushLine:
         ssl_context: ssl.SSLContext | None = None,
         idle_reuse_s: float = IDLE_REUSE_S,
     ) -> None:
-        parts, port = _parse(base_url)
+        parts, port = parse_base_url(base_url)
         tls = parts.scheme == "https"
         default_port = 443 if tls else 80
         self._host = cast(str, parts.hostname)
@@ -282,10 +282,12 @@ class PushLine:
         return conn
 
 
-def _parse(base_url: str) -> tuple[SplitResult, int | None]:
-    """The base URL's parts and port, or BadURL. Besides a scheme and a host: a port that is a
-    number in range, and a host name getaddrinfo can encode (IDNA refuses an empty or
-    over-long label with a ValueError, not the OSError a push's failures are)."""
+def parse_base_url(base_url: str) -> tuple[SplitResult, int | None]:
+    """The Rasa base URL's parts and port, or BadURL (a ValueError: settings report it as the
+    URL's fault). Besides a scheme and a host: a port that is a number in range, a host name
+    getaddrinfo can encode (IDNA refuses an empty or over-long label with a ValueError, not the
+    OSError a push's failures are), and nothing a request would have to drop: no credentials,
+    no query, no fragment (Rasa's token is `RASA_TOKEN`, sent with each call)."""
     try:
         parts = urlsplit(base_url)
         port = parts.port
@@ -295,6 +297,10 @@ def _parse(base_url: str) -> tuple[SplitResult, int | None]:
         raise BadURL("the Rasa URL is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or "\0" in parts.hostname:
         raise BadURL("the Rasa URL must be an absolute http or https URL")
+    if parts.username is not None or parts.password is not None:
+        raise BadURL("the Rasa URL must not carry a user or password")
+    if parts.query or parts.fragment or base_url.rstrip("/").endswith(("?", "#")):
+        raise BadURL("the Rasa URL must not carry a query or fragment (the token: RASA_TOKEN)")
     return parts, port
 
 

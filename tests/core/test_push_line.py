@@ -385,7 +385,8 @@ async def test_a_connection_refused_is_retryable_and_the_token_is_nowhere(
 @pytest.mark.parametrize(
     "url",
     ["localhost:5005", "ftp://rasa:5005", "http://", "http://rasa:99999", "http://rasa:x",
-     "http://[::1", "http://rasa..local:5005", "http://" + "r" * 64 + ".local"],
+     "http://[::1", "http://rasa..local:5005", "http://" + "r" * 64 + ".local",
+     "http://u:p@rasa:5005", "http://rasa:5005/?token=t"],
 )  # fmt: skip
 async def test_a_base_url_that_is_not_http_fails_the_push_as_retryable(url: str) -> None:
     client = RasaClient(url)
