@@ -92,6 +92,7 @@ class Relay:
         self._intakes: dict[int, Intake] = {}  # the running consumers' (`hand`)
         self._senders: OrderedDict[str, SenderId] = OrderedDict()
         self._timers_checked: dict[int, float] = {}  # partition -> loop time of the last look
+        self._held_checked: dict[int, float] = {}  # likewise, at held ones while lanes work
         self._stopping = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._doorbell: asyncio.Task[None] | None = None
@@ -388,7 +389,7 @@ class Relay:
             if not lanes.busy:
                 if not await self._drain_held(partition, held):
                     return False
-            elif await self._held_due(held):
+            elif self._look_at_held(partition) and await self._held_due(held):
                 # Released only once no lane works on a held conversation (held is rare): the
                 # next turn, once every lane has ended.
                 await lanes.quiet()
@@ -616,6 +617,15 @@ class Relay:
         if written:  # counted once it is there to be listed
             self._metrics.dead_letters.labels(reason).inc()
         return written
+
+    def _look_at_held(self, partition: int) -> bool:
+        """Whether to look at the held conversations while lanes work: at most every `poll_s`
+        (a look may cost a read per conversation, and turns come as often as entries do)."""
+        now = asyncio.get_running_loop().time()
+        if now < self._held_checked.get(partition, 0.0) + self._config.poll_s:
+            return False
+        self._held_checked[partition] = now
+        return True
 
     async def _held_due(self, held: dict[ConversationId, int]) -> bool:
         """Whether a held conversation can move (`_drain_held` would release or give it up)."""

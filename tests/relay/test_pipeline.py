@@ -14,6 +14,7 @@ from bridge.handoff import Handoff, State
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.relay.lanes import Key
 from bridge.relay.pipeline import Pipeline
+from bridge.store import StreamEntry
 
 from .conftest import JOINED, Call, Rig, RigFactory, said
 from .test_lane_delivery import linked, signalled
@@ -182,4 +183,43 @@ async def test_a_conversation_linked_while_its_entry_is_in_a_lane_keeps_its_orde
     assert at_barrier.is_set()
     assert rig.rasa.timeline("dee") == ["first", "second", "third"]
     assert rig.rasa.sizes == [1, 1, 1]  # released one at a time
+    assert await rig.store.held_conversations(0) == {}
+
+
+async def test_held_entries_are_released_only_once_no_lane_works_on_them(
+    make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """c1 is held; its next entry is in its lane, going behind the held one, when c1 is
+    linked: the consumer lets every lane end before it releases c1's held entries, so the
+    one being held is released with them, in order, not left behind."""
+    rig = await make_rig(hold_s=60.0)
+    await rig.started()
+    await rig.say("c1", "first")
+    await rig.idle()
+    assert set(await rig.store.held_conversations(0)) == {"c1"}
+    holding, quieting = asyncio.Event(), asyncio.Event()
+    hold_event = rig.store.hold_event
+
+    async def stalled_hold(
+        partition: int, conversation: ConversationId, entry: StreamEntry, *args: Any
+    ) -> bool:
+        if entry.event_id == "second":
+            holding.set()
+            await quieting.wait()
+        return await hold_event(partition, conversation, entry, *args)
+
+    quiet = Pipeline.quiet
+
+    async def noted(self: Pipeline[Any]) -> None:
+        quieting.set()
+        await quiet(self)
+
+    rig.store.hold_event = stalled_hold  # type: ignore[method-assign]
+    monkeypatch.setattr(Pipeline, "quiet", noted)
+    await rig.enqueue(said("c1", "second"), "second")
+    await signalled(holding)
+    await link_with_agent(rig, "dee", "c1")
+    rig.kick(0)
+    await rig.idle()
+    assert rig.rasa.timeline("dee") == ["first", "second"]
     assert await rig.store.held_conversations(0) == {}
