@@ -120,12 +120,15 @@ class Pipeline(Generic[U]):
         self._errors.clear()
         return end, error
 
-    def cancel(self) -> None:
-        """Cancel every lane (the consumer is cancelled): the pipeline is not used again."""
-        for lane in self._lanes.values():
-            if lane.task is not None:
-                lane.task.cancel()
+    async def cancel(self) -> None:
+        """Cancel every lane and wait for each to end (the consumer is cancelled: it ends
+        after its lanes, as when it gathered them). The pipeline is not used again."""
+        tasks = {lane.task for lane in self._lanes.values() if lane.task is not None}
+        for task in tasks:
+            task.cancel()
         self._lanes.clear()
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def _run(self, lane: _Lane[U]) -> None:
         end: LaneEnd | None = LaneEnd.STOPPED  # unless it gets further: cancelled

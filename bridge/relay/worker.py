@@ -368,7 +368,7 @@ class Relay:
                     self._progress.set()
             await lanes.quiet()  # the units in hand end first (each lane stops after its own)
         except BaseException:
-            lanes.cancel()  # cancelled: its lanes go with it
+            await lanes.cancel()  # cancelled: its lanes go with it
             raise
 
     async def _turn(
