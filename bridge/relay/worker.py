@@ -358,11 +358,11 @@ class Relay:
                         return  # lease lost
                 except StoreUnavailable:
                     log.warning("relay_store_unavailable", extra={"partition": partition})
-                    if not await self._after_trouble(intake, lanes):
+                    if not await self._after_trouble(partition, intake, lanes):
                         return
                 except Exception:
                     log.exception("relay_consumer_error", extra={"partition": partition})
-                    if not await self._after_trouble(intake, lanes):
+                    if not await self._after_trouble(partition, intake, lanes):
                         return
                 finally:
                     self._progress.set()
@@ -463,9 +463,11 @@ class Relay:
             await self._sleep(_LEASE_WAIT_S)  # the supervisor renews it, or gives it up
         return True
 
-    async def _after_trouble(self, intake: Intake, lanes: Pipeline[_Unit]) -> bool:
+    async def _after_trouble(self, partition: int, intake: Intake, lanes: Pipeline[_Unit]) -> bool:
         """After Redis trouble or a surprise: recover, then pause. False: the lease was lost."""
-        end, _error = await self._recover(intake, lanes)  # a lane's error was logged as its own
+        end, error = await self._recover(intake, lanes)
+        if error is not None:  # a lane's, besides the consumer's own
+            log.error("relay_consumer_error", extra={"partition": partition}, exc_info=error)
         await self._sleep(_ERROR_PAUSE_S)
         return end is not LaneEnd.LOST
 
@@ -691,6 +693,8 @@ class Relay:
         """The known senders of `conversations`: the cached ones, the others looked up at once."""
         known = {c: s for c in conversations if (s := self._cached_sender(c)) is not None}
         missing = [c for c in conversations if c not in known]
+        if not missing:  # the common case: every look at a paced load plans from the cache
+            return known
         found = await asyncio.gather(*(self._sender(c) for c in missing))
         known.update((c, s) for c, s in zip(missing, found, strict=True) if s is not None)
         return known
