@@ -223,3 +223,43 @@ async def test_held_entries_are_released_only_once_no_lane_works_on_them(
     await rig.idle()
     assert rig.rasa.timeline("dee") == ["first", "second"]
     assert await rig.store.held_conversations(0) == {}
+
+
+async def test_past_the_bound_of_entries_in_hand_the_consumer_waits_for_its_lanes(
+    make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a batch of 2, the consumer takes a batch only while at most 2 entries are in hand:
+    three of ada's are (her first push stalls), so bob's waits, untaken, until ada's lane moves
+    on; then it goes, and everything in order."""
+    rig = await make_rig(batch=2)
+    for conversation, sender in (("c1", "ada"), ("c2", "bob")):
+        await rig.link(sender, conversation)
+    await rig.started()
+    await rig.join("c1")
+    await rig.join("c2")
+    await rig.idle()
+    stalled, release, at_bound = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def stall_a1(call: Call) -> None:
+        if call.text == "a1":
+            stalled.set()
+            await release.wait()
+
+    room = Pipeline.room
+
+    async def noted(self: Pipeline[Any], most: int) -> None:
+        at_bound.set()
+        await room(self, most)
+
+    rig.rasa.on_push = stall_a1
+    monkeypatch.setattr(Pipeline, "room", noted)
+    await rig.say("c1", "a1")
+    await signalled(stalled)
+    await rig.say("c1", "a2", "a3")  # in hand with a1: 3 entries
+    await rig.say("c2", "b1")
+    await signalled(at_bound)
+    assert texts(rig, "bob") == ["EXTERNAL_agent_joined"]  # b1 not taken: no room for a batch
+    release.set()
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "a1", "a2", "a3"]
+    assert rig.rasa.timeline("bob") == [JOINED, "b1"]
