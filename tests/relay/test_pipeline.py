@@ -17,6 +17,7 @@ from bridge.relay.pipeline import Pipeline
 from bridge.store import StreamEntry
 
 from .conftest import JOINED, Call, Rig, RigFactory, said
+from .test_consumer import counted_reads
 from .test_lane_delivery import linked, signalled
 
 
@@ -263,3 +264,52 @@ async def test_past_the_bound_of_entries_in_hand_the_consumer_waits_for_its_lane
     await rig.idle()
     assert rig.rasa.timeline("ada") == [JOINED, "a1", "a2", "a3"]
     assert rig.rasa.timeline("bob") == [JOINED, "b1"]
+
+
+async def test_once_a_failed_lane_is_behind_it_the_consumer_takes_what_the_door_hands_again(
+    make_rig: RigFactory,
+) -> None:
+    """a1's ack fails once: the consumer lets its lanes end and reads from the stream's start.
+    After that it is clean again: ada's a2, handed while bob's b1 is still in the stream (in
+    his stalled lane), is taken without reading the stream back."""
+    rig = await make_rig(poll_s=60.0)  # a read can only follow a kick, or a handed entry refused
+    for conversation, sender in (("c1", "ada"), ("c2", "bob")):
+        await rig.link(sender, conversation)
+    await rig.started()
+    await rig.join("c1")
+    await rig.join("c2")
+    await rig.idle()
+    failed = False
+    ack_message = rig.store.ack_message
+
+    async def failing_once(partition: int, entry_id: str, owner: str, *args: Any) -> bool:
+        nonlocal failed
+        if not failed:
+            failed = True
+            raise StoreUnavailable("redis unavailable: ConnectionError")
+        return await ack_message(partition, entry_id, owner, *args)
+
+    rig.store.ack_message = failing_once  # type: ignore[method-assign]
+    await rig.say("c1", "a1")
+    await rig.idle()
+    assert failed and rig.rasa.timeline("ada") == [JOINED, "a1"]
+    reads = counted_reads(rig)
+    stalled, release, a2_shown = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def stall_b1(call: Call) -> None:
+        if call.text == "b1":
+            stalled.set()
+            await release.wait()
+        elif call.text == "a2":
+            a2_shown.set()
+
+    rig.rasa.on_push = stall_b1
+    await rig.say("c2", "b1")
+    await signalled(stalled)
+    await rig.say("c1", "a2")  # enqueued behind b1, which is in hand
+    await signalled(a2_shown)
+    release.set()
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "a1", "a2"]
+    assert rig.rasa.timeline("bob") == [JOINED, "b1"]
+    assert reads == []  # both taken as handed
