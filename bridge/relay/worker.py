@@ -340,9 +340,15 @@ class Relay:
         held: dict[ConversationId, int] = {}
         loaded = False
         consumer = asyncio.current_task()
+        kick = self._kicks[partition]
+
+        def stopped_short() -> None:
+            intake.failed()  # what it left is in the stream before the frontier: take nothing
+            kick.set()  # and wake an idle consumer to recover
+
         lanes: Pipeline[_Unit] = Pipeline(
             lambda unit: self._unit(partition, unit, held, consumer),
-            wake=self._kicks[partition].set,  # a lane that stops short wakes an idle consumer
+            wake=stopped_short,
             name=f"relay-p{partition}",
             join=self._joined,
         )
