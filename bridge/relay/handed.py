@@ -5,18 +5,23 @@ At a paced load nearly every entry of a partition is enqueued by the door of the
 consumes it, which knows the entry it appended (id, event id, payload) and, from the enqueue,
 the id of the stream's last entry before it (`Enqueued.after`). Reading the stream back for
 that entry is a round trip per event for nothing, so the door hands it to the consumer, which
-works it unread when it can prove that nothing it has not read comes before it:
+works it unread when it can prove that everything before it is finished or in its hands, to be
+worked in order before it:
 
 - the stream had no entry before it (`after` is ""): every entry before it has left the stream,
   which it does only once finished (acknowledged, held or dead-lettered); or
-- the consumer has read `after` (or a later entry) and finished everything it read: its last
-  round ended with every lane done.
+- the consumer has read `after` (or a later entry) and nothing it read or took since it last
+  read from the stream's start has failed: every entry up to its frontier (`read_to`) is
+  finished or in a lane, which works its conversation's entries in order (`lanes.py`). A lane
+  that fails leaves entries before the frontier in the stream: the consumer then waits for
+  every lane to end and starts again from the stream's start (`restarted`).
 
-The handed entries are judged in id order, each one taken counting as read and finished for the
-next (the round works them in stream order); the first that cannot be proved stops them (a later
-one comes after it). A handed entry is never the
-only copy (it stays in the stream until acknowledged), so reading instead, or dropping one, is
-always safe; working one twice is not, so an entry read from the stream is no longer handed.
+The handed entries are judged in id order, each one taken counting as read and in hand for the
+next (its lane works it after the ones before it of its conversation); the first that cannot be
+proved stops them (a later one comes after it). A handed entry is never the only copy (it
+stays in the stream until acknowledged), so reading instead, or dropping one, is always safe;
+working one twice is not, so an entry read from the stream is no longer handed, and the stream
+is read only past the frontier while lanes still have entries in hand.
 """
 
 from __future__ import annotations
@@ -38,10 +43,13 @@ def stream_id(entry_id: str) -> StreamId:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """What a partition's consumer has done since it started."""
+    """What a partition's consumer has done since it started, or since it last started again
+    from the stream's start."""
 
-    read_to: StreamId | None = None  # the newest entry read or taken (None: none yet)
-    clean: bool = False  # everything read or taken was finished: the last round ended done
+    read_to: StreamId | None = None  # the frontier: the newest entry read or taken (None: none)
+    # Nothing read or taken has failed since: everything up to `read_to` is finished or in a
+    # lane. False from a lane's failure until the consumer starts again (`restarted`).
+    clean: bool = True
 
 
 def unread(handed: Sequence[Enqueued], read_to: StreamId | None) -> list[Enqueued]:
@@ -53,7 +61,7 @@ def unread(handed: Sequence[Enqueued], read_to: StreamId | None) -> list[Enqueue
 def take(progress: Progress, handed: Sequence[Enqueued], limit: int) -> list[StreamEntry]:
     """The handed entries (`unread` ones, in id order) to work now without reading the stream,
     at most `limit`; empty: read the stream."""
-    # Up to here, everything in the stream is finished or taken.
+    # Up to here, everything in the stream is finished or in hand.
     settled = progress.read_to if progress.clean else None
     taken: list[StreamEntry] = []
     for h in handed[:limit]:
@@ -65,35 +73,44 @@ def take(progress: Progress, handed: Sequence[Enqueued], limit: int) -> list[Str
 
 
 def working(progress: Progress, entries: Sequence[StreamEntry]) -> Progress:
-    """The progress while a round works `entries` (read or taken, in id order): they count as
-    read, and nothing is known finished until the round ends (`ended`)."""
-    read_to = progress.read_to
-    if entries:
-        last = stream_id(entries[-1].entry_id)
-        read_to = last if read_to is None else max(read_to, last)
-    return Progress(read_to, clean=False)
+    """The progress once `entries` (read or taken, in id order) are in hand: they count as
+    read. A read from the stream's start may find older entries only when nothing read before
+    is in hand (`restarted` forgets the frontier when something was), so the frontier only
+    moves on."""
+    if not entries:
+        return progress
+    last = stream_id(entries[-1].entry_id)
+    read_to = last if progress.read_to is None else max(progress.read_to, last)
+    return Progress(read_to, progress.clean)
 
 
-def ended(progress: Progress, *, done: bool) -> Progress:
-    """The progress once the round ended: `done` when every lane finished every entry."""
-    return Progress(progress.read_to, clean=done)
+def failed(progress: Progress) -> Progress:
+    """A lane failed: entries up to the frontier may be left in the stream, unread again."""
+    return Progress(progress.read_to, clean=False)
+
+
+def restarted() -> Progress:
+    """Every lane has ended after a failure: the consumer reads from the stream's start again,
+    as a fresh one does."""
+    return Progress()
 
 
 class Intake:
-    """One consumer's handed entries and progress: the door hands (`offer`), the consumer's
-    rounds take (`take`), or read the stream and say so (`working`), and end (`ended`). Each
-    consumer task has its own, so a restarted consumer never inherits a stale one's."""
+    """One consumer's handed entries and progress: the door hands (`offer`), the consumer takes
+    (`take`), or reads the stream and says so (`working`), and says when a lane failed
+    (`failed`) and when it starts again from the stream's start (`restarted`). Each consumer
+    task has its own, so a restarted consumer never inherits a stale one's."""
 
     def __init__(self, most: int) -> None:
         self._most = most  # handed entries kept at most: past it, the stream is read for them
         self._handed: list[Enqueued] = []
         # The events the door parsed, by entry id, for handed entries: the payload is their
-        # JSON, so the round need not parse it again (`taken_events`: the last take's).
+        # JSON, so the consumer need not parse it again (`taken_events`: the last take's).
         self._events: dict[str, ChatEvent] = {}
         self.taken_events: dict[str, ChatEvent] = {}
         self.progress = Progress()
         # The stream may hold what was not handed (a doorbell, recovery's enqueue, the poll):
-        # the next round reads it, whatever is handed.
+        # the next look reads it, whatever is handed.
         self.must_read = False
 
     def offer(self, enqueued: Enqueued, event: ChatEvent | None = None) -> None:
@@ -103,8 +120,14 @@ class Intake:
                 self._events[enqueued.entry.entry_id] = event
 
     @property
+    def frontier(self) -> str | None:
+        """The newest entry read or taken, as a stream id (None: none since the start)."""
+        read_to = self.progress.read_to
+        return None if read_to is None else f"{read_to[0]}-{read_to[1]}"
+
+    @property
     def waiting(self) -> bool:
-        """Handed entries not read yet: the next round takes or reads them, without idling."""
+        """Handed entries not read yet: the consumer takes or reads them, without idling."""
         return bool(self._handed)
 
     def take(self, limit: int) -> list[StreamEntry]:
@@ -135,5 +158,8 @@ class Intake:
             handed = {h.entry.entry_id for h in self._handed}
             self._events = {k: e for k, e in self._events.items() if k in handed}
 
-    def ended(self, *, done: bool) -> None:
-        self.progress = ended(self.progress, done=done)
+    def failed(self) -> None:
+        self.progress = failed(self.progress)
+
+    def restarted(self) -> None:
+        self.progress = restarted()

@@ -1,10 +1,11 @@
-"""Lanes: which units of a read batch may be worked at the same time (pure decisions).
+"""Lanes: which units of work may be worked at the same time (pure decisions).
 
-A partition's consumer reads a batch of entries of many conversations. Order is owed per
+A partition's consumer reads batches of entries of many conversations. Order is owed per
 conversation only, yet worked one unit after another every entry waits behind the pushes,
 claims and acks of every conversation read before it: at a paced load that queue, not Rasa,
 was the tail of the latency. So the units of a batch (`runs.plan_units`) go into lanes that
-run concurrently, each lane working its units one after another in stream order:
+run concurrently, each lane working its units one after another in stream order. A unit's lane
+is named by its key (`lane_keys`):
 
 - one lane per sender: two conversations of one user (a conversation and the one reopened
   after it) share the handoff record and the Rasa tracker, so their entries never overtake
@@ -13,7 +14,13 @@ run concurrently, each lane working its units one after another in stream order:
   it is held already): a lane of its own, so its holds keep their order;
 - an entry that cannot be read belongs to no conversation: a lane of its own.
 
-`round_end` says what the round as a whole comes to from how each of its lanes ended.
+Lanes outlive the batch that started them (`pipeline.py`): a later batch's unit joins the
+running lane of its key, behind what that lane already has. A conversation's key can change
+while some of it is in flight (its sender became known, or it got held): then the unit waits
+for the lane its conversation is in to end before it joins its own (`waits`), so a
+conversation is never in two lanes at once.
+
+`round_end` says what the lanes that ended come to, from how each of them ended.
 """
 
 from __future__ import annotations
@@ -24,38 +31,60 @@ from enum import IntEnum
 from bridge.ids import ConversationId, SenderId
 
 # What a lane is keyed by: a sender, a conversation without a known sender, or (for an entry
-# that cannot be read) the unit's own index.
-_Key = tuple[str, str | int]
+# that cannot be read) the entry's own id.
+Key = tuple[str, str]
 
 
-def plan_lanes(
+def lane_keys(
     units: Sequence[Sequence[int]],
     conversations: Sequence[ConversationId | None],
     senders: Mapping[ConversationId, SenderId],
-) -> list[list[int]]:
-    """The units (by index) grouped into lanes, each lane in stream order, lanes in the order
-    of their first unit. `conversations`: each entry's conversation (None: it cannot be read);
-    a unit's entries are all of one conversation (`runs.plan_units`). `senders`: the known
-    senders of the batch's conversations (a held conversation's is left out: it waits)."""
-    lanes: dict[_Key, list[int]] = {}
-    for u, unit in enumerate(units):
-        lanes.setdefault(_key(u, conversations[unit[0]], senders), []).append(u)
-    return list(lanes.values())
+    entry_ids: Sequence[str],
+) -> list[Key]:
+    """Each unit's lane key. `units`: a batch's units of work (entry indexes; a unit's entries
+    are all of one conversation, `runs.plan_units`); `conversations`: each entry's (None: it
+    cannot be read); `senders`: the known senders of the batch's conversations (a held
+    conversation's is left out: it waits); `entry_ids`: each entry's stream id."""
+    return [_key(conversations[unit[0]], senders, entry_ids[unit[0]]) for unit in units]
 
 
 def _key(
-    unit: int, conversation: ConversationId | None, senders: Mapping[ConversationId, SenderId]
-) -> _Key:
+    conversation: ConversationId | None, senders: Mapping[ConversationId, SenderId], entry_id: str
+) -> Key:
     if conversation is None:
-        return ("unread", unit)
+        return ("unread", entry_id)
     sender = senders.get(conversation)
     if sender is None:
         return ("conversation", conversation)
     return ("sender", sender)
 
 
+def waits(
+    keys: Sequence[Key],
+    conversations: Sequence[ConversationId | None],
+    in_flight: Mapping[ConversationId, Key],
+) -> list[Key | None]:
+    """For each unit of a batch, in stream order (its lane key and its conversation), the key of
+    the running lane it must wait for before it joins its own: the lane its conversation is in
+    flight in, when that is not its own. None: it joins its lane (running or new) at once.
+    `in_flight`: each conversation of the running lanes, with its lane's key. The units before
+    it count as dispatched, and a lane waited for as ended (with every conversation in it)."""
+    flight = dict(in_flight)
+    out: list[Key | None] = []
+    for key, conversation in zip(keys, conversations, strict=True):
+        wait = None
+        if conversation is not None:
+            current = flight.get(conversation, key)
+            if current != key:
+                wait = current
+                flight = {c: k for c, k in flight.items() if k != current}
+            flight[conversation] = key
+        out.append(wait)
+    return out
+
+
 class LaneEnd(IntEnum):
-    """How a lane ended, from the least to the most that the round must answer for."""
+    """How a lane ended, from the least to the most that the consumer must answer for."""
 
     DONE = 0  # every unit worked
     STOPPED = 1  # the relay is stopping, or this consumer is no longer the partition's
@@ -64,5 +93,5 @@ class LaneEnd(IntEnum):
 
 
 def round_end(ends: Iterable[LaneEnd]) -> LaneEnd:
-    """The round's end: the gravest of its lanes' (an empty batch is DONE)."""
+    """What lanes that ended come to: the gravest of their ends (none: DONE)."""
     return max(ends, default=LaneEnd.DONE)

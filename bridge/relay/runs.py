@@ -11,6 +11,9 @@ them, as long as nothing of their own conversation comes between them. Two rules
   an entry that cannot be read) and everything of it after that in the batch goes one entry at
   a time, in stream order, so no entry is ever delivered before an earlier one of its
   conversation.
+- `joins`, when a unit is dispatched behind one still waiting in its lane (`pipeline.py`):
+  agent messages of one conversation, each read or taken on its own while an earlier push of
+  their lane is in flight, are worked as one run too.
 - `say_only_prefix`, once the sender's record is read: how many of a run's messages the state
   machine turns into words for the user and nothing else (`say_only`). The first message that
   asks for more (an implied join, a message ignored, a state change) and the rest of the run go
@@ -53,6 +56,21 @@ def plan_units(items: Sequence[Item], ready: Collection[ConversationId]) -> list
         elif i not in in_runs:
             units.append((i,))
     return units
+
+
+def joins(queued: Sequence[Item], behind: Sequence[Item], most: int) -> bool:
+    """Whether a unit waiting in a lane (not begun) and the unit dispatched right behind it may
+    be worked as one run: every entry of both an agent message of one conversation, `most` at
+    most. Messages that pile up behind a stalled push then go in one push, as when read
+    together; the run path itself goes one at a time for a conversation it may not run (no
+    sender, or held)."""
+    both = [*queued, *behind]
+    first = both[0].conversation if both else None
+    return (
+        first is not None
+        and len(both) <= most
+        and all(item.message and item.conversation == first for item in both)
+    )
 
 
 def _leading_messages(

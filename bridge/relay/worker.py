@@ -7,10 +7,11 @@ oldest entry left — what the dead holder had in hand included.
 
 Every decision (share, renewal, give-back, take-over, may-I-push, hold or deliver) is a pure
 function of `decisions.py`, which entries of a read batch go together as a run of one
-conversation's agent messages is one of `runs.py`, and which units of a batch are worked one
-after another (one sender's) rather than at the same time is one of `lanes.py`; this module
-carries them out. The clock and sleep are injected, and `wait_idle` tells when nothing is
-pending or in flight, so tests wait on a signal, not on time.
+conversation's agent messages is one of `runs.py`, and which units are worked one after
+another (one sender's) rather than at the same time is one of `lanes.py`; this module carries
+them out. A consumer dispatches what it reads into lanes that outlive the batch
+(`pipeline.py`) and reads again while they work. The clock and sleep are injected, and
+`wait_idle` tells when nothing is pending or in flight, so tests wait on a signal, not on time.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from bridge.relay.deliver import Begun, Deliverer, Input, RunOutcome
 from bridge.relay.handed import Intake
 from bridge.relay.identity import MessageIdentity
 from bridge.relay.idle import work_left
-from bridge.relay.lanes import LaneEnd, plan_lanes, round_end
+from bridge.relay.lanes import Key, LaneEnd, lane_keys, waits
+from bridge.relay.pipeline import Pipeline
 from bridge.store.base import TIMER_EVENT_PREFIX, Enqueued, RunAck, Store, StreamEntry
 from bridge.store.timers import fired_timer
 
@@ -48,6 +50,10 @@ _SENDER_CACHE = 100_000  # a conversation's sender never changes, so caching it 
 # How long a consumer waits for the supervisor's renewal once it may no longer push.
 _LEASE_WAIT_S = 0.05
 _ERROR_PAUSE_S = 1.0  # after Redis trouble or a surprise, before the consumer tries again
+# Entries a consumer has dispatched to its lanes and not finished, at most, in read batches: a
+# stalled lane must not let the consumer read its whole stream into memory, and the other lanes
+# keep a batch's worth of work while it waits for room for the next one.
+_IN_HAND_BATCHES = 2
 
 # The consumer task a delivery runs for (its lanes are tasks of their own).
 _CONSUMER: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
@@ -86,6 +92,7 @@ class Relay:
         self._intakes: dict[int, Intake] = {}  # the running consumers' (`hand`)
         self._senders: OrderedDict[str, SenderId] = OrderedDict()
         self._timers_checked: dict[int, float] = {}  # partition -> loop time of the last look
+        self._held_checked: dict[int, float] = {}  # likewise, at held ones while lanes work
         self._stopping = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._doorbell: asyncio.Task[None] | None = None
@@ -184,8 +191,8 @@ class Relay:
         return not await work_left(self._store, int(self._clock() * 1000)) and not self._in_flight
 
     async def wait_idle(self, timeout_s: float = 30.0) -> None:
-        """Return once `is_idle` (re-checked whenever a consumer finishes a round or an entry);
-        TimeoutError if that does not happen within `timeout_s`."""
+        """Return once `is_idle` (re-checked whenever a consumer looks at its partition or
+        finishes an entry); TimeoutError if that does not happen within `timeout_s`."""
         async with asyncio.timeout(timeout_s):
             while True:
                 self._progress.clear()  # before looking: progress made while we look wakes us
@@ -324,104 +331,176 @@ class Relay:
         _CONSUMER.set(asyncio.current_task())  # its lanes' tasks inherit it
         intake = self._intakes[partition] = Intake(most=4 * self._config.batch)
         try:
-            await self._rounds(partition, intake)
+            await self._turns(partition, intake)
         finally:
             if self._intakes.get(partition) is intake:
                 del self._intakes[partition]
 
-    async def _rounds(self, partition: int, intake: Intake) -> None:
+    async def _turns(self, partition: int, intake: Intake) -> None:
         held: dict[ConversationId, int] = {}
         loaded = False
-        # Besides cancellation (which asyncio can lose on Python 3.11), the loop ends as soon as
-        # this task is no longer the partition's consumer.
-        while not self._stopping.is_set() and self._tasks.get(partition) is asyncio.current_task():
-            try:
-                if not loaded:
-                    held = await self._store.held_conversations(partition)
-                    loaded = True
-                if not await self._round(partition, held, intake):
-                    return  # lease lost
-            except StoreUnavailable:
-                log.warning("relay_store_unavailable", extra={"partition": partition})
-                await self._sleep(_ERROR_PAUSE_S)
-            except Exception:
-                log.exception("relay_consumer_error", extra={"partition": partition})
-                await self._sleep(_ERROR_PAUSE_S)
-            finally:
-                self._progress.set()
+        consumer = asyncio.current_task()
+        kick = self._kicks[partition]
 
-    async def _round(self, partition: int, held: dict[ConversationId, int], intake: Intake) -> bool:
+        def stopped_short() -> None:
+            intake.failed()  # what it left is in the stream before the frontier: take nothing
+            kick.set()  # and wake an idle consumer to recover
+
+        lanes: Pipeline[_Unit] = Pipeline(
+            lambda unit: self._unit(partition, unit, held, consumer),
+            wake=stopped_short,
+            name=f"relay-p{partition}",
+            join=self._joined,
+        )
+        try:
+            # Besides cancellation (which asyncio can lose on Python 3.11), the loop ends as soon
+            # as this task is no longer the partition's consumer.
+            while not self._stopping.is_set() and self._tasks.get(partition) is consumer:
+                try:
+                    if not loaded:
+                        held.update(await self._store.held_conversations(partition))
+                        loaded = True
+                    if not await self._turn(partition, held, intake, lanes):
+                        return  # lease lost
+                except StoreUnavailable:
+                    log.warning("relay_store_unavailable", extra={"partition": partition})
+                    if not await self._after_trouble(partition, intake, lanes):
+                        return
+                except Exception:
+                    log.exception("relay_consumer_error", extra={"partition": partition})
+                    if not await self._after_trouble(partition, intake, lanes):
+                        return
+                finally:
+                    self._progress.set()
+            await lanes.quiet()  # the units in hand end first (each lane stops after its own)
+        except BaseException:
+            await lanes.cancel()  # cancelled: its lanes go with it
+            raise
+
+    async def _turn(
+        self, partition: int, held: dict[ConversationId, int], intake: Intake,
+        lanes: Pipeline[_Unit],
+    ) -> bool:  # fmt: skip
+        """One look at the partition: take or read what is there and dispatch it to the lanes
+        (`pipeline.py`), which work it while the consumer goes on. False: the lease was lost."""
+        if lanes.failed:
+            end, error = await self._recover(intake, lanes)
+            if error is not None:
+                raise error
+            return await self._after_stop(end)
         if not self._lease_valid(partition):
             await self._sleep(_LEASE_WAIT_S)  # wait for the supervisor's renewal (or its giving up)
             return True
-        if held and not await self._drain_held(partition, held):
-            return False
+        if held:
+            if not lanes.busy:
+                if not await self._drain_held(partition, held):
+                    return False
+            elif self._look_at_held(partition) and await self._held_due(held):
+                # Released only once no lane works on a held conversation (held is rare): the
+                # next turn, once every lane has ended.
+                await lanes.quiet()
+                return True
         if await self._fire_timers(partition):
             intake.must_read = True  # they joined the stream unhanded: read it, them with it
-        entries = intake.take(self._config.batch) or await self._store.read_events(
-            partition, self._config.batch
-        )
+        batch = self._config.batch
+        # Room for a whole batch, or wait for it: reads stay whole at saturation.
+        if lanes.in_hand > (_IN_HAND_BATCHES - 1) * batch:
+            await lanes.room((_IN_HAND_BATCHES - 1) * batch + 1)
+            return True
+        entries = intake.take(batch) or await self._read(partition, batch, intake, lanes)
         intake.working(entries)
-        lanes = await self._lanes(entries, held, intake.taken_events)
-        end = await self._work(partition, lanes, held)
-        intake.ended(done=end is LaneEnd.DONE)
+        await self._dispatch(entries, held, intake.taken_events, lanes)
+        if len(entries) < batch and not intake.waiting and not lanes.failed:
+            # The stream's end. Anything enqueued since by this process set the kick (so the
+            # wait returns at once); without one, reading again would find nothing. Other
+            # processes' events ring the doorbell, or wait for the poll.
+            await self._idle(partition, intake)
+        return True
+
+    async def _read(
+        self, partition: int, limit: int, intake: Intake, lanes: Pipeline[_Unit]
+    ) -> list[StreamEntry]:
+        """While lanes work, the entries up to the frontier are finished or in hand: read past
+        it. With none working, every entry read is finished: from the stream's start, which
+        returns the same, and what a read past the frontier could not (an id from a clock set
+        back)."""
+        frontier = intake.frontier if lanes.busy else None
+        if frontier is None:
+            return await self._store.read_events(partition, limit)
+        return await self._store.read_events(partition, limit, after=frontier)
+
+    async def _dispatch(
+        self, entries: list[StreamEntry], held: dict[ConversationId, int],
+        parsed: dict[str, ChatEvent], lanes: Pipeline[_Unit],
+    ) -> None:  # fmt: skip
+        """Each unit of the batch to its lane, in stream order; a unit whose conversation is
+        in flight in another lane first waits for that lane to end (`lanes.waits`)."""
+        if not entries:
+            return
+        units = await self._units(entries, held, parsed)
+        keys = [key for key, _, _ in units]
+        conversations = [conversation for _, conversation, _ in units]
+        for (key, conversation, unit), wait in zip(
+            units, waits(keys, conversations, lanes.in_flight()), strict=True
+        ):
+            if wait is not None:
+                await lanes.lane_ended(wait)
+            if lanes.failed:
+                return  # the rest stays in the stream, read again once every lane has ended
+            lanes.dispatch(key, conversation, unit, len(unit))
+
+    async def _recover(
+        self, intake: Intake, lanes: Pipeline[_Unit]
+    ) -> tuple[LaneEnd, Exception | None]:
+        """A lane stopped short, or the consumer failed with entries maybe read and not
+        dispatched: every lane ends, then the consumer reads from the stream's start again
+        (what was not finished is still there, in order). What the lanes that stopped short
+        came to, and the first error one raised."""
+        intake.failed()
+        end, error = await lanes.settle()
+        intake.restarted()
+        return end, error
+
+    async def _after_stop(self, end: LaneEnd) -> bool:
+        """What the consumer does once its lanes stopped short (`end`): False, it ends."""
         if end is LaneEnd.LOST:
             return False
         if end is LaneEnd.LEASE:
             await self._sleep(_LEASE_WAIT_S)  # the supervisor renews it, or gives it up
-            return True
-        if end is LaneEnd.DONE and len(entries) < self._config.batch and not intake.waiting:
-            # The round reached the stream's end. Anything enqueued since by this process set
-            # the kick (so the wait returns at once); without one, reading again would find
-            # nothing. Other processes' events ring the doorbell, or wait for the poll.
-            await self._idle(partition, intake)
         return True
 
-    async def _work(
-        self, partition: int, lanes: list[list[_Unit]], held: dict[ConversationId, int]
-    ) -> LaneEnd:
-        """Every lane at once (`lanes.py`; at most one per unit, so the batch size bounds
-        them). A lane that fails does not cut the others short mid-push: all end, then the
-        first failure is raised (its lane's entries stay in the stream, in order, for the
-        next round)."""
-        consumer = asyncio.current_task()
-        if len(lanes) == 1:  # the common case at a paced load: no task to start and gather
-            return await self._lane(partition, lanes[0], held, consumer)
-        tasks = [
-            asyncio.create_task(
-                self._lane(partition, lane, held, consumer), name=f"relay-p{partition}-lane{i}"
-            )
-            for i, lane in enumerate(lanes)
-        ]
-        ends = await asyncio.gather(*tasks, return_exceptions=True)
-        for end in ends:
-            if isinstance(end, BaseException):
-                raise end
-        return round_end(e for e in ends if not isinstance(e, BaseException))
+    async def _after_trouble(self, partition: int, intake: Intake, lanes: Pipeline[_Unit]) -> bool:
+        """After Redis trouble or a surprise: recover, then pause. False: the lease was lost."""
+        end, error = await self._recover(intake, lanes)
+        if error is not None:  # a lane's, besides the consumer's own
+            log.error("relay_consumer_error", extra={"partition": partition}, exc_info=error)
+        await self._sleep(_ERROR_PAUSE_S)
+        return end is not LaneEnd.LOST
 
-    async def _lane(
-        self, partition: int, units: list[_Unit], held: dict[ConversationId, int],
+    async def _unit(
+        self, partition: int, unit: _Unit, held: dict[ConversationId, int],
         consumer: asyncio.Task[Any] | None,
     ) -> LaneEnd:  # fmt: skip
-        """A lane's units one after another, in stream order, each only while this consumer
-        is still the partition's and its lease cannot lapse mid-push."""
-        for unit in units:
-            if self._stopping.is_set() or self._tasks.get(partition) is not consumer:
-                return LaneEnd.STOPPED
-            if not self._lease_valid(partition):
-                return LaneEnd.LEASE
-            self._in_flight += 1
-            try:
-                if not await self._handle_unit(partition, unit, held):
-                    return LaneEnd.LOST
-            finally:
-                self._in_flight -= 1
-                self._progress.set()
+        """A lane's next unit, only while this consumer is still the partition's and its lease
+        cannot lapse mid-push. DONE: the lane goes on."""
+        if self._stopping.is_set() or self._tasks.get(partition) is not consumer:
+            return LaneEnd.STOPPED
+        if not self._lease_valid(partition):
+            return LaneEnd.LEASE
+        self._in_flight += 1
+        try:
+            if not await self._handle_unit(partition, unit, held):
+                return LaneEnd.LOST
+        finally:
+            self._in_flight -= 1
+            self._progress.set()
         return LaneEnd.DONE
 
     async def _fire_timers(self, partition: int) -> int:
         """Due timers join the partition stream (at most every `timer_poll_s`), so they reach
-        the state machine in order with the conversation's 8x8 events. How many joined."""
+        the state machine in order with the conversation's 8x8 events: behind every entry of
+        their conversation already in the stream, in hand or not, and worked in its lane after
+        them. How many joined."""
         now = asyncio.get_running_loop().time()
         if now < self._timers_checked.get(partition, 0.0) + self._config.timer_poll_s:
             return 0
@@ -438,34 +517,45 @@ class Relay:
             intake.must_read = True  # the poll, the net under a lost doorbell: read the stream
         kick.clear()
 
-    async def _lanes(
+    async def _units(
         self, entries: list[StreamEntry], held: dict[ConversationId, int],
         parsed: dict[str, ChatEvent],
-    ) -> list[list[_Unit]]:  # fmt: skip
-        """The read batch as units of work (`runs.plan_units`: runs of agent messages of one
-        conversation, every other entry alone) grouped into lanes (`lanes.plan_lanes`). The
-        senders of the batch's conversations are looked up here (cached: the entries need
-        them anyway); a held conversation's is not (its entries wait behind the held ones)."""
+    ) -> list[tuple[Key, ConversationId | None, _Unit]]:  # fmt: skip
+        """The batch as units of work (`runs.plan_units`: runs of agent messages of one
+        conversation, every other entry alone), each with its lane key (`lanes.lane_keys`) and
+        its conversation. The senders of the batch's conversations are looked up here (cached:
+        the entries need them anyway); a held conversation's is not (its entries wait behind
+        the held ones)."""
         decoded = [(entry, _parsed_or_decoded(entry, parsed)) for entry in entries]
-        if len(decoded) == 1:  # the common round at a paced load: one unit in one lane
-            return [[decoded]]
         items = [runs.Item(_conversation(event), _is_message(event)) for _, event in decoded]
         conversations = [item.conversation for item in items]
         senders = await self._senders_of({c for c in conversations if c and c not in held})
-        counts = Counter(item.conversation for item in items if item.message)
-        ready = {c for c, n in counts.items() if c in senders and n >= runs.MIN_RUN}
-        units = runs.plan_units(items, ready)
+        if len(items) == 1:  # the common look at a paced load: one entry, one unit
+            units: list[tuple[int, ...]] = [(0,)]
+        else:
+            counts = Counter(item.conversation for item in items if item.message)
+            ready = {c for c, n in counts.items() if c in senders and n >= runs.MIN_RUN}
+            units = runs.plan_units(items, ready)
+        keys = lane_keys(units, conversations, senders, [entry.entry_id for entry in entries])
         return [
-            [[decoded[i] for i in units[u]] for u in lane]
-            for lane in plan_lanes(units, conversations, senders)
+            (key, conversations[unit[0]], [decoded[i] for i in unit])
+            for unit, key in zip(units, keys, strict=True)
         ]
+
+    def _joined(self, queued: _Unit, behind: _Unit) -> _Unit | None:
+        """A unit waiting in a lane and the one dispatched behind it, as one run if
+        `runs.joins` allows it (messages piled up behind a stalled push go in one push)."""
+        if runs.joins(_items(queued), _items(behind), self._config.batch):
+            return [*queued, *behind]
+        return None
 
     async def _handle_unit(
         self, partition: int, unit: _Unit, held: dict[ConversationId, int]
     ) -> bool:
         """A run as far as it goes (`Deliverer.process_run`), then whatever it left (or a
         lone entry) one at a time, in order."""
-        outcome = await self._deliver_run(partition, unit) if len(unit) > 1 else RunOutcome(0)
+        run = len(unit) > 1
+        outcome = await self._deliver_run(partition, unit, held) if run else RunOutcome(0)
         if outcome.lost:
             return False
         for entry, event in unit[outcome.done :]:
@@ -474,11 +564,17 @@ class Relay:
                 return False
         return True
 
-    async def _deliver_run(self, partition: int, unit: _Unit) -> RunOutcome:
+    async def _deliver_run(
+        self, partition: int, unit: _Unit, held: dict[ConversationId, int]
+    ) -> RunOutcome:
         events = [event for _, event in unit if isinstance(event, ChatEvent)]
         cid = events[0].conversation_id if len(events) == len(unit) else None
-        sender = await self._sender(cid) if cid is not None else None
-        if cid is None or sender is None:  # not what a run is planned from: one at a time
+        # Held since the run was planned (an entry of it before the run, in another lane then,
+        # found no sender): the run's entries go one at a time, behind the held ones.
+        if cid is None or cid in held:
+            return RunOutcome(0)
+        sender = await self._sender(cid)
+        if sender is None:  # not what a run is planned from: one at a time
             return RunOutcome(0)
 
         async def ack(done: list[RunAck], armed: Sequence[TimerFired]) -> bool:
@@ -529,6 +625,24 @@ class Relay:
         if written:  # counted once it is there to be listed
             self._metrics.dead_letters.labels(reason).inc()
         return written
+
+    def _look_at_held(self, partition: int) -> bool:
+        """Whether to look at the held conversations while lanes work: at most every `poll_s`
+        (a look may cost a read per conversation, and turns come as often as entries do)."""
+        now = asyncio.get_running_loop().time()
+        if now < self._held_checked.get(partition, 0.0) + self._config.poll_s:
+            return False
+        self._held_checked[partition] = now
+        return True
+
+    async def _held_due(self, held: dict[ConversationId, int]) -> bool:
+        """Whether a held conversation can move (`_drain_held` would release or give it up)."""
+        now_ms = int(self._clock() * 1000)
+        for cid, deadline in list(held.items()):
+            sender = await self._sender(cid)
+            if d.held_fate(sender is not None, now_ms, deadline) is not d.HeldFate.WAIT:
+                return True
+        return False
 
     async def _drain_held(self, partition: int, held: dict[ConversationId, int]) -> bool:
         """Deliver the held events of conversations that got mapped; give up on expired ones."""
@@ -585,6 +699,8 @@ class Relay:
         """The known senders of `conversations`: the cached ones, the others looked up at once."""
         known = {c: s for c in conversations if (s := self._cached_sender(c)) is not None}
         missing = [c for c in conversations if c not in known]
+        if not missing:  # the common case: every look at a paced load plans from the cache
+            return known
         found = await asyncio.gather(*(self._sender(c) for c in missing))
         known.update((c, s) for c, s in zip(missing, found, strict=True) if s is not None)
         return known
@@ -605,6 +721,10 @@ class Relay:
             if len(self._senders) > _SENDER_CACHE:
                 self._senders.popitem(last=False)
         return sender
+
+
+def _items(unit: _Unit) -> list[runs.Item]:
+    return [runs.Item(_conversation(event), _is_message(event)) for _, event in unit]
 
 
 def _conversation(event: Input | None) -> ConversationId | None:

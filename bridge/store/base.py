@@ -31,6 +31,18 @@ def partition_of(conversation_id: str, partitions: int) -> int:
     return zlib.crc32(conversation_id.encode("utf-8")) % partitions
 
 
+_MAX_SEQ = 2**64 - 1  # a stream id's sequence part is a 64-bit unsigned number
+
+
+def next_stream_id(entry_id: str) -> str:
+    """The smallest stream id after `entry_id` ("<ms>-<seq>"): an XRANGE starting there
+    starts strictly after it, on any Redis version (the "(" prefix needs 6.2)."""
+    ms, _, seq = entry_id.partition("-")
+    if int(seq or 0) >= _MAX_SEQ:
+        return f"{int(ms) + 1}-0"
+    return f"{int(ms)}-{int(seq or 0) + 1}"
+
+
 class Claim(StrEnum):
     """What the webhook's claim of an 8x8 event id found (see `Store.claim_event`)."""
 
@@ -214,8 +226,11 @@ class Store(Protocol):
         """This relay stops: the others count it out at once."""
         ...
 
-    async def read_events(self, partition: int, count: int) -> list[StreamEntry]:
-        """The oldest `count` entries still in the stream (not yet acknowledged)."""
+    async def read_events(
+        self, partition: int, count: int, after: str | None = None
+    ) -> list[StreamEntry]:
+        """The oldest `count` entries still in the stream (not yet acknowledged); with `after`
+        (an entry id), the oldest of those newer than that entry, whether it is still there."""
         ...
 
     async def ack_event(

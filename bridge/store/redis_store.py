@@ -46,6 +46,7 @@ from bridge.store.base import (
     RunMessage,
     Store,
     StreamEntry,
+    next_stream_id,
     partition_of,
 )
 from bridge.store.keys import (
@@ -482,14 +483,18 @@ class RedisStore:
         await self._run("release_lease", [lease], [owner])
 
     @_guarded
-    async def read_events(self, partition: int, count: int) -> list[StreamEntry]:
+    async def read_events(
+        self, partition: int, count: int, after: str | None = None
+    ) -> list[StreamEntry]:
         # Acked entries are deleted from the stream, so the oldest entries left are exactly
-        # the undelivered ones: no cursor or consumer group needed.
+        # the undelivered ones: no cursor or consumer group needed. `after` is the caller's
+        # own cursor (the relay reads past what its lanes still have in hand).
         key = self.keys.stream(self._check(partition))
+        start = "-" if after is None else next_stream_id(after)
         if self.line is None:
-            found = await self.redis.xrange(key, count=count)
+            found = await self.redis.xrange(key, min=start, count=count)
         else:
-            raw = await self.line.execute("XRANGE", key, "-", "+", "COUNT", count)
+            raw = await self.line.execute("XRANGE", key, start, "+", "COUNT", count)
             found = [(entry_id, _pairs(fields)) for entry_id, fields in raw or []]
         return [_entry(entry_id, fields) for entry_id, fields in found or [] if entry_id and fields]
 

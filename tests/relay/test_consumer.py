@@ -395,8 +395,8 @@ def counted_reads(rig: Rig) -> list[int]:
     sizes: list[int] = []
     read_events = rig.store.read_events
 
-    async def counted(partition: int, count: int) -> list[StreamEntry]:
-        entries = await read_events(partition, count)
+    async def counted(partition: int, count: int, after: str | None = None) -> list[StreamEntry]:
+        entries = await read_events(partition, count, after)
         if count == rig.config.batch:
             sizes.append(len(entries))
         return entries

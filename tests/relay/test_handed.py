@@ -7,7 +7,16 @@ import pytest
 
 from bridge.eightbyeight.events import ChatEvent, EventKind
 from bridge.ids import ConversationId, EventId
-from bridge.relay.handed import Intake, Progress, ended, stream_id, take, unread, working
+from bridge.relay.handed import (
+    Intake,
+    Progress,
+    failed,
+    restarted,
+    stream_id,
+    take,
+    unread,
+    working,
+)
 from bridge.store.base import Enqueued, StreamEntry
 
 
@@ -28,9 +37,10 @@ def ids(entries: list[StreamEntry]) -> list[str]:
     return [e.entry_id for e in entries]
 
 
-FRESH = Progress()  # a consumer that has read nothing yet
-CLEAN_AT_5 = Progress((5, 0), clean=True)  # read up to 5-0, and finished all it read
-DIRTY_AT_5 = Progress((5, 0), clean=False)  # read up to 5-0, a round did not finish
+FRESH = Progress()  # a consumer that has read nothing yet (or starts again from the start)
+# Read up to 5-0, and nothing failed since: all of it is finished or in a lane, in order.
+CLEAN_AT_5 = Progress((5, 0), clean=True)
+DIRTY_AT_5 = Progress((5, 0), clean=False)  # read up to 5-0, then a lane failed
 
 
 @pytest.mark.parametrize(
@@ -44,7 +54,7 @@ DIRTY_AT_5 = Progress((5, 0), clean=False)  # read up to 5-0, a round did not fi
         # everything before it read and finished
         (CLEAN_AT_5, "6-0<5-0", 64, ["6-0"]),
         (CLEAN_AT_5, "6-0<3-0", 64, ["6-0"]),
-        # read, but a round did not finish it: it is still in the stream, read it again first
+        # read, but a lane failed since: it may still be in the stream, read it again first
         (DIRTY_AT_5, "6-0<5-0", 64, []),
         # an entry between (another process's, a timer): read the stream
         (CLEAN_AT_5, "6-0<5-1", 64, []),
@@ -60,7 +70,7 @@ DIRTY_AT_5 = Progress((5, 0), clean=False)  # read up to 5-0, a round did not fi
         (CLEAN_AT_5, "", 64, []),
     ],
 )
-def test_what_a_round_takes_without_reading(
+def test_what_the_consumer_takes_without_reading(
     progress: Progress, spec: str, limit: int, taken: list[str]
 ) -> None:
     assert ids(take(progress, handed(spec), limit)) == taken
@@ -89,21 +99,31 @@ def test_stream_ids_order_as_redis_orders_them() -> None:
 
 
 @pytest.mark.parametrize(
-    ("progress", "entries", "while_working", "done", "after"),
+    ("progress", "entries", "after"),
     [
-        (FRESH, ["5-0", "6-0"], Progress((6, 0), False), True, Progress((6, 0), True)),
-        (CLEAN_AT_5, [], Progress((5, 0), False), True, CLEAN_AT_5),  # an empty read
-        (CLEAN_AT_5, ["7-0"], Progress((7, 0), False), False, Progress((7, 0), False)),
+        (FRESH, ["5-0", "6-0"], Progress((6, 0))),
+        (CLEAN_AT_5, [], CLEAN_AT_5),  # an empty read
+        # in hand, not finished: still clean (its lanes work it in order)
+        (CLEAN_AT_5, ["7-0"], Progress((7, 0), clean=True)),
+        (DIRTY_AT_5, ["7-0"], Progress((7, 0), clean=False)),
         # what was read before is not forgotten by a read that found older entries again
-        (Progress((9, 0), True), ["7-0"], Progress((9, 0), False), True, Progress((9, 0), True)),
+        (Progress((9, 0)), ["7-0"], Progress((9, 0))),
     ],
 )
-def test_a_rounds_progress(
-    progress: Progress, entries: list[str], while_working: Progress, done: bool, after: Progress
+def test_the_frontier_moves_on_with_what_is_read_or_taken(
+    progress: Progress, entries: list[str], after: Progress
 ) -> None:
-    during = working(progress, [entry(e) for e in entries])
-    assert during == while_working  # nothing is known finished while a round works
-    assert ended(during, done=done) == after
+    assert working(progress, [entry(e) for e in entries]) == after
+
+
+def test_after_a_lane_failed_nothing_is_taken_past_the_start_until_read_again() -> None:
+    chain = handed("6-0<5-0 7-0<6-0")
+    assert ids(take(CLEAN_AT_5, chain, 64)) == ["6-0", "7-0"]
+    assert failed(CLEAN_AT_5) == DIRTY_AT_5
+    assert take(failed(CLEAN_AT_5), chain, 64) == []  # 5-0 may be back in the stream's hands
+    assert restarted() == FRESH  # every lane ended: read from the stream's start again
+    assert take(restarted(), chain, 64) == []
+    assert ids(take(working(restarted(), [entry("5-0")]), chain, 64)) == ["6-0", "7-0"]
 
 
 def test_an_intake_takes_in_order_and_never_twice() -> None:
@@ -115,8 +135,8 @@ def test_an_intake_takes_in_order_and_never_twice() -> None:
     assert ids(taken) == ["6-0", "7-0", "8-0"]
     intake.working(taken)
     assert not intake.waiting and intake.take(64) == []
-    intake.ended(done=True)
     assert intake.progress == Progress((8, 0), clean=True)
+    assert intake.frontier == "8-0"  # what a read while lanes work starts after
 
 
 def test_an_intake_forgets_what_a_read_covered() -> None:
@@ -125,13 +145,30 @@ def test_an_intake_forgets_what_a_read_covered() -> None:
         intake.offer(h)
     assert intake.take(64) == []  # 5-0 not read yet: read the stream
     intake.working([entry("5-0"), entry("6-0")])  # the read found 5-0 and 6-0
-    intake.ended(done=True)
     assert ids(intake.take(64)) == ["7-0"]  # 6-0 was read: only 7-0 is taken
+
+
+def test_an_intake_whose_lane_failed_reads_from_the_start_and_takes_nothing_twice() -> None:
+    """A lane failed with 5-0 and 6-0 in hand: once every lane has ended the consumer reads
+    from the stream's start; what it took before is not handed any more, what it did not is
+    taken again only once the read has covered what comes before it."""
+    intake = Intake(most=8)
+    for h in handed("5-0< 6-0<5-0 7-0<6-0"):
+        intake.offer(h)
+    assert ids(intake.take(2)) == ["5-0", "6-0"]
+    intake.working([entry("5-0"), entry("6-0")])
+    intake.failed()
+    assert intake.take(64) == []  # 7-0 comes after what the failed lane may have left
+    intake.restarted()
+    assert intake.frontier is None  # the next read is from the start
+    assert intake.take(64) == []
+    intake.working([entry("6-0")])  # 5-0 was finished, 6-0 left: the read finds it again
+    assert ids(intake.take(64)) == ["7-0"] and not intake.waiting
 
 
 def test_an_intake_told_to_read_takes_nothing_once() -> None:
     """A kick (a doorbell, recovery, the poll) says the stream may hold what was not handed:
-    the next round reads it, then taking goes on."""
+    the next look reads it, then taking goes on."""
     intake = Intake(most=8)
     intake.offer(handed("6-0<")[0])
     intake.must_read = True
@@ -145,7 +182,7 @@ def parsed(entry_id: str) -> ChatEvent:
 
 
 def test_an_intake_gives_the_door_parsed_events_of_what_it_takes_and_forgets_the_rest() -> None:
-    """The door hands the event it parsed with the entry: a round that takes the entry need
+    """The door hands the event it parsed with the entry: a consumer that takes the entry need
     not parse its payload again. Entries read from the stream instead are parsed from there,
     and their handed events are not kept."""
     intake = Intake(most=8)
@@ -153,12 +190,10 @@ def test_an_intake_gives_the_door_parsed_events_of_what_it_takes_and_forgets_the
         intake.offer(h, parsed(h.entry.entry_id))
     assert intake.take(64) == [] and intake.taken_events == {}  # 5-0 unread: read the stream
     intake.working([entry("5-0"), entry("6-0")])  # the read found 5-0 and 6-0
-    intake.ended(done=True)
     assert ids(intake.take(1)) == ["7-0"]
     assert intake.taken_events == {"7-0": parsed("7-0")}
     assert intake._events.keys() == {"8-0"}  # 6-0's (read) forgotten, 8-0's still handed
     intake.working([entry("7-0")])
-    intake.ended(done=True)
     intake.offer(handed("9-0<8-0")[0])  # handed without its event: parsed from the payload
     assert ids(intake.take(64)) == ["8-0", "9-0"]
     assert intake.taken_events == {"8-0": parsed("8-0")} and intake._events == {}

@@ -22,7 +22,7 @@ from bridge.handoff import (
     Timing,
 )
 from bridge.ids import ConversationId
-from bridge.relay.runs import Item, plan_units, say_only, say_only_prefix
+from bridge.relay.runs import Item, joins, plan_units, say_only, say_only_prefix
 
 C, D, E = ConversationId("c"), ConversationId("d"), ConversationId("e")
 
@@ -74,6 +74,31 @@ def test_each_conversation_keeps_its_order_and_every_entry_is_worked_once(batch:
     for c in (C, D, E):
         mine = [i for i in order if given[i].conversation == c]
         assert mine == sorted(mine)
+
+
+@pytest.mark.parametrize(
+    ("queued", "behind", "most", "joined"),
+    [
+        # agent messages of one conversation, one unit behind the other: one run
+        ("cm", "cm", 64, True),
+        ("cm cm", "cm", 64, True),
+        ("cm", "cm cm", 3, True),
+        # no more than `most`
+        ("cm cm", "cm cm", 3, False),
+        # anything else of the conversation, before or behind: each as planned
+        ("cx", "cm", 64, False),
+        ("cm", "cx", 64, False),
+        # another conversation's (of the same sender: one lane)
+        ("cm", "dm", 64, False),
+        # an entry that cannot be read belongs to no conversation
+        ("?", "?", 64, False),
+        ("cm", "?", 64, False),
+    ],
+)
+def test_a_unit_waiting_in_a_lane_joins_the_next_one_as_a_run(
+    queued: str, behind: str, most: int, joined: bool
+) -> None:
+    assert joins(items(queued), items(behind), most) is joined
 
 
 NOW = 1_700_000_000_000

@@ -9,6 +9,7 @@ import pytest
 
 from bridge.ids import EventId, SenderId
 from bridge.store import RedisStore, StreamEntry
+from bridge.store.base import next_stream_id
 
 from .conftest import LEASE_MS, OTHER, OWNER, now_ms
 
@@ -76,6 +77,34 @@ async def test_read_returns_oldest_first_up_to_count(store: RedisStore) -> None:
     assert [e.event_id for e in await store.read_events(0, 2)] == ["a", "b"]
     ids = [e.entry_id for e in entries]
     assert ids == sorted(ids, key=lambda i: tuple(int(x) for x in i.split("-")))
+
+
+async def test_a_read_after_an_entry_returns_the_oldest_newer_ones_up_to_count(
+    leased: RedisStore,
+) -> None:
+    a, b, c, d = await enqueue(leased, "a", "b", "c", "d")
+    assert await leased.read_events(0, 10, after=a.entry_id) == [b, c, d]
+    assert await leased.read_events(0, 2, after=a.entry_id) == [b, c]
+    assert await leased.read_events(0, 10, after=d.entry_id) == []
+    assert await leased.ack_event(0, b.entry_id, OWNER)
+    # The entry read after need not be there any more; a deleted one is skipped.
+    assert await leased.read_events(0, 10, after=b.entry_id) == [c, d]
+    assert await leased.read_events(0, 10, after=a.entry_id) == [c, d]
+    assert await leased.read_events(0, 10) == [a, c, d]  # without `after`: from the start
+
+
+@pytest.mark.parametrize(
+    ("entry_id", "after"),
+    [
+        ("5-0", "5-1"),
+        ("5-9", "5-10"),
+        ("1700000000000-41", "1700000000000-42"),
+        ("5", "5-1"),  # an id without its sequence part means "<ms>-0"
+        (f"5-{2**64 - 1}", "6-0"),  # the last sequence number of a millisecond
+    ],
+)
+def test_the_id_a_read_after_an_entry_starts_from(entry_id: str, after: str) -> None:
+    assert next_stream_id(entry_id) == after
 
 
 async def test_partitions_are_separate_streams(store: RedisStore) -> None:
