@@ -124,18 +124,19 @@ class Line:
             raise replies[0]
         return replies[0]
 
-    async def batch(self, commands: Sequence[Command]) -> list[Any]:
+    async def batch(self, commands: Sequence[Command], *, hold_s: float = 0.0) -> list[Any]:
         """The replies to `commands`, sent together and run in order (not a transaction: other
-        callers' commands may run between them). A reply error takes its reply's place."""
+        callers' commands may run between them). A reply error takes its reply's place.
+        `hold_s`: the commands may wait that long for others to share their write (`_Link`)."""
         if not commands:
             return []  # in line, it would take the next request's replies as its own
         try:
-            return await self._send(commands)
+            return await self._send(commands, hold_s)
         except _NotRetried:
             raise
         except _RETRIED:
             await asyncio.sleep(RETRY_PAUSE_S)
-            return await self._send(commands)
+            return await self._send(commands, hold_s)
 
     async def close(self) -> None:
         """Fails what is in flight; the line opens no connection again (a connection being
@@ -145,7 +146,7 @@ class Line:
         if link is not None:
             await link.close(rexc.ConnectionError("the line was closed"))
 
-    async def _send(self, commands: Sequence[Command]) -> list[Any]:
+    async def _send(self, commands: Sequence[Command], hold_s: float) -> list[Any]:
         room = self._room
         if not room.take():
             await room.wait()
@@ -154,7 +155,7 @@ class Line:
             link = self._link
             if link is None or link.closed:
                 link = await self._open()
-            request = link.submit(commands)
+            request = link.submit(commands, hold_s)
             return await request.future
         finally:
             if request is not None and request.future.cancelled() and not request.over:
@@ -243,7 +244,13 @@ class _Link:
     Read by a task through the connection's stream, a reply resumed its caller two turns of the
     event loop after it arrived (the reader task's, then the caller's), a task step and a turn
     per reply: at a paced load, several per event. Other connections (fakeredis's) are read by
-    a task through their `read_response`."""
+    a task through their `read_response`.
+
+    A request that nobody waits on at once (an ack: its lane's next entry of the same sender,
+    if any, waits for it, nothing else) may be held back a moment (`hold_s`) for another
+    request to share its write, and its reply the other's read: at a paced load a write and a
+    read alone cost the loop a `send()`, a `recv()` and turns of the loop for each. The next
+    request that is not held writes it with itself, at once if nothing is in flight."""
 
     def __init__(self, conn: AbstractConnection, reply_timeout_s: float) -> None:
         self._conn = conn
@@ -251,6 +258,8 @@ class _Link:
         self._outgoing: list[_Request] = []
         self._waiting: collections.deque[_Request] = collections.deque()
         self._flush_soon: asyncio.Handle | None = None
+        self._flush_later: asyncio.TimerHandle | None = None  # for held requests only
+        self._held = 0  # of the requests in `_outgoing`, those held (`submit`)
         self.closed = False
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -261,8 +270,9 @@ class _Link:
             self._reader = loop.create_task(self._read())
         self._watch = loop.call_later(WATCH_EVERY_S, self._check)
 
-    def submit(self, commands: Sequence[Command]) -> _Request:
-        """The future of `commands`' replies, the commands in line to be written."""
+    def submit(self, commands: Sequence[Command], hold_s: float = 0.0) -> _Request:
+        """The future of `commands`' replies, the commands in line to be written (within
+        `hold_s` when held)."""
         if self.closed:  # since its opening, for a caller that waited for it
             raise rexc.ConnectionError("the connection to redis was lost")
         # Packed here, not when written: arguments that cannot be sent fail their caller only,
@@ -271,15 +281,20 @@ class _Link:
         loop = self._loop
         request = _Request(packed, len(commands), loop.create_future(), loop.time())
         self._outgoing.append(request)
-        if self._flush_soon is None:
-            if self._waiting or len(self._outgoing) != 1:
+        if hold_s > 0:
+            self._held += 1
+            if self._flush_soon is None and self._flush_later is None:
+                self._flush_later = loop.call_later(hold_s, self._flush)
+        elif self._flush_soon is None:
+            if self._waiting or len(self._outgoing) - self._held != 1:
                 # Written after whatever else runs in this turn of the loop: one write for all.
                 self._flush_soon = loop.call_soon(self._flush)
             else:
-                # A lone request on an idle connection is written now, in its caller's turn.
-                # Nothing is in flight, so this is a quiet moment: no other request is likely
-                # to come this turn, and waiting for the turn's end would cost a turn of the
-                # loop per round trip (at a paced load, several per event).
+                # A lone request on an idle connection is written now, in its caller's turn,
+                # with any held before it. Nothing is in flight, so this is a quiet moment: no
+                # other request is likely to come this turn, and waiting for the turn's end
+                # would cost a turn of the loop per round trip (at a paced load, several per
+                # event).
                 self._flush()
         return request
 
@@ -312,8 +327,9 @@ class _Link:
     def _shut(self, error: BaseException) -> None:
         self.closed = True
         self._watch.cancel()
-        if self._flush_soon is not None:
-            self._flush_soon.cancel()
+        for handle in (self._flush_soon, self._flush_later):
+            if handle is not None:
+                handle.cancel()
         for request in [*self._waiting, *self._outgoing]:
             if not request.future.done():
                 request.future.set_exception(error)
@@ -327,6 +343,10 @@ class _Link:
         """Write every request in line, in one write. Not waiting for the socket's buffer to
         drain is safe: the line's room bounds what is in it."""
         self._flush_soon = None
+        if self._flush_later is not None:
+            self._flush_later.cancel()
+            self._flush_later = None
+        self._held = 0
         if self.closed or not self._outgoing:
             return
         batch, self._outgoing = self._outgoing, []

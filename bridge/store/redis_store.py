@@ -84,6 +84,13 @@ class _Plain:
 # One command of `_in_order`: a script's name (or a plain command), its KEYS, its ARGV.
 Call = tuple[str | _Plain, list[str], list[str | int]]
 
+# How long a step that finishes entries (an ack, an unhold: `_finish`) may wait to share the
+# write of another request on the line. Nothing waits on its reply but the next entry of the
+# same lane; at a paced load most acks then go out with the next event's claim, a send() and a
+# recv() of the relay's fewer per event, for this much more time before the entry leaves the
+# stream.
+FINISH_HOLD_S = 0.001
+
 # How often a push may find the outbox index forgetting its sender before it gives up: each
 # retry needs another drainer to find the outbox empty in between, so one retry is rare.
 _OUTBOX_PUSH_TRIES = 5
@@ -206,22 +213,26 @@ class RedisStore:
             name: client.register_script(source) for name, source in scripts.ALL.items()
         }
 
-    async def _run(self, script: str, keys: list[str], args: list[str | int]) -> Any:
-        """Every script call goes through here: EVALSHA, reloading a script Redis forgot."""
+    async def _run(
+        self, script: str, keys: list[str], args: list[str | int], *, hold_s: float = 0.0
+    ) -> Any:
+        """Every script call goes through here: EVALSHA, reloading a script Redis forgot.
+        `hold_s`: see `_in_order`."""
         if self.line is None:
             return await self.scripts[script](keys=keys, args=args)
-        return (await self._in_order([(script, keys, args)]))[0]
+        return (await self._in_order([(script, keys, args)], hold_s=hold_s))[0]
 
-    async def _in_order(self, calls: Sequence[Call]) -> list[Any]:
+    async def _in_order(self, calls: Sequence[Call], *, hold_s: float = 0.0) -> list[Any]:
         """Commands (a script's name, or a plain command: `_Plain`) in one round trip, run in
         order: a batch runs in order on its connection. Not a transaction (the keys live in
         several slots), and not for a Cluster (no `Line`). Sent again, whole, after loading the
         scripts if Redis forgot them (restart, SCRIPT FLUSH): for steps that are safe to redo.
-        The replies, in order; the first reply error is raised."""
+        The replies, in order; the first reply error is raised. `hold_s`: how long the calls may
+        wait to share another request's write (`Line.batch`), for a step nothing waits on."""
         assert self.line is not None
         commands = [self._command(call) for call in calls]
         for _ in range(2):
-            replies = await self.line.batch(commands)
+            replies = await self.line.batch(commands, hold_s=hold_s)
             for reply in replies:
                 if isinstance(reply, rexc.ResponseError):
                     break
@@ -526,7 +537,7 @@ class RedisStore:
         settles = [self._settle(event_id) for event_id in claimed]
         arms = self._timer_sets(timers)
         if not settles and not arms:
-            return await self._run(script, keys, args)
+            return await self._run(script, keys, args, hold_s=FINISH_HOLD_S)
         if self.line is None:  # a Cluster: the keys live on several nodes
             await asyncio.gather(
                 *(self._run(*settle) for settle in settles),
@@ -539,7 +550,8 @@ class RedisStore:
             (_Plain("ZADD"), [key], [part for m, due in members.items() for part in (due, m)])
             for key, members in arms.items()
         ]
-        return (await self._in_order([*settles, *zadds, (script, keys, args)]))[-1]
+        calls = [*settles, *zadds, (script, keys, args)]
+        return (await self._in_order(calls, hold_s=FINISH_HOLD_S))[-1]
 
     def _timer_sets(self, armed: Sequence[TimerFired]) -> dict[str, dict[str, int]]:
         """The timer-set members to add (ZADD), by key: one arming per kind and handoff."""

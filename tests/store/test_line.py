@@ -544,3 +544,43 @@ async def test_an_error_that_says_the_connection_is_unusable_fails_it() -> None:
         assert opened == [b"ECHO", b"GET", b"GET"]  # the GET once more, on a new connection
         assert line.connections == 0
         await line.close()
+
+
+async def test_a_held_request_goes_out_with_the_next_one_in_one_write(
+    client: aioredis.Redis,
+) -> None:
+    """In order: the held one first, each its own reply."""
+    writes: list[bytes] = []
+    line = _counting_writes(client, writes)
+    await line.execute("PING")
+    writes.clear()
+    held = asyncio.ensure_future(line.batch([["ECHO", "held"]], hold_s=60))
+    await asyncio.sleep(0)
+    assert writes == [] and not held.done()  # held: nothing written yet
+    assert await line.execute("ECHO", "next") == "next"
+    assert await held == ["held"]
+    assert len(writes) == 1, writes
+    assert writes[0].index(b"held") < writes[0].index(b"next")
+    await line.close()
+
+
+async def test_a_held_request_alone_goes_out_once_its_hold_is_over(client: aioredis.Redis) -> None:
+    writes: list[bytes] = []
+    line = _counting_writes(client, writes)
+    await line.execute("PING")
+    writes.clear()
+    async with asyncio.timeout(10):
+        assert await line.batch([["ECHO", "alone"]], hold_s=0.01) == ["alone"]
+    assert len(writes) == 1
+    await line.close()
+
+
+async def test_a_held_request_fails_with_the_line_it_waits_on(client: aioredis.Redis) -> None:
+    line = Line.of(client)
+    await line.execute("PING")
+    held = asyncio.ensure_future(line.batch([["ECHO", "held"]], hold_s=60))
+    await asyncio.sleep(0)
+    await line.close()
+    async with asyncio.timeout(10):
+        with pytest.raises(rexc.ConnectionError):
+            await held
