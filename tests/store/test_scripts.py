@@ -46,9 +46,9 @@ async def test_after_a_flush_the_first_reload_brings_back_every_script() -> None
     sent: list[list[str]] = []
     batch = store.line.batch
 
-    async def recorded(commands: Sequence[Sequence[Any]]) -> list[Any]:
+    async def recorded(commands: Sequence[Sequence[Any]], **options: Any) -> list[Any]:
         sent.append([str(command[0]) for command in commands])
-        return await batch(commands)
+        return await batch(commands, **options)
 
     store.line.batch = recorded  # type: ignore[method-assign]
     assert await store.ack_event(0, second.entry_id, "o", second.event_id)  # settle, then ack
@@ -63,10 +63,10 @@ async def test_steps_that_find_the_scripts_gone_share_one_reload() -> None:
     reloads = 0
     batch = store.line.batch
 
-    async def counted(commands: Sequence[Sequence[Any]]) -> list[Any]:
+    async def counted(commands: Sequence[Sequence[Any]], **options: Any) -> list[Any]:
         nonlocal reloads
         reloads += commands[0][0] == "SCRIPT"
-        return await batch(commands)
+        return await batch(commands, **options)
 
     store.line.batch = counted  # type: ignore[method-assign]
     done = await asyncio.gather(

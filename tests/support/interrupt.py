@@ -41,11 +41,11 @@ async def intercept(store: RedisStore, on_command: OnCommand) -> AsyncIterator[N
             raise result  # redis-py loads the script and sends it again
         return result
 
-    async def intercepting_batch(commands: list[list[Any]]) -> list[Any]:
+    async def intercepting_batch(commands: list[list[Any]], **options: Any) -> list[Any]:
         assert send is not None
         if counter.inside or len(commands) != 1 or str(commands[0][0]).upper() == "SCRIPT":
-            return await send(commands)
-        return [await counter.one(tuple(commands[0]), lambda: _first(send(commands)))]
+            return await send(commands, **options)
+        return [await counter.one(tuple(commands[0]), lambda: _first(send(commands, **options)))]
 
     client.execute_command = intercepting  # type: ignore[method-assign]
     if line is not None:

@@ -98,11 +98,11 @@ class Recorder:
         if store.line is not None:  # the hot path's commands bypass the client
             send: Callable[..., Awaitable[Any]] = store.line.batch
 
-            async def recording_batch(commands: Any) -> Any:
+            async def recording_batch(commands: Any, **options: Any) -> Any:
                 for command in commands:
                     self._note_keys(tuple(command))
                     self._note_script(tuple(command))
-                return await send(commands)
+                return await send(commands, **options)
 
             store.line.batch = recording_batch  # type: ignore[method-assign]
 
