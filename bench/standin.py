@@ -3,8 +3,9 @@
     python -m bench.standin PORT
 
 Besides the stand-in's Rasa routes: GET /_bench/count (pushes so far), GET /_bench/arrivals
-([[sender, text or "#intent", monotonic seconds], ...] in arrival order) and POST
-/_bench/reset. time.monotonic() is CLOCK_MONOTONIC, one clock for every process of the
+([[sender, text or "#intent", monotonic seconds], ...] in arrival order), POST /_bench/reset,
+POST /_bench/hold/{sender} (that sender's calls wait, as behind Rasa's lock on a conversation
+busy with a slow turn) and POST /_bench/release (every held sender's calls go on). time.monotonic() is CLOCK_MONOTONIC, one clock for every process of the
 machine, so the runner compares it with its own send times.
 """
 
@@ -58,6 +59,18 @@ def bench_app() -> web.Application:
         gc.freeze()
         return web.json_response({"pushes": 0})
 
+    async def hold(request: web.Request) -> web.Response:
+        stand_in.hold(request.match_info["sender"])
+        return web.json_response({"held": sorted(stand_in.holds)})
+
+    async def release(_request: web.Request) -> web.Response:
+        holds, stand_in.holds = stand_in.holds, {}
+        for held in holds.values():
+            held.released.set()
+        return web.json_response({"released": sorted(holds)})
+
+    app.router.add_post("/_bench/hold/{sender}", hold)
+    app.router.add_post("/_bench/release", release)
     app.router.add_get("/_bench/count", count)
     app.router.add_get("/_bench/arrivals", arrivals)
     app.router.add_post("/_bench/reset", reset)
