@@ -130,6 +130,13 @@ class Intake:
         """Handed entries not read yet: the consumer takes or reads them, without idling."""
         return bool(self._handed)
 
+    def lone_event(self) -> ChatEvent | None:
+        """The event the door parsed of the one entry handed and not taken, if it is the only
+        one (whether it may be taken is still `take`'s to say)."""
+        if len(self._handed) != 1:
+            return None
+        return self._events.get(self._handed[0].entry.entry_id)
+
     def take(self, limit: int) -> list[StreamEntry]:
         self._handed = unread(self._handed, self.progress.read_to)
         self.taken_events = {}

@@ -56,6 +56,11 @@ def _key(
     sender = senders.get(conversation)
     if sender is None:
         return ("conversation", conversation)
+    return sender_key(sender)
+
+
+def sender_key(sender: SenderId) -> Key:
+    """The lane of every conversation of a known sender."""
     return ("sender", sender)
 
 

@@ -16,6 +16,7 @@ Bookkeeping only: what working a unit means, and when to dispatch, is the consum
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -59,6 +60,9 @@ class Pipeline(Generic[U]):
         self._errors: list[Exception] = []  # raised by lanes since the last settle
         self._moved = asyncio.Event()  # a unit finished, or a lane ended
         self.in_hand = 0  # entries dispatched and not finished yet
+        # The lanes run in the context of the task that made the pipeline (the consumer's),
+        # whoever dispatches to them.
+        self._context = contextvars.copy_context()
 
     @property
     def busy(self) -> bool:
@@ -81,8 +85,9 @@ class Pipeline(Generic[U]):
         if lane is None:
             lane = self._lanes[key] = _Lane(key)
             lane.task = asyncio.create_task(
-                self._run(lane), name=f"{self._name}-lane{next(self._numbers)}"
-            )
+                self._run(lane), name=f"{self._name}-lane{next(self._numbers)}",
+                context=self._context.copy(),
+            )  # fmt: skip
         joined = self._join(lane.queue[-1][0], unit) if lane.queue else None
         if joined is None:
             lane.queue.append((unit, size))

@@ -39,7 +39,7 @@ from bridge.relay.deliver import Begun, Deliverer, Input, RunOutcome
 from bridge.relay.handed import Intake
 from bridge.relay.identity import MessageIdentity
 from bridge.relay.idle import work_left
-from bridge.relay.lanes import Key, LaneEnd, lane_keys, waits
+from bridge.relay.lanes import Key, LaneEnd, lane_keys, sender_key, waits
 from bridge.relay.pipeline import Pipeline
 from bridge.store.base import TIMER_EVENT_PREFIX, Enqueued, RunAck, Store, StreamEntry
 from bridge.store.timers import fired_timer
@@ -90,6 +90,8 @@ class Relay:
         self._reported = -1  # partitions owned when last logged
         self._kicks = [asyncio.Event() for _ in range(store.partitions)]
         self._intakes: dict[int, Intake] = {}  # the running consumers' (`hand`)
+        # A resting consumer's way to dispatch a handed entry without waking (`_straight`).
+        self._resting: dict[int, Callable[[], bool]] = {}
         self._senders: OrderedDict[str, SenderId] = OrderedDict()
         self._timers_checked: dict[int, float] = {}  # partition -> loop time of the last look
         self._held_checked: dict[int, float] = {}  # likewise, at held ones while lanes work
@@ -146,6 +148,9 @@ class Relay:
         intake = self._intakes.get(partition)
         if intake is not None:
             intake.offer(enqueued, event)
+            straight = self._resting.get(partition)
+            if straight is not None and straight():
+                return  # in its lane already: the consumer rests on
         if 0 <= partition < len(self._kicks):
             self._kicks[partition].set()
 
@@ -414,7 +419,43 @@ class Relay:
             # The stream's end. Anything enqueued since by this process set the kick (so the
             # wait returns at once); without one, reading again would find nothing. Other
             # processes' events ring the doorbell, or wait for the poll.
-            await self._idle(partition, intake)
+            consumer = asyncio.current_task()
+            await self._idle(
+                partition, intake, lambda: self._straight(partition, held, intake, lanes, consumer)
+            )
+        return True
+
+    def _straight(
+        self, partition: int, held: dict[ConversationId, int], intake: Intake,
+        lanes: Pipeline[_Unit], consumer: asyncio.Task[Any] | None,
+    ) -> bool:  # fmt: skip
+        """What the resting consumer's next turn would do with the entry just handed, done in
+        the door's turn instead, when that is only to take it and dispatch it to its lane:
+        waking the consumer for it costs a task step and a turn of the loop per event at a
+        paced load (where nearly every entry comes alone). Only a lone handed entry, already
+        parsed, of a conversation whose sender is cached and that is in no other lane, and
+        only when the turn would do nothing else first: no lane stopped short, the lease good,
+        nothing held, no timer due, room in hand, no read owed. False: nothing was done (the
+        consumer is woken)."""
+        event = intake.lone_event()
+        cid = event.conversation_id if event is not None else None
+        sender = self._cached_sender(cid) if cid is not None else None
+        if (
+            event is None or cid is None or sender is None or held or intake.must_read
+            or lanes.failed or self._stopping.is_set()
+            or self._tasks.get(partition) is not consumer or not self._lease_valid(partition)
+            or self._timers_due(partition)
+            or lanes.in_hand > (_IN_HAND_BATCHES - 1) * self._config.batch
+        ):  # fmt: skip
+            return False
+        key = sender_key(sender)
+        if waits([key], [cid], lanes.in_flight())[0] is not None:
+            return False
+        entries = intake.take(self._config.batch)
+        if not entries:  # not provably next in the stream (`handed.take`): the consumer reads
+            return False
+        intake.working(entries)
+        lanes.dispatch(key, cid, [(entries[0], event)], 1)
         return True
 
     async def _read(
@@ -501,20 +542,31 @@ class Relay:
         the state machine in order with the conversation's 8x8 events: behind every entry of
         their conversation already in the stream, in hand or not, and worked in its lane after
         them. How many joined."""
-        now = asyncio.get_running_loop().time()
-        if now < self._timers_checked.get(partition, 0.0) + self._config.timer_poll_s:
+        if not self._timers_due(partition):
             return 0
-        self._timers_checked[partition] = now
+        self._timers_checked[partition] = asyncio.get_running_loop().time()
         return await self._store.fire_timers(partition, int(self._clock() * 1000), self.owner)
 
-    async def _idle(self, partition: int, intake: Intake) -> None:
+    def _timers_due(self, partition: int) -> bool:
+        """Whether the partition's timers are to be looked at (every `timer_poll_s`)."""
+        now = asyncio.get_running_loop().time()
+        return now >= self._timers_checked.get(partition, 0.0) + self._config.timer_poll_s
+
+    async def _idle(
+        self, partition: int, intake: Intake, straight: Callable[[], bool] | None = None
+    ) -> None:
         kick = self._kicks[partition]
+        if straight is not None:  # an entry handed meanwhile may go to its lane at once
+            self._resting[partition] = straight
         # asyncio.timeout, not wait_for: wait_for can swallow a cancellation on Python 3.11.
         try:
             async with asyncio.timeout(self._config.poll_s):
                 await kick.wait()
         except TimeoutError:
             intake.must_read = True  # the poll, the net under a lost doorbell: read the stream
+        finally:
+            if self._resting.get(partition) is straight:
+                del self._resting[partition]
         kick.clear()
 
     async def _units(

@@ -12,6 +12,7 @@ import pytest
 from bridge.errors import StoreUnavailable
 from bridge.handoff import Handoff, State
 from bridge.ids import ConversationId, EventId, SenderId
+from bridge.relay import Relay
 from bridge.relay.lanes import Key
 from bridge.relay.pipeline import Pipeline
 from bridge.store import StreamEntry
@@ -313,3 +314,63 @@ async def test_once_a_failed_lane_is_behind_it_the_consumer_takes_what_the_door_
     assert rig.rasa.timeline("ada") == [JOINED, "a1", "a2"]
     assert rig.rasa.timeline("bob") == [JOINED, "b1"]
     assert reads == []  # both taken as handed
+
+
+async def resting(relay: Relay, partition: int = 0) -> None:
+    """Until the partition's consumer rests (waits for a kick or the poll), ready to take a
+    handed entry straight to its lane: a state the consumer enters within a few turns of the
+    loop, looked at once per turn (bounded)."""
+    async with asyncio.timeout(5.0):
+        while partition not in relay._resting:  # noqa: ASYNC110 - a state, not an event
+            await asyncio.sleep(0)
+
+
+async def test_an_entry_handed_to_a_resting_consumer_goes_straight_to_its_lane(
+    make_rig: RigFactory,
+) -> None:
+    """Without waking the consumer (a task step and a turn of the loop per event); behind what
+    its lane has, in order."""
+    rig = await joined(make_rig, c1="ada")
+    relay = rig.relays[0]
+    stalled, release = asyncio.Event(), asyncio.Event()
+
+    async def stall_a1(call: Call) -> None:
+        if call.text == "a1":
+            stalled.set()
+            await release.wait()
+
+    rig.rasa.on_push = stall_a1
+    await resting(relay)
+    await rig.say("c1", "a1")
+    assert not relay._kicks[0].is_set()  # dispatched in the door's turn: nobody woken
+    await signalled(stalled)
+    await resting(relay)
+    await rig.say("c1", "a2")  # queued in ada's lane, behind a1's stalled push
+    assert not relay._kicks[0].is_set()
+    release.set()
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "a1", "a2"]
+    assert await rig.store.read_events(0, 10) == []
+
+
+async def test_a_handed_entry_the_consumer_must_look_at_first_wakes_it(
+    make_rig: RigFactory,
+) -> None:
+    """A conversation whose sender is not cached yet (a read of Redis first), and one that is
+    held: the consumer is woken, and works them as before."""
+    rig = await joined(make_rig, c1="ada")
+    relay = rig.relays[0]
+    await rig.link("bob", "c2")
+    await resting(relay)
+    await rig.say("c2", "first of bob")  # bob's sender is not in the relay's cache
+    assert relay._kicks[0].is_set()
+    await rig.idle()
+    await resting(relay)
+    await rig.say("c3", "nobody's")  # no link: held
+    await rig.idle()
+    await resting(relay)
+    await rig.say("c1", "a1")  # something is held: the consumer looks at it first
+    assert relay._kicks[0].is_set()
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "a1"]
+    assert rig.rasa.timeline("bob")[-1] == "first of bob"

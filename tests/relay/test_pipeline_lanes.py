@@ -5,6 +5,7 @@ entries in hand, and what a lane that stops short leaves."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 
 import pytest
@@ -177,3 +178,25 @@ async def test_cancelling_waits_for_every_lane_to_end() -> None:
     await lanes.cancel()
     assert all(t.done() for t in tasks)
     assert not lanes.busy and lanes.in_hand == 0 and work.started == ["a1"]
+
+
+async def test_lanes_run_in_the_context_of_the_task_that_made_the_pipeline() -> None:
+    """Whoever dispatches (the consumer, or the door handing an entry straight to a lane): a
+    lane's work sees the consumer's context (`_CONSUMER`: whether it may go on)."""
+    whose: contextvars.ContextVar[str] = contextvars.ContextVar("whose", default="nobody")
+    seen: list[str] = []
+
+    async def work(unit: str) -> LaneEnd:
+        seen.append(whose.get())
+        return LaneEnd.DONE
+
+    async def make() -> Pipeline[str]:
+        whose.set("consumer")
+        return Pipeline(work, wake=lambda: None, name="p0")
+
+    lanes = await asyncio.create_task(make())
+    whose.set("door")
+    lanes.dispatch(ADA, ConversationId("c1"), "a1", 1)
+    async with asyncio.timeout(_SIGNAL_S):
+        await lanes.quiet()
+    assert seen == ["consumer"]
