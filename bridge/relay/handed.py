@@ -109,6 +109,11 @@ class Intake:
         self._events: dict[str, ChatEvent] = {}
         self.taken_events: dict[str, ChatEvent] = {}
         self.progress = Progress()
+        # The newest entry ever read or taken, kept when the frontier is forgotten
+        # (`restarted`): an entry handed after a read found it (on a Cluster the door's enqueue
+        # and the consumer's read go over two connections) is in hand or finished already, and
+        # must not be taken as new, even once the consumer reads from the stream's start again.
+        self._seen: StreamId | None = None
         # The stream may hold what was not handed (a doorbell, recovery's enqueue, the poll):
         # the next look reads it, whatever is handed.
         self.must_read = False
@@ -138,7 +143,7 @@ class Intake:
         return self._events.get(self._handed[0].entry.entry_id)
 
     def take(self, limit: int) -> list[StreamEntry]:
-        self._handed = unread(self._handed, self.progress.read_to)
+        self._handed = unread(self._handed, self._seen)
         self.taken_events = {}
         if self.must_read:
             self.must_read = False  # cleared before the read: a mark made during it stays
@@ -155,7 +160,10 @@ class Intake:
 
     def working(self, entries: Sequence[StreamEntry]) -> None:
         self.progress = working(self.progress, entries)
-        self._handed = unread(self._handed, self.progress.read_to)
+        if entries:
+            last = stream_id(entries[-1].entry_id)
+            self._seen = last if self._seen is None else max(self._seen, last)
+        self._handed = unread(self._handed, self._seen)
         self._forget_events()
 
     def _forget_events(self) -> None:

@@ -166,6 +166,24 @@ def test_an_intake_whose_lane_failed_reads_from_the_start_and_takes_nothing_twic
     assert ids(intake.take(64)) == ["7-0"] and not intake.waiting
 
 
+@pytest.mark.parametrize("after", ["", "4-0"])
+def test_an_entry_handed_after_a_read_found_it_is_never_taken_after_a_restart(after: str) -> None:
+    """On a Cluster the door's enqueue and the consumer's read go over two connections: a read
+    can find an entry before the door hands it. If a lane fails before the consumer looks at
+    what is handed, it forgets its frontier. The entry, in hand or finished already, is not
+    handed any more: with nothing before it in the stream it would be taken, and worked twice;
+    after another entry, finished too, no read from the start would cover it, and the consumer
+    would read again and again without ever idling."""
+    intake = Intake(most=8)
+    intake.working([entry("4-0"), entry("5-0")])  # read from the stream, 5-0 not handed yet
+    intake.failed()
+    intake.restarted()
+    intake.offer(Enqueued(entry("5-0"), after))  # the door hands it now
+    assert intake.take(64) == []
+    intake.working([])  # the read from the start: both were finished meanwhile
+    assert not intake.waiting
+
+
 def test_an_intake_told_to_read_takes_nothing_once() -> None:
     """A kick (a doorbell, recovery, the poll) says the stream may hold what was not handed:
     the next look reads it, then taking goes on."""

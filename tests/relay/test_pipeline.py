@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bridge.eightbyeight.events import EventKind
 from bridge.errors import StoreUnavailable
 from bridge.handoff import Handoff, State
 from bridge.ids import ConversationId, EventId, SenderId
@@ -17,7 +18,7 @@ from bridge.relay.lanes import Key
 from bridge.relay.pipeline import Pipeline
 from bridge.store import StreamEntry
 
-from .conftest import JOINED, Call, Rig, RigFactory, said
+from .conftest import JOINED, Call, Rig, RigFactory, event, said
 from .test_consumer import counted_reads
 from .test_lane_delivery import linked, signalled
 
@@ -374,3 +375,52 @@ async def test_a_handed_entry_the_consumer_must_look_at_first_wakes_it(
     await rig.idle()
     assert rig.rasa.timeline("ada") == [JOINED, "a1"]
     assert rig.rasa.timeline("bob")[-1] == "first of bob"
+
+
+async def test_an_entry_read_before_the_door_handed_it_is_not_worked_again_after_a_restart(
+    make_rig: RigFactory,
+) -> None:
+    """On a Cluster the door's enqueue and the consumer's read go over two connections, so the
+    consumer can read an entry before the door hands it. Here Bea's join is read and delivered
+    (then Anna's), and handed only while bob's lane fails: the consumer forgets its frontier
+    and starts again from the stream's start, which must not take Bea's join as new (the
+    stream had nothing before it) and announce her again."""
+    rig = await make_rig(poll_s=60.0)  # a read can only follow a kick, or a handed entry refused
+    for conversation, sender in (("c1", "ada"), ("c2", "bob")):
+        await rig.link(sender, conversation)
+    relay = await rig.started()
+    await rig.join("c1")
+    await rig.join("c2")
+    await rig.idle()
+    bea = event(EventKind.AGENT_JOINED, "c1", agent_name="Bea")
+    late = await rig.store.enqueue_event(0, EventId("bea-joined"), bea.to_json(), 3600)
+    anna = event(EventKind.AGENT_JOINED, "c1", agent_name="Anna")
+    assert await rig.store.enqueue_event(0, EventId("anna-back"), anna.to_json(), 3600)
+    assert late is not None and late.after == ""
+    rig.kick(0)  # read, not handed (yet)
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED] * 3  # Anna, Bea, Anna again
+    failed, looked = False, asyncio.Event()
+    ack_message = rig.store.ack_message
+
+    async def failing_b1(partition: int, entry_id: str, owner: str, *args: Any) -> bool:
+        nonlocal failed
+        if not failed:
+            failed = True
+            relay.hand(0, late, bea)  # the door's hand, late
+            raise StoreUnavailable("redis unavailable: ConnectionError")
+        looked.set()  # b1 read again from the stream's start
+        return await ack_message(partition, entry_id, owner, *args)
+
+    async def noted(call: Call) -> None:
+        if call.sender == "ada":
+            looked.set()  # Bea's join worked again
+
+    rig.store.ack_message = failing_b1  # type: ignore[method-assign]
+    rig.rasa.on_push = noted
+    await rig.say("c2", "b1")
+    await signalled(looked)
+    rig.kick(0)  # whatever came first, b1 is read again
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED] * 3
+    assert rig.rasa.timeline("bob") == [JOINED, "b1"]
