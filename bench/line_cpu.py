@@ -4,7 +4,8 @@
 
 one: Line.execute of an EVALSHA (as bench.commands); two: a batch of two (EVALSHA, HGETALL), as
 claim-and-begin sends; store: a script through RedisStore._run, as the hot path calls them.
-16 callers at once, against the Redis at --redis-url. --checkout runs another checkout's
+16 callers at once (`--callers`; 1: each request alone, as at a paced load), against the Redis
+at --redis-url. --checkout runs another checkout's
 `bridge` (main, for a before) instead of the installed one.
 
 Wall-clock CPU figures move with the machine's load; for a stable before/after, count the
@@ -27,15 +28,17 @@ from typing import Any
 CALLERS = 16
 
 
-async def cpu_per_request(call: Callable[[], Awaitable[object]], n: int) -> tuple[float, float]:
-    """µs of this process's user and system CPU per call, `n` calls by CALLERS at once."""
+async def cpu_per_request(
+    call: Callable[[], Awaitable[object]], n: int, callers: int = CALLERS
+) -> tuple[float, float]:
+    """µs of this process's user and system CPU per call, `n` calls by `callers` at once."""
 
     async def caller(k: int) -> None:
         for _ in range(k):
             await call()
 
     before = resource.getrusage(resource.RUSAGE_SELF)
-    await asyncio.gather(*(caller(n // CALLERS) for _ in range(CALLERS)))
+    await asyncio.gather(*(caller(n // callers) for _ in range(callers)))
     after = resource.getrusage(resource.RUSAGE_SELF)
     return (
         (after.ru_utime - before.ru_utime) / n * 1e6,
@@ -43,7 +46,9 @@ async def cpu_per_request(call: Callable[[], Awaitable[object]], n: int) -> tupl
     )
 
 
-async def measure(url: str, mode: str, n: int, runs: int) -> list[tuple[float, float]]:
+async def measure(
+    url: str, mode: str, n: int, runs: int, callers: int = CALLERS
+) -> list[tuple[float, float]]:
     embedded = importlib.import_module("bridge.store.embedded")
     redis_store = importlib.import_module("bridge.store.redis_store")
     client = embedded.redis_client(url)
@@ -58,8 +63,8 @@ async def measure(url: str, mode: str, n: int, runs: int) -> list[tuple[float, f
         "store": lambda: store._run("relay_heartbeat", [key], ["bench", 60_000]),
     }
     call = sides[mode]
-    await cpu_per_request(call, 2000)  # warm: the connection, the scripts
-    figures = [await cpu_per_request(call, n) for _ in range(runs)]
+    await cpu_per_request(call, 2000, callers)  # warm: the connection, the scripts
+    figures = [await cpu_per_request(call, n, callers) for _ in range(runs)]
     await client.delete(key)
     await store.close()
     return figures
@@ -72,11 +77,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--checkout", help="a checkout whose bridge to run")
+    parser.add_argument(
+        "--callers", type=int, default=CALLERS, help="at once (1: each request alone, as paced)"
+    )
     args = parser.parse_args()
     if args.checkout:  # ahead of the editable install's finder, which would win over sys.path
         sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
         sys.path.insert(0, args.checkout)
-    figures = asyncio.run(measure(args.redis_url, args.mode, args.requests, args.runs))
+    figures = asyncio.run(
+        measure(args.redis_url, args.mode, args.requests, args.runs, args.callers)
+    )
     user = sorted(u for u, _ in figures)
     system = sorted(s for _, s in figures)
     print(
