@@ -377,7 +377,11 @@ class Relay:
                         return
                 finally:
                     self._progress.set()
-            await lanes.quiet()  # the units in hand end first (each lane stops after its own)
+            # The units in hand end first (each lane stops after its own); an error one raised
+            # meanwhile is logged, not lost with the pipeline.
+            _end, error = await lanes.settle()
+            if error is not None:
+                log.error("relay_consumer_error", extra={"partition": partition}, exc_info=error)
         except BaseException:
             await lanes.cancel()  # cancelled: its lanes go with it
             raise
@@ -463,8 +467,8 @@ class Relay:
     ) -> list[StreamEntry]:
         """While lanes work, the entries up to the frontier are finished or in hand: read past
         it. With none working, every entry read is finished: from the stream's start, which
-        returns the same, and what a read past the frontier could not (an id from a clock set
-        back)."""
+        returns the same, and what a read past the frontier could not (lower ids, should the
+        stream's key ever be made anew: deleted by hand, or a failover to a replica behind)."""
         frontier = intake.frontier if lanes.busy else None
         if frontier is None:
             return await self._store.read_events(partition, limit)

@@ -424,3 +424,35 @@ async def test_an_entry_read_before_the_door_handed_it_is_not_worked_again_after
     await rig.idle()
     assert rig.rasa.timeline("ada") == [JOINED] * 3
     assert rig.rasa.timeline("bob") == [JOINED, "b1"]
+
+
+async def test_a_lane_that_fails_while_its_consumer_stops_is_logged_not_lost(
+    make_rig: RigFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The relay stops while a1's push is in Rasa's hands; its ack then fails (Redis): the
+    consumer, ending, waits for the lane and logs its error."""
+    rig = await joined(make_rig, c1="ada")
+    relay = rig.relays[0]
+    in_rasa, release = asyncio.Event(), asyncio.Event()
+    ack_message = rig.store.ack_message
+
+    async def failing(partition: int, entry_id: str, owner: str, *args: Any) -> bool:
+        raise StoreUnavailable("redis unavailable: ConnectionError")
+
+    async def stall(call: Call) -> None:
+        in_rasa.set()
+        await release.wait()
+
+    rig.rasa.on_push = stall
+    rig.store.ack_message = failing  # type: ignore[method-assign]
+    await rig.say("c1", "a1")
+    await signalled(in_rasa)
+    stopping = asyncio.create_task(relay.stop(timeout_s=5.0))
+    await asyncio.sleep(0)  # the stop begun: the consumer ends its loop, its lane still pushing
+    release.set()
+    async with asyncio.timeout(10):
+        await stopping
+    rig.store.ack_message = ack_message  # type: ignore[method-assign]
+    errors = [r for r in caplog.records if r.getMessage() == "relay_consumer_error"]
+    assert errors and errors[-1].exc_info is not None
+    assert isinstance(errors[-1].exc_info[1], StoreUnavailable)
