@@ -84,11 +84,10 @@ class _Plain:
 # One command of `_in_order`: a script's name (or a plain command), its KEYS, its ARGV.
 Call = tuple[str | _Plain, list[str], list[str | int]]
 
-# How long a step that finishes entries (an ack, an unhold: `_finish`) may wait to share the
-# write of another request on the line. Nothing waits on its reply but the next entry of the
-# same lane; at a paced load most acks then go out with the next event's claim, a send() and a
-# recv() of the relay's fewer per event, for this much more time before the entry leaves the
-# stream.
+# How long an ack (`_finish`) may wait to share the write of another request on the line.
+# Nothing waits on its reply but the next entry of the same lane; at a paced load most acks
+# then go out with the next event's claim, a send() and a recv() of the relay's fewer per
+# event, for this much more time before the entry leaves the stream.
 FINISH_HOLD_S = 0.001
 
 # How often a push may find the outbox index forgetting its sender before it gives up: each
@@ -526,6 +525,7 @@ class RedisStore:
     async def _finish(
         self, script: str, keys: list[str], args: list[str | int],
         claimed: Sequence[EventId] = (), timers: Sequence[TimerFired] = (),
+        hold_s: float = FINISH_HOLD_S,
     ) -> Any:  # fmt: skip
         """A step that finishes entries (`script`: an ack or an unhold), with what goes with it:
         the webhook's claims of the events settled first, before the script lets their
@@ -533,11 +533,13 @@ class RedisStore:
         retry of the event could be enqueued again), and the timers the delivery armed. One
         round trip on one Redis (a pipeline runs in order on its connection); two on a Cluster,
         where the keys live on different nodes. A timer armed by a step that is then fenced out
-        is harmless: the record it was saved with names it, and the next holder re-arms it."""
+        is harmless: the record it was saved with names it, and the next holder re-arms it.
+        `hold_s`: how long it may wait for company on the line (an unhold does not: held
+        entries are released one after another, each waiting for the last)."""
         settles = [self._settle(event_id) for event_id in claimed]
         arms = self._timer_sets(timers)
         if not settles and not arms:
-            return await self._run(script, keys, args, hold_s=FINISH_HOLD_S)
+            return await self._run(script, keys, args, hold_s=hold_s)
         if self.line is None:  # a Cluster: the keys live on several nodes
             await asyncio.gather(
                 *(self._run(*settle) for settle in settles),
@@ -551,7 +553,7 @@ class RedisStore:
             for key, members in arms.items()
         ]
         calls = [*settles, *zadds, (script, keys, args)]
-        return (await self._in_order(calls, hold_s=FINISH_HOLD_S))[-1]
+        return (await self._in_order(calls, hold_s=hold_s))[-1]
 
     def _timer_sets(self, armed: Sequence[TimerFired]) -> dict[str, dict[str, int]]:
         """The timer-set members to add (ZADD), by key: one arming per kind and handoff."""
@@ -694,7 +696,7 @@ class RedisStore:
     ) -> bool:  # fmt: skip
         keys = self._unhold_keys(self._check(partition), conversation)
         args: list[str | int] = [owner, entry_id, conversation]
-        return bool(await self._finish("unhold_event", keys, args, timers=timers))
+        return bool(await self._finish("unhold_event", keys, args, timers=timers, hold_s=0.0))
 
     def _unhold_keys(self, p: int, conversation: ConversationId) -> list[str]:
         """The keys of a fenced unhold (the partition's slot), in the scripts' order."""
@@ -920,7 +922,7 @@ class RedisStore:
         p = self._check(partition)
         keys = [*self._unhold_keys(p, conversation), self.keys.delivered(p, conversation)]
         args: list[str | int] = [owner, entry_id, conversation, digest, ordinal, MAPPING_TTL_MS]
-        return bool(await self._finish("unhold_message", keys, args, timers=timers))
+        return bool(await self._finish("unhold_message", keys, args, timers=timers, hold_s=0.0))
 
     async def _repair_outbox_index(self, sender: SenderId) -> None:
         """Forget a sender whose outbox is empty, in three steps: (a) read its index token;
