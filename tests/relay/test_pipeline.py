@@ -44,6 +44,24 @@ async def link_with_agent(rig: Rig, sender: str, conversation: str) -> None:
     await rig.store.link(SenderId(sender), c)
 
 
+def stall_and_watch(
+    rig: Rig, stall: str, watch: str
+) -> tuple[asyncio.Event, asyncio.Event, asyncio.Event]:
+    """Rasa keeps the push of the text `stall` until `release` is set (`stalled`: it is in
+    Rasa's hands), and `shown` is set once the text `watch` is pushed."""
+    stalled, release, shown = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def on_push(call: Call) -> None:
+        if call.text == stall:
+            stalled.set()
+            await release.wait()
+        elif call.text == watch:
+            shown.set()
+
+    rig.rasa.on_push = on_push
+    return stalled, release, shown
+
+
 def texts(rig: Rig, sender: str) -> list[str]:
     """Every push into the sender's tracker, in order (an intent as its name)."""
     return [c.intent or c.text or "" for c in rig.rasa.pushes(sender)]
@@ -53,16 +71,7 @@ async def test_an_entry_that_arrives_while_a_push_stalls_is_delivered_before_it_
     make_rig: RigFactory,
 ) -> None:
     rig = await joined(make_rig, c1="ada", c2="bob")
-    stalled, release, bob_shown = asyncio.Event(), asyncio.Event(), asyncio.Event()
-
-    async def stall_ada(call: Call) -> None:
-        if call.text == "wait for me":
-            stalled.set()
-            await release.wait()
-        elif call.text == "go ahead":
-            bob_shown.set()
-
-    rig.rasa.on_push = stall_ada
+    stalled, release, bob_shown = stall_and_watch(rig, "wait for me", "go ahead")
     await rig.say("c1", "wait for me")
     await signalled(stalled)
     await rig.say("c2", "go ahead")  # enqueued after ada's push went into Rasa's hands
@@ -296,16 +305,7 @@ async def test_once_a_failed_lane_is_behind_it_the_consumer_takes_what_the_door_
     await rig.idle()
     assert failed and rig.rasa.timeline("ada") == [JOINED, "a1"]
     reads = counted_reads(rig)
-    stalled, release, a2_shown = asyncio.Event(), asyncio.Event(), asyncio.Event()
-
-    async def stall_b1(call: Call) -> None:
-        if call.text == "b1":
-            stalled.set()
-            await release.wait()
-        elif call.text == "a2":
-            a2_shown.set()
-
-    rig.rasa.on_push = stall_b1
+    stalled, release, a2_shown = stall_and_watch(rig, "b1", "a2")
     await rig.say("c2", "b1")
     await signalled(stalled)
     await rig.say("c1", "a2")  # enqueued behind b1, which is in hand

