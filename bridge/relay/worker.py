@@ -391,7 +391,9 @@ class Relay:
         lanes: Pipeline[_Unit],
     ) -> bool:  # fmt: skip
         """One look at the partition: take or read what is there and dispatch it to the lanes
-        (`pipeline.py`), which work it while the consumer goes on. False: the lease was lost."""
+        (`pipeline.py`), which work it while the consumer goes on. False: the lease was lost.
+        `_straight` does the take and dispatch alone for the door while the consumer rests,
+        when none of the steps before it is owed: a step added here is checked there too."""
         if lanes.failed:
             end, error = await self._recover(intake, lanes)
             if error is not None:

@@ -319,11 +319,24 @@ async def test_once_a_failed_lane_is_behind_it_the_consumer_takes_what_the_door_
 
 async def resting(relay: Relay, partition: int = 0) -> None:
     """Until the partition's consumer rests (waits for a kick or the poll), ready to take a
-    handed entry straight to its lane: a state the consumer enters within a few turns of the
-    loop, looked at once per turn (bounded)."""
-    async with asyncio.timeout(5.0):
-        while partition not in relay._resting:  # noqa: ASYNC110 - a state, not an event
-            await asyncio.sleep(0)
+    handed entry straight to its lane: signalled as it enters its rest (`Relay._idle`
+    registers it before its first wait, in the step that signals)."""
+    if partition in relay._resting:
+        return
+    rested = asyncio.Event()
+    idle = relay._idle
+
+    async def noted(p: int, *args: Any) -> None:
+        if p == partition:
+            rested.set()
+        await idle(p, *args)
+
+    relay._idle = noted  # type: ignore[method-assign]
+    try:
+        await signalled(rested)
+    finally:
+        del relay._idle  # the class's again
+    assert partition in relay._resting
 
 
 async def test_an_entry_handed_to_a_resting_consumer_goes_straight_to_its_lane(
@@ -448,7 +461,7 @@ async def test_a_lane_that_fails_while_its_consumer_stops_is_logged_not_lost(
     await rig.say("c1", "a1")
     await signalled(in_rasa)
     stopping = asyncio.create_task(relay.stop(timeout_s=5.0))
-    await asyncio.sleep(0)  # the stop begun: the consumer ends its loop, its lane still pushing
+    await signalled(relay._stopping)  # the consumer ends its loop, its lane still pushing
     release.set()
     async with asyncio.timeout(10):
         await stopping
