@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bridge.ids import ConversationId, EventId
 from bridge.store import RedisStore, StreamEntry
+from bridge.store.redis_store import FINISH_HOLD_S
 
 from .conftest import OTHER, OWNER
 
@@ -199,3 +202,26 @@ async def test_similar_entry_ids_are_not_confused(leased: RedisStore) -> None:
     await leased.hold_event(0, C, ten, 5_000, OWNER)
     assert await leased.unhold_event(0, C, one.entry_id, OWNER)
     assert await leased.held_events(0, C) == [ten]
+
+
+async def test_an_ack_may_wait_for_company_on_the_line_and_an_unhold_does_not(
+    leased: RedisStore,
+) -> None:
+    """An ack's reply waits on nothing but its lane's next entry; held entries are released
+    one after another, each after the last's unhold, so an unhold held would add up."""
+    if leased.line is None:
+        pytest.skip("a Cluster has no line")
+    holds: list[float] = []
+    batch = leased.line.batch
+
+    async def noting(commands: Any, *, hold_s: float = 0.0) -> Any:
+        holds.append(hold_s)
+        return await batch(commands, hold_s=hold_s)
+
+    a, b = await enqueue(leased, "a", "b")
+    await leased.hold_event(0, C, a, 5_000, OWNER)
+    leased.line.batch = noting  # type: ignore[method-assign]
+    assert await leased.unhold_event(0, C, a.entry_id, OWNER)
+    assert holds == [0.0]
+    assert await leased.ack_event(0, b.entry_id, OWNER)
+    assert holds == [0.0, FINISH_HOLD_S] and FINISH_HOLD_S > 0
