@@ -30,15 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridge.eightbyeight.events import ChatEvent
-from bridge.store.base import Enqueued, StreamEntry
-
-StreamId = tuple[int, int]
-
-
-def stream_id(entry_id: str) -> StreamId:
-    """A stream id ("<ms>-<seq>") as a pair that orders as Redis orders ids."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+from bridge.store.base import Enqueued, StreamEntry, StreamId, stream_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,13 +34,22 @@ def partition_of(conversation_id: str, partitions: int) -> int:
 _MAX_SEQ = 2**64 - 1  # a stream id's sequence part is a 64-bit unsigned number
 
 
+StreamId = tuple[int, int]
+
+
+def stream_id(entry_id: str) -> StreamId:
+    """A stream id ("<ms>-<seq>") as a pair that orders as Redis orders ids."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def next_stream_id(entry_id: str) -> str:
     """The smallest stream id after `entry_id` ("<ms>-<seq>"): an XRANGE starting there
     starts strictly after it, on any Redis version (the "(" prefix needs 6.2)."""
-    ms, _, seq = entry_id.partition("-")
-    if int(seq or 0) >= _MAX_SEQ:
-        return f"{int(ms) + 1}-0"
-    return f"{int(ms)}-{int(seq or 0) + 1}"
+    ms, seq = stream_id(entry_id)
+    if seq >= _MAX_SEQ:
+        return f"{ms + 1}-0"
+    return f"{ms}-{seq + 1}"
 
 
 class Claim(StrEnum):
