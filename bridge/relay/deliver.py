@@ -41,6 +41,7 @@ from bridge.metrics import CounterByLabel, Metrics
 from bridge.notices import Notices
 from bridge.rasa.client import BotMessage
 from bridge.relay import runs
+from bridge.relay.begun import Begun
 from bridge.relay.config import RelayConfig
 from bridge.relay.decisions import Failure, after_failure
 from bridge.relay.identity import MessageIdentity, identity_of
@@ -83,19 +84,6 @@ class RasaPort(Protocol):
     ) -> None: ...
 
     async def has_marker(self, sender: SenderId, marker: str) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Begun:
-    """An agent message's claim and attempt count, already taken by a run's store step: its
-    delivery one at a time starts from them. With `failure`, the run pushed it (or may have)
-    and that attempt failed: it is judged as a failed attempt (dead letter, or the next attempt,
-    which looks in the tracker first); without, the run never pushed it."""
-
-    ordinal: int
-    attempt: int
-    failure: Failure | None = None
-    error: Exception | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +141,7 @@ class Deliverer:
         """Deliver until done. True when finished (delivered or dead-lettered), False when the
         lease was lost or may have lapsed (the entry stays for the next holder). `owner` is
         the partition lease's holder: claiming an agent message is fenced by it. `begun`: what a
-        run left of this message (its claim, its attempt; see `Begun`)."""
+        run or the door's enqueue took for this message (its claim, its attempt; see `Begun`)."""
         self._metrics.relay_lag.observe(max(0.0, self._clock() - entry.accepted_ms / 1000))
         if not still_ours():
             return False
@@ -219,13 +207,15 @@ class Deliverer:
         identity: MessageIdentity, owner: str, begun: Begun | None,
     ) -> tuple[MessageClaim, MessageIdentity, tuple[int, HandoffRecord | None] | None]:  # fmt: skip
         """Claim an agent message and count its first attempt, with the sender's record read in
-        the same round trip. When a run took the claim already: the record read for an attempt
-        the run counted and never made; nothing when the run made it (the next one is begun)."""
+        the same round trip. When a run or the door's enqueue took the claim already: the record
+        (read with it, or now) for an attempt counted and never made; nothing when the run made
+        it (the next one is begun)."""
         if begun is not None:
             mine = MessageIdentity(identity.digest, begun.ordinal)
             if begun.failure is not None:
                 return MessageClaim.MINE, mine, None
-            return MessageClaim.MINE, mine, (begun.attempt, await self._store.load_handoff(sender))
+            record = begun.record if begun.record_read else await self._store.load_handoff(sender)
+            return MessageClaim.MINE, mine, (begun.attempt, record)
         ordinal, claim, attempt, record = await self._store.claim_and_begin(
             partition, conversation, owner, identity.digest, entry.event_id,
             identity.ordinal, entry.entry_id, sender,

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridge.eightbyeight.events import ChatEvent
+from bridge.relay.begun import Begun
 from bridge.store.base import Enqueued, StreamEntry, StreamId, stream_id
 
 
@@ -100,6 +101,10 @@ class Intake:
         # JSON, so the consumer need not parse it again (`taken_events`: the last take's).
         self._events: dict[str, ChatEvent] = {}
         self.taken_events: dict[str, ChatEvent] = {}
+        # What the door's enqueue took for a handed entry (`begun.py`), by entry id, until its
+        # delivery starts from it: only a first working of the entry may, so a lane's failure
+        # forgets them all.
+        self._begun: dict[str, Begun] = {}
         self.progress = Progress()
         # The newest entry ever read or taken, kept when the frontier is forgotten
         # (`restarted`): an entry handed after a read found it (on a Cluster the door's enqueue
@@ -110,11 +115,32 @@ class Intake:
         # the next look reads it, whatever is handed.
         self.must_read = False
 
-    def offer(self, enqueued: Enqueued, event: ChatEvent | None = None) -> None:
+    def offer(
+        self, enqueued: Enqueued, event: ChatEvent | None = None, begun: Begun | None = None
+    ) -> None:
         if len(self._handed) < self._most:
             self._handed.append(enqueued)
             if event is not None:
                 self._events[enqueued.entry.entry_id] = event
+        if begun is not None and len(self._begun) < self._most:
+            self._begun[enqueued.entry.entry_id] = begun
+
+    def unread(self, enqueued: Enqueued) -> bool:
+        """Whether this consumer has not read or taken the entry (it is newer than any)."""
+        return self._seen is None or stream_id(enqueued.entry.entry_id) > self._seen
+
+    def begun(self, entry_id: str) -> Begun | None:
+        """What the door's enqueue took for the entry, if its delivery may start from it."""
+        return self._begun.get(entry_id)
+
+    def begin_with(self, entry_id: str, begun: Begun) -> None:
+        """The entry's delivery starts from `begun`, in place of what it was offered with."""
+        if entry_id in self._begun:
+            self._begun[entry_id] = begun
+
+    def started(self, entry_id: str) -> Begun | None:
+        """`begun`, given once: the entry's delivery starts from it now."""
+        return self._begun.pop(entry_id, None)
 
     @property
     def frontier(self) -> str | None:
@@ -167,6 +193,7 @@ class Intake:
 
     def failed(self) -> None:
         self.progress = failed(self.progress)
+        self._begun.clear()  # what was in hand is worked again: claimed again
 
     def restarted(self) -> None:
         self.progress = restarted()

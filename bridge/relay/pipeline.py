@@ -74,6 +74,10 @@ class Pipeline(Generic[U]):
         """A lane stopped short since the last settle: dispatch nothing more, settle."""
         return bool(self._ends or self._errors)
 
+    def running(self, key: Key) -> bool:
+        """Whether the lane of `key` is running (has a unit begun or queued)."""
+        return key in self._lanes
+
     def in_flight(self) -> dict[ConversationId, Key]:
         """Each conversation of the running lanes, with its lane's key (`lanes.waits`)."""
         return {c: key for key, lane in self._lanes.items() for c in lane.conversations}

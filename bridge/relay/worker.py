@@ -34,14 +34,16 @@ from bridge.ids import ConversationId, SenderId
 from bridge.metrics import Metrics
 from bridge.relay import decisions as d
 from bridge.relay import runs
+from bridge.relay.begun import Begun, Use, begun_from, started_use
 from bridge.relay.config import RelayConfig
-from bridge.relay.deliver import Begun, Deliverer, Input, RunOutcome
+from bridge.relay.deliver import Deliverer, Input, RunOutcome
 from bridge.relay.handed import Intake
-from bridge.relay.identity import MessageIdentity
+from bridge.relay.identity import MessageIdentity, identity_of
 from bridge.relay.idle import work_left
 from bridge.relay.lanes import Key, LaneEnd, lane_keys, sender_key, waits
 from bridge.relay.pipeline import Pipeline
-from bridge.store.base import TIMER_EVENT_PREFIX, Enqueued, RunAck, Store, StreamEntry
+from bridge.relay.rest import Rest, Ticket
+from bridge.store.base import TIMER_EVENT_PREFIX, Begin, Enqueued, RunAck, Store, StreamEntry
 from bridge.store.timers import fired_timer
 
 log = logging.getLogger(__name__)
@@ -90,8 +92,8 @@ class Relay:
         self._reported = -1  # partitions owned when last logged
         self._kicks = [asyncio.Event() for _ in range(store.partitions)]
         self._intakes: dict[int, Intake] = {}  # the running consumers' (`hand`)
-        # A resting consumer's way to dispatch a handed entry without waking (`_straight`).
-        self._resting: dict[int, Callable[[], bool]] = {}
+        # The resting consumers, for the door to act for them without waking them (`rest.py`).
+        self._resting: dict[int, Rest] = {}
         self._senders: OrderedDict[str, SenderId] = OrderedDict()
         self._timers_checked: dict[int, float] = {}  # partition -> loop time of the last look
         self._held_checked: dict[int, float] = {}  # likewise, at held ones while lanes work
@@ -141,18 +143,59 @@ class Relay:
         if 0 <= partition < len(self._kicks):
             self._kicks[partition].set()
 
-    def hand(self, partition: int, enqueued: Enqueued, event: ChatEvent | None = None) -> None:
+    def hand(
+        self, partition: int, enqueued: Enqueued, event: ChatEvent | None = None,
+        begin: Begin | None = None,
+    ) -> None:  # fmt: skip
         """An entry this process's door just appended to a partition this relay consumes: its
         consumer may work it without reading it back (`handed.py`), nor parsing it again when
-        given the `event` its payload is the JSON of. Wakes the consumer."""
+        given the `event` its payload is the JSON of, nor claiming it again when the enqueue
+        took the relay's first step for it (`begin`, from `plan`; `begun.py`). Wakes the
+        consumer, unless the entry goes straight to its lane (`_straight`)."""
         intake = self._intakes.get(partition)
         if intake is not None:
-            intake.offer(enqueued, event)
-            straight = self._resting.get(partition)
-            if straight is not None and straight():
+            rest = self._resting.get(partition)
+            use = self._use(intake, rest, enqueued, begin)
+            started = enqueued.started
+            attempt = Use.NOTHING if use is Use.NOTHING else Use.ATTEMPT
+            intake.offer(enqueued, event, begun_from(started, attempt))
+            whole = begun_from(started, use) if use is Use.WHOLE else None
+            if rest is not None and self._straight(partition, rest, whole):
                 return  # in its lane already: the consumer rests on
         if 0 <= partition < len(self._kicks):
             self._kicks[partition].set()
+
+    def plan(self, partition: int, event_id: str, event: ChatEvent) -> Begin | None:
+        """The relay's first step for an agent message the door is about to enqueue, for the
+        enqueue to take (`Store.enqueue_event(begin=)`), when the entry will likely go
+        straight to its lane: the partition's consumer rests with nothing handed, the
+        conversation's sender is known and its lane idle. None: the enqueue alone."""
+        rest = self._resting.get(partition)
+        if rest is None or rest.intake.waiting:
+            return None
+        identity = identity_of(event_id, event)
+        key = self._may_act(partition, rest, event)
+        cid = event.conversation_id
+        sender = self._cached_sender(cid) if cid is not None else None
+        if identity is None or key is None or sender is None or cid is None:
+            return None
+        if rest.lanes.running(key):
+            return None
+        ticket = Ticket(rest, key, rest.dispatched[key])
+        return Begin(self.owner, cid, identity.digest, identity.ordinal, sender, ticket)
+
+    def _use(
+        self, intake: Intake, rest: Rest | None, enqueued: Enqueued, begin: Begin | None
+    ) -> Use:
+        """How much of what the enqueue took (`begin`) the entry's delivery may start from,
+        were it to go straight to its lane now."""
+        ticket = begin.ticket if begin is not None else None
+        if not isinstance(ticket, Ticket):
+            return Use.NOTHING
+        return started_use(
+            enqueued.started, same_consumer=ticket.same_consumer(intake),
+            unread=intake.unread(enqueued), undisturbed=ticket.undisturbed(rest),
+        )  # fmt: skip
 
     def owns(self, partition: int) -> bool:
         """Whether this process consumes the partition now (else an enqueue rings the bell)."""
@@ -352,10 +395,10 @@ class Relay:
             kick.set()  # and wake an idle consumer to recover
 
         lanes: Pipeline[_Unit] = Pipeline(
-            lambda unit: self._unit(partition, unit, held, consumer),
+            lambda unit: self._unit(partition, unit, held, consumer, intake),
             wake=stopped_short,
             name=f"relay-p{partition}",
-            join=self._joined,
+            join=lambda queued, behind: self._joined(queued, behind, intake),
         )
         try:
             # Besides cancellation (which asyncio can lose on Python 3.11), the loop ends as soon
@@ -420,49 +463,59 @@ class Relay:
             return True
         entries = intake.take(batch) or await self._read(partition, batch, intake, lanes)
         intake.working(entries)
-        await self._dispatch(entries, held, intake.taken_events, lanes)
+        await self._dispatch(entries, held, intake, lanes)
         if len(entries) < batch and not intake.waiting and not lanes.failed:
             # The stream's end. Anything enqueued since by this process set the kick (so the
             # wait returns at once); without one, reading again would find nothing. Other
             # processes' events ring the doorbell, or wait for the poll.
-            consumer = asyncio.current_task()
-            await self._idle(
-                partition, intake, lambda: self._straight(partition, held, intake, lanes, consumer)
-            )
+            rest = Rest(held, intake, lanes, asyncio.current_task())
+            await self._idle(partition, intake, rest)
         return True
 
-    def _straight(
-        self, partition: int, held: dict[ConversationId, int], intake: Intake,
-        lanes: Pipeline[_Unit], consumer: asyncio.Task[Any] | None,
-    ) -> bool:  # fmt: skip
+    def _straight(self, partition: int, rest: Rest, whole: Begun | None = None) -> bool:
         """What the resting consumer's next turn would do with the entry just handed, done in
         the door's turn instead, when that is only to take it and dispatch it to its lane:
         waking the consumer for it costs a task step and a turn of the loop per event at a
         paced load (where nearly every entry comes alone). Only a lone handed entry, already
-        parsed, of a conversation whose sender is cached and that is in no other lane, and
-        only when the turn would do nothing else first: no lane stopped short, the lease good,
-        nothing held, no timer due, room in hand, no read owed. False: nothing was done (the
-        consumer is woken)."""
+        parsed, provably next in the stream (`handed.take`), under `_may_act`'s conditions.
+        `whole`: its delivery's start, record included, if it goes. False: nothing was done
+        (the consumer is woken)."""
+        intake, lanes = rest.intake, rest.lanes
         event = intake.lone_event()
-        cid = event.conversation_id if event is not None else None
-        sender = self._cached_sender(cid) if cid is not None else None
-        if (
-            event is None or cid is None or sender is None or held or intake.must_read
-            or lanes.failed or self._stopping.is_set()
-            or self._tasks.get(partition) is not consumer or not self._lease_valid(partition)
-            or self._timers_due(partition)
-            or lanes.in_hand > (_IN_HAND_BATCHES - 1) * self._config.batch
-        ):  # fmt: skip
-            return False
-        key = sender_key(sender)
-        if waits([key], [cid], lanes.in_flight())[0] is not None:
+        key = self._may_act(partition, rest, event) if event is not None else None
+        if event is None or key is None:
             return False
         entries = intake.take(self._config.batch)
         if not entries:  # not provably next in the stream (`handed.take`): the consumer reads
             return False
         intake.working(entries)
-        lanes.dispatch(key, cid, [(entries[0], event)], 1)
+        if whole is not None:
+            intake.begin_with(entries[0].entry_id, whole)
+        rest.dispatched[key] += 1
+        lanes.dispatch(key, event.conversation_id, [(entries[0], event)], 1)
         return True
+
+    def _may_act(self, partition: int, rest: Rest, event: ChatEvent) -> Key | None:
+        """The lane key of the event's conversation, if the door may dispatch it for the
+        resting consumer (`_straight`, `plan`): its sender is cached and the conversation in
+        no other lane, and the consumer's next turn would do nothing before it: no lane stopped
+        short, the lease good, nothing held, no timer due, room in hand, no read owed. None:
+        it may not."""
+        cid = event.conversation_id
+        sender = self._cached_sender(cid) if cid is not None else None
+        lanes = rest.lanes
+        if (
+            cid is None or sender is None or rest.held or rest.intake.must_read
+            or lanes.failed or self._stopping.is_set()
+            or self._tasks.get(partition) is not rest.consumer
+            or not self._lease_valid(partition) or self._timers_due(partition)
+            or lanes.in_hand > (_IN_HAND_BATCHES - 1) * self._config.batch
+        ):  # fmt: skip
+            return None
+        key = sender_key(sender)
+        if waits([key], [cid], lanes.in_flight())[0] is not None:
+            return None
+        return key
 
     async def _read(
         self, partition: int, limit: int, intake: Intake, lanes: Pipeline[_Unit]
@@ -477,14 +530,14 @@ class Relay:
         return await self._store.read_events(partition, limit, after=frontier)
 
     async def _dispatch(
-        self, entries: list[StreamEntry], held: dict[ConversationId, int],
-        parsed: dict[str, ChatEvent], lanes: Pipeline[_Unit],
+        self, entries: list[StreamEntry], held: dict[ConversationId, int], intake: Intake,
+        lanes: Pipeline[_Unit],
     ) -> None:  # fmt: skip
         """Each unit of the batch to its lane, in stream order; a unit whose conversation is
         in flight in another lane first waits for that lane to end (`lanes.waits`)."""
         if not entries:
             return
-        units = await self._units(entries, held, parsed)
+        units = await self._units(entries, held, intake)
         keys = [key for key, _, _ in units]
         conversations = [conversation for _, conversation, _ in units]
         for (key, conversation, unit), wait in zip(
@@ -526,7 +579,7 @@ class Relay:
 
     async def _unit(
         self, partition: int, unit: _Unit, held: dict[ConversationId, int],
-        consumer: asyncio.Task[Any] | None,
+        consumer: asyncio.Task[Any] | None, intake: Intake,
     ) -> LaneEnd:  # fmt: skip
         """A lane's next unit, only while this consumer is still the partition's and its lease
         cannot lapse mid-push. DONE: the lane goes on."""
@@ -536,7 +589,7 @@ class Relay:
             return LaneEnd.LEASE
         self._in_flight += 1
         try:
-            if not await self._handle_unit(partition, unit, held):
+            if not await self._handle_unit(partition, unit, held, intake):
                 return LaneEnd.LOST
         finally:
             self._in_flight -= 1
@@ -558,12 +611,10 @@ class Relay:
         now = asyncio.get_running_loop().time()
         return now >= self._timers_checked.get(partition, 0.0) + self._config.timer_poll_s
 
-    async def _idle(
-        self, partition: int, intake: Intake, straight: Callable[[], bool] | None = None
-    ) -> None:
+    async def _idle(self, partition: int, intake: Intake, rest: Rest | None = None) -> None:
         kick = self._kicks[partition]
-        if straight is not None:  # an entry handed meanwhile may go to its lane at once
-            self._resting[partition] = straight
+        if rest is not None:  # an entry handed meanwhile may go to its lane at once
+            self._resting[partition] = rest
         # asyncio.timeout, not wait_for: wait_for can swallow a cancellation on Python 3.11.
         try:
             async with asyncio.timeout(self._config.poll_s):
@@ -571,21 +622,25 @@ class Relay:
         except TimeoutError:
             intake.must_read = True  # the poll, the net under a lost doorbell: read the stream
         finally:
-            if self._resting.get(partition) is straight:
+            if self._resting.get(partition) is rest:
                 del self._resting[partition]
         kick.clear()
 
     async def _units(
-        self, entries: list[StreamEntry], held: dict[ConversationId, int],
-        parsed: dict[str, ChatEvent],
-    ) -> list[tuple[Key, ConversationId | None, _Unit]]:  # fmt: skip
+        self, entries: list[StreamEntry], held: dict[ConversationId, int], intake: Intake
+    ) -> list[tuple[Key, ConversationId | None, _Unit]]:
         """The batch as units of work (`runs.plan_units`: runs of agent messages of one
-        conversation, every other entry alone), each with its lane key (`lanes.lane_keys`) and
-        its conversation. The senders of the batch's conversations are looked up here (cached:
+        conversation, every other entry alone; an entry the door's enqueue began goes alone
+        too, as its own start says), each with its lane key (`lanes.lane_keys`) and its
+        conversation. The senders of the batch's conversations are looked up here (cached:
         the entries need them anyway); a held conversation's is not (its entries wait behind
         the held ones)."""
+        parsed = intake.taken_events
         decoded = [(entry, _parsed_or_decoded(entry, parsed)) for entry in entries]
-        items = [runs.Item(_conversation(event), _is_message(event)) for _, event in decoded]
+        items = [
+            runs.Item(_conversation(event), _is_message(event) and not intake.begun(e.entry_id))
+            for e, event in decoded
+        ]
         conversations = [item.conversation for item in items]
         senders = await self._senders_of({c for c in conversations if c and c not in held})
         if len(items) == 1:  # the common look at a paced load: one entry, one unit
@@ -600,24 +655,29 @@ class Relay:
             for unit, key in zip(units, keys, strict=True)
         ]
 
-    def _joined(self, queued: _Unit, behind: _Unit) -> _Unit | None:
+    def _joined(self, queued: _Unit, behind: _Unit, intake: Intake) -> _Unit | None:
         """A unit waiting in a lane and the one dispatched behind it, as one run if
-        `runs.joins` allows it (messages piled up behind a stalled push go in one push)."""
+        `runs.joins` allows it (messages piled up behind a stalled push go in one push). An
+        entry the door's enqueue began goes alone (a run's step would claim it again)."""
+        if any(intake.begun(entry.entry_id) for entry, _ in (*queued, *behind)):
+            return None
         if runs.joins(_items(queued), _items(behind), self._config.batch):
             return [*queued, *behind]
         return None
 
     async def _handle_unit(
-        self, partition: int, unit: _Unit, held: dict[ConversationId, int]
+        self, partition: int, unit: _Unit, held: dict[ConversationId, int], intake: Intake
     ) -> bool:
         """A run as far as it goes (`Deliverer.process_run`), then whatever it left (or a
-        lone entry) one at a time, in order."""
+        lone entry) one at a time, in order. A lone entry the door's enqueue began starts from
+        that (`begun.py`)."""
         run = len(unit) > 1
+        started = [intake.started(entry.entry_id) for entry, _ in unit]  # given once, used or not
         outcome = await self._deliver_run(partition, unit, held) if run else RunOutcome(0)
         if outcome.lost:
             return False
-        for entry, event in unit[outcome.done :]:
-            begun = outcome.begun.get(entry.entry_id)
+        for (entry, event), door in zip(unit[outcome.done :], started[outcome.done :], strict=True):
+            begun = outcome.begun.get(entry.entry_id) or (None if run else door)
             if not await self._handle(partition, entry, event, held, begun):
                 return False
         return True

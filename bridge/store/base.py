@@ -90,6 +90,35 @@ class Enqueued:
 
     entry: StreamEntry
     after: str
+    # The relay's first step for the entry, when the enqueue was asked to take it (`Begin`).
+    started: Started | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """The relay's first step for an agent message (`claim_and_begin`), asked of
+    `enqueue_event` for the entry it appends: when the door hands the entry to its own resting
+    consumer, the enqueue and that step go in one round trip. Fenced by `owner`'s partition
+    lease like the relay's own. `ticket` is the asker's own (opaque to the store)."""
+
+    owner: str
+    conversation: ConversationId
+    digest: str
+    ordinal: int  # as for `claim_message`
+    sender: SenderId  # whose record is read with the step
+    ticket: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What the relay's first step (`claim_and_begin`) found for the entry `enqueue_event`
+    appended: the message's ordinal, whose it is, the attempts counted (0 unless MINE) and the
+    sender's record, read in the same round trip."""
+
+    ordinal: int
+    claim: MessageClaim
+    attempts: int
+    record: HandoffRecord | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,13 +233,15 @@ class Store(Protocol):
 
     async def enqueue_event(
         self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int,
-        claimed_ms: int | None = None, *, ring: bool = False,
+        claimed_ms: int | None = None, *, ring: bool = False, begin: Begin | None = None,
     ) -> Enqueued | None:  # fmt: skip
         """Append to the partition stream unless this event id is in it already (None, and
         nothing written): the claim's second step, safe to redo. With `claimed_ms` (the claim's
         `at_ms`), raises `StaleClaim` (nothing written) when the enqueue comes more than
         `keys.MAX_CLAIM_TO_ENQUEUE_MS` after the claim was read. `ring`: when appended, ring
-        the relays' doorbell for the partition (`bells`): another process consumes it."""
+        the relays' doorbell for the partition (`bells`): another process consumes it.
+        `begin`: when appended, take the relay's first step for it too (`Enqueued.started`),
+        as `claim_and_begin` would with the new entry's id."""
         ...
 
     def bells(self, subscribed: Callable[[], None] = ...) -> AsyncIterator[int]:

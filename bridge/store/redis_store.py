@@ -34,6 +34,7 @@ from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import live_index, scripts, timers
 from bridge.store.base import (
     TIMER_EVENT_PREFIX,
+    Begin,
     Claim,
     ClaimResult,
     DeadLetter,
@@ -44,6 +45,7 @@ from bridge.store.base import (
     RunAck,
     RunClaim,
     RunMessage,
+    Started,
     Store,
     StreamEntry,
     next_stream_id,
@@ -426,7 +428,7 @@ class RedisStore:
     @_guarded
     async def enqueue_event(
         self, partition: int, event_id: EventId, payload: str, dedupe_ttl_s: int,
-        claimed_ms: int | None = None, *, ring: bool = False,
+        claimed_ms: int | None = None, *, ring: bool = False, begin: Begin | None = None,
     ) -> Enqueued | None:  # fmt: skip
         p = self._check(partition)
         keys = [self.keys.enqueued(p, event_id), self.keys.stream(p)]
@@ -435,13 +437,26 @@ class RedisStore:
         args: list[str | int] = [
             event_id, payload, dedupe_ttl_s, since, MAX_CLAIM_TO_ENQUEUE_MS, bell, p,
         ]  # fmt: skip
-        added = await self._run("enqueue_event", keys, args)
+        record: HandoffRecord | None = None
+        if begin is None:
+            added = await self._run("enqueue_event", keys, args)
+        else:
+            keys += [self.keys.partition_lease(p), self.keys.delivered(p, begin.conversation),
+                     self.keys.attempts(p)]  # fmt: skip
+            args += [begin.owner, begin.digest, begin.ordinal, MAPPING_TTL_MS]
+            added, record = await self._run_with_record(
+                "enqueue_and_begin", keys, args, begin.sender
+            )
         if not isinstance(added, list):  # 0: in the stream already; -1: too late
             if int(added) < 0:
                 raise StaleClaim("the enqueue came too long after its claim")
             return None
-        entry_id, after = (_text(part) for part in added)
-        return Enqueued(StreamEntry(entry_id, event_id, payload, claimed_ms is not None), after)
+        entry = StreamEntry(_text(added[0]), event_id, payload, claimed_ms is not None)
+        started = None
+        if begin is not None:
+            ordinal, claim, attempts = int(added[2]), MessageClaim(_text(added[3])), int(added[4])
+            started = Started(ordinal, claim, attempts, record)
+        return Enqueued(entry, _text(added[1]), started)
 
     async def bells(self, subscribed: Callable[[], None] = lambda: None) -> AsyncIterator[int]:
         """The partitions rung by other processes' enqueues (`enqueue_event(ring=True)`), as

@@ -127,22 +127,29 @@ return 1
 # Appended: the new entry's id and the id of the stream's last entry before it ('' for none),
 # which tells this process's consumer whether it has read everything that comes before the
 # entry (bridge/relay/handed.py).
+_ENQUEUE = """
+local function enqueue(marker, stream, eid, payload, ttl, since, most, bell, p)
+  if redis.call('EXISTS', marker) == 1 then return 0 end
+  local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  local after = last[1] and last[1][1] or ''
+  local id
+  if since == '' then
+    id = redis.call('XADD', stream, '*', 'eid', eid, 'ev', payload)
+  else
+    if now_ms() - tonumber(since) > tonumber(most) then return -1 end
+    id = redis.call('XADD', stream, '*', 'eid', eid, 'ev', payload, 'c', '1')
+  end
+  redis.call('SET', marker, '1', 'EX', ttl)
+  if bell ~= '' then redis.call('PUBLISH', bell, p) end
+  return {id, after}
+end
+"""
+
 ENQUEUE_EVENT: Final = (
     _NOW_MS
+    + _ENQUEUE
     + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local after = last[1] and last[1][1] or ''
-local id
-if ARGV[4] == '' then
-  id = redis.call('XADD', KEYS[2], '*', 'eid', ARGV[1], 'ev', ARGV[2])
-else
-  if now_ms() - tonumber(ARGV[4]) > tonumber(ARGV[5]) then return -1 end
-  id = redis.call('XADD', KEYS[2], '*', 'eid', ARGV[1], 'ev', ARGV[2], 'c', '1')
-end
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
-if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
-return {id, after}
+return enqueue(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 """
 )
 
@@ -519,14 +526,46 @@ return {k, state}
 # CLAIM_MESSAGE and, when the message is this entry's to deliver, the attempt counted (as
 # `note_attempt`): the relay's first step per agent message in one round trip. Returns
 # {ordinal, claim, attempts} (attempts 0 unless 'mine').
+_BEGIN = """
+local function begin(lease, delivered, attempts, owner, digest, eid, k, ttl, entry_id)
+  if not fenced(lease, owner) then return 0, 'lost', 0 end
+  local ordinal, state = claim(delivered, digest, eid, k, ttl)
+  if state ~= 'mine' then return ordinal, state, 0 end
+  return ordinal, state, redis.call('HINCRBY', attempts, entry_id, 1)
+end
+"""
+
 CLAIM_AND_BEGIN: Final = (
     _FENCE
     + _CLAIM
+    + _BEGIN
     + """
-if not fenced(KEYS[1], ARGV[1]) then return {0, 'lost', 0} end
-local k, state = claim(KEYS[2], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5])
-if state ~= 'mine' then return {k, state, 0} end
-return {k, state, redis.call('HINCRBY', KEYS[3], ARGV[6], 1)}
+local k, state, attempts = begin(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3],
+                                 tonumber(ARGV[4]), ARGV[5], ARGV[6])
+return {k, state, attempts}
+"""
+)
+
+# KEYS: ENQUEUE_EVENT's (enqueued marker, stream), then CLAIM_AND_BEGIN's (partition lease,
+# delivered, attempts): all of the partition's slot. ARGV: ENQUEUE_EVENT's seven, then owner,
+# digest, ordinal, ttl (ms).
+# ENQUEUE_EVENT and, when it appended, CLAIM_AND_BEGIN for the new entry: the door's enqueue
+# and the relay's first step in one round trip, for an entry handed to this process's resting
+# consumer. The enqueue does not depend on the step (a fenced-out step still appends). Returns
+# ENQUEUE_EVENT's answer, with CLAIM_AND_BEGIN's three after the two ids when appended.
+ENQUEUE_AND_BEGIN: Final = (
+    _NOW_MS
+    + _FENCE
+    + _CLAIM
+    + _ENQUEUE
+    + _BEGIN
+    + """
+local added = enqueue(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
+                      ARGV[7])
+if type(added) ~= 'table' then return added end
+local k, state, attempts = begin(KEYS[3], KEYS[4], KEYS[5], ARGV[8], ARGV[9], ARGV[1],
+                                 tonumber(ARGV[10]), ARGV[11], added[1])
+return {added[1], added[2], k, state, attempts}
 """
 )
 
@@ -632,6 +671,7 @@ ALL: Final = {
     "claim_event": CLAIM_EVENT,
     "settle_event": SETTLE_EVENT,
     "enqueue_event": ENQUEUE_EVENT,
+    "enqueue_and_begin": ENQUEUE_AND_BEGIN,
     "acquire_lease": ACQUIRE_LEASE,
     "release_lease": RELEASE_LEASE,
     "ack_event": ACK_EVENT,

@@ -141,6 +141,7 @@ async def build_runtime(
         max_body_bytes=settings.bridge_max_body_bytes,
         dedupe_ttl_s=settings.event_dedupe_ttl_s,
         hand=relay.hand,
+        plan=relay.plan,
         owns=relay.owns,
         is_transient_key_error=is_transient,
         on_unavailable=lambda: recovery.request() if recovery else None,

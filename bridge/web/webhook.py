@@ -13,7 +13,9 @@ Claim and enqueue are two steps (different hash slots), and a crash between them
 nothing: the claim stays "pending" until the relay has delivered the event, 8x8 gets no 2xx
 before the enqueue and retries, and a retry that finds its own body's pending claim redoes the
 enqueue, which appends at most once per event id (docs/security-webhook.md). The relay settles
-the claim when it delivers, so the door answers after two round trips.
+the claim when it delivers, so the door answers after two round trips. When this process's
+consumer of the partition rests, the enqueue also takes the relay's first step for the entry
+(`Relay.plan`, bridge/relay/begun.py): one round trip fewer before the push.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from bridge.eightbyeight.signature import HEADER_EVENT, SignedHeaders
 from bridge.errors import SignatureError, StaleClaim, StoreUnavailable
 from bridge.ids import EventId
 from bridge.metrics import CounterByLabel, Metrics
-from bridge.store.base import Claim, Enqueued, Store, partition_of
+from bridge.store.base import Begin, Claim, Enqueued, Store, partition_of
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,10 @@ class WebhookDoor:
     # Hands what it appended (and the event, parsed) to this process's relay and wakes the
     # partition's consumer, which may then work it without reading it back; an enqueue into a
     # partition another process consumes rings the doorbell, which wakes that process.
-    hand: Callable[[int, Enqueued, ChatEvent], None] = lambda partition, enqueued, event: None
+    hand: Callable[[int, Enqueued, ChatEvent, Begin | None], None] = lambda p, e, ev, b: None
+    # The relay's first step for the entry, for the enqueue to take with it when the entry will
+    # go straight to this process's resting consumer (`Relay.plan`); None: the enqueue alone.
+    plan: Callable[[int, EventId, ChatEvent], Begin | None] = lambda p, event_id, event: None
     owns: Callable[[int], bool] = lambda partition: True
     is_transient_key_error: Callable[[SignatureError], bool] = lambda exc: False
     # Told of every 503: 8x8 may give up on the event, so recovery should look soon.
@@ -142,9 +147,10 @@ class WebhookDoor:
             seen = self._seen(event_id, claim.state)
             if seen is not None:
                 return seen
+            begin = self.plan(partition, event_id, event)
             enqueued = await self.store.enqueue_event(
                 partition, event_id, payload, self.dedupe_ttl_s, claimed_ms=claim.at_ms,
-                ring=not self.owns(partition),
+                ring=not self.owns(partition), begin=begin,
             )  # fmt: skip
         except StaleClaim:
             # This request stalled between its claim and its enqueue (a loaded machine): 8x8's
@@ -160,7 +166,7 @@ class WebhookDoor:
         if enqueued is None:  # a retry of an event enqueued and not delivered yet
             self.metrics.events_duplicate.inc()
             return _answer(200, "duplicate")
-        self.hand(partition, enqueued, event)
+        self.hand(partition, enqueued, event, begin)
         # DEBUG: the relay's `relay_processed` is the event's one INFO line (with its outcome);
         # a second line per event cost several per cent of the hot path's CPU.
         if log.isEnabledFor(logging.DEBUG):  # not even its `extra` built at INFO

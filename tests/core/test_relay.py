@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from bridge.ids import SenderId
 from bridge.rasa.client import BotMessage, RasaClient
+from bridge.store.base import partition_of
 from tests.core.conftest import BridgeFactory, Harness, serve_app
 from tests.support.rasa_stand_in import RasaStandIn
 from tests.support.waiting import eventually
@@ -91,6 +92,34 @@ async def test_the_same_event_delivered_three_times_is_relayed_once(
     await h.settled()
     assert h.rasa.texts("bob") == ["only once"]
     assert h.runtime.metrics.events_duplicate._value.get() == 2
+
+
+async def test_an_event_for_a_resting_consumer_is_claimed_by_its_enqueue(
+    make_bridge: BridgeFactory,
+) -> None:
+    """The door's enqueue takes the relay's first step (claim the message, count the attempt,
+    read the record) when the partition's consumer rests: its delivery takes no step of its
+    own (bridge/relay/begun.py)."""
+    h = await make_bridge()
+    cid = await h.escalate("bob")
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await h.sim.desk.say(cid, "first")
+    await h.settled()
+    relay = h.runtime.relay
+    partition = partition_of(cid, h.store.partitions)
+    await eventually(lambda: partition in relay._resting, what="the consumer's rest")
+    steps: list[str] = []
+    claim_and_begin = h.store.claim_and_begin
+
+    async def counted(*args: Any) -> Any:
+        steps.append("claim_and_begin")
+        return await claim_and_begin(*args)
+
+    h.store.claim_and_begin = counted  # type: ignore[method-assign]
+    await h.sim.desk.say(cid, "second")
+    await h.settled()
+    assert h.rasa.texts("bob") == ["first", "second"]
+    assert steps == []
 
 
 async def test_a_response_lost_after_rasa_accepted_shows_the_text_once(

@@ -187,10 +187,17 @@ class Rig:
         at_ms = None
         if claimed:
             at_ms = (await self.store.claim_event(eid, "body", settled=False)).at_ms
-        enqueued = await self.store.enqueue_event(partition, eid, event.to_json(), 3600, at_ms)
+        # As the webhook's door does: the relay's first step taken with the enqueue when a
+        # relay's resting consumer would take the entry straight (`Relay.plan`), then handed
+        # (to every relay: only the one that planned it may use the step), the consumer woken.
+        plans = (relay.plan(partition, eid, event) for relay in self.relays)
+        begin = next((b for b in plans if b is not None), None)
+        enqueued = await self.store.enqueue_event(
+            partition, eid, event.to_json(), 3600, at_ms, begin=begin
+        )
         assert enqueued is not None
-        for relay in self.relays:  # as the webhook's door does: handed, and the consumer woken
-            relay.hand(partition, enqueued, event)
+        for relay in self.relays:
+            relay.hand(partition, enqueued, event, begin)
 
     def kick(self, partition: int | None = None) -> None:
         for relay in self.relays:

@@ -21,7 +21,7 @@ import redis.exceptions as rexc
 from bridge.handoff import TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, Store, live_index, open_store
-from bridge.store.base import RunAck, RunMessage
+from bridge.store.base import Begin, RunAck, RunMessage
 from bridge.store.keys import OWNED
 from tests.support.store_rules import Recorder, Step, key_violations, slot, step_violations
 
@@ -117,6 +117,10 @@ async def drive_message_identity(store: RedisStore, conversation: ConversationId
         for m, c in zip((m3, m4), claims, strict=True)
     ]
     await store.ack_messages(1, OWNER, conversation, done)
+    begin = Begin(OWNER, conversation, "d", 0, SenderId("s1"))
+    m5 = await store.enqueue_event(1, EventId("m5"), "p", 60, begin=begin)
+    assert m5 is not None and m5.started is not None
+    await store.ack_message(1, m5.entry.entry_id, OWNER, conversation, "d", m5.started.ordinal)
 
 
 async def test_every_method_and_script_keeps_the_key_rule(store: RedisStore) -> None:

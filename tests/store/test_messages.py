@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import fakeredis
+import pytest
 
+from bridge.errors import StaleClaim
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, StreamEntry
-from bridge.store.base import MessageClaim, MessageState, RunAck, RunClaim, RunMessage
+from bridge.store.base import (
+    Begin,
+    MessageClaim,
+    MessageState,
+    RunAck,
+    RunClaim,
+    RunMessage,
+)
 from bridge.store.keys import MAPPING_TTL_MS
 
 from .conftest import OTHER, OWNER
@@ -133,6 +142,51 @@ async def test_claim_and_begin_loads_its_script_on_a_redis_that_lacks_it() -> No
     got = await store.claim_and_begin(0, C, OWNER, H, a.event_id, 0, a.entry_id, SenderId("ada"))
     assert got == (1, MessageClaim.MINE, 1, None)
     await store.close()
+
+
+async def test_an_enqueue_takes_the_relays_first_step_for_the_entry_it_appends(
+    leased: RedisStore,
+) -> None:
+    s = SenderId("ada")
+    assert await leased.save_handoff(s, {"state": "live"}, 0)
+    got = await leased.enqueue_event(0, EventId("a"), "p", 3600, begin=Begin(OWNER, C, H, 0, s))
+    assert got is not None and got.started is not None
+    started = got.started
+    assert (started.ordinal, started.claim, started.attempts) == (1, MessageClaim.MINE, 1)
+    assert started.record is not None and started.record.fields["state"] == "live"
+    [a] = await leased.read_events(0, 10)
+    assert a == got.entry  # appended as a plain enqueue appends it
+    assert await leased.message_state(0, C, H, 1) is MessageState.OWNED
+    # the relay's own step for the same entry (it was worked again): the same claim, the
+    # attempt counted on, so the delivery looks in the tracker before pushing
+    assert (await leased.claim_and_begin(0, C, OWNER, H, a.event_id, 0, a.entry_id, s))[:3] == (
+        1, MessageClaim.MINE, 2,
+    )  # fmt: skip
+
+
+async def test_an_enqueue_fenced_out_of_the_step_still_appends(leased: RedisStore) -> None:
+    got = await leased.enqueue_event(
+        0, EventId("a"), "p", 3600, begin=Begin(OTHER, C, H, 0, SenderId("ada"))
+    )
+    assert got is not None and got.started is not None
+    assert (got.started.ordinal, got.started.claim, got.started.attempts) == (
+        0, MessageClaim.LOST, 0,
+    )  # fmt: skip
+    assert [e.event_id for e in await leased.read_events(0, 10)] == ["a"]
+    assert await leased.message_state(0, C, H, 1) is MessageState.UNKNOWN
+    assert not await leased.redis.exists(leased.keys.attempts(0))
+
+
+async def test_an_enqueue_that_appends_nothing_takes_no_step(leased: RedisStore) -> None:
+    begin = Begin(OWNER, C, H, 0, SenderId("ada"))
+    assert await leased.enqueue_event(0, EventId("a"), "p", 3600)
+    # in the stream already: nothing appended, nothing claimed
+    assert await leased.enqueue_event(0, EventId("a"), "p", 3600, begin=begin) is None
+    # too long after its claim: refused, nothing claimed
+    with pytest.raises(StaleClaim):
+        await leased.enqueue_event(0, EventId("b"), "p", 3600, claimed_ms=1, begin=begin)
+    assert await leased.message_state(0, C, H, 1) is MessageState.UNKNOWN
+    assert not await leased.redis.exists(leased.keys.attempts(0))
 
 
 def run_of(*entries: tuple[StreamEntry, int]) -> list[RunMessage]:
