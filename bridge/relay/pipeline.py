@@ -19,7 +19,7 @@ import asyncio
 import contextvars
 import itertools
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Generic, TypeVar
 
 from bridge.ids import ConversationId
@@ -56,6 +56,9 @@ class Pipeline(Generic[U]):
         self._name = name
         self._numbers = itertools.count()
         self._lanes: dict[Key, _Lane[U]] = {}
+        # Each conversation of the running lanes, with its lane's key: kept as lanes start and
+        # end, since every dispatch looks at it (a conversation is in one running lane at most).
+        self._where: dict[ConversationId, Key] = {}
         self._ends: list[LaneEnd] = []  # of the lanes that stopped short since the last settle
         self._errors: list[Exception] = []  # raised by lanes since the last settle
         self._moved = asyncio.Event()  # a unit finished, or a lane ended
@@ -78,9 +81,9 @@ class Pipeline(Generic[U]):
         """Whether the lane of `key` is running (has a unit begun or queued)."""
         return key in self._lanes
 
-    def in_flight(self) -> dict[ConversationId, Key]:
+    def in_flight(self) -> Mapping[ConversationId, Key]:
         """Each conversation of the running lanes, with its lane's key (`lanes.waits`)."""
-        return {c: key for key, lane in self._lanes.items() for c in lane.conversations}
+        return self._where
 
     def dispatch(self, key: Key, conversation: ConversationId | None, unit: U, size: int) -> None:
         """Append a unit of `size` entries to its lane, started if not running (or join it to
@@ -99,6 +102,7 @@ class Pipeline(Generic[U]):
             lane.queue[-1] = (joined, lane.queue[-1][1] + size)
         if conversation is not None:
             lane.conversations.add(conversation)
+            self._where[conversation] = key
         self.in_hand += size
 
     async def lane_ended(self, key: Key) -> None:
@@ -136,6 +140,7 @@ class Pipeline(Generic[U]):
         for task in tasks:
             task.cancel()
         self._lanes.clear()
+        self._where.clear()
         if tasks:
             await asyncio.wait(tasks)
 
@@ -151,6 +156,9 @@ class Pipeline(Generic[U]):
             # starts a new lane.
             if self._lanes.get(lane.key) is lane:
                 del self._lanes[lane.key]
+                for conversation in lane.conversations:
+                    if self._where.get(conversation) == lane.key:
+                        del self._where[conversation]
             self.in_hand -= sum(size for _, size in lane.queue)
             lane.queue.clear()
             if end is not LaneEnd.DONE:

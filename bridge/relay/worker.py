@@ -513,7 +513,7 @@ class Relay:
         ):  # fmt: skip
             return None
         key = sender_key(sender)
-        if waits([key], [cid], lanes.in_flight())[0] is not None:
+        if lanes.in_flight().get(cid, key) != key:  # in another lane (`lanes.waits`)
             return None
         return key
 
