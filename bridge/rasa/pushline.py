@@ -12,7 +12,8 @@ POST may have reached Rasa, Rasa may have appended its events, and only the rela
 in the tracker for the push's marker first) may push again. A connection is reused only after
 a complete answer that allows keep-alive; one that failed, timed out, was cancelled mid-request
 or got bytes it did not ask for is closed, never pooled. An idle connection the server closed
-(its keep-alive timeout) is seen by `connection_lost` and dropped before it is picked.
+(its keep-alive timeout) is seen by `connection_lost` and dropped before it is picked; one idle
+past the reuse bound is closed by a timer, in the quiet after its last answer (`_reap`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ HEAD_BYTES = 800
 # closes one idle for 5 s, its timer started before our clock's: a push written to a connection
 # as the server closes it would fail after Rasa may have read it (an ambiguous failure).
 IDLE_REUSE_S = 4.0
+# The reaper closes an idle connection this long after it passed the reuse bound, at the
+# latest: a timer that fired a hair early would otherwise find nothing to close, again and again.
+_REAP_SLACK_S = 0.05
 # How long close() waits for the closed connections' sockets to be released.
 _CLOSE_WAIT_S = 1.0
 
@@ -217,7 +221,8 @@ class PushLine:
         self._timeout_s = timeout_s
         self._idle_reuse_s = idle_reuse_s
         self._slots = asyncio.Semaphore(limit)
-        self._idle: list[_Connection] = []
+        self._idle: list[_Connection] = []  # oldest first: pushes take the newest
+        self._reaper: asyncio.TimerHandle | None = None
         self._closed = False
 
     async def post(self, target: str, body: bytes) -> tuple[int, bytes]:
@@ -237,6 +242,9 @@ class PushLine:
     async def close(self) -> None:
         """Closes every idle connection; one in use is closed when its answer is in."""
         self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
@@ -251,11 +259,35 @@ class PushLine:
             conn.abort()
             raise
         if conn.usable() and not self._closed:
-            conn.idle_since = asyncio.get_running_loop().time()
-            self._idle.append(conn)
+            self._pool(conn)
         else:
             conn.close()
         return answer
+
+    def _pool(self, conn: _Connection) -> None:
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
+        self._idle.append(conn)
+        if self._reaper is None:
+            self._reaper = loop.call_later(self._idle_reuse_s + _REAP_SLACK_S, self._reap)
+
+    def _reap(self) -> None:
+        """Close the idle connections past the reuse bound, then wait for the next one to pass
+        it. Left to the next push, a pool grown by a burst went stale all at once after a quiet,
+        and that push closed every connection first: ~100 closes in one step of the loop, and
+        the events behind it ~10 ms late (seen at a paced phase's start after a saturated one)."""
+        self._reaper = None
+        loop = asyncio.get_running_loop()
+        stale_before = loop.time() - self._idle_reuse_s
+        fresh = next(
+            (i for i, c in enumerate(self._idle) if c.idle_since > stale_before), len(self._idle)
+        )
+        stale, self._idle = self._idle[:fresh], self._idle[fresh:]
+        for conn in stale:
+            conn.close()
+        if self._idle:
+            due = self._idle[0].idle_since + self._idle_reuse_s + _REAP_SLACK_S
+            self._reaper = loop.call_at(due, self._reap)
 
     def _reuse(self) -> _Connection | None:
         """The most recently used idle connection still open and not idle too long (LIFO: the

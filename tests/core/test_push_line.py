@@ -27,7 +27,7 @@ from bridge.errors import PermanentUpstreamError, RetryableUpstreamError, Upstre
 from bridge.ids import SenderId
 from bridge.rasa import pushline
 from bridge.rasa.client import RasaClient
-from bridge.rasa.pushline import PushLine
+from bridge.rasa.pushline import PushLine, _Connection
 from tests.core.conftest import serve_app
 from tests.support.rasa_stand_in import RasaStandIn
 
@@ -564,6 +564,37 @@ async def test_a_connection_idle_longer_than_the_reuse_bound_is_not_reused(
     finally:
         await kept.close()
         await stale.close()
+
+
+async def test_a_connection_past_the_reuse_bound_is_closed_while_idle(
+    raw_server: StartServer,
+) -> None:
+    """Not by the next push, which would close a whole pool gone stale in its own path."""
+    server, url = await raw_server(answer_ok)
+    line = PushLine(url, timeout_s=10, idle_reuse_s=0.05)
+    try:
+        assert await line.post(TARGET, b"[]") == (200, b"{}")
+        async with asyncio.timeout(10):
+            await server.connections[0].done.wait()  # closed by the line, nothing posted
+        assert line._idle == []
+    finally:
+        await line.close()
+
+
+async def test_the_reaper_closes_the_idle_connections_past_the_bound_only() -> None:
+    line = PushLine("http://127.0.0.1:9", timeout_s=1, idle_reuse_s=4.0)
+    now = asyncio.get_running_loop().time()
+    conns = [_Connection() for _ in range(3)]
+    for conn, idle_s in zip(conns, (10.0, 4.5, 1.0), strict=True):  # oldest first
+        conn.idle_since = now - idle_s
+    line._idle = list(conns)
+    line._reap()
+    assert line._idle == [conns[2]]
+    # and it looks again once that one passes the bound
+    assert line._reaper is not None
+    assert line._reaper.when() == pytest.approx(conns[2].idle_since + 4.0, abs=0.1)
+    await line.close()
+    assert line._reaper is None
 
 
 @pytest.mark.parametrize(
