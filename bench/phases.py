@@ -58,9 +58,13 @@ async def run_phase(
     url = side.url + "/8x8/events"
     # The runner's heap (every signed event of the run, the results) out of the collector's
     # walks while it sends: a full collection over it paused the sender ~50 ms, late sends
-    # counted as latency of whichever side was running.
+    # counted as latency of whichever side was running. Nor any collection while it sends:
+    # what a phase allocates still drew a full collection of 11-42 ms about 10 s into a 12 s
+    # paced phase, a burst of 80-150 late events on either side (seen with gc.callbacks),
+    # as the stand-in's did before it stopped collecting mid-phase. Collected after it.
     gc.collect()
     gc.freeze()
+    gc.disable()
     try:
         cpu_before = cpu_seconds(side.pid)
         if kind == "saturated":
@@ -70,6 +74,7 @@ async def run_phase(
         await wait_for_pushes(stand_in, len(events))
         cpu = cpu_seconds(side.pid) - cpu_before
     finally:
+        gc.enable()
         gc.unfreeze()
     got = await arrivals(stand_in)
     integrity = check_integrity((e.text for e in events), [(s, t) for s, t, _ in got])
