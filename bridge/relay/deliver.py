@@ -44,6 +44,7 @@ from bridge.relay import runs
 from bridge.relay.begun import Begun
 from bridge.relay.config import RelayConfig
 from bridge.relay.decisions import Failure, after_failure
+from bridge.relay.entries import Input
 from bridge.relay.identity import MessageIdentity, identity_of
 from bridge.relay.pushes import Push, armed_by, bot_message, pushes_for
 from bridge.store.base import (
@@ -66,7 +67,6 @@ FinishRun = Callable[[list[RunAck], Sequence[TimerFired]], Awaitable[bool]]
 DeadLetter = Callable[[str], Awaitable[bool]]
 # Ends an 8x8 interaction (the service's `close_interaction`): sender, conversation, agent note.
 EndsInteraction = Callable[[SenderId, ConversationId, str | None], Awaitable[None]]
-Input = ChatEvent | TimerFired  # what the partition stream carries
 
 
 class RasaPort(Protocol):

@@ -23,11 +23,11 @@ import logging
 import random
 import time
 import uuid
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from bridge.eightbyeight.events import ChatEvent, EventKind
+from bridge.eightbyeight.events import ChatEvent
 from bridge.errors import StoreUnavailable
 from bridge.handoff import TimerFired
 from bridge.ids import ConversationId, SenderId
@@ -36,19 +36,27 @@ from bridge.relay import decisions as d
 from bridge.relay import runs
 from bridge.relay.begun import Begun, Use, begun_from, started_use
 from bridge.relay.config import RelayConfig
-from bridge.relay.deliver import Deliverer, Input, RunOutcome
+from bridge.relay.deliver import Deliverer, RunOutcome
+from bridge.relay.entries import (
+    Input,
+    Unit,
+    conversation_of,
+    decode,
+    is_message,
+    items,
+    parsed_or_decoded,
+)
 from bridge.relay.handed import Intake
 from bridge.relay.identity import MessageIdentity, identity_of
 from bridge.relay.idle import work_left
 from bridge.relay.lanes import Key, LaneEnd, lane_keys, sender_key, waits
 from bridge.relay.pipeline import Pipeline
 from bridge.relay.rest import Rest, Ticket
-from bridge.store.base import TIMER_EVENT_PREFIX, Begin, Enqueued, RunAck, Store, StreamEntry
-from bridge.store.timers import fired_timer
+from bridge.relay.senders import Senders
+from bridge.store.base import Begin, Enqueued, RunAck, Store, StreamEntry
 
 log = logging.getLogger(__name__)
 
-_SENDER_CACHE = 100_000  # a conversation's sender never changes, so caching it is safe
 # How long a consumer waits for the supervisor's renewal once it may no longer push.
 _LEASE_WAIT_S = 0.05
 _ERROR_PAUSE_S = 1.0  # after Redis trouble or a surprise, before the consumer tries again
@@ -61,7 +69,6 @@ _IN_HAND_BATCHES = 2
 _CONSUMER: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
     "relay_consumer", default=None
 )
-_Unit = list[tuple[StreamEntry, Input | None]]  # a unit of work of a read batch (`runs.py`)
 
 
 class Relay:
@@ -94,7 +101,7 @@ class Relay:
         self._intakes: dict[int, Intake] = {}  # the running consumers' (`hand`)
         # The resting consumers, for the door to act for them without waking them (`rest.py`).
         self._resting: dict[int, Rest] = {}
-        self._senders: OrderedDict[str, SenderId] = OrderedDict()
+        self._senders = Senders(store)
         self._timers_checked: dict[int, float] = {}  # partition -> loop time of the last look
         self._held_checked: dict[int, float] = {}  # likewise, at held ones while lanes work
         self._stopping = asyncio.Event()
@@ -176,7 +183,7 @@ class Relay:
         identity = identity_of(event_id, event)
         key = self._may_act(partition, rest, event)
         cid = event.conversation_id
-        sender = self._cached_sender(cid) if cid is not None else None
+        sender = self._senders.cached(cid) if cid is not None else None
         if identity is None or key is None or sender is None or cid is None:
             return None
         if rest.lanes.running(key):
@@ -394,7 +401,7 @@ class Relay:
             intake.failed()  # what it left is in the stream before the frontier: take nothing
             kick.set()  # and wake an idle consumer to recover
 
-        lanes: Pipeline[_Unit] = Pipeline(
+        lanes: Pipeline[Unit] = Pipeline(
             lambda unit: self._unit(partition, unit, held, consumer, intake),
             wake=stopped_short,
             name=f"relay-p{partition}",
@@ -431,7 +438,7 @@ class Relay:
 
     async def _turn(
         self, partition: int, held: dict[ConversationId, int], intake: Intake,
-        lanes: Pipeline[_Unit],
+        lanes: Pipeline[Unit],
     ) -> bool:  # fmt: skip
         """One look at the partition: take or read what is there and dispatch it to the lanes
         (`pipeline.py`), which work it while the consumer goes on. False: the lease was lost.
@@ -502,7 +509,7 @@ class Relay:
         short, the lease good, nothing held, no timer due, room in hand, no read owed. None:
         it may not."""
         cid = event.conversation_id
-        sender = self._cached_sender(cid) if cid is not None else None
+        sender = self._senders.cached(cid) if cid is not None else None
         lanes = rest.lanes
         if (
             cid is None or sender is None or rest.held or rest.intake.must_read
@@ -518,7 +525,7 @@ class Relay:
         return key
 
     async def _read(
-        self, partition: int, limit: int, intake: Intake, lanes: Pipeline[_Unit]
+        self, partition: int, limit: int, intake: Intake, lanes: Pipeline[Unit]
     ) -> list[StreamEntry]:
         """While lanes work, the entries up to the frontier are finished or in hand: read past
         it. With none working, every entry read is finished: from the stream's start, which
@@ -531,7 +538,7 @@ class Relay:
 
     async def _dispatch(
         self, entries: list[StreamEntry], held: dict[ConversationId, int], intake: Intake,
-        lanes: Pipeline[_Unit],
+        lanes: Pipeline[Unit],
     ) -> None:  # fmt: skip
         """Each unit of the batch to its lane, in stream order; a unit whose conversation is
         in flight in another lane first waits for that lane to end (`lanes.waits`)."""
@@ -550,7 +557,7 @@ class Relay:
             lanes.dispatch(key, conversation, unit, len(unit))
 
     async def _recover(
-        self, intake: Intake, lanes: Pipeline[_Unit]
+        self, intake: Intake, lanes: Pipeline[Unit]
     ) -> tuple[LaneEnd, Exception | None]:
         """A lane stopped short, or the consumer failed with entries maybe read and not
         dispatched: every lane ends, then the consumer reads from the stream's start again
@@ -569,7 +576,7 @@ class Relay:
             await self._sleep(_LEASE_WAIT_S)  # the supervisor renews it, or gives it up
         return True
 
-    async def _after_trouble(self, partition: int, intake: Intake, lanes: Pipeline[_Unit]) -> bool:
+    async def _after_trouble(self, partition: int, intake: Intake, lanes: Pipeline[Unit]) -> bool:
         """After Redis trouble or a surprise: recover, then pause. False: the lease was lost."""
         end, error = await self._recover(intake, lanes)
         if error is not None:  # a lane's, besides the consumer's own
@@ -578,7 +585,7 @@ class Relay:
         return end is not LaneEnd.LOST
 
     async def _unit(
-        self, partition: int, unit: _Unit, held: dict[ConversationId, int],
+        self, partition: int, unit: Unit, held: dict[ConversationId, int],
         consumer: asyncio.Task[Any] | None, intake: Intake,
     ) -> LaneEnd:  # fmt: skip
         """A lane's next unit, only while this consumer is still the partition's and its lease
@@ -628,7 +635,7 @@ class Relay:
 
     async def _units(
         self, entries: list[StreamEntry], held: dict[ConversationId, int], intake: Intake
-    ) -> list[tuple[Key, ConversationId | None, _Unit]]:
+    ) -> list[tuple[Key, ConversationId | None, Unit]]:
         """The batch as units of work (`runs.plan_units`: runs of agent messages of one
         conversation, every other entry alone; an entry the door's enqueue began goes alone
         too, as its own start says), each with its lane key (`lanes.lane_keys`) and its
@@ -636,13 +643,13 @@ class Relay:
         the entries need them anyway); a held conversation's is not (its entries wait behind
         the held ones)."""
         parsed = intake.taken_events
-        decoded = [(entry, _parsed_or_decoded(entry, parsed)) for entry in entries]
+        decoded = [(entry, parsed_or_decoded(entry, parsed)) for entry in entries]
         items = [
-            runs.Item(_conversation(event), _is_message(event) and not intake.begun(e.entry_id))
+            runs.Item(conversation_of(event), is_message(event) and not intake.begun(e.entry_id))
             for e, event in decoded
         ]
         conversations = [item.conversation for item in items]
-        senders = await self._senders_of({c for c in conversations if c and c not in held})
+        senders = await self._senders.known({c for c in conversations if c and c not in held})
         if len(items) == 1:  # the common look at a paced load: one entry, one unit
             units: list[tuple[int, ...]] = [(0,)]
         else:
@@ -655,18 +662,18 @@ class Relay:
             for unit, key in zip(units, keys, strict=True)
         ]
 
-    def _joined(self, queued: _Unit, behind: _Unit, intake: Intake) -> _Unit | None:
+    def _joined(self, queued: Unit, behind: Unit, intake: Intake) -> Unit | None:
         """A unit waiting in a lane and the one dispatched behind it, as one run if
         `runs.joins` allows it (messages piled up behind a stalled push go in one push). An
         entry the door's enqueue began goes alone (a run's step would claim it again)."""
         if any(intake.begun(entry.entry_id) for entry, _ in (*queued, *behind)):
             return None
-        if runs.joins(_items(queued), _items(behind), self._config.batch):
+        if runs.joins(items(queued), items(behind), self._config.batch):
             return [*queued, *behind]
         return None
 
     async def _handle_unit(
-        self, partition: int, unit: _Unit, held: dict[ConversationId, int], intake: Intake
+        self, partition: int, unit: Unit, held: dict[ConversationId, int], intake: Intake
     ) -> bool:
         """A run as far as it goes (`Deliverer.process_run`), then whatever it left (or a
         lone entry) one at a time, in order. A lone entry the door's enqueue began starts from
@@ -683,7 +690,7 @@ class Relay:
         return True
 
     async def _deliver_run(
-        self, partition: int, unit: _Unit, held: dict[ConversationId, int]
+        self, partition: int, unit: Unit, held: dict[ConversationId, int]
     ) -> RunOutcome:
         events = [event for _, event in unit if isinstance(event, ChatEvent)]
         cid = events[0].conversation_id if len(events) == len(unit) else None
@@ -691,7 +698,7 @@ class Relay:
         # found no sender): the run's entries go one at a time, behind the held ones.
         if cid is None or cid in held:
             return RunOutcome(0)
-        sender = await self._sender(cid)
+        sender = await self._senders.of(cid)
         if sender is None:  # not what a run is planned from: one at a time
             return RunOutcome(0)
 
@@ -710,7 +717,7 @@ class Relay:
         if event is None or event.conversation_id is None:
             return await self._dead_letter(partition, entry, "corrupt_payload")
         cid = event.conversation_id
-        sender = None if cid in held else await self._sender(cid)
+        sender = None if cid in held else await self._senders.of(cid)
         route = d.route_entry(cid in held, sender is not None)
         if route is d.Route.HOLD_BEHIND:  # keep order behind what is already held
             return await self._store.hold_event(partition, cid, entry, held[cid], self.owner)
@@ -757,7 +764,7 @@ class Relay:
         """Whether a held conversation can move (`_drain_held` would release or give it up)."""
         now_ms = int(self._clock() * 1000)
         for cid, deadline in list(held.items()):
-            sender = await self._sender(cid)
+            sender = await self._senders.of(cid)
             if d.held_fate(sender is not None, now_ms, deadline) is not d.HeldFate.WAIT:
                 return True
         return False
@@ -766,7 +773,7 @@ class Relay:
         """Deliver the held events of conversations that got mapped; give up on expired ones."""
         now_ms = int(self._clock() * 1000)
         for cid, deadline in list(held.items()):
-            sender = await self._sender(cid)
+            sender = await self._senders.of(cid)
             if d.held_fate(sender is not None, now_ms, deadline) is d.HeldFate.WAIT:
                 continue
             for entry in await self._store.held_events(partition, cid):
@@ -783,7 +790,7 @@ class Relay:
     async def _release_held(
         self, partition: int, cid: ConversationId, entry: StreamEntry, sender: SenderId | None
     ) -> bool:
-        event = _decode(entry)
+        event = decode(entry)
         if sender is None or event is None:
             reason = "unknown_conversation" if sender is None else "corrupt_payload"
             log.warning(
@@ -810,60 +817,3 @@ class Relay:
             dead_letter=lambda reason: self._store.dead_letter(partition, entry, reason, self.owner),
             still_ours=self._still_ours(partition), owner=self.owner,
         )  # fmt: skip
-
-    async def _senders_of(
-        self, conversations: set[ConversationId]
-    ) -> dict[ConversationId, SenderId]:
-        """The known senders of `conversations`: the cached ones, the others looked up at once."""
-        known = {c: s for c in conversations if (s := self._cached_sender(c)) is not None}
-        missing = [c for c in conversations if c not in known]
-        if not missing:  # the common case: every look at a paced load plans from the cache
-            return known
-        found = await asyncio.gather(*(self._sender(c) for c in missing))
-        known.update((c, s) for c, s in zip(missing, found, strict=True) if s is not None)
-        return known
-
-    def _cached_sender(self, cid: ConversationId) -> SenderId | None:
-        sender = self._senders.get(cid)
-        if sender is not None:
-            self._senders.move_to_end(cid)
-        return sender
-
-    async def _sender(self, cid: ConversationId) -> SenderId | None:
-        sender = self._cached_sender(cid)
-        if sender is not None:
-            return sender
-        sender = await self._store.sender_of(cid)
-        if sender is not None:
-            self._senders[cid] = sender
-            if len(self._senders) > _SENDER_CACHE:
-                self._senders.popitem(last=False)
-        return sender
-
-
-def _items(unit: _Unit) -> list[runs.Item]:
-    return [runs.Item(_conversation(event), _is_message(event)) for _, event in unit]
-
-
-def _conversation(event: Input | None) -> ConversationId | None:
-    return event.conversation_id if event is not None else None
-
-
-def _is_message(event: Input | None) -> bool:
-    return isinstance(event, ChatEvent) and event.kind is EventKind.AGENT_MESSAGE
-
-
-def _parsed_or_decoded(
-    entry: StreamEntry, parsed: dict[str, ChatEvent]
-) -> ChatEvent | TimerFired | None:
-    event = parsed.get(entry.entry_id)
-    return _decode(entry) if event is None else event
-
-
-def _decode(entry: StreamEntry) -> ChatEvent | TimerFired | None:
-    try:
-        if entry.event_id.startswith(TIMER_EVENT_PREFIX):
-            return fired_timer(entry.payload)
-        return ChatEvent.from_json(entry.payload)
-    except (ValueError, TypeError, KeyError):
-        return None

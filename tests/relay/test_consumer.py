@@ -12,7 +12,7 @@ from bridge.eightbyeight.events import EventKind
 from bridge.errors import RetryableUpstreamError
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.rasa.client import error_for_status
-from bridge.relay import Relay, worker
+from bridge.relay import Relay, entries
 from bridge.relay.identity import text_digest
 from bridge.store.base import Claim, MessageState, StreamEntry, partition_of
 
@@ -63,13 +63,13 @@ async def test_handed_events_are_not_parsed_again(
     await rig.started()
     await rig.idle()
     parsed: list[str] = []
-    real = worker._decode
+    real = entries.decode
 
     def decode(entry: StreamEntry) -> object:
         parsed.append(entry.entry_id)
         return real(entry)
 
-    monkeypatch.setattr(worker, "_decode", decode)
+    monkeypatch.setattr(entries, "decode", decode)
     await rig.join("c1")
     await rig.say("c1", "one", "two")
     await rig.idle()
