@@ -16,11 +16,19 @@ event at a paced load. What it found is used only as far as it provably still ho
   straight to its lane in the door's turn (`Relay._straight`): nothing of this process can have written the record between the read and
   the delivery. Other writers (the actions) race the delivery exactly as they race the relay's
   own step, and the save's version check catches them. Otherwise the record is read again.
+
+And only soon after the step (`FRESH_S`): the step's claim was fenced by the partition's lease
+in Redis, where the relay's own step is fenced right before its push; an entry kept waiting in
+its lane (behind a stalled push) claims again rather than push on a fence that old.
+
+A step the delivery does not start from still counted its attempt: the claim again counts a
+second, one nearer the dead letters (`RELAY_MAX_ATTEMPTS`, 20); rare (a few in a thousand
+events at saturation) and safe.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from bridge.relay.decisions import Failure
@@ -41,6 +49,18 @@ class Begun:
     error: Exception | None = None
     record: HandoffRecord | None = None
     record_read: bool = False
+    at: float = 0.0  # the loop's time when the door's enqueue took it (0: a run's)
+
+
+# How long after the door's step its delivery may still start from it (see the docstring).
+FRESH_S = 1.0
+
+
+def fresh(begun: Begun | None, now: float) -> Begun | None:
+    """The door's `begun` if its delivery may still start from it at `now`, else None."""
+    if begun is None or now - begun.at > FRESH_S:
+        return None
+    return begun
 
 
 class Use(Enum):
@@ -64,10 +84,11 @@ def started_use(
     return Use.WHOLE if undisturbed else Use.ATTEMPT
 
 
-def begun_from(started: Started | None, use: Use) -> Begun | None:
-    """The delivery's start, for a use `started_use` allowed."""
+def begun_from(started: Started | None, use: Use, at: float = 0.0) -> Begun | None:
+    """The delivery's start, for a use `started_use` allowed; `at`: when the step was taken."""
     if started is None or use is Use.NOTHING:
         return None
-    if use is Use.ATTEMPT:
-        return Begun(started.ordinal, started.attempts)
-    return Begun(started.ordinal, started.attempts, record=started.record, record_read=True)
+    begun = Begun(started.ordinal, started.attempts, at=at)
+    if use is Use.ATTEMPT or not started.record_read:
+        return begun
+    return replace(begun, record=started.record, record_read=True)

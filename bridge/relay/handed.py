@@ -149,6 +149,15 @@ class Intake:
         return None if read_to is None else f"{read_to[0]}-{read_to[1]}"
 
     @property
+    def settled(self) -> str:
+        """The frontier when nothing read or taken since the stream's start has failed: every
+        entry up to it is finished or in hand ("" for none), as `take` judges."""
+        progress = self.progress
+        if not progress.clean or progress.read_to is None:
+            return ""
+        return f"{progress.read_to[0]}-{progress.read_to[1]}"
+
+    @property
     def waiting(self) -> bool:
         """Handed entries not read yet: the consumer takes or reads them, without idling."""
         return bool(self._handed)

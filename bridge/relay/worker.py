@@ -34,7 +34,7 @@ from bridge.ids import ConversationId, SenderId
 from bridge.metrics import Metrics
 from bridge.relay import decisions as d
 from bridge.relay import runs
-from bridge.relay.begun import Begun, Use, begun_from, started_use
+from bridge.relay.begun import Begun, Use, begun_from, fresh, started_use
 from bridge.relay.config import RelayConfig
 from bridge.relay.deliver import Deliverer, RunOutcome
 from bridge.relay.entries import (
@@ -165,8 +165,9 @@ class Relay:
             use = self._use(intake, rest, enqueued, begin)
             started = enqueued.started
             attempt = Use.NOTHING if use is Use.NOTHING else Use.ATTEMPT
-            intake.offer(enqueued, event, begun_from(started, attempt))
-            whole = begun_from(started, use) if use is Use.WHOLE else None
+            now = asyncio.get_running_loop().time()
+            intake.offer(enqueued, event, begun_from(started, attempt, now))
+            whole = begun_from(started, use, now) if use is Use.WHOLE else None
             if rest is not None and self._straight(partition, rest, whole):
                 return  # in its lane already: the consumer rests on
         if 0 <= partition < len(self._kicks):
@@ -176,7 +177,9 @@ class Relay:
         """The relay's first step for an agent message the door is about to enqueue, for the
         enqueue to take (`Store.enqueue_event(begin=)`), when the entry will likely go
         straight to its lane: the partition's consumer rests with nothing handed, the
-        conversation's sender is known and its lane idle. None: the enqueue alone."""
+        conversation's sender is known and its lane idle. The enqueue takes it only when the
+        entry comes right after what the consumer has read (`Begin.frontier`). None: the
+        enqueue alone."""
         rest = self._resting.get(partition)
         if rest is None or rest.intake.waiting:
             return None
@@ -189,7 +192,8 @@ class Relay:
         if rest.lanes.running(key):
             return None
         ticket = Ticket(rest, key, rest.dispatched[key])
-        return Begin(self.owner, cid, identity.digest, identity.ordinal, sender, ticket)
+        frontier = rest.intake.settled
+        return Begin(self.owner, cid, identity.digest, identity.ordinal, sender, frontier, ticket)
 
     def _use(
         self, intake: Intake, rest: Rest | None, enqueued: Enqueued, begin: Begin | None
@@ -679,7 +683,9 @@ class Relay:
         lone entry) one at a time, in order. A lone entry the door's enqueue began starts from
         that (`begun.py`)."""
         run = len(unit) > 1
-        started = [intake.started(entry.entry_id) for entry, _ in unit]  # given once, used or not
+        now = asyncio.get_running_loop().time()
+        # Given once, used or not; only soon after the door's step (`begun.FRESH_S`).
+        started = [fresh(intake.started(entry.entry_id), now) for entry, _ in unit]
         outcome = await self._deliver_run(partition, unit, held) if run else RunOutcome(0)
         if outcome.lost:
             return False

@@ -99,13 +99,20 @@ class Begin:
     """The relay's first step for an agent message (`claim_and_begin`), asked of
     `enqueue_event` for the entry it appends: when the door hands the entry to its own resting
     consumer, the enqueue and that step go in one round trip. Fenced by `owner`'s partition
-    lease like the relay's own. `ticket` is the asker's own (opaque to the store)."""
+    lease like the relay's own. Taken only when the new entry comes right after what the
+    consumer has read (the stream's last entry before it is `frontier` or older, or there is
+    none): an agent message's identity is claimed in stream order (bridge/relay/identity.py),
+    and an entry before it that the consumer has not read yet would claim after it.
+    `ticket` is the asker's own (opaque to the store)."""
 
     owner: str
     conversation: ConversationId
     digest: str
     ordinal: int  # as for `claim_message`
     sender: SenderId  # whose record is read with the step
+    # The consumer's frontier ("<ms>-<seq>"): every entry up to it is read and finished or in
+    # hand. "": none (the step is taken only when the stream had nothing before the entry).
+    frontier: str = ""
     ticket: object = None
 
 
@@ -113,12 +120,14 @@ class Begin:
 class Started:
     """What the relay's first step (`claim_and_begin`) found for the entry `enqueue_event`
     appended: the message's ordinal, whose it is, the attempts counted (0 unless MINE) and the
-    sender's record, read in the same round trip."""
+    sender's record, read in the same round trip (`record_read`: False when that read
+    failed, though the step did not)."""
 
     ordinal: int
     claim: MessageClaim
     attempts: int
     record: HandoffRecord | None
+    record_read: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,8 +249,9 @@ class Store(Protocol):
         `at_ms`), raises `StaleClaim` (nothing written) when the enqueue comes more than
         `keys.MAX_CLAIM_TO_ENQUEUE_MS` after the claim was read. `ring`: when appended, ring
         the relays' doorbell for the partition (`bells`): another process consumes it.
-        `begin`: when appended, take the relay's first step for it too (`Enqueued.started`),
-        as `claim_and_begin` would with the new entry's id."""
+        `begin`: when appended right after the consumer's frontier (`Begin`), take the relay's
+        first step for it too (`Enqueued.started`; None when not taken), as `claim_and_begin`
+        would with the new entry's id."""
         ...
 
     def bells(self, subscribed: Callable[[], None] = ...) -> AsyncIterator[int]:

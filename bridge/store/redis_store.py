@@ -443,19 +443,17 @@ class RedisStore:
         else:
             keys += [self.keys.partition_lease(p), self.keys.delivered(p, begin.conversation),
                      self.keys.attempts(p)]  # fmt: skip
-            args += [begin.owner, begin.digest, begin.ordinal, MAPPING_TTL_MS]
-            added, record = await self._run_with_record(
-                "enqueue_and_begin", keys, args, begin.sender
-            )
+            args += [begin.owner, begin.digest, begin.ordinal, MAPPING_TTL_MS, begin.frontier]
+            added, record, read = await self._enqueue_and_begin(keys, args, begin.sender)
         if not isinstance(added, list):  # 0: in the stream already; -1: too late
             if int(added) < 0:
                 raise StaleClaim("the enqueue came too long after its claim")
             return None
         entry = StreamEntry(_text(added[0]), event_id, payload, claimed_ms is not None)
         started = None
-        if begin is not None:
+        if len(added) > 2:  # the step was taken
             ordinal, claim, attempts = int(added[2]), MessageClaim(_text(added[3])), int(added[4])
-            started = Started(ordinal, claim, attempts, record)
+            started = Started(ordinal, claim, attempts, record, read)
         return Enqueued(entry, _text(added[1]), started)
 
     async def bells(self, subscribed: Callable[[], None] = lambda: None) -> AsyncIterator[int]:
@@ -856,6 +854,26 @@ class RedisStore:
             for i in range(0, len(flat), 3)
         ]
         return claims, record
+
+    async def _enqueue_and_begin(
+        self, keys: list[str], args: list[str | int], sender: SenderId
+    ) -> tuple[Any, HandoffRecord | None, bool]:
+        """`_run_with_record` for the door's enqueue, whose answer must not depend on the
+        record: on a Cluster (the record on another node) a failed read is only said (False),
+        the enqueue's answer kept."""
+        if self.line is not None:
+            return *(await self._run_with_record("enqueue_and_begin", keys, args, sender)), True
+        read = asyncio.ensure_future(self.redis.hgetall(self.keys.record(sender)))
+        try:
+            answer = await self._run("enqueue_and_begin", keys, args)
+        finally:
+            # Its failure is not the enqueue's: awaited either way, so never left unretrieved.
+            raw: dict[Any, Any] | BaseException = (
+                await asyncio.gather(read, return_exceptions=True)
+            )[0]
+        if isinstance(raw, BaseException):
+            return answer, None, False
+        return answer, _record(raw), True
 
     async def _run_with_record(
         self, script: str, keys: list[str], args: list[str | int], sender: SenderId

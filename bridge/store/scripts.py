@@ -546,23 +546,40 @@ return {k, state, attempts}
 """
 )
 
+# Whether stream id `id` is at or before `bound` ("<ms>-<seq>" both; false for a bound of '').
+_AT_OR_BEFORE = """
+local function at_or_before(id, bound)
+  if bound == '' then return false end
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  local bound_ms, bound_seq = string.match(bound, '^(%d+)-(%d+)$')
+  ms, bound_ms = tonumber(ms), tonumber(bound_ms)
+  return ms < bound_ms or (ms == bound_ms and tonumber(seq) <= tonumber(bound_seq))
+end
+"""
+
 # KEYS: ENQUEUE_EVENT's (enqueued marker, stream), then CLAIM_AND_BEGIN's (partition lease,
 # delivered, attempts): all of the partition's slot. ARGV: ENQUEUE_EVENT's seven, then owner,
-# digest, ordinal, ttl (ms).
-# ENQUEUE_EVENT and, when it appended, CLAIM_AND_BEGIN for the new entry: the door's enqueue
-# and the relay's first step in one round trip, for an entry handed to this process's resting
-# consumer. The enqueue does not depend on the step (a fenced-out step still appends). Returns
-# ENQUEUE_EVENT's answer, with CLAIM_AND_BEGIN's three after the two ids when appended.
+# digest, ordinal, ttl (ms), the consumer's frontier ('' for none).
+# ENQUEUE_EVENT and, when it appended right after what the consumer has read (the stream's
+# last entry before it at or before the frontier, or none), CLAIM_AND_BEGIN for the new entry:
+# the door's enqueue and the relay's first step in one round trip, for an entry handed to this
+# process's resting consumer. Identities are claimed in stream order: an unread entry before
+# this one (recovery's, another process's) claims first, so then the step is not taken. The
+# enqueue does not depend on the step (a fenced-out step still appends). Returns
+# ENQUEUE_EVENT's answer, with CLAIM_AND_BEGIN's three after the two ids when the step was
+# taken.
 ENQUEUE_AND_BEGIN: Final = (
     _NOW_MS
     + _FENCE
     + _CLAIM
     + _ENQUEUE
     + _BEGIN
+    + _AT_OR_BEFORE
     + """
 local added = enqueue(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
                       ARGV[7])
 if type(added) ~= 'table' then return added end
+if added[2] ~= '' and not at_or_before(added[2], ARGV[12]) then return added end
 local k, state, attempts = begin(KEYS[3], KEYS[4], KEYS[5], ARGV[8], ARGV[9], ARGV[1],
                                  tonumber(ARGV[10]), ARGV[11], added[1])
 return {added[1], added[2], k, state, attempts}

@@ -99,7 +99,8 @@ async def test_an_event_for_a_resting_consumer_is_claimed_by_its_enqueue(
 ) -> None:
     """The door's enqueue takes the relay's first step (claim the message, count the attempt,
     read the record) when the partition's consumer rests: its delivery takes no step of its
-    own (bridge/relay/begun.py)."""
+    own (bridge/relay/begun.py). A rest ends at the poll (0.2 s), which may come between the
+    test's look and the door's: of five texts, each sent to a resting consumer, most go so."""
     h = await make_bridge()
     cid = await h.escalate("bob")
     await h.sim.desk.accept(cid, agent_name="Anna")
@@ -107,7 +108,6 @@ async def test_an_event_for_a_resting_consumer_is_claimed_by_its_enqueue(
     await h.settled()
     relay = h.runtime.relay
     partition = partition_of(cid, h.store.partitions)
-    await eventually(lambda: partition in relay._resting, what="the consumer's rest")
     steps: list[str] = []
     claim_and_begin = h.store.claim_and_begin
 
@@ -116,10 +116,13 @@ async def test_an_event_for_a_resting_consumer_is_claimed_by_its_enqueue(
         return await claim_and_begin(*args)
 
     h.store.claim_and_begin = counted  # type: ignore[method-assign]
-    await h.sim.desk.say(cid, "second")
-    await h.settled()
-    assert h.rasa.texts("bob") == ["first", "second"]
-    assert steps == []
+    texts = [f"text {n}" for n in range(5)]
+    for text in texts:
+        await eventually(lambda: partition in relay._resting, what="the consumer's rest")
+        await h.sim.desk.say(cid, text)
+        await h.settled()
+    assert h.rasa.texts("bob") == ["first", *texts]
+    assert len(steps) <= 2
 
 
 async def test_a_response_lost_after_rasa_accepted_shows_the_text_once(

@@ -12,14 +12,16 @@ import pytest
 
 from bridge.eightbyeight.events import ChatEvent
 from bridge.errors import StoreUnavailable
-from bridge.ids import EventId
-from bridge.relay import Relay
-from bridge.relay.begun import Begun, Use, begun_from, started_use
+from bridge.ids import ConversationId, EventId
+from bridge.relay import Relay, begun
+from bridge.relay.begun import FRESH_S, Begun, Use, begun_from, fresh, started_use
+from bridge.relay.identity import MessageIdentity, text_digest
+from bridge.relay.recovery import Offer, offer_message
 from bridge.store.base import HandoffRecord, MessageClaim, Started
 
 from .conftest import JOINED, Rig, RigFactory, said
 from .test_lane_delivery import signalled
-from .test_pipeline import joined, resting
+from .test_pipeline import resting
 
 RECORD = HandoffRecord({"state": "with_agent"}, 3)
 MINE = Started(1, MessageClaim.MINE, 1, RECORD)
@@ -52,6 +54,26 @@ def test_the_record_goes_with_the_start_only_when_whole() -> None:
     assert begun_from(MINE, Use.ATTEMPT) == Begun(1, 1)
     assert begun_from(MINE, Use.NOTHING) is None
     assert begun_from(None, Use.WHOLE) is None
+    unread = Started(1, MessageClaim.MINE, 1, None, record_read=False)  # its read failed
+    assert begun_from(unread, Use.WHOLE) == Begun(1, 1)
+
+
+async def joined(make_rig: RigFactory) -> Rig:
+    """ada's c1 joined by an agent, all of it delivered; no poll ends a rest within a test (a
+    test's plan and hand must fall in one rest, or in the rests it makes)."""
+    rig = await make_rig(poll_s=60.0)
+    await rig.link("ada", "c1")
+    await rig.started()
+    await rig.join("c1")
+    await rig.idle()
+    return rig
+
+
+def test_the_doors_step_is_used_only_soon_after_it() -> None:
+    taken = Begun(1, 1, at=100.0)
+    assert fresh(taken, 100.0 + FRESH_S) is taken
+    assert fresh(taken, 100.0 + FRESH_S + 0.01) is None  # its fence is too old: claim again
+    assert fresh(None, 100.0) is None
 
 
 def steps(rig: Rig) -> list[str]:
@@ -105,7 +127,7 @@ async def enqueued_with_plan(rig: Rig, event_id: str, event: ChatEvent) -> Any:
 async def test_an_entry_handed_straight_is_delivered_without_a_store_step_of_its_own(
     make_rig: RigFactory,
 ) -> None:
-    rig = await joined(make_rig, c1="ada")
+    rig = await joined(make_rig)
     called = steps(rig)
     await resting(rig.relays[0])
     await rig.say("c1", "a1")
@@ -121,7 +143,7 @@ async def test_a_consumer_that_moved_between_plan_and_hand_reads_the_record_agai
 ) -> None:
     """The consumer woke (and rested again) after the plan: what it did meanwhile may have
     written the record, so only the claim and the attempt are used."""
-    rig = await joined(make_rig, c1="ada")
+    rig = await joined(make_rig)
     relay = rig.relays[0]
     called = steps(rig)
     await resting(relay)
@@ -138,23 +160,27 @@ async def test_a_consumer_that_moved_between_plan_and_hand_reads_the_record_agai
     assert lookups(rig) == 0
 
 
-async def test_a_second_entry_of_the_sender_planned_in_the_same_rest_reads_the_record(
+async def test_an_entry_enqueued_behind_one_not_handed_yet_takes_no_step(
     make_rig: RigFactory,
 ) -> None:
-    """Both planned while ada's lane was idle; a1 goes first with its record, and a2's record,
-    read before a1 was delivered, is not used: a2's delivery reads it again, after a1's."""
-    rig = await joined(make_rig, c1="ada")
+    """Both planned in one rest; a2 is appended behind a1, which the consumer has not taken
+    yet when a2's enqueue runs: a2's step is not taken (identities are claimed in stream
+    order), and its delivery, behind a1's in ada's lane, claims it."""
+    rig = await joined(make_rig)
     relay = rig.relays[0]
     called = steps(rig)
     await resting(relay)
     a1, a2 = said("c1", "a1"), said("c1", "a2")
     first, begin1 = await enqueued_with_plan(rig, "e1", a1)
-    second, begin2 = await enqueued_with_plan(rig, "e2", a2)
+    begin2 = relay.plan(0, EventId("e2"), a2)
+    assert begin2 is not None
+    second = await rig.store.enqueue_event(0, EventId("e2"), a2.to_json(), 3600, begin=begin2)
+    assert second is not None and second.started is None
     relay.hand(0, first, a1, begin1)
     relay.hand(0, second, a2, begin2)
     await rig.idle()
     assert rig.rasa.timeline("ada") == [JOINED, "a1", "a2"]
-    assert called == ["load_handoff"]  # a2's, once a1 was done
+    assert called == ["claim_and_begin"]  # a2's
     assert lookups(rig) == 0
 
 
@@ -164,7 +190,7 @@ async def test_an_entry_read_before_its_hand_is_claimed_again_and_looked_for(
     """The consumer read the entry from the stream before the door handed it (a doorbell, the
     poll, a Cluster's second connection): its delivery claims it again and, the attempt being
     its second, looks in the tracker first. The late hand adds nothing."""
-    rig = await joined(make_rig, c1="ada")
+    rig = await joined(make_rig)
     relay = rig.relays[0]
     called = steps(rig)
     await resting(relay)
@@ -186,7 +212,7 @@ async def test_an_entry_worked_again_after_a_lane_failed_is_looked_for_not_pushe
     """a1 is pushed, then its ack fails: the consumer reads it again from the stream's start.
     What the enqueue took was its first working's: the second claims again, finds it in the
     tracker and does not push it again."""
-    rig = await joined(make_rig, c1="ada")
+    rig = await joined(make_rig)
     relay = rig.relays[0]
     failed, acked = asyncio.Event(), asyncio.Event()
     ack_message = rig.store.ack_message
@@ -208,4 +234,40 @@ async def test_an_entry_worked_again_after_a_lane_failed_is_looked_for_not_pushe
     await rig.idle()
     assert rig.rasa.timeline("ada") == [JOINED, "a1"]
     assert called == ["claim_and_begin"]  # the second working's own
+    assert lookups(rig) == 1
+
+
+async def test_an_unread_entry_before_it_keeps_its_identity_first(
+    make_rig: RigFactory,
+) -> None:
+    """The agent said "ok" twice; the first one's webhook was lost and recovery enqueued it
+    (`msg:<digest>:1`, no kick: the consumer would read it at its poll). The second one's
+    webhook comes first: its enqueue must not take the step (it would claim the ordinal 1,
+    the recovered entry's, which would then be skipped as another's). Both are shown, in
+    order (found by review)."""
+    rig = await joined(make_rig)
+    called = steps(rig)
+    await resting(rig.relays[0])
+    identity = MessageIdentity(text_digest("ok"), 1)
+    offered = await offer_message(rig.store, ConversationId("c1"), identity, said("c1", "ok"), 3600)
+    assert offered is Offer.ENQUEUED
+    await rig.say("c1", "ok")  # planned, enqueued after the unread one: no step
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "ok", "ok"]
+    assert called == ["claim_and_begin_run"]  # both claimed by the consumer, in order
+
+
+async def test_an_entry_that_starts_long_after_the_doors_step_claims_again(
+    make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past `FRESH_S` (here: at once), the step's fence is too old to push on: the delivery
+    claims again (a second attempt, so it looks in the tracker first) and shows it once."""
+    monkeypatch.setattr(begun, "FRESH_S", -1.0)
+    rig = await joined(make_rig)
+    called = steps(rig)
+    await resting(rig.relays[0])
+    await rig.say("c1", "a1")
+    await rig.idle()
+    assert rig.rasa.timeline("ada") == [JOINED, "a1"]
+    assert called == ["claim_and_begin"]
     assert lookups(rig) == 1

@@ -117,7 +117,7 @@ async def drive_message_identity(store: RedisStore, conversation: ConversationId
         for m, c in zip((m3, m4), claims, strict=True)
     ]
     await store.ack_messages(1, OWNER, conversation, done)
-    begin = Begin(OWNER, conversation, "d", 0, SenderId("s1"))
+    begin = Begin(OWNER, conversation, "d", 0, SenderId("s1"), frontier=f"{2**45}-0")
     m5 = await store.enqueue_event(1, EventId("m5"), "p", 60, begin=begin)
     assert m5 is not None and m5.started is not None
     await store.ack_message(1, m5.entry.entry_id, OWNER, conversation, "d", m5.started.ordinal)

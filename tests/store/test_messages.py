@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fakeredis
 import pytest
+import redis.exceptions
 
 from bridge.errors import StaleClaim
 from bridge.ids import ConversationId, EventId, SenderId
@@ -175,6 +176,49 @@ async def test_an_enqueue_fenced_out_of_the_step_still_appends(leased: RedisStor
     assert [e.event_id for e in await leased.read_events(0, 10)] == ["a"]
     assert await leased.message_state(0, C, H, 1) is MessageState.UNKNOWN
     assert not await leased.redis.exists(leased.keys.attempts(0))
+
+
+async def test_an_enqueue_takes_the_step_only_right_after_the_consumers_frontier(
+    leased: RedisStore,
+) -> None:
+    """Identities are claimed in stream order: with an entry before it the consumer has not
+    read (recovery's, another process's), the step is left to the consumer, which claims that
+    entry's first."""
+    s = SenderId("ada")
+    [a] = await enqueue(leased, "a")
+    for frontier in ("", f"{int(a.entry_id.split('-')[0]) - 1}-0"):  # none; before a
+        b = await leased.enqueue_event(
+            0, EventId(f"b{frontier}"), "p", 3600, begin=Begin(OWNER, C, H, 0, s, frontier)
+        )
+        assert b is not None and b.started is None  # appended, no step
+    assert await leased.message_state(0, C, H, 1) is MessageState.UNKNOWN
+    assert not await leased.redis.exists(leased.keys.attempts(0))
+    last = (await leased.read_events(0, 10))[-1]
+    c = await leased.enqueue_event(
+        0, EventId("c"), "p", 3600, begin=Begin(OWNER, C, H, 0, s, last.entry_id)
+    )
+    assert c is not None and c.started is not None  # right after the frontier: taken
+    assert c.started.claim is MessageClaim.MINE
+
+
+async def test_on_a_cluster_a_failed_record_read_fails_not_the_enqueue(
+    leased: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record lives on another node: the entry is appended and its step taken all the
+    same, the record said unread (the delivery reads it)."""
+    if leased.line is not None:
+        pytest.skip("one connection: the read cannot fail without the step")
+
+    async def unreachable(*_args: object) -> None:
+        raise redis.exceptions.ConnectionError("the record's node is down")
+
+    monkeypatch.setattr(leased.redis, "hgetall", unreachable)
+    got = await leased.enqueue_event(
+        0, EventId("a"), "p", 3600, begin=Begin(OWNER, C, H, 0, SenderId("ada"))
+    )
+    assert got is not None and got.started is not None
+    assert got.started.claim is MessageClaim.MINE and not got.started.record_read
+    assert [e.event_id for e in await leased.read_events(0, 10)] == ["a"]
 
 
 async def test_an_enqueue_that_appends_nothing_takes_no_step(leased: RedisStore) -> None:
