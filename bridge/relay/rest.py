@@ -29,6 +29,11 @@ class Rest:
     lanes: Pipeline[Any]
     consumer: asyncio.Task[Any] | None
     dispatched: Counter[Key] = field(default_factory=Counter)  # by the door, per lane key
+    # Plans made during this rest and not handed yet (`Relay.plan`): one at a time. A second
+    # entry enqueued meanwhile would most often come behind the first before the consumer has
+    # taken it, and its step be refused (stream order): planned for nothing, at saturation
+    # nearly always. A plan whose door failed before its hand holds this rest's planning only.
+    planned: int = 0
 
 
 @dataclass(frozen=True, eq=False)

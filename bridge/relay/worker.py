@@ -162,6 +162,9 @@ class Relay:
         intake = self._intakes.get(partition)
         if intake is not None:
             rest = self._resting.get(partition)
+            ticket = begin.ticket if begin is not None else None
+            if isinstance(ticket, Ticket) and ticket.same_consumer(intake):
+                ticket.rest.planned -= 1  # handed: its rest may plan again
             use = self._use(intake, rest, enqueued, begin)
             started = enqueued.started
             attempt = Use.NOTHING if use is Use.NOTHING else Use.ATTEMPT
@@ -181,7 +184,7 @@ class Relay:
         entry comes right after what the consumer has read (`Begin.frontier`). None: the
         enqueue alone."""
         rest = self._resting.get(partition)
-        if rest is None or rest.intake.waiting:
+        if rest is None or rest.intake.waiting or rest.planned:
             return None
         identity = identity_of(event_id, event)
         key = self._may_act(partition, rest, event)
@@ -192,6 +195,7 @@ class Relay:
         if rest.lanes.running(key):
             return None
         ticket = Ticket(rest, key, rest.dispatched[key])
+        rest.planned += 1
         frontier = rest.intake.settled
         return Begin(self.owner, cid, identity.digest, identity.ordinal, sender, frontier, ticket)
 

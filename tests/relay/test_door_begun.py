@@ -6,6 +6,7 @@ of it through the rig (whose door plans as the webhook's does)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -160,24 +161,26 @@ async def test_a_consumer_that_moved_between_plan_and_hand_reads_the_record_agai
     assert lookups(rig) == 0
 
 
-async def test_an_entry_enqueued_behind_one_not_handed_yet_takes_no_step(
+async def test_one_plan_at_a_time_and_a_step_only_in_stream_order(
     make_rig: RigFactory,
 ) -> None:
-    """Both planned in one rest; a2 is appended behind a1, which the consumer has not taken
-    yet when a2's enqueue runs: a2's step is not taken (identities are claimed in stream
-    order), and its delivery, behind a1's in ada's lane, claims it."""
+    """While a1's plan is out (enqueued, not handed), a2 is not planned: it would come behind
+    a1 before the consumer has taken it, and its step be refused (identities are claimed in
+    stream order), as the store refuses it when asked: a2's delivery claims it, behind a1's in
+    ada's lane. Once a1 is handed, the rest plans again."""
     rig = await joined(make_rig)
     relay = rig.relays[0]
     called = steps(rig)
     await resting(relay)
     a1, a2 = said("c1", "a1"), said("c1", "a2")
     first, begin1 = await enqueued_with_plan(rig, "e1", a1)
-    begin2 = relay.plan(0, EventId("e2"), a2)
-    assert begin2 is not None
-    second = await rig.store.enqueue_event(0, EventId("e2"), a2.to_json(), 3600, begin=begin2)
-    assert second is not None and second.started is None
+    assert relay.plan(0, EventId("e2"), a2) is None  # a1's plan is out
+    asked = replace(begin1, frontier=relay._resting[0].intake.settled)  # as if planned anyway
+    second = await rig.store.enqueue_event(0, EventId("e2"), a2.to_json(), 3600, begin=asked)
+    assert second is not None and second.started is None  # behind unread a1: no step
     relay.hand(0, first, a1, begin1)
-    relay.hand(0, second, a2, begin2)
+    relay.hand(0, second, a2, None)
+    assert relay._resting[0].planned == 0  # a1 handed: the rest may plan again
     await rig.idle()
     assert rig.rasa.timeline("ada") == [JOINED, "a1", "a2"]
     assert called == ["claim_and_begin"]  # a2's
