@@ -20,7 +20,7 @@ from bridge.relay.identity import MessageIdentity, text_digest
 from bridge.relay.recovery import Offer, offer_message
 from bridge.store.base import HandoffRecord, MessageClaim, Started
 
-from .conftest import JOINED, Rig, RigFactory, said
+from .conftest import JOINED, Call, Rig, RigFactory, said
 from .test_lane_delivery import signalled
 from .test_pipeline import resting
 
@@ -274,3 +274,30 @@ async def test_an_entry_that_starts_long_after_the_doors_step_claims_again(
     assert rig.rasa.timeline("ada") == [JOINED, "a1"]
     assert called == ["claim_and_begin"]
     assert lookups(rig) == 1
+
+
+async def test_no_plan_while_a_lane_runs(make_rig: RigFactory) -> None:
+    """Then the relay's own steps share their writes with the lanes' (and a plan cost more than
+    it saved at saturation): bob's text is not planned while ada's push is in Rasa's hands."""
+    rig = await joined(make_rig)
+    await rig.link("bob", "c2")
+    await rig.join("c2")
+    await rig.idle()
+    relay = rig.relays[0]
+    stalled, release = asyncio.Event(), asyncio.Event()
+
+    async def stall_a1(call: Call) -> None:
+        if call.text == "a1":
+            stalled.set()
+            await release.wait()
+
+    rig.rasa.on_push = stall_a1
+    await resting(relay)
+    await rig.say("c1", "a1")
+    await signalled(stalled)
+    await resting(relay)
+    assert relay.plan(0, EventId("b1"), said("c2", "b1")) is None
+    release.set()
+    await rig.idle()
+    await resting(relay)
+    assert relay.plan(0, EventId("b2"), said("c2", "b2")) is not None  # every lane ended
