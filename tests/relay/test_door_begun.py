@@ -20,9 +20,9 @@ from bridge.relay.identity import MessageIdentity, text_digest
 from bridge.relay.recovery import Offer, offer_message
 from bridge.store.base import HandoffRecord, MessageClaim, Started
 
-from .conftest import JOINED, Call, Rig, RigFactory, said
+from .conftest import JOINED, Rig, RigFactory, said
 from .test_lane_delivery import signalled
-from .test_pipeline import resting
+from .test_pipeline import resting, stall_and_watch
 
 RECORD = HandoffRecord({"state": "with_agent"}, 3)
 MINE = Started(1, MessageClaim.MINE, 1, RECORD)
@@ -284,14 +284,7 @@ async def test_no_plan_while_a_lane_runs(make_rig: RigFactory) -> None:
     await rig.join("c2")
     await rig.idle()
     relay = rig.relays[0]
-    stalled, release = asyncio.Event(), asyncio.Event()
-
-    async def stall_a1(call: Call) -> None:
-        if call.text == "a1":
-            stalled.set()
-            await release.wait()
-
-    rig.rasa.on_push = stall_a1
+    stalled, release, _ = stall_and_watch(rig, "a1", "b1")
     await resting(relay)
     await rig.say("c1", "a1")
     await signalled(stalled)
