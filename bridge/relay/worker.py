@@ -163,9 +163,10 @@ class Relay:
         if intake is not None:
             rest = self._resting.get(partition)
             ticket = begin.ticket if begin is not None else None
-            if isinstance(ticket, Ticket) and ticket.same_consumer(intake):
+            ticket = ticket if isinstance(ticket, Ticket) else None
+            if ticket is not None and ticket.same_consumer(intake):
                 ticket.rest.planned -= 1  # handed: its rest may plan again
-            use = self._use(intake, rest, enqueued, begin)
+            use = self._use(intake, rest, enqueued, ticket)
             started = enqueued.started
             attempt = Use.NOTHING if use is Use.NOTHING else Use.ATTEMPT
             now = asyncio.get_running_loop().time()
@@ -200,12 +201,11 @@ class Relay:
         return Begin(self.owner, cid, identity.digest, identity.ordinal, sender, frontier, ticket)
 
     def _use(
-        self, intake: Intake, rest: Rest | None, enqueued: Enqueued, begin: Begin | None
+        self, intake: Intake, rest: Rest | None, enqueued: Enqueued, ticket: Ticket | None
     ) -> Use:
-        """How much of what the enqueue took (`begin`) the entry's delivery may start from,
-        were it to go straight to its lane now."""
-        ticket = begin.ticket if begin is not None else None
-        if not isinstance(ticket, Ticket):
+        """How much of what the enqueue took (planned with `ticket`) the entry's delivery may
+        start from, were it to go straight to its lane now."""
+        if ticket is None:
             return Use.NOTHING
         return started_use(
             enqueued.started, same_consumer=ticket.same_consumer(intake),
