@@ -125,7 +125,7 @@ class Intake:
         if begun is not None and len(self._begun) < self._most:
             self._begun[enqueued.entry.entry_id] = begun
 
-    def unread(self, enqueued: Enqueued) -> bool:
+    def is_unread(self, enqueued: Enqueued) -> bool:
         """Whether this consumer has not read or taken the entry (it is newer than any)."""
         return self._seen is None or stream_id(enqueued.entry.entry_id) > self._seen
 

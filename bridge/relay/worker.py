@@ -209,7 +209,7 @@ class Relay:
             return Use.NOTHING
         return started_use(
             enqueued.started, same_consumer=ticket.same_consumer(intake),
-            unread=intake.unread(enqueued), undisturbed=ticket.undisturbed(rest),
+            unread=intake.is_unread(enqueued), undisturbed=ticket.undisturbed(rest),
         )  # fmt: skip
 
     def owns(self, partition: int) -> bool:
