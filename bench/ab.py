@@ -78,6 +78,7 @@ async def main(args: argparse.Namespace) -> None:
     redis = aioredis.Redis.from_url(REDIS_URL)
     stand_in = procs.stand_in()
     await stand_in.start()
+    others = {"redis": int((await redis.info("server"))["process_id"])}
     sides: list[Side] = []
     seq = 0
 
@@ -105,13 +106,17 @@ async def main(args: argparse.Namespace) -> None:
                 for side in sides if rnd % 2 == 0 else sides[::-1]:
                     if args.rate:
                         r = await phases.run_phase("paced", side.serve, stand_in,
-                                                   messages(side, n, sim), rate=args.rate)  # fmt: skip
+                                                   messages(side, n, sim), rate=args.rate,
+                                                   others=others)  # fmt: skip
                     else:
                         r = await phases.run_phase("saturated", side.serve, stand_in,
-                                                   messages(side, 5000, sim), in_flight=64)  # fmt: skip
+                                                   messages(side, 5000, sim), in_flight=64,
+                                                   others=others)  # fmt: skip
                         r["p50_ms"] = r["delivered_per_s"]
                     side.results.append(r)
-                    print(f"{side.checkout} round {rnd}: cpu {r['cpu_ms_per_event']:.3f} ms/ev, "
+                    redis_ms = r["others_cpu_ms_per_event"]["redis"]
+                    print(f"{side.checkout} round {rnd}: cpu {r['cpu_ms_per_event']:.3f} ms/ev "
+                          f"(redis {redis_ms:.3f}), "
                           f"p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f}; lost {r['lost']}",
                           flush=True)  # fmt: skip
     finally:
@@ -124,8 +129,9 @@ async def main(args: argparse.Namespace) -> None:
     first = "delivered ev/s" if not args.rate else "p50"
     for side in sides:
         rs = side.results
+        redis_ms = statistics.median(r["others_cpu_ms_per_event"]["redis"] for r in rs)
         print(f"{side.checkout}: median CPU {statistics.median(r['cpu_ms_per_event'] for r in rs):.3f}"
-              f" ms/event, {first} {statistics.median(r['p50_ms'] for r in rs):.2f},"
+              f" ms/event (redis {redis_ms:.3f}), {first} {statistics.median(r['p50_ms'] for r in rs):.2f},"
               f" p99 {statistics.median(r['p99_ms'] for r in rs):.2f} ms ({len(rs)} rounds)")  # fmt: skip
 
 

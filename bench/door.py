@@ -127,7 +127,8 @@ async def bench(args: argparse.Namespace) -> list[float]:
         settings.check_for_serve()
         runtime = await build_runtime(settings)
         runtime.door.owns = lambda partition: True
-        runtime.door.hand = lambda partition, enqueued, event: None
+        runtime.door.hand = lambda *_handed: None
+        runtime.door.plan = lambda *_planned: None  # no relay here to take a first step
         app = create_app(runtime, run_relay=False)
         runner = web.AppRunner(
             app, handle_signals=False, access_log=None,

@@ -50,10 +50,13 @@ async def arrivals(stand_in: Process) -> list[tuple[str, str, float]]:
 
 async def run_phase(
     kind: str, side: Process, stand_in: Process, events: list[load.Event], *,
-    in_flight: int = 64, rate: float = 0.0,
+    in_flight: int = 64, rate: float = 0.0, others: dict[str, int] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Send `events` (saturated or paced), wait until the stand-in has them all, and measure
-    end-to-end rate, latency, the side's CPU per event and the integrity of what arrived."""
+    end-to-end rate, latency, the side's CPU per event and the integrity of what arrived.
+    `others`: processes (name: pid) whose CPU per event over the phase is reported beside the
+    side's (Redis, the stand-in: they share the machine's two cores with the side), with this
+    process's own as "runner"."""
     await reset(stand_in)
     url = side.url + "/8x8/events"
     # The runner's heap (every signed event of the run, the results) out of the collector's
@@ -67,12 +70,14 @@ async def run_phase(
     gc.disable()
     try:
         cpu_before = cpu_seconds(side.pid)
+        shared_before = _shared_cpu(others)
         if kind == "saturated":
             sent = await load.saturated(url, events, in_flight)
         else:
             sent = await load.paced(url, events, rate)
         await wait_for_pushes(stand_in, len(events))
         cpu = cpu_seconds(side.pid) - cpu_before
+        shared = _shared_cpu(others)
     finally:
         gc.enable()
         gc.unfreeze()
@@ -88,11 +93,21 @@ async def run_phase(
         "p99_ms": 1000 * percentile(latencies, 99) if latencies else None,
         "max_ms": 1000 * max(latencies) if latencies else None,
         "cpu_ms_per_event": 1000 * cpu / len(events),
+        "others_cpu_ms_per_event": {
+            name: round(1000 * (shared[name] - shared_before[name]) / len(events), 3)
+            for name in shared
+        },
         "non_2xx": sent.errors,
         "retried_5xx": sent.retried,
         "rate": rate or None,
         **integrity.as_dict(),
     }
+
+
+def _shared_cpu(others: dict[str, int] | None) -> dict[str, float]:
+    spent = {name: cpu_seconds(pid) for name, pid in (others or {}).items()}
+    spent["runner"] = time.process_time()
+    return spent
 
 
 async def seed_with_agent(store: Store, pairs: list[tuple[str, str]]) -> None:

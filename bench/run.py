@@ -97,6 +97,9 @@ class Bench:
         self.runs: list[dict[str, Any]] = []
         self.memory: dict[str, Any] = {}
         self.seq = 0  # texts stay unique over the whole run
+        # The processes that share the cores with the side measured (name: pid), whose CPU per
+        # event each phase reports too: what the side makes Redis do is on the machine's bill.
+        self.others: dict[str, int] = {}
 
     def messages(
         self, sim: Any, api: str, pairs: list[tuple[str, str]], n: int
@@ -110,10 +113,11 @@ class Bench:
         p = self.plan
         load_before = os.getloadavg()[0]
         sat = await phases.run_phase("saturated", proc, stand, self.messages(sim, api, pairs, p.events),
-                                     in_flight=p.in_flight)  # fmt: skip
+                                     in_flight=p.in_flight, others=self.others)  # fmt: skip
         rate = rate or sat["delivered_per_s"] * p.pace
         paced_events = self.messages(sim, api, pairs, max(1, int(rate * p.paced_s)))
-        paced = await phases.run_phase("paced", proc, stand, paced_events, rate=rate)
+        paced = await phases.run_phase("paced", proc, stand, paced_events, rate=rate,
+                                       others=self.others)  # fmt: skip
         self.runs.append({"api": api, "side": name, "round": rnd, "saturated": sat,
                           "paced": paced, "loadavg_1m": [load_before, os.getloadavg()[0]]})  # fmt: skip
         _progress(self.runs[-1])
@@ -158,8 +162,9 @@ class Bench:
 
 def _progress(run: dict[str, Any]) -> None:
     s, q = run["saturated"], run["paced"]
+    others = " ".join(f"{k} {v:.2f}" for k, v in s.get("others_cpu_ms_per_event", {}).items())
     print(f"  {run['api']:8} {run['side']:8} round {run['round']}: "
-          f"{s['delivered_per_s']:7.0f} ev/s, cpu {s['cpu_ms_per_event']:.2f} ms/ev; "
+          f"{s['delivered_per_s']:7.0f} ev/s, cpu {s['cpu_ms_per_event']:.2f} ms/ev ({others}); "
           f"paced {q['rate']:.0f}/s p50 {q['p50_ms']:.1f} ms p99 {q['p99_ms']:.1f} ms; "
           f"lost/dup/reord {s['lost'] + q['lost']}/{s['duplicated'] + q['duplicated']}/"
           f"{s['reordered'] + q['reordered']}; load {run['loadavg_1m'][0]:.1f}",
@@ -188,6 +193,7 @@ async def run(plan: Plan, logs: Path) -> dict[str, Any]:
     about = await machine(redis)
     stand = procs.stand_in()
     await stand.start()
+    bench.others = {"redis": int((await redis.info("server"))["process_id"]), "stand-in": stand.pid}
     ceiling = procs.ceiling(plan.redis_url, ceiling_prefix, stand.url)
     try:
         await ceiling.start()
