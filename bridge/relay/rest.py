@@ -32,7 +32,8 @@ class Rest:
     # Plans made during this rest and not handed yet (`Relay.plan`): one at a time. A second
     # entry enqueued meanwhile would most often come behind the first before the consumer has
     # taken it, and its step be refused (stream order): planned for nothing, at saturation
-    # nearly always. A plan whose door failed before its hand holds this rest's planning only.
+    # nearly always. A plan the door does not hand (a duplicate, a failure) is given back
+    # (`Relay.unplan`).
     planned: int = 0
 
 

@@ -200,6 +200,13 @@ class Relay:
         frontier = rest.intake.settled
         return Begin(self.owner, cid, identity.digest, identity.ordinal, sender, frontier, ticket)
 
+    def unplan(self, begin: Begin | None) -> None:
+        """A plan the door made and will not hand (a duplicate, a refusal, a failure): its rest
+        may plan again."""
+        ticket = begin.ticket if begin is not None else None
+        if isinstance(ticket, Ticket):
+            ticket.rest.planned -= 1
+
     def _use(
         self, intake: Intake, rest: Rest | None, enqueued: Enqueued, ticket: Ticket | None
     ) -> Use:

@@ -94,6 +94,14 @@ class Enqueued:
     started: Started | None = None
 
 
+class Admitted(NamedTuple):
+    """What the door's `admit_event` did: its claim's finding, and the entry appended (None
+    when nothing was: the claim said done or conflict, or the event is in the stream already)."""
+
+    claim: Claim
+    enqueued: Enqueued | None
+
+
 @dataclass(frozen=True, slots=True)
 class Begin:
     """The relay's first step for an agent message (`claim_and_begin`), asked of
@@ -252,6 +260,16 @@ class Store(Protocol):
         `begin`: when appended right after the consumer's frontier (`Begin`), take the relay's
         first step for it too (`Enqueued.started`; None when not taken), as `claim_and_begin`
         would with the new entry's id."""
+        ...
+
+    async def admit_event(
+        self, partition: int, event_id: EventId, body_sha256: str, payload: str,
+        dedupe_ttl_s: int, *, ring: bool = False, begin: Begin | None = None,
+    ) -> Admitted:  # fmt: skip
+        """The door's two steps for an event to relay: `claim_event` (pending) and, unless the
+        claim says done or conflict, `enqueue_event` with the claim's time, `ring` and `begin`.
+        Raises what they raise. As `admit_in_steps` where the claim and the partition live
+        apart (a Cluster); in one atomic step where one server holds both."""
         ...
 
     def bells(self, subscribed: Callable[[], None] = ...) -> AsyncIterator[int]:
@@ -454,3 +472,19 @@ class Store(Protocol):
     ) -> bool:
         """`unhold_event` that also records the message as delivered, in one fenced step."""
         ...
+
+
+async def admit_in_steps(
+    store: Store, partition: int, event_id: EventId, body_sha256: str, payload: str,
+    dedupe_ttl_s: int, *, ring: bool = False, begin: Begin | None = None,
+) -> Admitted:  # fmt: skip
+    """`Store.admit_event` as two round trips: the claim, then the enqueue. A crash between the
+    two leaves a pending claim and no entry, which 8x8's retry completes (the claim is found
+    pending with its own body, and the enqueue redone)."""
+    claim = await store.claim_event(event_id, body_sha256, settled=False)
+    if claim.state is not Claim.NEW and claim.state is not Claim.PENDING:
+        return Admitted(claim.state, None)
+    enqueued = await store.enqueue_event(
+        partition, event_id, payload, dedupe_ttl_s, claimed_ms=claim.at_ms, ring=ring, begin=begin
+    )
+    return Admitted(claim.state, enqueued)

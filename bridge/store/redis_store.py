@@ -34,6 +34,7 @@ from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import live_index, scripts, timers
 from bridge.store.base import (
     TIMER_EVENT_PREFIX,
+    Admitted,
     Begin,
     Claim,
     ClaimResult,
@@ -48,6 +49,7 @@ from bridge.store.base import (
     Started,
     Store,
     StreamEntry,
+    admit_in_steps,
     next_stream_id,
     partition_of,
 )
@@ -168,6 +170,22 @@ def _record(raw: dict[Any, Any] | None) -> HandoffRecord | None:
     version = int(fields.pop(VERSION_FIELD, "0"))
     fields.pop(REFRESHED_FIELD, None)
     return HandoffRecord(fields, version)
+
+
+def _enqueued(
+    added: Any, event_id: EventId, payload: str, claimed: bool,
+    record: HandoffRecord | None = None, record_read: bool = True,
+) -> Enqueued | None:  # fmt: skip
+    """ENQUEUE_EVENT's answer (or ENQUEUE_AND_BEGIN's, with the step's three when it was
+    taken, and the `record` read beside it): None when nothing was appended."""
+    if not isinstance(added, list):
+        return None
+    entry = StreamEntry(_text(added[0]), event_id, payload, claimed)
+    started = None
+    if len(added) > 2:  # the step was taken
+        ordinal, claim, attempts = int(added[2]), MessageClaim(_text(added[3])), int(added[4])
+        started = Started(ordinal, claim, attempts, record, record_read)
+    return Enqueued(entry, _text(added[1]), started)
 
 
 def _entry(entry_id: bytes | str, fields: dict[Any, Any]) -> StreamEntry:
@@ -409,13 +427,16 @@ class RedisStore:
         self, event_id: EventId, body_sha256: str, *, settled: bool
     ) -> ClaimResult:
         where, keys = self._claim_keys(event_id)
-        args: list[str | int] = [
-            where.field, _compact_digest(body_sha256), "d" if settled else "p", body_sha256,
+        args = self._claim_args(where, body_sha256, "d" if settled else "p")
+        found, at_ms = await self._run("claim_event", keys, args)
+        return ClaimResult(Claim(_text(found)), int(at_ms))
+
+    def _claim_args(self, where: ClaimBuckets, body_sha256: str, state: str) -> list[str | int]:
+        return [
+            where.field, _compact_digest(body_sha256), state, body_sha256,
             where.current - where.first + 1, where.current_end_ms,
             self.event_dedupe_ttl_s * 1000, where.buckets,
         ]  # fmt: skip
-        found, at_ms = await self._run("claim_event", keys, args)
-        return ClaimResult(Claim(_text(found)), int(at_ms))
 
     def _settle(self, event_id: EventId) -> tuple[str, list[str], list[str | int]]:
         where, keys = self._claim_keys(event_id)
@@ -438,23 +459,52 @@ class RedisStore:
             event_id, payload, dedupe_ttl_s, since, MAX_CLAIM_TO_ENQUEUE_MS, bell, p,
         ]  # fmt: skip
         record: HandoffRecord | None = None
+        read = True
         if begin is None:
             added = await self._run("enqueue_event", keys, args)
         else:
-            keys += [self.keys.partition_lease(p), self.keys.delivered(p, begin.conversation),
-                     self.keys.attempts(p)]  # fmt: skip
-            args += [begin.owner, begin.digest, begin.ordinal, MAPPING_TTL_MS, begin.frontier]
+            keys += self._begin_keys(p, begin)
+            args += self._begin_args(begin)
             added, record, read = await self._enqueue_and_begin(keys, args, begin.sender)
-        if not isinstance(added, list):  # 0: in the stream already; -1: too late
-            if int(added) < 0:
-                raise StaleClaim("the enqueue came too long after its claim")
-            return None
-        entry = StreamEntry(_text(added[0]), event_id, payload, claimed_ms is not None)
-        started = None
-        if len(added) > 2:  # the step was taken
-            ordinal, claim, attempts = int(added[2]), MessageClaim(_text(added[3])), int(added[4])
-            started = Started(ordinal, claim, attempts, record, read)
-        return Enqueued(entry, _text(added[1]), started)
+        if not isinstance(added, list) and int(added) < 0:  # -1: too late
+            raise StaleClaim("the enqueue came too long after its claim")
+        return _enqueued(added, event_id, payload, claimed_ms is not None, record, read)
+
+    @_guarded
+    async def admit_event(
+        self, partition: int, event_id: EventId, body_sha256: str, payload: str,
+        dedupe_ttl_s: int, *, ring: bool = False, begin: Begin | None = None,
+    ) -> Admitted:  # fmt: skip
+        if self.line is None:  # a Cluster: the claim and the partition live in two slots
+            return await admit_in_steps(
+                self, partition, event_id, body_sha256, payload, dedupe_ttl_s, ring=ring,
+                begin=begin,
+            )  # fmt: skip
+        p = self._check(partition)
+        where, keys = self._claim_keys(event_id)
+        keys += [self.keys.enqueued(p, event_id), self.keys.stream(p)]
+        args = self._claim_args(where, body_sha256, "p")
+        bell = self.keys.doorbell() if ring else ""
+        args += [event_id, payload, dedupe_ttl_s, MAX_CLAIM_TO_ENQUEUE_MS, bell, p]
+        record: HandoffRecord | None = None
+        if begin is None:
+            state, _at_ms, added = await self._run("admit_event", keys, args)
+        else:
+            keys += self._begin_keys(p, begin)
+            args += self._begin_args(begin)
+            answer, record = await self._run_with_record("admit_event", keys, args, begin.sender)
+            state, _at_ms, added = answer
+        return Admitted(Claim(_text(state)), _enqueued(added, event_id, payload, True, record))
+
+    def _begin_keys(self, partition: int, begin: Begin) -> list[str]:
+        return [
+            self.keys.partition_lease(partition), self.keys.delivered(partition, begin.conversation),
+            self.keys.attempts(partition),
+        ]  # fmt: skip
+
+    @staticmethod
+    def _begin_args(begin: Begin) -> list[str | int]:
+        return [begin.owner, begin.digest, begin.ordinal, MAPPING_TTL_MS, begin.frontier]
 
     async def bells(self, subscribed: Callable[[], None] = lambda: None) -> AsyncIterator[int]:
         """The partitions rung by other processes' enqueues (`enqueue_event(ring=True)`), as

@@ -59,47 +59,62 @@ local function judge(held, digest, hex)
 end
 """
 
-# KEYS: the claim hashes of the event id's shard, oldest bucket first (`keys.claim_buckets`),
-# then, on a single Redis only, the event id's claim in the form before (`Keys.event_claim`).
-# ARGV: field, the body's digest (compact form), state of a new claim ('p' or 'd'), the body's
-# SHA-256 in hex, which of KEYS a new claim goes into (the caller's current bucket), when that
-# bucket ends (ms), the TTL (ms), how many hashes KEYS holds.
-# The webhook's dedupe decision for one 8x8 event id, whatever its partition. Returns {'new'
-# (claimed now) | 'pending' (claimed with this body, not delivered yet: redo the enqueue) |
-# 'done' (a duplicate) | 'conflict' (claimed with another body: a reused signature), the server's
-# time in ms}. A new claim's hash is kept a TTL past the later of its bucket's end and Redis's
-# clock (never shortened): at least the TTL, whatever the caller's clock.
+# The webhook's dedupe decision for one 8x8 event id, whatever its partition: `hashes` are the
+# claim hashes of the event id's shard, oldest bucket first (`keys.claim_buckets`); `legacy` the
+# event id's claim in the form before (`Keys.event_claim`, single Redis only), or false. `field`,
+# the body's `digest` (compact form), the `state` of a new claim ('p' or 'd'), the body's SHA-256
+# in `hex`, which of `hashes` a new claim goes into (`current`: the caller's current bucket),
+# when that bucket ends (ms), the TTL (ms). Returns 'new' (claimed now) | 'pending' (claimed with
+# this body, not delivered yet: redo the enqueue) | 'done' (a duplicate) | 'conflict' (claimed
+# with another body: a reused signature), and the server's time in ms. A new claim's hash is
+# kept a TTL past the later of its bucket's end and Redis's clock (never shortened): at least
+# the TTL, whatever the caller's clock.
+_CLAIM_EVENT = """
+local function claim_event(hashes, legacy, field, digest, state, hex, current, current_end, ttl)
+  local held = nil
+  if legacy then held = redis.call('GET', legacy) end
+  for i = 1, #hashes do
+    if held then break end
+    held = redis.call('HGET', hashes[i], field)
+  end
+  local now = now_ms()
+  if held then return judge(held, digest, hex), now end
+  local key = hashes[current]
+  redis.call('HSET', key, field, state .. digest)
+  local expiry = math.max(current_end, now) + ttl
+  local left = redis.call('PTTL', key)
+  if left < 0 or now + left < expiry then
+    redis.call('PEXPIREAT', key, string.format('%.0f', expiry))
+  end
+  return 'new', now
+end
+"""
+
+# KEYS: the claim hashes, then, on a single Redis only, the legacy claim. ARGV: field, digest,
+# state of a new claim, hex, which of KEYS a new claim goes into, when that bucket ends (ms),
+# the TTL (ms), how many hashes KEYS holds. `claim_event`'s answer: {state, server time (ms)}.
 CLAIM_EVENT: Final = (
     _NOW_MS
     + _JUDGE
+    + _CLAIM_EVENT
     + """
 local n = tonumber(ARGV[8])
-local held = nil
-if #KEYS > n then held = redis.call('GET', KEYS[n + 1]) end
-for i = 1, n do
-  if held then break end
-  held = redis.call('HGET', KEYS[i], ARGV[1])
-end
-local now = now_ms()
-if held then return {judge(held, ARGV[2], ARGV[4]), now} end
-local key = KEYS[tonumber(ARGV[5])]
-redis.call('HSET', key, ARGV[1], ARGV[3] .. ARGV[2])
-local expiry = math.max(tonumber(ARGV[6]), now) + tonumber(ARGV[7])
-local left = redis.call('PTTL', key)
-if left < 0 or now + left < expiry then
-  redis.call('PEXPIREAT', key, string.format('%.0f', expiry))
-end
-return {'new', now}
+local hashes = {}
+for i = 1, n do hashes[i] = KEYS[i] end
+local state, now = claim_event(hashes, KEYS[n + 1] or false, ARGV[1], ARGV[2], ARGV[3], ARGV[4],
+                               tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+return {state, now}
 """
 )
 
 # KEYS and ARGV[1], ARGV[2] as CLAIM_EVENT's: the claim hashes, the legacy claim (single Redis),
 # field, how many hashes. A pending claim becomes done (in whichever bucket, or form, it is),
 # once its event was delivered: the relay's step, before it lets the enqueued marker go. The
-# claim keeps its expiry. 1 if settled now.
+# claim keeps its expiry. 1 if settled now. Newest bucket first: a claim being delivered was
+# most often made moments ago, in the current bucket (the second newest).
 SETTLE_EVENT: Final = """
 local n = tonumber(ARGV[2])
-for i = 1, n do
+for i = n, 1, -1 do
   local held = redis.call('HGET', KEYS[i], ARGV[1])
   if held then
     if string.sub(held, 1, 1) ~= 'p' then return 0 end
@@ -557,17 +572,29 @@ local function at_or_before(id, bound)
 end
 """
 
+# After `enqueue`'s answer `added`: when it appended right after what the consumer has read (the
+# stream's last entry before it at or before `frontier`, or none), CLAIM_AND_BEGIN for the new
+# entry. Identities are claimed in stream order: an unread entry before this one (recovery's,
+# another process's) claims first, so then the step is not taken. The enqueue does not depend on
+# the step (a fenced-out step still appends). Returns `added`, with CLAIM_AND_BEGIN's three
+# after the two ids when the step was taken.
+_BEGIN_AFTER = """
+local function begin_after(added, lease, delivered, attempts, owner, digest, eid, k, ttl,
+                           frontier)
+  if type(added) ~= 'table' then return added end
+  if added[2] ~= '' and not at_or_before(added[2], frontier) then return added end
+  local ordinal, state, n = begin(lease, delivered, attempts, owner, digest, eid, k, ttl,
+                                  added[1])
+  return {added[1], added[2], ordinal, state, n}
+end
+"""
+
 # KEYS: ENQUEUE_EVENT's (enqueued marker, stream), then CLAIM_AND_BEGIN's (partition lease,
 # delivered, attempts): all of the partition's slot. ARGV: ENQUEUE_EVENT's seven, then owner,
 # digest, ordinal, ttl (ms), the consumer's frontier ('' for none).
-# ENQUEUE_EVENT and, when it appended right after what the consumer has read (the stream's
-# last entry before it at or before the frontier, or none), CLAIM_AND_BEGIN for the new entry:
-# the door's enqueue and the relay's first step in one round trip, for an entry handed to this
-# process's resting consumer. Identities are claimed in stream order: an unread entry before
-# this one (recovery's, another process's) claims first, so then the step is not taken. The
-# enqueue does not depend on the step (a fenced-out step still appends). Returns
-# ENQUEUE_EVENT's answer, with CLAIM_AND_BEGIN's three after the two ids when the step was
-# taken.
+# ENQUEUE_EVENT and, when it appended right after the consumer's frontier, CLAIM_AND_BEGIN for
+# the new entry (`begin_after`): the door's enqueue and the relay's first step in one round
+# trip, for an entry handed to this process's resting consumer.
 ENQUEUE_AND_BEGIN: Final = (
     _NOW_MS
     + _FENCE
@@ -575,14 +602,49 @@ ENQUEUE_AND_BEGIN: Final = (
     + _ENQUEUE
     + _BEGIN
     + _AT_OR_BEFORE
+    + _BEGIN_AFTER
     + """
 local added = enqueue(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
                       ARGV[7])
-if type(added) ~= 'table' then return added end
-if added[2] ~= '' and not at_or_before(added[2], ARGV[12]) then return added end
-local k, state, attempts = begin(KEYS[3], KEYS[4], KEYS[5], ARGV[8], ARGV[9], ARGV[1],
-                                 tonumber(ARGV[10]), ARGV[11], added[1])
-return {added[1], added[2], k, state, attempts}
+return begin_after(added, KEYS[3], KEYS[4], KEYS[5], ARGV[8], ARGV[9], ARGV[1],
+                   tonumber(ARGV[10]), ARGV[11], ARGV[12])
+"""
+)
+
+# Single Redis only (`keys.SINGLE_REDIS_JOINED`): the door's claim and its enqueue (and, asked,
+# the relay's first step) in one round trip, which on a Cluster are CLAIM_EVENT then
+# ENQUEUE_EVENT or ENQUEUE_AND_BEGIN (`RedisStore.admit_event`). The claim's slot and the
+# partition's are two, which one server does not mind.
+# KEYS: CLAIM_EVENT's (the n claim hashes, the legacy claim), then ENQUEUE_EVENT's (enqueued
+# marker, stream)[, then CLAIM_AND_BEGIN's (partition lease, delivered, attempts)].
+# ARGV: CLAIM_EVENT's eight (a new claim 'p'), then event id, payload, ttl (s), the most that may
+# pass from claim to append (ms), doorbell, partition[, then owner, digest, ordinal, ttl (ms),
+# frontier]. Returns {claim state, server time, added}: `added` as ENQUEUE_AND_BEGIN's (or
+# ENQUEUE_EVENT's, without the step), 0 when the claim says not to enqueue (done, conflict).
+ADMIT_EVENT: Final = (
+    _NOW_MS
+    + _JUDGE
+    + _CLAIM_EVENT
+    + _FENCE
+    + _CLAIM
+    + _ENQUEUE
+    + _BEGIN
+    + _AT_OR_BEFORE
+    + _BEGIN_AFTER
+    + """
+local n = tonumber(ARGV[8])
+local hashes = {}
+for i = 1, n do hashes[i] = KEYS[i] end
+local state, now = claim_event(hashes, KEYS[n + 1], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
+                               tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+if state ~= 'new' and state ~= 'pending' then return {state, now, 0} end
+local added = enqueue(KEYS[n + 2], KEYS[n + 3], ARGV[9], ARGV[10], ARGV[11], now,
+                      ARGV[12], ARGV[13], ARGV[14])
+if #KEYS > n + 3 then
+  added = begin_after(added, KEYS[n + 4], KEYS[n + 5], KEYS[n + 6], ARGV[15], ARGV[16],
+                      ARGV[9], tonumber(ARGV[17]), ARGV[18], ARGV[19])
+end
+return {state, now, added}
 """
 )
 
@@ -689,6 +751,7 @@ ALL: Final = {
     "settle_event": SETTLE_EVENT,
     "enqueue_event": ENQUEUE_EVENT,
     "enqueue_and_begin": ENQUEUE_AND_BEGIN,
+    "admit_event": ADMIT_EVENT,
     "acquire_lease": ACQUIRE_LEASE,
     "release_lease": RELEASE_LEASE,
     "ack_event": ACK_EVENT,

@@ -142,6 +142,7 @@ async def build_runtime(
         dedupe_ttl_s=settings.event_dedupe_ttl_s,
         hand=relay.hand,
         plan=relay.plan,
+        unplan=relay.unplan,
         owns=relay.owns,
         is_transient_key_error=is_transient,
         on_unavailable=lambda: recovery.request() if recovery else None,

@@ -9,13 +9,14 @@ conversation, so a captured signature could carry a forged body. Every verified 
 therefore claimed once for the whole deployment with the SHA-256 of its body: the same id with
 another body is refused like a bad signature and logged as an attack.
 
-Claim and enqueue are two steps (different hash slots), and a crash between them loses
-nothing: the claim stays "pending" until the relay has delivered the event, 8x8 gets no 2xx
-before the enqueue and retries, and a retry that finds its own body's pending claim redoes the
-enqueue, which appends at most once per event id (docs/security-webhook.md). The relay settles
-the claim when it delivers, so the door answers after two round trips. When this process's
-consumer of the partition rests, the enqueue also takes the relay's first step for the entry
-(`Relay.plan`, bridge/relay/begun.py): one round trip fewer before the push.
+Claim and enqueue (`Store.admit_event`) are one atomic step on a single Redis, and two on a
+Cluster (different hash slots), where a crash between them loses nothing: the claim stays
+"pending" until the relay has delivered the event, 8x8 gets no 2xx before the enqueue and
+retries, and a retry that finds its own body's pending claim redoes the enqueue, which appends
+at most once per event id (docs/security-webhook.md). The relay settles the claim when it
+delivers. When this process's consumer of the partition rests, the enqueue also takes the
+relay's first step for the entry (`Relay.plan`, bridge/relay/begun.py): one round trip fewer
+before the push.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from aiohttp import web
 from bridge.eightbyeight.events import RELAYED_KINDS, ChatEvent, EventKind, parse_event
 from bridge.eightbyeight.signature import HEADER_EVENT, SignedHeaders
 from bridge.errors import SignatureError, StaleClaim, StoreUnavailable
-from bridge.ids import EventId
+from bridge.ids import ConversationId, EventId
 from bridge.metrics import CounterByLabel, Metrics
 from bridge.store.base import Begin, Claim, Enqueued, Store, partition_of
 
@@ -61,6 +62,8 @@ class WebhookDoor:
     # The relay's first step for the entry, for the enqueue to take with it when the entry will
     # go straight to this process's resting consumer (`Relay.plan`); None: the enqueue alone.
     plan: Callable[[int, EventId, ChatEvent], Begin | None] = lambda p, event_id, event: None
+    # A plan made and not handed (a duplicate, a refusal, a failure): the relay may plan again.
+    unplan: Callable[[Begin | None], None] = lambda begin: None
     owns: Callable[[int], bool] = lambda partition: True
     is_transient_key_error: Callable[[SignatureError], bool] = lambda exc: False
     # Told of every 503: 8x8 may give up on the event, so recovery should look soon.
@@ -141,42 +144,46 @@ class WebhookDoor:
         if not (payload.isascii() or _encodable(payload)):  # isascii(): a flag, no copy
             # JSON allows lone surrogates ("\ud83d"); UTF-8, and so Redis, does not.
             return await self._unusable(event_id, digest, "body has text that is not valid Unicode")
-        partition = partition_of(event.conversation_id, self.store.partitions)
+        return await self._admit(event, event.conversation_id, event_id, digest, payload)
+
+    async def _admit(
+        self, event: ChatEvent, cid: ConversationId, event_id: EventId, digest: str, payload: str
+    ) -> web.Response:
+        """Claim and enqueue the event (`Store.admit_event`), then hand the entry to this
+        process's relay."""
+        partition = partition_of(cid, self.store.partitions)
+        begin = self.plan(partition, event_id, event)
+        handed = False
         try:
-            claim = await self.store.claim_event(event_id, digest, settled=False)
-            seen = self._seen(event_id, claim.state)
-            if seen is not None:
-                return seen
-            begin = self.plan(partition, event_id, event)
-            enqueued = await self.store.enqueue_event(
-                partition, event_id, payload, self.dedupe_ttl_s, claimed_ms=claim.at_ms,
+            admitted = await self.store.admit_event(
+                partition, event_id, digest, payload, self.dedupe_ttl_s,
                 ring=not self.owns(partition), begin=begin,
             )  # fmt: skip
+            seen = self._seen(event_id, admitted.claim)
+            if seen is not None:
+                return seen
+            if admitted.enqueued is None:  # a retry of an event enqueued and not delivered yet
+                self.metrics.events_duplicate.inc()
+                return _answer(200, "duplicate")
+            self.hand(partition, admitted.enqueued, event, begin)
+            handed = True
         except StaleClaim:
             # This request stalled between its claim and its enqueue (a loaded machine): 8x8's
             # retry claims again and finds the event delivered, pending or new.
             log.warning("enqueue_too_late", extra={"event_id": event_id})
             return _unavailable()
         except StoreUnavailable:
-            log.error(
-                "enqueue_failed",
-                extra={"event_id": event_id, "conversation": event.conversation_id},
-            )
+            log.error("enqueue_failed", extra={"event_id": event_id, "conversation": cid})
             return _unavailable()
-        if enqueued is None:  # a retry of an event enqueued and not delivered yet
-            self.metrics.events_duplicate.inc()
-            return _answer(200, "duplicate")
-        self.hand(partition, enqueued, event, begin)
+        finally:
+            if not handed:
+                self.unplan(begin)
         # DEBUG: the relay's `relay_processed` is the event's one INFO line (with its outcome);
         # a second line per event cost several per cent of the hot path's CPU.
         if log.isEnabledFor(logging.DEBUG):  # not even its `extra` built at INFO
             log.debug(
                 "event_accepted",
-                extra={
-                    "event_id": event_id,
-                    "conversation": event.conversation_id,
-                    "kind": event.kind.value,
-                },
+                extra={"event_id": event_id, "conversation": cid, "kind": event.kind.value},
             )
         return _answer(200, "accepted")
 

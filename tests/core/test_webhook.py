@@ -20,9 +20,9 @@ from yarl import URL
 
 from bridge.eightbyeight.signature import b64url
 from bridge.errors import StoreUnavailable
-from bridge.ids import EventId
+from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore
-from bridge.store.base import Store, partition_of
+from bridge.store.base import Admitted, Begin, Enqueued, Store, admit_in_steps, partition_of
 from bridge.store.keys import ENQUEUED_AFTER_DELIVERY_MS, MAX_CLAIM_TO_ENQUEUE_MS, claim_buckets
 from bridge.web.webhook import _answer
 from tests.core.conftest import BridgeFactory, Harness
@@ -279,7 +279,8 @@ async def test_store_down_is_a_503_and_leaves_no_claim(make_bridge: BridgeFactor
 
 class FailsOnce:
     """The door's store, failing once around the enqueue: what a crash or a lost Redis
-    connection between the claim and the enqueue, or just after the enqueue, leaves behind."""
+    connection between the claim and the enqueue (on a Cluster, where they are two steps), or
+    just after the enqueue, leaves behind; or, on a single Redis (one step), the answer lost."""
 
     def __init__(self, store: Store, step: str) -> None:
         self._store, self._step = store, step
@@ -287,7 +288,14 @@ class FailsOnce:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def enqueue_event(self, *args: Any, **kwargs: Any) -> bool:
+    async def admit_event(self, *args: Any, **kwargs: Any) -> Admitted:
+        if self._step == "lost-answer":
+            admitted = await self._store.admit_event(*args, **kwargs)
+            await self._fail_at("lost-answer")
+            return admitted
+        return await admit_in_steps(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    async def enqueue_event(self, *args: Any, **kwargs: Any) -> Enqueued | None:
         await self._fail_at("before")
         added = await self._store.enqueue_event(*args, **kwargs)
         await self._fail_at("after")
@@ -299,7 +307,7 @@ class FailsOnce:
             raise StoreUnavailable("injected")
 
 
-@pytest.mark.parametrize("step", ["before", "after"])
+@pytest.mark.parametrize("step", ["before", "after", "lost-answer"])
 async def test_a_failure_around_the_enqueue_loses_and_doubles_nothing(
     h: Harness, step: str
 ) -> None:
@@ -308,12 +316,12 @@ async def test_a_failure_around_the_enqueue_loses_and_doubles_nothing(
     body = _body()
     first = await _post(h, body, signed_headers(h.sim, body, event_id="evt-crash"))
     assert first[0] == 503  # no 2xx: 8x8 retries
-    assert await _queued(h) == (1 if step == "after" else 0)
+    assert await _queued(h) == (0 if step == "before" else 1)
     # A forged body under the pending claim is refused.
     forged = forge(_body({**TEXT, "message": "forged {PAD}"}), zlib.crc32(body))
     assert (await _post(h, forged, signed_headers(h.sim, body, event_id="evt-crash")))[0] == 401
     retry = await _post(h, body, signed_headers(h.sim, body, event_id="evt-crash"))
-    assert retry == (200, {"result": "duplicate" if step == "after" else "accepted"})
+    assert retry == (200, {"result": "accepted" if step == "before" else "duplicate"})
     assert await _queued(h) == 1
     assert await _post(h, body, signed_headers(h.sim, body, event_id="evt-crash")) == (
         200,
@@ -324,7 +332,8 @@ async def test_a_failure_around_the_enqueue_loses_and_doubles_nothing(
 
 class Stalls:
     """The door's store, as seen by a request that stalled between its claim and its enqueue
-    for longer than the store allows (keys.MAX_CLAIM_TO_ENQUEUE_MS)."""
+    for longer than the store allows (keys.MAX_CLAIM_TO_ENQUEUE_MS): on a Cluster, where they
+    are two steps."""
 
     def __init__(self, store: Store) -> None:
         self._store, self.stalled = store, True
@@ -332,7 +341,12 @@ class Stalls:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def enqueue_event(self, *args: Any, claimed_ms: int | None = None, **kwargs: Any) -> bool:
+    async def admit_event(self, *args: Any, **kwargs: Any) -> Admitted:
+        return await admit_in_steps(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    async def enqueue_event(
+        self, *args: Any, claimed_ms: int | None = None, **kwargs: Any
+    ) -> Enqueued | None:
         if self.stalled and claimed_ms is not None:
             self.stalled = False
             claimed_ms -= MAX_CLAIM_TO_ENQUEUE_MS + 1
@@ -506,3 +520,25 @@ async def test_an_event_for_a_partition_another_process_consumes_rings_its_doorb
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
+
+
+async def test_a_plan_the_door_does_not_hand_is_given_back(h: Harness) -> None:
+    """The relay's first step planned for an event (`Relay.plan`) goes back to the relay on
+    every path that does not hand the entry over (a duplicate, a reused signature, a store
+    down), so that its consumer may plan again; a handed plan is the hand's."""
+    planned = Begin("nobody", ConversationId("conv-1"), "d", 0, SenderId("s"))
+    door = h.runtime.door
+    door.plan = lambda *_: planned
+    given_back: list[Begin | None] = []
+    door.unplan = given_back.append
+    body = _body()
+    headers = signed_headers(h.sim, body, event_id="evt-plan")
+    assert await _post(h, body, headers) == (200, {"result": "accepted"})
+    assert given_back == []
+    assert await _post(h, body, headers) == (200, {"result": "duplicate"})
+    forged = forge(_body({**TEXT, "message": "forged {PAD}"}), zlib.crc32(body))
+    assert (await _post(h, forged, signed_headers(h.sim, body, event_id="evt-plan")))[0] == 401
+    door.store = FailsOnce(door.store, "lost-answer")  # type: ignore[assignment]
+    other = _body({**TEXT, "message": "another"})
+    assert (await _post(h, other, signed_headers(h.sim, other, event_id="evt-2")))[0] == 503
+    assert given_back == [planned, planned, planned]

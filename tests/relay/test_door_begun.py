@@ -187,6 +187,20 @@ async def test_one_plan_at_a_time_and_a_step_only_in_stream_order(
     assert lookups(rig) == 0
 
 
+async def test_a_plan_given_back_lets_the_rest_plan_again(make_rig: RigFactory) -> None:
+    """The door gives back a plan it will not hand (a duplicate, a refusal, a failure)."""
+    rig = await joined(make_rig)
+    relay = rig.relays[0]
+    await resting(relay)
+    a1 = said("c1", "a1")
+    begin = relay.plan(0, EventId("e1"), a1)
+    assert begin is not None
+    assert relay.plan(0, EventId("e2"), a1) is None  # one at a time
+    relay.unplan(begin)
+    assert relay._resting[0].planned == 0
+    assert relay.plan(0, EventId("e2"), a1) is not None
+
+
 async def test_an_entry_read_before_its_hand_is_claimed_again_and_looked_for(
     make_rig: RigFactory,
 ) -> None:

@@ -22,7 +22,7 @@ from bridge.handoff import TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, Store, live_index, open_store
 from bridge.store.base import Begin, RunAck, RunMessage
-from bridge.store.keys import OWNED
+from bridge.store.keys import OWNED, SINGLE_REDIS_JOINED
 from tests.support.store_rules import Recorder, Step, key_violations, slot, step_violations
 
 from .conftest import OWNER
@@ -121,6 +121,10 @@ async def drive_message_identity(store: RedisStore, conversation: ConversationId
     m5 = await store.enqueue_event(1, EventId("m5"), "p", 60, begin=begin)
     assert m5 is not None and m5.started is not None
     await store.ack_message(1, m5.entry.entry_id, OWNER, conversation, "d", m5.started.ordinal)
+    # The door's claim and enqueue: one step on a single Redis (the step after it, too).
+    await store.admit_event(1, EventId("m6"), "h", "p", 60)
+    m7 = await store.admit_event(1, EventId("m7"), "h", "p", 60, begin=begin)
+    assert m7.enqueued is not None and m7.enqueued.started is not None
 
 
 async def test_every_method_and_script_keeps_the_key_rule(store: RedisStore) -> None:
@@ -129,7 +133,9 @@ async def test_every_method_and_script_keeps_the_key_rule(store: RedisStore) -> 
     await drive_every_method(store)
 
     assert store_methods() - {"close"} <= called, "drive_every_method misses a Store method"
-    assert {step.what for step in recorder.steps} >= set(store.scripts), "a script was not run"
+    # On a Cluster the joined steps run as their parts (keys.SINGLE_REDIS_JOINED).
+    expected = set(store.scripts) - (set(SINGLE_REDIS_JOINED) if store.line is None else set())
+    assert {step.what for step in recorder.steps} >= expected, "a script was not run"
     assert step_violations(recorder.steps) == []
     assert await key_violations(store) == []
 
@@ -187,6 +193,26 @@ def test_only_legacy_kinds_may_join_another_slots_step_and_only_on_a_single_redi
 ) -> None:
     assert slot(keys[0]) != slot(keys[1])
     assert bool(step_violations([Step("claim_event", keys, single_redis=single_redis)])) is broken
+
+
+CLAIMS = ["hb:v1:{e:7}:claims:1", "hb:v1:{e:7}:claims:2"]
+PARTITION = ["hb:v1:{p:1}:enq:evt-1", "hb:v1:{p:1}:stream"]
+
+
+@pytest.mark.parametrize(
+    ("what", "keys", "single_redis", "broken"),
+    [
+        ("admit_event", CLAIMS + PARTITION, True, False),  # the claim's slot, the partition's
+        ("admit_event", CLAIMS + PARTITION, False, True),  # never on a Cluster
+        ("admit_event", [*CLAIMS, "hb:v1:{e:8}:claims:1", *PARTITION], True, True),  # 2 shards
+        ("admit_event", [*CLAIMS, *PARTITION, "hb:v1:{p:2}:stream"], True, True),  # 2 partitions
+        ("enqueue_event", CLAIMS + PARTITION, True, True),  # only the joined steps
+    ],
+)
+def test_a_joined_step_keeps_each_part_in_one_slot_and_only_on_a_single_redis(
+    what: str, keys: list[str], single_redis: bool, broken: bool
+) -> None:
+    assert bool(step_violations([Step(what, keys, single_redis=single_redis)])) is broken
 
 
 # --- no KEYS, no SCAN ---

@@ -35,6 +35,7 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "claim_event": lambda s: s.claim_event(EventId("e"), "h", settled=False),
     "settle_event": lambda s: s.settle_event(EventId("e")),
     "enqueue_event": lambda s: s.enqueue_event(0, EventId("e"), "p", 60),
+    "admit_event": lambda s: s.admit_event(0, EventId("e"), "h", "p", 60),
     "acquire_partition": lambda s: s.acquire_partition(0, "o", 1000),
     "relay_heartbeat": lambda s: s.relay_heartbeat("o", 1000),
     "relay_leave": lambda s: s.relay_leave("o"),

@@ -7,8 +7,9 @@ methods: whatever the store runs is recorded, so a new script or transaction is 
 it is written. `violations` then says what breaks the rule:
 
 1. an atomic step over keys of more than one hash slot (on a single Redis, a key of a kind in
-   `keys.SINGLE_REDIS_LEGACY` aside), or a script given one of our keys in ARGV (it would touch
-   a key Redis cannot route);
+   `keys.SINGLE_REDIS_LEGACY` aside, and each part of a step in `keys.SINGLE_REDIS_JOINED` in
+   a slot of its own), or a script given one of our keys in ARGV (it would touch a key Redis
+   cannot route);
 2. a key left without a TTL whose kind is not in `keys.OWNED`.
 """
 
@@ -22,7 +23,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from bridge.store import RedisStore
-from bridge.store.keys import OWNED, SINGLE_REDIS_LEGACY
+from bridge.store.keys import OWNED, SINGLE_REDIS_JOINED, SINGLE_REDIS_LEGACY
 
 # Commands that run server-side code atomically; args: command, script/sha/name, numkeys, ...
 SCRIPT_COMMANDS = {"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"}
@@ -45,9 +46,16 @@ class Step:
     single_redis: bool = False  # run on a single Redis, not a Cluster
 
     def slots(self) -> set[int]:
-        """The slots the step must share: on a single Redis, legacy keys aside."""
+        """The slots the step must share: on a single Redis, legacy keys aside; of a joined
+        step (`SINGLE_REDIS_JOINED`, single Redis only), those of the part that spans most."""
         legacy = SINGLE_REDIS_LEGACY if self.single_redis else {}
-        return {slot(k) for k in self.keys if kind(k) not in legacy}
+        keys = [k for k in self.keys if kind(k) not in legacy]
+        first = SINGLE_REDIS_JOINED.get(self.what) if self.single_redis else None
+        if first is None:
+            return {slot(k) for k in keys}
+        parts = ({slot(k) for k in keys if kind(k) in first},
+                 {slot(k) for k in keys if kind(k) not in first})  # fmt: skip
+        return max(parts, key=len)
 
 
 class Recorder:

@@ -1,0 +1,112 @@
+"""The door's claim and enqueue together (`Store.admit_event`): one step on a single Redis, the
+two steps in order on a Cluster (`admit_in_steps`), with the same answers either way."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from bridge.handoff import State
+from bridge.ids import ConversationId, EventId, SenderId
+from bridge.store import Claim, RedisStore
+from bridge.store.base import Admitted, Begin, MessageClaim, admit_in_steps
+
+from .conftest import OWNER
+
+BODY = hashlib.sha256(b"the body").hexdigest()
+FORGED = hashlib.sha256(b"another body with the same CRC32").hexdigest()
+C, S = ConversationId("c1"), SenderId("ada")
+
+Admit = Callable[..., Awaitable[Admitted]]
+
+
+def _one_step(store: RedisStore) -> Admit:
+    return store.admit_event
+
+
+def _in_steps(store: RedisStore) -> Admit:
+    async def admit(*args: object, **kwargs: object) -> Admitted:
+        return await admit_in_steps(store, *args, **kwargs)  # type: ignore[arg-type]
+
+    return admit
+
+
+WAYS = pytest.mark.parametrize("way", [_one_step, _in_steps], ids=["admit_event", "in_steps"])
+
+
+async def _stream(store: RedisStore) -> list[tuple[str, bool]]:
+    return [(e.event_id, e.claimed) for e in await store.read_events(0, 10)]
+
+
+@WAYS
+async def test_a_new_event_is_claimed_and_appended_once(
+    store: RedisStore, way: Callable[[RedisStore], Admit]
+) -> None:
+    admit = way(store)
+    first = await admit(0, EventId("e1"), BODY, "p1", 3600)
+    assert first.claim is Claim.NEW and first.enqueued is not None
+    assert first.enqueued.entry.claimed  # its delivery settles the claim
+    assert first.enqueued.after == ""
+    assert await _stream(store) == [("e1", True)]
+    # 8x8's retry while it waits: the claim pending with this body, nothing appended again
+    assert await admit(0, EventId("e1"), BODY, "p1", 3600) == Admitted(Claim.PENDING, None)
+    # a captured signature on a forged body: refused, nothing appended
+    assert await admit(0, EventId("e1"), FORGED, "forged", 3600) == Admitted(Claim.CONFLICT, None)
+    assert await _stream(store) == [("e1", True)]
+
+
+@WAYS
+async def test_a_delivered_event_is_a_duplicate_and_a_pending_claim_alone_is_completed(
+    leased: RedisStore, way: Callable[[RedisStore], Admit]
+) -> None:
+    admit = way(leased)
+    first = await admit(0, EventId("e1"), BODY, "p1", 3600)
+    assert first.enqueued is not None
+    await leased.ack_event(0, first.enqueued.entry.entry_id, OWNER, EventId("e1"))
+    assert await admit(0, EventId("e1"), BODY, "p1", 3600) == Admitted(Claim.DONE, None)
+    # What a crash between a Cluster's two steps leaves: the claim, no entry. The retry
+    # finds its own body's pending claim and appends.
+    await leased.claim_event(EventId("e2"), BODY, settled=False)
+    again = await admit(0, EventId("e2"), BODY, "p2", 3600)
+    assert again.claim is Claim.PENDING and again.enqueued is not None
+    assert await _stream(leased) == [("e2", True)]
+
+
+@WAYS
+async def test_an_admitted_event_can_take_the_relays_first_step(
+    leased: RedisStore, way: Callable[[RedisStore], Admit]
+) -> None:
+    await leased.save_handoff(S, {"state": State.WITH_AGENT.value}, 0)
+    begin = Begin(OWNER, C, "d", 0, S)
+    got = await way(leased)(0, EventId("e1"), BODY, "p1", 3600, begin=begin)
+    assert got.claim is Claim.NEW and got.enqueued is not None
+    started = got.enqueued.started
+    assert started is not None
+    assert (started.ordinal, started.claim, started.attempts) == (1, MessageClaim.MINE, 1)
+    assert started.record is not None and started.record.fields["state"] == State.WITH_AGENT.value
+    # behind an entry the consumer has not read (frontier ""): appended, the step left to it
+    later = await way(leased)(0, EventId("e2"), BODY, "p2", 3600, begin=begin)
+    assert later.enqueued is not None and later.enqueued.started is None
+    # refused by the claim: no step either
+    forged = await way(leased)(0, EventId("e1"), FORGED, "forged", 3600, begin=begin)
+    assert forged == Admitted(Claim.CONFLICT, None)
+    assert await leased.redis.hlen(leased.keys.attempts(0)) == 1  # type: ignore[misc]
+
+
+async def test_on_a_single_redis_the_claim_and_the_enqueue_are_one_step(
+    store: RedisStore,
+) -> None:
+    """One round trip on the door's hot path; on a Cluster (two slots) the two steps."""
+    sent: list[str] = []
+    run = store._run
+
+    async def counted(script: str, *args: object, **kwargs: object) -> object:
+        sent.append(script)
+        return await run(script, *args, **kwargs)  # type: ignore[arg-type]
+
+    store._run = counted  # type: ignore[method-assign]
+    await store.admit_event(0, EventId("e1"), BODY, "p1", 3600)
+    one_server = store.line is not None
+    assert sent == (["admit_event"] if one_server else ["claim_event", "enqueue_event"])
