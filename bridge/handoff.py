@@ -615,9 +615,16 @@ def _message_with_agent(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Ste
     return _step(h, _agent_spoke(new, now_ms, t), now_ms, "relayed", say)
 
 
-# The silence timers count in minutes: within this, an agent's further words need not be
-# written down (a burst of messages costs one record write, not one each).
-AGENT_WORDS_GRAIN_MS: Final = 1_000
+# The silence timers count in minutes: an agent's further words within a hundredth of the
+# user-silence timer (the one that counts from them), and at least a second, need not be written
+# down. A burst of messages costs one record write, not one each; the chat is closed for the
+# user's silence at most that much early (9 s of HANDOFF_USER_SILENCE_S's default 15 minutes).
+AGENT_WORDS_GRAIN_MIN_MS: Final = 1_000
+AGENT_WORDS_GRAIN_PER_SILENCE: Final = 100
+
+
+def agent_words_grain_ms(t: Timing) -> int:
+    return max(AGENT_WORDS_GRAIN_MIN_MS, t.user_silence_ms // AGENT_WORDS_GRAIN_PER_SILENCE)
 
 
 def _agent_spoke(h: Handoff, now_ms: int, t: Timing) -> Handoff:
@@ -625,7 +632,7 @@ def _agent_spoke(h: Handoff, now_ms: int, t: Timing) -> Handoff:
     when it answers the user, so "who spoke last" stays exact."""
     if t.agent_silence_ms <= 0 and t.user_silence_ms <= 0:
         return h
-    fresh = h.agent_ms is not None and now_ms - h.agent_ms < AGENT_WORDS_GRAIN_MS
+    fresh = h.agent_ms is not None and now_ms - h.agent_ms < agent_words_grain_ms(t)
     return h if fresh and not _user_spoke_last(h) else h.replace(agent_ms=now_ms)
 
 

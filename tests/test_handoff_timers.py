@@ -29,6 +29,7 @@ from bridge.handoff import (
     TimerKind,
     Timing,
     UserSpoke,
+    agent_words_grain_ms,
     on_action,
     on_event,
     on_timer,
@@ -265,14 +266,24 @@ def test_an_agent_message_and_a_user_turn_move_the_silence_clocks() -> None:
     assert on_action(h, UserSpoke(), NOW, TIMING).handoff.user_ms == NOW
 
 
-def test_an_agents_burst_of_words_is_one_write_but_an_answer_is_always_noted() -> None:
-    h = replace(hand(S.WITH_AGENT, **ANN), agent_ms=NOW - 500)
+@pytest.mark.parametrize(
+    ("user_silence_ms", "grain_ms"),
+    [(300_000, 3_000), (900_000, 9_000), (60_000, 1_000), (0, 1_000)],
+)
+def test_an_agents_burst_of_words_is_one_write_but_an_answer_is_always_noted(
+    user_silence_ms: int, grain_ms: int
+) -> None:
+    """Within a hundredth of the user-silence timer (at least a second) of the agent's last
+    word written down, its next words change nothing (no record write)."""
+    timing = replace(TIMING, user_silence_ms=user_silence_ms)
+    assert agent_words_grain_ms(timing) == grain_ms
+    h = replace(hand(S.WITH_AGENT, **ANN), agent_ms=NOW - grain_ms + 1)
     said = ChatEvent(EventKind.AGENT_MESSAGE, "TEST", C1, NOW, text="more", **ANN)
-    assert on_event(h, said, NOW, TIMING).handoff is h  # within a second: nothing to write
+    assert on_event(h, said, NOW, timing).handoff is h  # within the grain: nothing to write
     answering = replace(h, user_ms=NOW - 100)
-    assert on_event(answering, said, NOW, TIMING).handoff.agent_ms == NOW
-    later = replace(h, agent_ms=NOW - 1_000)
-    assert on_event(later, said, NOW, TIMING).handoff.agent_ms == NOW
+    assert on_event(answering, said, NOW, timing).handoff.agent_ms == NOW
+    later = replace(h, agent_ms=NOW - grain_ms)
+    assert on_event(later, said, NOW, timing).handoff.agent_ms == NOW
     assert on_event(later, said, NOW, Timing()).handoff is later  # no silence timer: no write
 
 
