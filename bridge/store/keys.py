@@ -36,6 +36,7 @@ prefix may not contain braces, and no key name after an id contains `}`.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import zlib
 from dataclasses import dataclass
@@ -110,13 +111,21 @@ def claim_buckets(event_id: EventId, now_ms: int, dedupe_ttl_s: int) -> ClaimBuc
     width = claim_bucket_ms(dedupe_ttl_s)
     first = (now_ms - dedupe_ttl_s * 1000 - width) // width
     last = (now_ms + width) // width
-    raw = event_id.encode("utf-8")
-    shard = zlib.crc32(raw) % CLAIM_SHARDS
-    # 9 bytes of SHA-256 in base64, 12 characters (each is paid once per claim): two event ids
-    # meet by chance only in one shard and bucket and with odds of 2^-72 a pair.
-    field = base64.b64encode(hashlib.sha256(raw).digest()[:9]).decode()
+    shard, field = claim_place(event_id)
     # Positional: keywords would cost as much again as building the tuple.
     return ClaimBuckets(shard, field, width, first, last - first + 1, now_ms // width)
+
+
+@functools.lru_cache(maxsize=4096)
+def claim_place(event_id: EventId) -> tuple[int, str]:
+    """An event id's claim shard and field. Cached: an event's door and its delivery's settle
+    (moments later, in the same process most often) each need them."""
+    raw = event_id.encode("utf-8")
+    # 9 bytes of SHA-256 in base64, 12 characters (each is paid once per claim): two event ids
+    # meet by chance only in one shard and bucket and with odds of 2^-72 a pair.
+    return zlib.crc32(raw) % CLAIM_SHARDS, base64.b64encode(
+        hashlib.sha256(raw).digest()[:9]
+    ).decode()
 
 
 # The door's enqueue must follow its claim within this (server time), or it is refused and 8x8
