@@ -97,6 +97,15 @@ async def run_phase(
             name: round(1000 * (shared[name] - shared_before[name]) / len(events), 3)
             for name in shared
         },
+        **(
+            {
+                "redis_cpu_ms_per_event": 1000
+                * (shared["redis"] - shared_before["redis"])
+                / len(events)
+            }
+            if "redis" in shared
+            else {}
+        ),
         "non_2xx": sent.errors,
         "retried_5xx": sent.retried,
         "rate": rate or None,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bench.phases import key_kind
-from bench.report import _paired_ratios
+from bench.report import _paired_ratios, api_table, summarize
 from bench.stats import check_integrity, event_text, percentile, spread
 
 
@@ -73,3 +73,24 @@ def test_ratios_pair_the_two_sides_of_each_round() -> None:
             run("ceiling", 1, 400.0), run("bridge", 1, 300.0)]  # fmt: skip
     # Within a round, not median over median (which would be 200 / 300).
     assert sorted(_paired_ratios(runs, "gateway", "saturated", "rate")) == [0.5, 0.75]
+
+
+def _run(side: str, rnd: int, redis_ms: float | None) -> dict[str, Any]:
+    phase: dict[str, Any] = {
+        "delivered_per_s": 100.0, "p99_ms": 2.0, "p50_ms": 1.0, "cpu_ms_per_event": 1.0,
+        "events": 10, **dict.fromkeys(("lost", "duplicated", "reordered", "unexpected", "non_2xx"), 0),
+        "rate": 50.0,
+    }  # fmt: skip
+    if redis_ms is not None:
+        phase["redis_cpu_ms_per_event"] = redis_ms
+    return {"api": "gateway", "side": side, "round": rnd, "saturated": phase, "paced": phase,
+            "loadavg_1m": [1.0, 1.0]}  # fmt: skip
+
+
+def test_a_figure_older_runs_did_not_measure_is_left_out_not_a_crash() -> None:
+    old = summarize([_run("bridge", 0, None), _run("ceiling", 0, None)], {})
+    assert "redis_cpu" not in old["gateway"]["figures"] and "cpu" in old["gateway"]["figures"]
+    assert "Redis's CPU" not in api_table("gateway", old["gateway"])
+    new = summarize([_run("bridge", 0, 0.3), _run("ceiling", 0, 0.1)], {})
+    assert new["gateway"]["figures"]["redis_cpu"]["ratio"]["median"] == pytest.approx(3.0)
+    assert "Redis's CPU per event, saturated" in api_table("gateway", new["gateway"])
