@@ -217,9 +217,6 @@ SINGLE_REDIS_JOINED: Final[dict[str, frozenset[str]]] = {
     # The door's claim (the event id's shard) and its enqueue (the partition): one round trip
     # fewer per event on the hot path; apart, the claim first (`admit_in_steps`).
     "admit_event": frozenset({"claims", "claim"}),
-    # The delivery's settle of that claim and its ack (the partition): apart, the settle first
-    # (`RedisStore._finish`).
-    "settle_and_ack_message": frozenset({"claims", "claim"}),
 }
 
 

@@ -20,7 +20,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
@@ -93,10 +93,6 @@ Call = tuple[str | _Plain, list[str], list[str | int]]
 # then go out with the next event's claim, a send() and a recv() of the relay's fewer per
 # event, for this much more time before the entry leaves the stream.
 FINISH_HOLD_S = 0.001
-
-# A finishing step and the script that runs it with one event's settle first, on a single
-# Redis (`keys.SINGLE_REDIS_JOINED`): an agent message's delivery, the hot path's.
-SETTLED_WITH: Final = {"ack_message": "settle_and_ack_message"}
 
 # How often a push may find the outbox index forgetting its sender before it gives up: each
 # retry needs another drainer to find the outbox empty in between, so one retry is rare.
@@ -619,11 +615,6 @@ class RedisStore:
             (_Plain("ZADD"), [key], [part for m, due in members.items() for part in (due, m)])
             for key, members in arms.items()
         ]
-        joined = SETTLED_WITH.get(script)
-        if joined is not None and len(settles) == 1:  # one script for the two (single Redis)
-            _settle, settle_keys, settle_args = settles[0]
-            finish: Call = (joined, keys + settle_keys, args + settle_args)
-            return (await self._in_order([*zadds, finish], hold_s=hold_s))[-1]
         calls = [*settles, *zadds, (script, keys, args)]
         return (await self._in_order(calls, hold_s=hold_s))[-1]
 

@@ -107,39 +107,27 @@ return {state, now}
 """
 )
 
-# A pending claim becomes done (in whichever bucket, or form, it is), once its event was
-# delivered: the relay's step, before it lets the enqueued marker go. `hashes` and `legacy` as
-# `claim_event`'s. The claim keeps its expiry. 1 if settled now. Newest bucket first: a claim
-# being delivered was most often made moments ago, in the current bucket (the second newest).
-_SETTLE = """
-local function settle(hashes, legacy, field)
-  for i = #hashes, 1, -1 do
-    local held = redis.call('HGET', hashes[i], field)
-    if held then
-      if string.sub(held, 1, 1) ~= 'p' then return 0 end
-      redis.call('HSET', hashes[i], field, 'd' .. string.sub(held, 2))
-      return 1
-    end
-  end
-  if not legacy then return 0 end
-  local held = redis.call('GET', legacy)
-  if not held or string.sub(held, 1, 1) ~= 'p' then return 0 end
-  redis.call('SET', legacy, 'd' .. string.sub(held, 2), 'KEEPTTL')
-  return 1
-end
-"""
-
 # KEYS and ARGV[1], ARGV[2] as CLAIM_EVENT's: the claim hashes, the legacy claim (single Redis),
-# field, how many hashes. `settle`.
-SETTLE_EVENT: Final = (
-    _SETTLE
-    + """
+# field, how many hashes. A pending claim becomes done (in whichever bucket, or form, it is),
+# once its event was delivered: the relay's step, before it lets the enqueued marker go. The
+# claim keeps its expiry. 1 if settled now. Newest bucket first: a claim being delivered was
+# most often made moments ago, in the current bucket (the second newest).
+SETTLE_EVENT: Final = """
 local n = tonumber(ARGV[2])
-local hashes = {}
-for i = 1, n do hashes[i] = KEYS[i] end
-return settle(hashes, KEYS[n + 1] or false, ARGV[1])
+for i = n, 1, -1 do
+  local held = redis.call('HGET', KEYS[i], ARGV[1])
+  if held then
+    if string.sub(held, 1, 1) ~= 'p' then return 0 end
+    redis.call('HSET', KEYS[i], ARGV[1], 'd' .. string.sub(held, 2))
+    return 1
+  end
+end
+if #KEYS == n then return 0 end
+local held = redis.call('GET', KEYS[n + 1])
+if not held or string.sub(held, 1, 1) ~= 'p' then return 0 end
+redis.call('SET', KEYS[n + 1], 'd' .. string.sub(held, 2), 'KEEPTTL')
+return 1
 """
-)
 
 # KEYS: enqueued marker, stream. ARGV: event id, payload, ttl (s), when the caller's claim was
 # read (server ms; '' for none), the most that may have passed since (ms), the relays' doorbell
@@ -673,49 +661,20 @@ end
 # path can see it both gone and undelivered. The event's ordinal (`e:<event id>`) is forgotten
 # with its entry: only the entry itself (a retry, a take-over, a replay) ever looked it up. 0 when
 # fenced out.
-_ACK_MESSAGE = """
-local function ack_message(lease, stream, attempts, delivered, marker, owner, entry_id, digest,
-                           ordinal, ttl, eid, keep)
-  if not fenced(lease, owner) then return 0 end
-  redis.call('XDEL', stream, entry_id)
-  redis.call('HDEL', attempts, entry_id)
-  record_message(delivered, digest, ordinal, ttl)
-  if marker then
-    redis.call('HDEL', delivered, 'e:' .. eid)
-    let_go(marker, keep)
-  end
-  return 1
-end
-"""
-
 ACK_MESSAGE: Final = (
     _FENCE
     + _RECORD_MESSAGE
     + _LET_GO
-    + _ACK_MESSAGE
     + """
-return ack_message(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5] or false, ARGV[1], ARGV[2],
-                   ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
-"""
-)
-
-# Single Redis only (`keys.SINGLE_REDIS_JOINED`): the delivery's settle of the webhook's claim and
-# its ack in one step, which on a Cluster are SETTLE_EVENT then ACK_MESSAGE (`RedisStore._finish`).
-# KEYS: ACK_MESSAGE's five (the marker included), then the n claim hashes and the legacy claim.
-# ARGV: ACK_MESSAGE's seven, then the claim's field, n. ACK_MESSAGE's answer.
-SETTLE_AND_ACK_MESSAGE: Final = (
-    _FENCE
-    + _RECORD_MESSAGE
-    + _LET_GO
-    + _ACK_MESSAGE
-    + _SETTLE
-    + """
-local n = tonumber(ARGV[9])
-local hashes = {}
-for i = 1, n do hashes[i] = KEYS[5 + i] end
-settle(hashes, KEYS[6 + n] or false, ARGV[8])
-return ack_message(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3],
-                   ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+if not fenced(KEYS[1], ARGV[1]) then return 0 end
+redis.call('XDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+record_message(KEYS[4], ARGV[3], ARGV[4], ARGV[5])
+if KEYS[5] then
+  redis.call('HDEL', KEYS[4], 'e:' .. ARGV[6])
+  let_go(KEYS[5], ARGV[7])
+end
+return 1
 """
 )
 
@@ -813,7 +772,6 @@ ALL: Final = {
     "claim_message": CLAIM_MESSAGE,
     "claim_and_begin": CLAIM_AND_BEGIN,
     "ack_message": ACK_MESSAGE,
-    "settle_and_ack_message": SETTLE_AND_ACK_MESSAGE,
     "unhold_message": UNHOLD_MESSAGE,
     "claim_and_begin_run": CLAIM_AND_BEGIN_RUN,
     "ack_messages": ACK_MESSAGES,

@@ -9,7 +9,6 @@ import asyncio
 import base64
 import hashlib
 import time
-from typing import Any
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
@@ -267,38 +266,6 @@ async def test_an_agent_messages_delivery_settles_and_lets_go_too(store: RedisSt
     fields = await store.redis.hgetall(store.keys.delivered(1, cid))  # type: ignore[arg-type]
     delivered = {_text(f): _text(v) for f, v in fields.items()}
     assert delivered == {f"dg:{k}": "d"}  # delivered; the event's ordinal is forgotten
-
-
-async def test_an_agent_messages_settle_and_ack_are_one_step_on_a_single_redis(
-    store: RedisStore,
-) -> None:
-    """The hot path's finishing step: one script on one server, the settle then the ack apart
-    on a Cluster; fenced out, the claim is settled all the same and the marker kept."""
-    entry_id = await _claimed_entry(store)
-    names: list[str] = []
-    in_order, run = store._in_order, store._run
-
-    async def recorded_in_order(calls: Any, **kwargs: Any) -> Any:
-        names.extend(str(call[0]) for call in calls)
-        return await in_order(calls, **kwargs)
-
-    async def recorded_run(script: str, *args: Any, **kwargs: Any) -> Any:
-        names.append(script)
-        return await run(script, *args, **kwargs)
-
-    store._in_order = recorded_in_order  # type: ignore[method-assign]
-    store._run = recorded_run  # type: ignore[method-assign]
-    cid = ConversationId("conv-1")
-    k, _ = await store.claim_message(1, cid, "w", "dg", E, 0)
-    names.clear()
-    assert not await store.ack_message(1, entry_id, "someone-else", cid, "dg", k, E)
-    one_server = store.line is not None
-    assert names == (["settle_and_ack_message"] if one_server else ["settle_event", "ack_message"])
-    assert (await store.claim_event(E, "h", settled=False)).state is Claim.DONE
-    assert await store.redis.ttl(store.keys.enqueued(1, E)) > 60  # fenced out: kept
-    assert [e.entry_id for e in await store.read_events(1, 10)] == [entry_id]
-    assert await store.ack_message(1, entry_id, "w", cid, "dg", k, E)
-    assert 0 < await store.redis.pttl(store.keys.enqueued(1, E)) <= ENQUEUED_AFTER_DELIVERY_MS
 
 
 async def test_letting_go_never_lengthens_the_marker(store: RedisStore) -> None:
