@@ -494,6 +494,8 @@ class RedisStore:
             args += self._begin_args(begin)
             answer, record = await self._run_with_record("admit_event", keys, args, begin.sender)
             state, _at_ms, added = answer
+        if not isinstance(added, list) and int(added) < 0:  # never in one step; as enqueue_event
+            raise StaleClaim("the enqueue came too long after its claim")
         return Admitted(Claim(_text(state)), _enqueued(added, event_id, payload, True, record))
 
     def _begin_keys(self, partition: int, begin: Begin) -> list[str]:

@@ -165,8 +165,8 @@ class WebhookDoor:
             if admitted.enqueued is None:  # a retry of an event enqueued and not delivered yet
                 self.metrics.events_duplicate.inc()
                 return _answer(200, "duplicate")
+            handed = True  # the plan is the hand's from here, whatever happens in it
             self.hand(partition, admitted.enqueued, event, begin)
-            handed = True
         except StaleClaim:
             # This request stalled between its claim and its enqueue (a loaded machine): 8x8's
             # retry claims again and finds the event delivered, pending or new.

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from bridge.errors import StaleClaim
 from bridge.handoff import State
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import Claim, RedisStore
@@ -110,3 +111,19 @@ async def test_on_a_single_redis_the_claim_and_the_enqueue_are_one_step(
     await store.admit_event(0, EventId("e1"), BODY, "p1", 3600)
     one_server = store.line is not None
     assert sent == (["admit_event"] if one_server else ["claim_event", "enqueue_event"])
+
+
+async def test_an_enqueue_refused_as_too_late_is_a_stale_claim_not_a_duplicate(
+    store: RedisStore,
+) -> None:
+    """Within one script the enqueue cannot come too late; were it ever to, the door must answer
+    503 (8x8 retries), not a duplicate's 200 for an event never appended."""
+    if store.line is None:
+        pytest.skip("a Cluster runs the two steps (enqueue_event raises it itself)")
+
+    async def too_late(*_args: object, **_kwargs: object) -> list[object]:
+        return [b"new", 0, -1]
+
+    store._run = too_late  # type: ignore[method-assign,assignment]
+    with pytest.raises(StaleClaim):
+        await store.admit_event(0, EventId("e1"), BODY, "p1", 3600)
