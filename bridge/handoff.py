@@ -616,15 +616,17 @@ def _message_with_agent(h: Handoff, e: ChatEvent, now_ms: int, t: Timing) -> Ste
 
 
 # The silence timers count in minutes: an agent's further words within a hundredth of the
-# user-silence timer (the one that counts from them), and at least a second, need not be written
-# down. A burst of messages costs one record write, not one each; the chat is closed for the
-# user's silence at most that much early (9 s of HANDOFF_USER_SILENCE_S's default 15 minutes).
+# user-silence timer (the one that counts from them), from a second to a minute, need not be
+# written down. A burst of messages costs one record write, not one each; the chat is closed for
+# the user's silence at most that much early (9 s of HANDOFF_USER_SILENCE_S's default 15 min).
 AGENT_WORDS_GRAIN_MIN_MS: Final = 1_000
+AGENT_WORDS_GRAIN_MAX_MS: Final = 60_000
 AGENT_WORDS_GRAIN_PER_SILENCE: Final = 100
 
 
 def agent_words_grain_ms(t: Timing) -> int:
-    return max(AGENT_WORDS_GRAIN_MIN_MS, t.user_silence_ms // AGENT_WORDS_GRAIN_PER_SILENCE)
+    grain = t.user_silence_ms // AGENT_WORDS_GRAIN_PER_SILENCE
+    return min(AGENT_WORDS_GRAIN_MAX_MS, max(AGENT_WORDS_GRAIN_MIN_MS, grain))
 
 
 def _agent_spoke(h: Handoff, now_ms: int, t: Timing) -> Handoff:

@@ -268,12 +268,12 @@ def test_an_agent_message_and_a_user_turn_move_the_silence_clocks() -> None:
 
 @pytest.mark.parametrize(
     ("user_silence_ms", "grain_ms"),
-    [(300_000, 3_000), (900_000, 9_000), (60_000, 1_000), (0, 1_000)],
+    [(300_000, 3_000), (900_000, 9_000), (60_000, 1_000), (0, 1_000), (86_400_000, 60_000)],
 )
 def test_an_agents_burst_of_words_is_one_write_but_an_answer_is_always_noted(
     user_silence_ms: int, grain_ms: int
 ) -> None:
-    """Within a hundredth of the user-silence timer (at least a second) of the agent's last
+    """Within a hundredth of the user-silence timer (a second to a minute) of the agent's last
     word written down, its next words change nothing (no record write)."""
     timing = replace(TIMING, user_silence_ms=user_silence_ms)
     assert agent_words_grain_ms(timing) == grain_ms
