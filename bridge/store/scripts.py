@@ -595,14 +595,12 @@ end
 # ENQUEUE_EVENT and, when it appended right after the consumer's frontier, CLAIM_AND_BEGIN for
 # the new entry (`begin_after`): the door's enqueue and the relay's first step in one round
 # trip, for an entry handed to this process's resting consumer.
+# The functions of an enqueue that may take the relay's first step (after _NOW_MS).
+_ENQUEUE_THEN_BEGIN = _FENCE + _CLAIM + _ENQUEUE + _BEGIN + _AT_OR_BEFORE + _BEGIN_AFTER
+
 ENQUEUE_AND_BEGIN: Final = (
     _NOW_MS
-    + _FENCE
-    + _CLAIM
-    + _ENQUEUE
-    + _BEGIN
-    + _AT_OR_BEFORE
-    + _BEGIN_AFTER
+    + _ENQUEUE_THEN_BEGIN
     + """
 local added = enqueue(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
                       ARGV[7])
@@ -625,12 +623,7 @@ ADMIT_EVENT: Final = (
     _NOW_MS
     + _JUDGE
     + _CLAIM_EVENT
-    + _FENCE
-    + _CLAIM
-    + _ENQUEUE
-    + _BEGIN
-    + _AT_OR_BEFORE
-    + _BEGIN_AFTER
+    + _ENQUEUE_THEN_BEGIN
     + """
 local n = tonumber(ARGV[8])
 local hashes = {}
