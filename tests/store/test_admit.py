@@ -127,3 +127,19 @@ async def test_an_enqueue_refused_as_too_late_is_a_stale_claim_not_a_duplicate(
     store._run = too_late  # type: ignore[method-assign,assignment]
     with pytest.raises(StaleClaim):
         await store.admit_event(0, EventId("e1"), BODY, "p1", 3600)
+
+
+async def test_a_claim_in_the_form_before_is_honoured_by_the_one_step(store: RedisStore) -> None:
+    """A claim an earlier version wrote as a key of its own (`Keys.event_claim`, single Redis
+    only) is judged as the hashes' claims are: its own body pending goes in, another body is
+    refused, a delivered one is a duplicate."""
+    if store.line is None:
+        pytest.skip("the form before is honoured on a single Redis only")
+    await store.redis.set(store.keys.event_claim(EventId("e1")), "p:" + BODY, ex=3600)
+    await store.redis.set(store.keys.event_claim(EventId("e2")), "d:" + BODY, ex=3600)
+    forged = await store.admit_event(0, EventId("e1"), FORGED, "forged", 3600)
+    assert forged == Admitted(Claim.CONFLICT, None)
+    pending = await store.admit_event(0, EventId("e1"), BODY, "p1", 3600)
+    assert pending.claim is Claim.PENDING and pending.enqueued is not None
+    assert await store.admit_event(0, EventId("e2"), BODY, "p2", 3600) == Admitted(Claim.DONE, None)
+    assert await _stream(store) == [("e1", True)]
