@@ -88,6 +88,17 @@ local function claim_event(hashes, legacy, field, digest, state, hex, current, c
   end
   return 'new', now
 end
+
+-- claim_event on CLAIM_EVENT's KEYS and ARGV, at the front of the script's (a script may add
+-- its own after them); also how many claim hashes KEYS holds.
+local function claim_event_at_front()
+  local n = tonumber(ARGV[8])
+  local hashes = {}
+  for i = 1, n do hashes[i] = KEYS[i] end
+  local state, now = claim_event(hashes, KEYS[n + 1] or false, ARGV[1], ARGV[2], ARGV[3],
+                                 ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+  return n, state, now
+end
 """
 
 # KEYS: the claim hashes, then, on a single Redis only, the legacy claim. ARGV: field, digest,
@@ -98,11 +109,7 @@ CLAIM_EVENT: Final = (
     + _JUDGE
     + _CLAIM_EVENT
     + """
-local n = tonumber(ARGV[8])
-local hashes = {}
-for i = 1, n do hashes[i] = KEYS[i] end
-local state, now = claim_event(hashes, KEYS[n + 1] or false, ARGV[1], ARGV[2], ARGV[3], ARGV[4],
-                               tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+local _, state, now = claim_event_at_front()
 return {state, now}
 """
 )
@@ -625,11 +632,7 @@ ADMIT_EVENT: Final = (
     + _CLAIM_EVENT
     + _ENQUEUE_THEN_BEGIN
     + """
-local n = tonumber(ARGV[8])
-local hashes = {}
-for i = 1, n do hashes[i] = KEYS[i] end
-local state, now = claim_event(hashes, KEYS[n + 1], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
-                               tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+local n, state, now = claim_event_at_front()
 if state ~= 'new' and state ~= 'pending' then return {state, now, 0} end
 local added = enqueue(KEYS[n + 2], KEYS[n + 3], ARGV[9], ARGV[10], ARGV[11], now,
                       ARGV[12], ARGV[13], ARGV[14])
