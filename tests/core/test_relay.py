@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from bridge.ids import SenderId
 from bridge.rasa.client import BotMessage, RasaClient
-from bridge.store.base import partition_of
+from bridge.store.base import Begin, partition_of
 from tests.core.conftest import BridgeFactory, Harness, serve_app
 from tests.support.rasa_stand_in import RasaStandIn
 from tests.support.waiting import eventually
@@ -92,6 +92,41 @@ async def test_the_same_event_delivered_three_times_is_relayed_once(
     await h.settled()
     assert h.rasa.texts("bob") == ["only once"]
     assert h.runtime.metrics.events_duplicate._value.get() == 2
+
+
+async def test_a_duplicate_gives_the_relay_its_plan_back(make_bridge: BridgeFactory) -> None:
+    """serve's door plans the relay's first step for each event before it knows the event is a
+    duplicate; the duplicate's plan goes back to the very rest it was made on (`Relay.unplan`,
+    as wired by the runtime), or that rest would plan nothing more until it ended."""
+    h = await make_bridge()
+    cid = await h.escalate("bob")
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await h.sim.desk.say(cid, "only once")
+    await h.settled()
+    delivery = next(d for d in h.sim.deliveries if b"only once" in d.body and 200 <= d.status < 300)
+    door = h.runtime.door
+    made: list[Begin] = []
+    plan = door.plan
+
+    def planning(*args: Any) -> Begin | None:
+        begin = plan(*args)  # the relay's own plan, as wired
+        if begin is not None:
+            made.append(begin)
+        return begin
+
+    door.plan = planning
+    async with aiohttp.ClientSession() as http:
+        for _ in range(20):  # a rest ends at each poll (0.2 s): some copies find none
+            async with http.post(
+                f"{h.url}/8x8/events", data=delivery.body, headers=dict(delivery.headers)
+            ) as r:
+                assert (r.status, (await r.json())["result"]) == (200, "duplicate")
+            if len(made) >= 3:
+                break
+    assert len(made) >= 3
+    assert [b.ticket.rest.planned for b in made] == [0] * len(made)  # type: ignore[attr-defined]
+    await h.settled()
+    assert h.rasa.texts("bob") == ["only once"]
 
 
 async def test_an_event_for_a_resting_consumer_is_claimed_by_its_enqueue(
