@@ -350,6 +350,19 @@ class ArmTimer:
 
 
 @dataclass(frozen=True)
+class DisarmTimer:
+    """Forget `timer`, an arming the record no longer names (the wait it measured is over): it
+    leaves the timer set instead of firing stale later. Only while it is still at
+    `timer.due_ms`: a later arming of the same kind and handoff moved it, and is kept."""
+
+    timer: TimerFired
+
+
+# What a step does to the timer set, in order: an arming (ZADD), or a disarming.
+TimerChange = TimerFired | DisarmTimer
+
+
+@dataclass(frozen=True)
 class EndInteraction:
     """End the 8x8 interaction (the customer/user leaves), after saying `note` to the agent."""
 
@@ -357,7 +370,7 @@ class EndInteraction:
 
 
 # A future effect (e.g. a typing indicator) is one more class here; the relay dispatches on type.
-Effect = SayToUser | NotifyBot | ArmTimer | EndInteraction
+Effect = SayToUser | NotifyBot | ArmTimer | DisarmTimer | EndInteraction
 
 
 @dataclass(frozen=True)
@@ -425,8 +438,27 @@ def _keep(h: Handoff, outcome: str, *effects: Effect) -> Step:
 
 
 def _step(h: Handoff, new: Handoff, now_ms: int, outcome: str, *effects: Effect) -> Step:
-    """`new`, stamped `changed_ms=now_ms` if it differs from `h`; else `h` itself."""
-    return Step(h if new is h or new == h else new.replace(changed_ms=now_ms), effects, outcome)
+    """`new`, stamped `changed_ms=now_ms` if it differs from `h`; else `h` itself. The armings
+    `new` no longer names are disarmed, after the step's own effects (a push's marker is its
+    effect's index: those stay put)."""
+    if new is h or new == h:
+        return Step(h, effects, outcome)
+    return Step(new.replace(changed_ms=now_ms), (*effects, *_disarmed(h, new)), outcome)
+
+
+def _disarmed(h: Handoff, new: Handoff) -> tuple[DisarmTimer, ...]:
+    """The armings of `h` that `new` does not keep: each is its own member of the timer set (its
+    kind and handoff: bridge/store/timers.py), which an arming of `new` would otherwise move."""
+    cid = h.conversation_id
+    if not h.timers or cid is None:
+        return ()
+    same = new.conversation_id == cid and new.since_ms == h.since_ms
+    kept = dict(new.timers) if same else {}
+    return tuple(
+        DisarmTimer(TimerFired(kind, cid, h.since_ms, due))
+        for kind, due in h.timers
+        if kind not in kept
+    )
 
 
 def _entity(name: str, value: str | None) -> dict[str, str]:
@@ -793,7 +825,8 @@ def _escalated(h: Handoff, action: Escalated, now_ms: int, t: Timing) -> Step:
         if t.after(kind) > 0:
             new, arm = _arm(new, kind, now_ms + t.after(kind))
             arms.append(arm)
-    return Step(new, tuple(arms), "reopened" if action.reopened else "escalated")
+    outcome = "reopened" if action.reopened else "escalated"
+    return Step(new, (*arms, *_disarmed(h, new)), outcome)  # the handoff it replaces
 
 
 def _escalation_failed(h: Handoff, now_ms: int) -> Step:
@@ -822,6 +855,15 @@ def on_timer(h: Handoff, timer: TimerFired, now_ms: int, timing: Timing = DEFAUL
     live = h.due(timer.kind)
     if live != timer.due_ms:
         return _keep(h, "ignored_timer", *_armed_again(h, timer.kind, live))
+    step = _on_live_timer(h, timer, now_ms, timing)
+    # The arming that fired left the timer set as it fired (`Store.fire_timers`).
+    gone = DisarmTimer(timer)
+    if gone in step.effects:
+        return Step(step.handoff, tuple(e for e in step.effects if e != gone), step.outcome)
+    return step
+
+
+def _on_live_timer(h: Handoff, timer: TimerFired, now_ms: int, timing: Timing) -> Step:
     match timer.kind:
         case TimerKind.QUEUE_TIMEOUT:
             return _queue_timeout(h, now_ms)

@@ -28,6 +28,7 @@ from bridge.handoff import (
     DEFAULT_TIMING,
     ActionInput,
     ArmTimer,
+    DisarmTimer,
     Escalated,
     EscalationFailed,
     Handoff,
@@ -356,6 +357,15 @@ class HandoffService:
                 partition = partition_of(timer.conversation_id, self.store.partitions)
                 await self.store.arm_timer(partition, timer)
 
+    async def _disarm(self, effects: Sequence[object]) -> None:
+        # After the save: before it, a crash (or a lost race) would leave a record that names
+        # a timer nobody keeps any more. A crash after it leaves the arming to fire stale.
+        for effect in effects:
+            if isinstance(effect, DisarmTimer):
+                timer = effect.timer
+                partition = partition_of(timer.conversation_id, self.store.partitions)
+                await self.store.disarm_timer(partition, timer)
+
     async def _apply(self, sender: SenderId, action: ActionInput) -> Handoff:
         """Apply an action input to the sender's record, compare-and-set, retried on a race."""
         for _ in range(10):
@@ -369,6 +379,7 @@ class HandoffService:
                 sender, step.handoff.to_fields(), record.version if record else 0
             ):
                 funnel.observe(self.metrics, sender, current, step, self._now_ms())
+                await self._disarm(step.effects)
                 return step.handoff
         raise RuntimeError(f"handoff record of {sender} kept changing")
 

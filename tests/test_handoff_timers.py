@@ -18,6 +18,7 @@ from bridge.handoff import (
     INTENT_USER_SILENT,
     USER_SILENT_NOTE,
     ArmTimer,
+    DisarmTimer,
     Effect,
     EndInteraction,
     Escalated,
@@ -28,6 +29,7 @@ from bridge.handoff import (
     TimerFired,
     TimerKind,
     Timing,
+    UserEnded,
     UserSpoke,
     agent_words_grain_ms,
     on_action,
@@ -67,6 +69,10 @@ def fired(kind: TimerKind, due_ms: int = NOW, **kw: Any) -> TimerFired:
 
 def arm(kind: TimerKind, due_ms: int) -> ArmTimer:
     return ArmTimer(TimerFired(kind, C1, T0, due_ms))
+
+
+def disarm(kind: TimerKind, due_ms: int = NOW) -> DisarmTimer:
+    return DisarmTimer(TimerFired(kind, C1, T0, due_ms))
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,9 @@ TIMER_ROWS: dict[str, Row] = {
     **{
         f"{state.value}: queue timeout ends the handoff": Row(
             hand(state, K.QUEUE_TIMEOUT, K.QUEUE_REMINDER), fired(K.QUEUE_TIMEOUT), S.ENDED,
-            (NotifyBot(INTENT_QUEUE_TIMEOUT, {}), EndInteraction()), "queue_timeout",
+            # The reminder is forgotten; the timeout left the set as it fired.
+            (NotifyBot(INTENT_QUEUE_TIMEOUT, {}), EndInteraction(), disarm(K.QUEUE_REMINDER)),
+            "queue_timeout",
             {"timers": (), "left_ms": None},
         )
         for state in (S.REQUESTED, S.QUEUED)
@@ -189,7 +197,8 @@ TIMER_ROWS: dict[str, Row] = {
     "user silence: the agent's word unanswered too long closes on both sides": Row(
         replace(WITH_ANN, agent_ms=LONG_AGO, user_ms=LONG_AGO - 1), fired(K.USER_SILENCE),
         S.ENDED,
-        (NotifyBot(INTENT_USER_SILENT, {"agent": "Ann"}), EndInteraction(USER_SILENT_NOTE)),
+        (NotifyBot(INTENT_USER_SILENT, {"agent": "Ann"}), EndInteraction(USER_SILENT_NOTE),
+         disarm(K.AGENT_SILENCE)),
         "user_silent", {"timers": (), "left_ms": None},
     ),
     "user silence: the agent spoke recently, looks again when it would be due": Row(
@@ -245,6 +254,10 @@ def _join(at: int) -> ChatEvent:
     return ChatEvent(EventKind.AGENT_JOINED, "TEST", C1, at, **ANN)
 
 
+def _said(at: int) -> ChatEvent:
+    return ChatEvent(EventKind.AGENT_MESSAGE, "TEST", C1, at, text="hi", **ANN)
+
+
 def test_a_join_clears_the_queue_timers_and_arms_the_silence_timers() -> None:
     queued = hand(S.QUEUED, K.QUEUE_TIMEOUT, K.QUEUE_REMINDER)
     step = on_event(queued, _join(NOW), NOW, TIMING)
@@ -252,6 +265,8 @@ def test_a_join_clears_the_queue_timers_and_arms_the_silence_timers() -> None:
         NotifyBot(INTENT_AGENT_JOINED, {"agent": "Ann"}),
         arm(K.AGENT_SILENCE, NOW + 120_000),
         arm(K.USER_SILENCE, NOW + 300_000),
+        disarm(K.QUEUE_REMINDER),  # in the record's order of kinds
+        disarm(K.QUEUE_TIMEOUT),
     )
     assert step.handoff.due(K.QUEUE_TIMEOUT) is None
     assert step.handoff.due(K.QUEUE_REMINDER) is None
@@ -313,3 +328,45 @@ def test_timers_survive_the_record_round_trip() -> None:
     assert Handoff.from_fields(fields) == h
     odd = {**fields, "timers": "agent_silence=x;bogus=3;user_silence=9;"}
     assert Handoff.from_fields(odd).timers == ((K.USER_SILENCE, 9),)
+
+
+@pytest.mark.parametrize(
+    ("start", "step_of", "disarmed"),
+    [
+        # An agent message moves the user-silence arming (the same member): nothing to forget.
+        (WITH_ANN, lambda h: on_event(h, _said(NOW), NOW, TIMING), ()),
+        # The same handoff's agent again (a transfer back): the silence armings move.
+        (WITH_ANN, lambda h: on_event(h, _join(NOW), NOW, TIMING), ()),
+        # Another conversation replaces the live handoff: its armings are all over.
+        (
+            WITH_ANN,
+            lambda h: on_action(h, Escalated(ConversationId("c2"), reopened=False), NOW, TIMING),
+            (disarm(K.AGENT_SILENCE), disarm(K.USER_SILENCE)),
+        ),
+        # The same conversation reopened after the user ended it while queued: the new handoff
+        # arms the same kinds, but the old one's armings are members of their own (its since).
+        (
+            hand(S.ENDED, K.QUEUE_TIMEOUT, K.QUEUE_REMINDER),
+            lambda h: on_action(h, Escalated(C1, reopened=True), NOW, TIMING),
+            (disarm(K.QUEUE_REMINDER), disarm(K.QUEUE_TIMEOUT)),
+        ),
+        # The user ends the chat: the record keeps its armings (they fire, ignored), as before.
+        (WITH_ANN, lambda h: on_action(h, UserEnded(), NOW, TIMING), ()),
+    ],
+    ids=[
+        "agent message",
+        "agent joins again",
+        "replaced by another conversation",
+        "reopened",
+        "user ends",
+    ],
+)
+def test_a_step_disarms_exactly_the_armings_its_record_no_longer_names(
+    start: Handoff, step_of: Any, disarmed: tuple[DisarmTimer, ...]
+) -> None:
+    step = step_of(start)
+    assert tuple(e for e in step.effects if isinstance(e, DisarmTimer)) == disarmed
+    named = dict(step.handoff.timers)
+    same = (step.handoff.conversation_id, step.handoff.since_ms) == (C1, T0)
+    for effect in disarmed:
+        assert not (same and effect.timer.kind in named)

@@ -32,6 +32,7 @@ from bridge.handoff import (
     EndInteraction,
     Handoff,
     Step,
+    TimerChange,
     TimerFired,
     on_event,
     on_timer,
@@ -46,7 +47,7 @@ from bridge.relay.config import RelayConfig
 from bridge.relay.decisions import Failure, after_failure
 from bridge.relay.entries import Input
 from bridge.relay.identity import MessageIdentity, identity_of
-from bridge.relay.pushes import Push, armed_by, bot_message, pushes_for
+from bridge.relay.pushes import Push, bot_message, pushes_for, timer_changes
 from bridge.store.base import (
     HandoffRecord,
     MessageClaim,
@@ -60,10 +61,12 @@ from bridge.store.base import (
 log = logging.getLogger(__name__)
 
 # Ack (stream) or unhold (held list), recording an agent message's identity with it when one is
-# given, and arming the timers the delivery armed, in the same round trip; False = lease lost.
-Finish = Callable[[MessageIdentity | None, Sequence[TimerFired]], Awaitable[bool]]
-# Acks a run's delivered entries, recording each message, arming the timers; False = lease lost.
-FinishRun = Callable[[list[RunAck], Sequence[TimerFired]], Awaitable[bool]]
+# given, and the delivery's timer changes (armed, disarmed) in the same round trip; False = lease
+# lost.
+Finish = Callable[[MessageIdentity | None, Sequence[TimerChange]], Awaitable[bool]]
+# Acks a run's delivered entries, recording each message, with the timer changes; False = lease
+# lost.
+FinishRun = Callable[[list[RunAck], Sequence[TimerChange]], Awaitable[bool]]
 DeadLetter = Callable[[str], Awaitable[bool]]
 # Ends an 8x8 interaction (the service's `close_interaction`): sender, conversation, agent note.
 EndsInteraction = Callable[[SenderId, ConversationId, str | None], Awaitable[None]]
@@ -171,11 +174,11 @@ class Deliverer:
                 partition, entry.entry_id, sender
             )
             first = None
-            failed, armed = await self._attempt(
+            failed, timers = await self._attempt(
                 entry, event, sender, record, check_tracker=attempt > 1
             )
             if failed is None:
-                return await finish(identity, armed)
+                return await finish(identity, timers)
             failure, error = failed
             # No backoff once it is no longer ours: the next holder (or this relay's next
             # consumer, which waits for this one to end) retries, and would wait behind it.
@@ -188,11 +191,11 @@ class Deliverer:
     async def _attempt(
         self, entry: StreamEntry, event: Input, sender: SenderId, record: HandoffRecord | None,
         *, check_tracker: bool,
-    ) -> tuple[tuple[Failure, Exception] | None, tuple[TimerFired, ...]]:  # fmt: skip
-        """One attempt at the entry: what failed, if it did; else the timers it armed (the
-        finishing step stores them)."""
+    ) -> tuple[tuple[Failure, Exception] | None, tuple[TimerChange, ...]]:  # fmt: skip
+        """One attempt at the entry: what failed, if it did; else what it did to the timers (the
+        finishing step stores it)."""
         try:
-            armed = await self._apply(entry, event, sender, record, check_tracker=check_tracker)
+            timers = await self._apply(entry, event, sender, record, check_tracker=check_tracker)
         except PermanentUpstreamError as exc:
             return (Failure.PERMANENT, exc), ()
         except (RetryableUpstreamError, StoreUnavailable) as exc:
@@ -200,7 +203,7 @@ class Deliverer:
         except Exception as exc:  # a bug must not kill the worker nor block the partition
             log.exception("relay_internal_error", extra={"event_id": entry.event_id})
             return (Failure.INTERNAL, exc), ()
-        return None, armed
+        return None, timers
 
     async def _claim(
         self, partition: int, entry: StreamEntry, conversation: ConversationId, sender: SenderId,
@@ -250,13 +253,13 @@ class Deliverer:
             return RunOutcome(0, unpushed)
         if not still_ours():
             return RunOutcome(0, lost=True)
-        failed, armed = await self._push_run(sender, parts, record, still_ours)
+        failed, timers = await self._push_run(sender, parts, record, still_ours)
         if failed is not None:
             return RunOutcome(0, {**_judged(parts, *failed), **unpushed})
         for part in parts:
             self._metrics.relay_lag.observe(max(0.0, started - part.entry.accepted_ms / 1000))
             self._processed(sender, part.entry, part.event, part.step, run=len(parts))
-        if not await finish([_acked(p) for p in parts], armed):
+        if not await finish([_acked(p) for p in parts], timers):
             return RunOutcome(0, lost=True)
         return RunOutcome(len(parts), unpushed)
 
@@ -280,9 +283,9 @@ class Deliverer:
     async def _push_run(
         self, sender: SenderId, parts: Sequence[_RunPart], record: HandoffRecord | None,
         still_ours: Callable[[], bool],
-    ) -> tuple[tuple[Failure, Exception] | None, tuple[TimerFired, ...]]:  # fmt: skip
+    ) -> tuple[tuple[Failure, Exception] | None, tuple[TimerChange, ...]]:  # fmt: skip
         """One push of every message of the run, then the record they changed, saved once; the
-        timers they arm (stored by the run's ack), or the failure when any of it failed (the
+        timer changes (stored by the run's ack), or the failure when any of it failed (the
         run then goes one at a time; a retryable failure waits the first backoff here, once for
         the whole run, unless the partition is no longer ours: as in `process`)."""
         pushes: list[Push] = []
@@ -308,7 +311,7 @@ class Deliverer:
         except Exception as exc:  # a bug must not kill the worker nor block the partition
             log.exception("relay_internal_error", extra={"event_id": parts[0].entry.event_id})
             return (Failure.INTERNAL, exc), ()
-        return None, armed_by(saved)
+        return None, timer_changes(saved)
 
     async def _failed(
         self, failure: Failure, attempt: int, entry: StreamEntry, dead_letter: DeadLetter,
@@ -347,8 +350,8 @@ class Deliverer:
     async def _apply(
         self, entry: StreamEntry, event: Input, sender: SenderId, record: HandoffRecord | None,
         *, check_tracker: bool,
-    ) -> tuple[TimerFired, ...]:  # fmt: skip
-        """Push what the event's step asks for and save the record; the timers to arm."""
+    ) -> tuple[TimerChange, ...]:  # fmt: skip
+        """Push what the event's step asks for and save the record; its timer changes."""
         handoff = Handoff.from_fields(record.fields) if record else Handoff()
         if isinstance(event, ChatEvent):
             event = await self._notices.complete(event)  # e.g. the Gateway agent's name
@@ -368,7 +371,7 @@ class Deliverer:
             sender, handoff, record.version if record else 0, [step], [event]
         )
         self._processed(sender, entry, event, step)
-        return armed_by(saved)
+        return timer_changes(saved)
 
     def _processed(
         self, sender: SenderId, entry: StreamEntry, event: Input, step: Step, run: int = 1

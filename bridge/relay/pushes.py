@@ -1,5 +1,5 @@
 """What Rasa is asked to do for one state-machine step: the pushes its effects need (each with
-the marker that finds it in the tracker later) and the timers it arms. Pure functions."""
+the marker that finds it in the tracker later) and what it does to the timers. Pure functions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.eightbyeight.events import Attachment
-from bridge.handoff import ArmTimer, NotifyBot, SayToUser, Step, TimerFired
+from bridge.handoff import ArmTimer, DisarmTimer, NotifyBot, SayToUser, Step, TimerChange
 from bridge.rasa.client import BotMessage
 
 
@@ -54,9 +54,15 @@ def bot_message(push: Push) -> BotMessage:
     return BotMessage(push.text, push.marker, push.agent_name, push.data)
 
 
-def armed_by(steps: Sequence[Step]) -> tuple[TimerFired, ...]:
-    """The timers `steps` arm, in order (a later arming of a kind supersedes an earlier)."""
-    return tuple(e.timer for step in steps for e in step.effects if isinstance(e, ArmTimer))
+def timer_changes(steps: Sequence[Step]) -> tuple[TimerChange, ...]:
+    """What `steps` do to the timer set, in order: the timers they arm, and the armings they
+    leave behind (`DisarmTimer`). A later change of a member supersedes an earlier one."""
+    return tuple(
+        e.timer if isinstance(e, ArmTimer) else e
+        for step in steps
+        for e in step.effects
+        if isinstance(e, ArmTimer | DisarmTimer)
+    )
 
 
 def _attachment_data(attachment: Attachment) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from bridge.eightbyeight.events import ChatEvent
-from bridge.handoff import ArmTimer, Handoff, SayToUser, Step, Timing, on_event
+from bridge.handoff import ArmTimer, DisarmTimer, Handoff, SayToUser, Step, Timing, on_event
 from bridge.ids import ConversationId
 
 # A single message gains nothing from the run path (one claim, one push, one ack either way),
@@ -97,7 +97,7 @@ def say_only(before: Handoff, step: Step) -> bool:
     return (
         step.handoff.state is before.state
         and any(isinstance(e, SayToUser) for e in step.effects)
-        and all(isinstance(e, SayToUser | ArmTimer) for e in step.effects)
+        and all(isinstance(e, SayToUser | ArmTimer | DisarmTimer) for e in step.effects)
     )
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from bridge.eightbyeight.events import ChatEvent
 from bridge.errors import StoreUnavailable
-from bridge.handoff import TimerFired
+from bridge.handoff import TimerChange
 from bridge.ids import ConversationId, SenderId
 from bridge.metrics import Metrics
 from bridge.relay import decisions as d
@@ -719,8 +719,8 @@ class Relay:
         if sender is None:  # not what a run is planned from: one at a time
             return RunOutcome(0)
 
-        async def ack(done: list[RunAck], armed: Sequence[TimerFired]) -> bool:
-            return await self._store.ack_messages(partition, self.owner, cid, done, armed)
+        async def ack(done: list[RunAck], timers: Sequence[TimerChange]) -> bool:
+            return await self._store.ack_messages(partition, self.owner, cid, done, timers)
 
         return await self._deliverer.process_run(
             partition, [entry for entry, _ in unit], events, sender, ack,
@@ -746,14 +746,14 @@ class Relay:
         # The webhook's claim of the event is settled with the ack.
         claimed = entry.event_id if entry.claimed else None
 
-        async def ack(identity: MessageIdentity | None, armed: Sequence[TimerFired]) -> bool:
+        async def ack(identity: MessageIdentity | None, timers: Sequence[TimerChange]) -> bool:
             if identity is None:
                 return await self._store.ack_event(
-                    partition, entry.entry_id, self.owner, claimed, armed
+                    partition, entry.entry_id, self.owner, claimed, timers
                 )
             return await self._store.ack_message(
                 partition, entry.entry_id, self.owner, cid, identity.digest, identity.ordinal,
-                claimed, armed,
+                claimed, timers,
             )  # fmt: skip
 
         return await self._deliverer.process(
@@ -819,14 +819,14 @@ class Relay:
                 self._metrics.unknown_conversation.inc()
             return written
 
-        async def unhold(identity: MessageIdentity | None, armed: Sequence[TimerFired]) -> bool:
+        async def unhold(identity: MessageIdentity | None, timers: Sequence[TimerChange]) -> bool:
             if identity is None:
                 return await self._store.unhold_event(
-                    partition, cid, entry.entry_id, self.owner, armed
+                    partition, cid, entry.entry_id, self.owner, timers
                 )
             return await self._store.unhold_message(
                 partition, cid, entry.entry_id, self.owner, identity.digest, identity.ordinal,
-                armed,
+                timers,
             )  # fmt: skip
 
         return await self._deliverer.process(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple, Protocol
 
-from bridge.handoff import TimerFired
+from bridge.handoff import TimerChange, TimerFired
 from bridge.ids import ConversationId, EventId, SenderId
 
 # The event id of a fired timer in the partition stream (8x8's ids never take this form).
@@ -303,13 +303,14 @@ class Store(Protocol):
 
     async def ack_event(
         self, partition: int, entry_id: str, owner: str, event_id: EventId | None = None,
-        timers: Sequence[TimerFired] = (),
+        timers: Sequence[TimerChange] = (),
     ) -> bool:  # fmt: skip
         """Remove a delivered entry, if `owner` still holds the lease. False otherwise. With the
         entry's event id (an event the webhook claimed): its claim is settled first, then its
-        enqueued marker is let go (kept keys.ENQUEUED_AFTER_DELIVERY_MS). `timers`: those the
-        delivery armed, added in the same round trip (as `arm_timer`). Every step that finishes
-        entries (the acks and unholds below) takes `timers` the same way."""
+        enqueued marker is let go (kept keys.ENQUEUED_AFTER_DELIVERY_MS). `timers`: what the
+        delivery did to the timers, in order, stored in the same round trip: each `TimerFired`
+        armed (as `arm_timer`), each `DisarmTimer` disarmed (as `disarm_timer`). Every step
+        that finishes entries (the acks and unholds below) takes `timers` the same way."""
         ...
 
     async def note_attempt(self, partition: int, entry_id: str) -> int:
@@ -360,7 +361,7 @@ class Store(Protocol):
 
     async def unhold_event(
         self, partition: int, conversation: ConversationId, entry_id: str, owner: str,
-        timers: Sequence[TimerFired] = (),
+        timers: Sequence[TimerChange] = (),
     ) -> bool:  # fmt: skip
         """Drop one held entry (delivered, or given up), if `owner` holds the lease; the
         conversation leaves the held set with its last entry."""
@@ -370,6 +371,12 @@ class Store(Protocol):
     async def arm_timer(self, partition: int, timer: TimerFired) -> None:
         """Keep `timer` until its due time. One per kind and handoff: arming the same kind of
         the same handoff again moves it to the new due time (bridge/store/timers.py)."""
+        ...
+
+    async def disarm_timer(self, partition: int, timer: TimerFired) -> None:
+        """Forget the arming `timer` (its kind and handoff), if it is still at `timer.due_ms`:
+        a later arming moved it, and stays. Only once the record that no longer names it is
+        saved: a record naming a timer nobody keeps would wait for it for ever."""
         ...
 
     async def fire_timers(self, partition: int, now_ms: int, owner: str, limit: int = 100) -> int:
@@ -439,7 +446,7 @@ class Store(Protocol):
 
     async def ack_messages(
         self, partition: int, owner: str, conversation: ConversationId,
-        messages: Sequence[RunAck], timers: Sequence[TimerFired] = (),
+        messages: Sequence[RunAck], timers: Sequence[TimerChange] = (),
     ) -> bool:  # fmt: skip
         """`ack_message` for each message of a run of `conversation` in one fenced step: all of
         them, or none when `owner` lost the lease (False). The claims of those with an event id
@@ -455,7 +462,7 @@ class Store(Protocol):
         digest: str,
         ordinal: int,
         event_id: EventId | None = None,
-        timers: Sequence[TimerFired] = (),
+        timers: Sequence[TimerChange] = (),
     ) -> bool:
         """`ack_event` that also records the message as delivered, in one fenced step."""
         ...
@@ -468,7 +475,7 @@ class Store(Protocol):
         owner: str,
         digest: str,
         ordinal: int,
-        timers: Sequence[TimerFired] = (),
+        timers: Sequence[TimerChange] = (),
     ) -> bool:
         """`unhold_event` that also records the message as delivered, in one fenced step."""
         ...

@@ -29,7 +29,7 @@ from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.commands.core import AsyncScript
 
 from bridge.errors import StaleClaim, StoreUnavailable
-from bridge.handoff import TimerFired
+from bridge.handoff import DisarmTimer, TimerChange, TimerFired
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import live_index, scripts, timers
 from bridge.store.base import (
@@ -87,6 +87,16 @@ class _Plain:
 
 # One command of `_in_order`: a script's name (or a plain command), its KEYS, its ARGV.
 Call = tuple[str | _Plain, list[str], list[str | int]]
+
+
+@dataclass(frozen=True, slots=True)
+class _TimerSetChange:
+    """What a step does to one timer set: members armed (due time), and members disarmed (the
+    due time they must still have to go)."""
+
+    arm: dict[str, int]
+    forget: dict[str, int]
+
 
 # How long an ack (`_finish`) may wait to share the write of another request on the line.
 # Nothing waits on its reply but the next entry of the same lane; at a paced load most acks
@@ -240,6 +250,13 @@ class RedisStore:
         if self.line is None:
             return await self.scripts[script](keys=keys, args=args)
         return (await self._in_order([(script, keys, args)], hold_s=hold_s))[0]
+
+    async def _one(self, call: Call) -> Any:
+        """One command of `_in_order` alone (on a Cluster too)."""
+        name, keys, args = call
+        if isinstance(name, _Plain):
+            return await self.redis.execute_command(name.command, *keys, *args)
+        return await self._run(name, keys, args)
 
     async def _in_order(self, calls: Sequence[Call], *, hold_s: float = 0.0) -> list[Any]:
         """Commands (a script's name, or a plain command: `_Plain`) in one round trip, run in
@@ -576,7 +593,7 @@ class RedisStore:
     @_guarded
     async def ack_event(
         self, partition: int, entry_id: str, owner: str, event_id: EventId | None = None,
-        timers: Sequence[TimerFired] = (),
+        timers: Sequence[TimerChange] = (),
     ) -> bool:  # fmt: skip
         p = self._check(partition)
         keys = [self.keys.partition_lease(p), self.keys.stream(p), self.keys.attempts(p)]
@@ -589,7 +606,7 @@ class RedisStore:
 
     async def _finish(
         self, script: str, keys: list[str], args: list[str | int],
-        claimed: Sequence[EventId] = (), timers: Sequence[TimerFired] = (),
+        claimed: Sequence[EventId] = (), timers: Sequence[TimerChange] = (),
         hold_s: float = FINISH_HOLD_S,
     ) -> Any:  # fmt: skip
         """A step that finishes entries (`script`: an ack or an unhold), with what goes with it:
@@ -602,31 +619,41 @@ class RedisStore:
         `hold_s`: how long it may wait for company on the line (an unhold does not: held
         entries are released one after another, each waiting for the last)."""
         settles = [self._settle(event_id) for event_id in claimed]
-        arms = self._timer_sets(timers)
-        if not settles and not arms:
+        changes = [
+            self._timer_call(key, change) for key, change in self._timer_sets(timers).items()
+        ]
+        if not settles and not changes:
             return await self._run(script, keys, args, hold_s=hold_s)
         if self.line is None:  # a Cluster: the keys live on several nodes
-            await asyncio.gather(
-                *(self._run(*settle) for settle in settles),
-                *(self.redis.zadd(key, members) for key, members in arms.items()),
-            )
+            await asyncio.gather(*(self._one(call) for call in [*settles, *changes]))
             return await self._run(script, keys, args)
-        # Safe to send again whole: the settles and the ack are idempotent, and the markers are
-        # kept a while after the ack.
-        zadds: list[Call] = [
-            (_Plain("ZADD"), [key], [part for m, due in members.items() for part in (due, m)])
-            for key, members in arms.items()
-        ]
-        calls = [*settles, *zadds, (script, keys, args)]
+        # Safe to send again whole: the settles, the timer changes and the ack are idempotent,
+        # and the markers are kept a while after the ack.
+        calls = [*settles, *changes, (script, keys, args)]
         return (await self._in_order(calls, hold_s=hold_s))[-1]
 
-    def _timer_sets(self, armed: Sequence[TimerFired]) -> dict[str, dict[str, int]]:
-        """The timer-set members to add (ZADD), by key: one arming per kind and handoff."""
-        out: dict[str, dict[str, int]] = {}
-        for timer in armed:
-            p = partition_of(timer.conversation_id, self.partitions)
-            out.setdefault(self.keys.timers(p), {})[timers.timer_member(timer)] = timer.due_ms
+    def _timer_sets(self, changes: Sequence[TimerChange]) -> dict[str, _TimerSetChange]:
+        """What `changes` do to each timer set (one member per kind and handoff), by key: the
+        last arming of each member, and the last disarming, with the due time it disarms."""
+        out: dict[str, _TimerSetChange] = {}
+        for change in changes:
+            timer = change.timer if isinstance(change, DisarmTimer) else change
+            key = self.keys.timers(partition_of(timer.conversation_id, self.partitions))
+            into = out.setdefault(key, _TimerSetChange({}, {}))
+            side = into.forget if isinstance(change, DisarmTimer) else into.arm
+            side[timers.timer_member(timer)] = timer.due_ms
         return out
+
+    @staticmethod
+    def _timer_call(key: str, change: _TimerSetChange) -> Call:
+        # The armings first, then the disarmings, each only while at the due time it disarms:
+        # an arming of the same member in the same change moved it (and is kept) or made it (and
+        # goes). A plain ZADD when nothing is disarmed: an agent message's usual change.
+        arm = [part for member, due in change.arm.items() for part in (due, member)]
+        if not change.forget:
+            return (_Plain("ZADD"), [key], arm)
+        forget = [part for member, due in change.forget.items() for part in (member, due)]
+        return ("change_timers", [key], [len(change.arm), *arm, *forget])
 
     @_guarded
     async def note_attempt(self, partition: int, entry_id: str) -> int:
@@ -757,7 +784,7 @@ class RedisStore:
     @_guarded
     async def unhold_event(
         self, partition: int, conversation: ConversationId, entry_id: str, owner: str,
-        timers: Sequence[TimerFired] = (),
+        timers: Sequence[TimerChange] = (),
     ) -> bool:  # fmt: skip
         keys = self._unhold_keys(self._check(partition), conversation)
         args: list[str | int] = [owner, entry_id, conversation]
@@ -779,6 +806,12 @@ class RedisStore:
     async def arm_timer(self, partition: int, timer: TimerFired) -> None:
         key = self.keys.timers(self._check(partition))
         await self.redis.zadd(key, {timers.timer_member(timer): timer.due_ms})
+
+    @_guarded
+    async def disarm_timer(self, partition: int, timer: TimerFired) -> None:
+        key = self.keys.timers(self._check(partition))
+        forget = {timers.timer_member(timer): timer.due_ms}
+        await self._one(self._timer_call(key, _TimerSetChange({}, forget)))
 
     @_guarded
     async def fire_timers(self, partition: int, now_ms: int, owner: str, limit: int = 100) -> int:
@@ -953,7 +986,7 @@ class RedisStore:
         digest: str,
         ordinal: int,
         event_id: EventId | None = None,
-        timers: Sequence[TimerFired] = (),
+        timers: Sequence[TimerChange] = (),
     ) -> bool:
         """`ack_event` for an agent message, recording it as delivered in the same step
         (ordinal 0: the lowest not delivered yet). False if `owner` lost the lease."""
@@ -974,7 +1007,7 @@ class RedisStore:
     @_guarded
     async def ack_messages(
         self, partition: int, owner: str, conversation: ConversationId,
-        messages: Sequence[RunAck], timers: Sequence[TimerFired] = (),
+        messages: Sequence[RunAck], timers: Sequence[TimerChange] = (),
     ) -> bool:  # fmt: skip
         p = self._check(partition)
         keys = [
@@ -1001,7 +1034,7 @@ class RedisStore:
         owner: str,
         digest: str,
         ordinal: int,
-        timers: Sequence[TimerFired] = (),
+        timers: Sequence[TimerChange] = (),
     ) -> bool:
         """`unhold_event` for an agent message, recording it as delivered in the same step."""
         p = self._check(partition)

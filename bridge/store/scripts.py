@@ -741,6 +741,20 @@ return 1
 """
 )
 
+# KEYS: a partition's timer set. ARGV: n, then n (due, member) pairs armed, then (member, due)
+# pairs disarmed: each goes only while at that due time (a later arming of the same kind and
+# handoff moved it: that one is kept). The armings first: an arming and a disarming of one
+# member in the same step (a run of several) leave what the last of them says.
+CHANGE_TIMERS: Final = """
+local n = tonumber(ARGV[1])
+for i = 2, 2 * n, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 2 * n + 2, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return 1
+"""
+
 ALL: Final = {
     "relay_heartbeat": RELAY_HEARTBEAT,
     "claim_event": CLAIM_EVENT,
@@ -765,6 +779,7 @@ ALL: Final = {
     "outbox_fence": OUTBOX_FENCE,
     "forget_if_unchanged": FORGET_IF_UNCHANGED,
     "fire_timers": FIRE_TIMERS,
+    "change_timers": CHANGE_TIMERS,
     "claim_message": CLAIM_MESSAGE,
     "claim_and_begin": CLAIM_AND_BEGIN,
     "ack_message": ACK_MESSAGE,

@@ -208,3 +208,34 @@ async def test_a_timer_fires_once_from_whichever_process_holds_it_after_a_restar
     await eventually(lambda: TIMED_OUT in second.rasa.timeline("vera"), 10, "the timeout")
     await settled(second, cid)
     assert second.rasa.timeline("vera") == [QUEUED, TIMED_OUT]
+
+
+async def test_an_agents_join_leaves_only_the_live_timers_in_the_set(
+    make_bridge: BridgeFactory,
+) -> None:
+    """The queue's timers, armed by the escalation, are over once an agent joins: their members
+    leave the partition's timer set with the join's delivery (they would fire, stale, up to
+    the queue timeout later); the silence timers the join armed are the handoff's only ones."""
+    clock = Clock(time.time())
+    h = await make_bridge(
+        clock=clock,
+        handoff_queue_timeout_s=600,
+        handoff_queue_reminder_s=60,
+        handoff_agent_silence_s=120,
+        handoff_user_silence_s=300,
+    )
+    cid = await escalate(h, "sam")
+    partition = partition_of(cid, h.store.partitions)
+    redis = h.runtime.store.redis  # type: ignore[attr-defined]
+    key = h.runtime.store.keys.timers(partition)  # type: ignore[attr-defined]
+
+    async def kinds() -> list[str]:
+        return sorted(m.split("|")[0] for m in await redis.zrange(key, 0, -1) if cid in m)
+
+    assert await kinds() == ["q", "r"]
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await eventually(lambda: JOINED in h.rasa.timeline("sam"), 10, "joined")
+    await h.settled()
+    assert await kinds() == ["a", "u"]
+    live = (await h.runtime.service.handoff(SenderId("sam"))).timers
+    assert sorted(k for k, _ in live) == [TimerKind.AGENT_SILENCE, TimerKind.USER_SILENCE]

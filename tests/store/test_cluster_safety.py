@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis.exceptions as rexc
 
-from bridge.handoff import TimerFired, TimerKind
+from bridge.handoff import DisarmTimer, TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.store import RedisStore, Store, live_index, open_store
 from bridge.store.base import Begin, RunAck, RunMessage
@@ -72,7 +72,8 @@ async def drive_every_method(store: RedisStore) -> None:
     e1, e2, e3, e4, e5, e6 = await store.read_events(1, 10)
     await store.note_attempt(1, e1.entry_id)
     await store.begin_attempt(1, e5.entry_id, s)
-    await store.ack_event(1, e1.entry_id, OWNER)
+    silence = TimerFired(TimerKind.USER_SILENCE, early, 1, 5)
+    await store.ack_event(1, e1.entry_id, OWNER, None, [silence, DisarmTimer(silence)])
     await store.ack_event(1, e6.entry_id, OWNER, e6.event_id)
     await store.dead_letter(1, e2, "r", OWNER)
     await store.hold_event(1, early, e3, 1, OWNER)
@@ -84,6 +85,7 @@ async def drive_every_method(store: RedisStore) -> None:
     dead = await store.list_dead_letters()
     await store.replay_dead_letter(1, dead[0].dead_id)
     await store.arm_timer(1, TimerFired(TimerKind.USER_SILENCE, early, 1, 5))
+    await store.disarm_timer(1, TimerFired(TimerKind.AGENT_SILENCE, early, 1, 5))
     await store.fire_timers(1, 10, OWNER)
     await drive_message_identity(store, early)
     await store.release_partition(1, OWNER)

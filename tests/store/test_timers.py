@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from bridge.handoff import TimerFired, TimerKind
+from bridge.handoff import DisarmTimer, TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId
 from bridge.store import RedisStore
 from bridge.store.base import TIMER_EVENT_PREFIX, partition_of
@@ -174,3 +174,44 @@ async def test_the_step_that_finishes_an_entry_arms_the_timers_its_delivery_arme
     assert await leased.redis.zscore(leased.keys.timers(p), timer_member(timer())) == DUE + 1
     assert await leased.redis.zscore(leased.keys.timers(p), timer_member(later)) == DUE + 5
     assert await leased.read_events(p, 10) == []
+
+
+async def test_a_disarmed_timer_goes_only_while_at_the_due_time_it_disarms(
+    leased: RedisStore,
+) -> None:
+    """An arming the record no longer names leaves the set; one moved since by a later arming
+    of the same kind and handoff is that arming, and stays."""
+    p = partition_of(C, leased.partitions)
+    key = leased.keys.timers(p)
+    await leased.arm_timer(p, timer(K.QUEUE_TIMEOUT, DUE + 5))  # moved since the disarmed one
+    await leased.arm_timer(p, timer(K.QUEUE_REMINDER, DUE))
+    await leased.disarm_timer(p, timer(K.QUEUE_TIMEOUT, DUE))
+    await leased.disarm_timer(p, timer(K.QUEUE_REMINDER, DUE))
+    await leased.disarm_timer(p, timer(K.USER_SILENCE, DUE))  # never armed: nothing to do
+    assert await leased.redis.zrange(key, 0, -1, withscores=True) == [
+        (timer_member(timer(K.QUEUE_TIMEOUT)), DUE + 5)
+    ]
+
+
+async def test_the_step_that_finishes_an_entry_leaves_what_the_last_change_says(
+    leased: RedisStore,
+) -> None:
+    """Ack and unhold store the delivery's timer changes in order, per member: armed then
+    disarmed (a run of steps) goes; disarmed then armed again stays, at the new due time."""
+    p = partition_of(C, leased.partitions)
+    key = leased.keys.timers(p)
+    for n in range(2):
+        await leased.enqueue_event(p, EventId(f"e-{n}"), "x", 60)
+    first, second = await leased.read_events(p, 10)
+    assert await leased.acquire_partition(p, OWNER, 60_000)
+    await leased.arm_timer(p, timer(K.QUEUE_REMINDER, DUE))
+    await leased.arm_timer(p, timer(K.USER_SILENCE, DUE))
+    gone = [timer(K.AGENT_SILENCE, DUE + 1), DisarmTimer(timer(K.AGENT_SILENCE, DUE + 1))]
+    again = [DisarmTimer(timer(K.USER_SILENCE, DUE)), timer(K.USER_SILENCE, DUE + 2)]
+    assert await leased.ack_event(p, first.entry_id, OWNER, None, [*gone, *again])
+    assert await leased.hold_event(p, C, second, DUE, OWNER)
+    reminder = [DisarmTimer(timer(K.QUEUE_REMINDER, DUE))]
+    assert await leased.unhold_event(p, C, second.entry_id, OWNER, reminder)
+    assert await leased.redis.zrange(key, 0, -1, withscores=True) == [
+        (timer_member(timer(K.USER_SILENCE)), DUE + 2)
+    ]

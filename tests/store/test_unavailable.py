@@ -63,6 +63,7 @@ CALLS: dict[str, Callable[[RedisStore], Awaitable[Any]]] = {
     "outbox_pop": lambda s: s.outbox_pop(S, "m"),
     "outbox_senders": lambda s: s.outbox_senders(),
     "arm_timer": lambda s: s.arm_timer(0, TimerFired(TimerKind.USER_SILENCE, C, 1, 2)),
+    "disarm_timer": lambda s: s.disarm_timer(0, TimerFired(TimerKind.USER_SILENCE, C, 1, 2)),
     "fire_timers": lambda s: s.fire_timers(0, 1, "o"),
 }
 
