@@ -16,9 +16,10 @@ import redis.asyncio as aioredis
 from bench import load
 from bench.procs import Process, cpu_seconds
 from bench.stats import check_integrity, percentile
-from bridge.handoff import Escalated, Handoff, State, on_action
+from bridge.handoff import ArmTimer, Escalated, Handoff, State, Timing, on_action
 from bridge.ids import ConversationId, SenderId
-from bridge.store.base import Store
+from bridge.settings import Settings
+from bridge.store.base import Store, partition_of
 from bridge.store.keys import ENQUEUED_AFTER_DELIVERY_MS
 
 DRAIN_TIMEOUT_S = 60.0
@@ -128,12 +129,27 @@ async def seed_with_agent(store: Store, pairs: list[tuple[str, str]]) -> None:
         await store.link(SenderId(sender), ConversationId(conversation))
 
 
+def serve_timing() -> Timing:
+    """The timers `serve` runs with here: the settings' defaults (the runner sets none)."""
+    fields = Settings.model_fields
+    return Timing(**{
+        f"{kind}_ms": int(fields[f"handoff_{kind}_s"].default) * 1000
+        for kind in ("queue_timeout", "queue_reminder", "agent_silence", "user_silence")
+    })  # fmt: skip
+
+
 async def seed_escalated(store: Store, pairs: list[tuple[str, str]]) -> None:
-    """What the escalate action leaves: the handoff requested and the conversation linked."""
+    """What the escalate action leaves: the handoff requested, its queue timers armed (as
+    `serve`'s defaults arm them) and the conversation linked."""
+    now_ms, timing = int(time.time() * 1000), serve_timing()
     for conversation, sender in pairs:
-        step = on_action(Handoff(), Escalated(ConversationId(conversation), reopened=False), 0)
+        cid = ConversationId(conversation)
+        step = on_action(Handoff(), Escalated(cid, reopened=False), now_ms, timing)
+        for effect in step.effects:
+            if isinstance(effect, ArmTimer):
+                await store.arm_timer(partition_of(cid, store.partitions), effect.timer)
         assert await store.save_handoff(SenderId(sender), step.handoff.to_fields(), 0)
-        await store.link(SenderId(sender), ConversationId(conversation))
+        await store.link(SenderId(sender), cid)
 
 
 # A key's kind: its name with the hash tag's id and any event id left out.
