@@ -22,6 +22,7 @@ from bridge.errors import (
     NotFound,
     PermanentUpstreamError,
     RetryableUpstreamError,
+    StoreUnavailable,
     UpstreamError,
 )
 from bridge.handoff import (
@@ -359,12 +360,18 @@ class HandoffService:
 
     async def _disarm(self, effects: Sequence[object]) -> None:
         # After the save: before it, a crash (or a lost race) would leave a record that names
-        # a timer nobody keeps any more. A crash after it leaves the arming to fire stale.
+        # a timer nobody keeps any more. A failure here costs only a stale firing (ignored), so
+        # it must not fail the action whose record is saved (an escalation's link, its reopen).
         for effect in effects:
             if isinstance(effect, DisarmTimer):
                 timer = effect.timer
                 partition = partition_of(timer.conversation_id, self.store.partitions)
-                await self.store.disarm_timer(partition, timer)
+                try:
+                    await self.store.disarm_timer(partition, timer)
+                except StoreUnavailable:
+                    log.warning(
+                        "timer_disarm_failed", extra={"conversation": timer.conversation_id}
+                    )
 
     async def _apply(self, sender: SenderId, action: ActionInput) -> Handoff:
         """Apply an action input to the sender's record, compare-and-set, retried on a race."""

@@ -633,22 +633,25 @@ class RedisStore:
         return (await self._in_order(calls, hold_s=hold_s))[-1]
 
     def _timer_sets(self, changes: Sequence[TimerChange]) -> dict[str, _TimerSetChange]:
-        """What `changes` do to each timer set (one member per kind and handoff), by key: the
-        last arming of each member, and the last disarming, with the due time it disarms."""
+        """What `changes` do to each timer set (one member per kind and handoff), by key: each
+        member's last change alone, an arming (its due time) or a disarming (the due time it
+        disarms). An arming the same changes then disarm is not made at all: the set keeps
+        what it had, which the saved record does not name (stale when it fires, ignored)."""
         out: dict[str, _TimerSetChange] = {}
         for change in changes:
+            disarm = isinstance(change, DisarmTimer)
             timer = change.timer if isinstance(change, DisarmTimer) else change
             key = self.keys.timers(partition_of(timer.conversation_id, self.partitions))
             into = out.setdefault(key, _TimerSetChange({}, {}))
-            side = into.forget if isinstance(change, DisarmTimer) else into.arm
-            side[timers.timer_member(timer)] = timer.due_ms
+            member = timers.timer_member(timer)
+            (into.arm if disarm else into.forget).pop(member, None)
+            (into.forget if disarm else into.arm)[member] = timer.due_ms
         return out
 
     @staticmethod
     def _timer_call(key: str, change: _TimerSetChange) -> Call:
-        # The armings first, then the disarmings, each only while at the due time it disarms:
-        # an arming of the same member in the same change moved it (and is kept) or made it (and
-        # goes). A plain ZADD when nothing is disarmed: an agent message's usual change.
+        # The members armed and those disarmed are distinct (`_timer_sets`). A plain ZADD when
+        # nothing is disarmed: an agent message's usual change.
         arm = [part for member, due in change.arm.items() for part in (due, member)]
         if not change.forget:
             return (_Plain("ZADD"), [key], arm)

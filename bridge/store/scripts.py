@@ -742,9 +742,8 @@ return 1
 )
 
 # KEYS: a partition's timer set. ARGV: n, then n (due, member) pairs armed, then (member, due)
-# pairs disarmed: each goes only while at that due time (a later arming of the same kind and
-# handoff moved it: that one is kept). The armings first: an arming and a disarming of one
-# member in the same step (a run of several) leave what the last of them says.
+# pairs disarmed, other members than those armed: each goes only while at that due time (a
+# later arming of the same kind and handoff moved it: that one is kept).
 CHANGE_TIMERS: Final = """
 local n = tonumber(ARGV[1])
 for i = 2, 2 * n, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end

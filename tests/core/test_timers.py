@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from bridge.eightbyeight.client import Customer
+from bridge.errors import StoreUnavailable
 from bridge.handoff import State, TimerKind
 from bridge.ids import ConversationId, SenderId
 from bridge.relay import Relay
@@ -239,3 +240,59 @@ async def test_an_agents_join_leaves_only_the_live_timers_in_the_set(
     assert await kinds() == ["a", "u"]
     live = (await h.runtime.service.handoff(SenderId("sam"))).timers
     assert sorted(k for k, _ in live) == [TimerKind.AGENT_SILENCE, TimerKind.USER_SILENCE]
+
+
+async def test_a_reopened_handoff_keeps_only_its_own_timers_in_the_set(
+    make_bridge: BridgeFactory,
+) -> None:
+    """The agent left (the ended record keeps its silence armings); the user escalates again and
+    the same conversation reopens as a new handoff: the escalate action disarms the old
+    handoff's armings after saving the new record, which arms the queue's timers."""
+    clock = Clock(time.time())
+    h = await make_bridge(
+        clock=clock,
+        handoff_queue_timeout_s=600,
+        handoff_queue_reminder_s=60,
+        handoff_agent_silence_s=120,
+        handoff_user_silence_s=300,
+    )
+    cid = await escalate(h, "tess")
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await eventually(lambda: JOINED in h.rasa.timeline("tess"), 10, "joined")
+    await h.sim.desk.leave(cid)
+    await h.settled()
+    ended = await h.runtime.service.handoff(SenderId("tess"))
+    assert ended.state is State.ENDED and ended.timers  # its silence armings, still named
+    clock.now += 1
+    again = await h.runtime.service.escalate(SenderId("tess"), Customer(name="Ada"), [], "")
+    assert again.conversation_id == cid
+    await h.settled()
+    live = await h.runtime.service.handoff(SenderId("tess"))
+    assert live.since_ms > ended.since_ms
+    redis = h.runtime.store.redis  # type: ignore[attr-defined]
+    key = h.runtime.store.keys.timers(partition_of(cid, h.store.partitions))  # type: ignore[attr-defined]
+    members = sorted(m for m in await redis.zrange(key, 0, -1) if m.endswith(f"|{cid}"))
+    assert members == sorted(f"{code}|{live.since_ms}|{cid}" for code in ("q", "r"))
+
+
+async def test_an_escalation_whose_disarming_fails_is_made_all_the_same(
+    make_bridge: BridgeFactory,
+) -> None:
+    """Forgetting the replaced handoff's armings is a cleanup (they would fire stale, ignored):
+    Redis failing it must not fail the escalation whose record is saved."""
+    h = await make_bridge(handoff_queue_timeout_s=600, handoff_queue_reminder_s=60)
+    cid = await escalate(h, "uma")
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await eventually(lambda: JOINED in h.rasa.timeline("uma"), 10, "joined")
+    await h.sim.desk.leave(cid)
+    await h.settled()
+    tried: list[object] = []
+
+    async def down(*args: object) -> None:
+        tried.append(args)
+        raise StoreUnavailable("redis down for this call")
+
+    h.store.disarm_timer = down  # type: ignore[method-assign]
+    again = await h.runtime.service.escalate(SenderId("uma"), Customer(name="Ada"), [], "")
+    assert again.conversation_id == cid and tried
+    assert await h.store.sender_of(cid) == SenderId("uma")

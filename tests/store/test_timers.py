@@ -200,9 +200,9 @@ async def test_the_step_that_finishes_an_entry_leaves_what_the_last_change_says(
     disarmed (a run of steps) goes; disarmed then armed again stays, at the new due time."""
     p = partition_of(C, leased.partitions)
     key = leased.keys.timers(p)
-    for n in range(2):
+    for n in range(3):
         await leased.enqueue_event(p, EventId(f"e-{n}"), "x", 60)
-    first, second = await leased.read_events(p, 10)
+    first, second, third = await leased.read_events(p, 10)
     assert await leased.acquire_partition(p, OWNER, 60_000)
     await leased.arm_timer(p, timer(K.QUEUE_REMINDER, DUE))
     await leased.arm_timer(p, timer(K.USER_SILENCE, DUE))
@@ -215,3 +215,7 @@ async def test_the_step_that_finishes_an_entry_leaves_what_the_last_change_says(
     assert await leased.redis.zrange(key, 0, -1, withscores=True) == [
         (timer_member(timer(K.USER_SILENCE)), DUE + 2)
     ]
+    # The same due time disarmed and armed again: the arming, the last change, stays.
+    same = [DisarmTimer(timer(K.USER_SILENCE, DUE + 2)), timer(K.USER_SILENCE, DUE + 2)]
+    assert await leased.ack_event(p, third.entry_id, OWNER, None, same)
+    assert await leased.redis.zscore(key, timer_member(timer(K.USER_SILENCE))) == DUE + 2
