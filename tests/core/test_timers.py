@@ -55,6 +55,30 @@ async def settled(h: Harness, cid: ConversationId) -> None:
         await asyncio.sleep(0.02)
 
 
+# Every timer on: the queue's two armed by the escalation, the silences by the agent's join.
+EVERY_TIMER = {
+    "handoff_queue_timeout_s": 600,
+    "handoff_queue_reminder_s": 60,
+    "handoff_agent_silence_s": 120,
+    "handoff_user_silence_s": 300,
+}
+
+
+async def joined(h: Harness, sender: str) -> ConversationId:
+    """Escalated, and an agent's join delivered."""
+    cid = await escalate(h, sender)
+    await h.sim.desk.accept(cid, agent_name="Anna")
+    await eventually(lambda: JOINED in h.rasa.timeline(sender), 10, "joined")
+    return cid
+
+
+async def members(h: Harness, cid: ConversationId) -> list[str]:
+    """The members of `cid`'s handoffs in its partition's timer set."""
+    redis = h.runtime.store.redis  # type: ignore[attr-defined]
+    key = h.runtime.store.keys.timers(partition_of(cid, h.store.partitions))  # type: ignore[attr-defined]
+    return sorted(m for m in await redis.zrange(key, 0, -1) if m.endswith(f"|{cid}"))
+
+
 async def test_no_agent_within_the_queue_timeout_tells_the_user_once_and_ends_the_interaction(
     make_bridge: BridgeFactory,
 ) -> None:
@@ -217,29 +241,15 @@ async def test_an_agents_join_leaves_only_the_live_timers_in_the_set(
     """The queue's timers, armed by the escalation, are over once an agent joins: their members
     leave the partition's timer set with the join's delivery (they would fire, stale, up to
     the queue timeout later); the silence timers the join armed are the handoff's only ones."""
-    clock = Clock(time.time())
-    h = await make_bridge(
-        clock=clock,
-        handoff_queue_timeout_s=600,
-        handoff_queue_reminder_s=60,
-        handoff_agent_silence_s=120,
-        handoff_user_silence_s=300,
-    )
+    h = await make_bridge(clock=Clock(time.time()), **EVERY_TIMER)
     cid = await escalate(h, "sam")
-    partition = partition_of(cid, h.store.partitions)
-    redis = h.runtime.store.redis  # type: ignore[attr-defined]
-    key = h.runtime.store.keys.timers(partition)  # type: ignore[attr-defined]
-
-    async def kinds() -> list[str]:
-        return sorted(m.split("|")[0] for m in await redis.zrange(key, 0, -1) if cid in m)
-
-    assert await kinds() == ["q", "r"]
+    assert [m.split("|")[0] for m in await members(h, cid)] == ["q", "r"]
     await h.sim.desk.accept(cid, agent_name="Anna")
     await eventually(lambda: JOINED in h.rasa.timeline("sam"), 10, "joined")
     await h.settled()
-    assert await kinds() == ["a", "u"]
-    live = (await h.runtime.service.handoff(SenderId("sam"))).timers
-    assert sorted(k for k, _ in live) == [TimerKind.AGENT_SILENCE, TimerKind.USER_SILENCE]
+    live = await h.runtime.service.handoff(SenderId("sam"))
+    assert sorted(k for k, _ in live.timers) == [TimerKind.AGENT_SILENCE, TimerKind.USER_SILENCE]
+    assert await members(h, cid) == [f"{code}|{live.since_ms}|{cid}" for code in ("a", "u")]
 
 
 async def test_a_reopened_handoff_keeps_only_its_own_timers_in_the_set(
@@ -249,16 +259,8 @@ async def test_a_reopened_handoff_keeps_only_its_own_timers_in_the_set(
     the same conversation reopens as a new handoff: the escalate action disarms the old
     handoff's armings after saving the new record, which arms the queue's timers."""
     clock = Clock(time.time())
-    h = await make_bridge(
-        clock=clock,
-        handoff_queue_timeout_s=600,
-        handoff_queue_reminder_s=60,
-        handoff_agent_silence_s=120,
-        handoff_user_silence_s=300,
-    )
-    cid = await escalate(h, "tess")
-    await h.sim.desk.accept(cid, agent_name="Anna")
-    await eventually(lambda: JOINED in h.rasa.timeline("tess"), 10, "joined")
+    h = await make_bridge(clock=clock, **EVERY_TIMER)
+    cid = await joined(h, "tess")
     await h.sim.desk.leave(cid)
     await h.settled()
     ended = await h.runtime.service.handoff(SenderId("tess"))
@@ -269,10 +271,7 @@ async def test_a_reopened_handoff_keeps_only_its_own_timers_in_the_set(
     await h.settled()
     live = await h.runtime.service.handoff(SenderId("tess"))
     assert live.since_ms > ended.since_ms
-    redis = h.runtime.store.redis  # type: ignore[attr-defined]
-    key = h.runtime.store.keys.timers(partition_of(cid, h.store.partitions))  # type: ignore[attr-defined]
-    members = sorted(m for m in await redis.zrange(key, 0, -1) if m.endswith(f"|{cid}"))
-    assert members == sorted(f"{code}|{live.since_ms}|{cid}" for code in ("q", "r"))
+    assert await members(h, cid) == [f"{code}|{live.since_ms}|{cid}" for code in ("q", "r")]
 
 
 async def test_an_escalation_whose_disarming_fails_is_made_all_the_same(
@@ -280,10 +279,8 @@ async def test_an_escalation_whose_disarming_fails_is_made_all_the_same(
 ) -> None:
     """Forgetting the replaced handoff's armings is a cleanup (they would fire stale, ignored):
     Redis failing it must not fail the escalation whose record is saved."""
-    h = await make_bridge(handoff_queue_timeout_s=600, handoff_queue_reminder_s=60)
-    cid = await escalate(h, "uma")
-    await h.sim.desk.accept(cid, agent_name="Anna")
-    await eventually(lambda: JOINED in h.rasa.timeline("uma"), 10, "joined")
+    h = await make_bridge(**EVERY_TIMER)
+    cid = await joined(h, "uma")
     await h.sim.desk.leave(cid)
     await h.settled()
     tried: list[object] = []
