@@ -371,7 +371,7 @@ class Deliverer:
             sender, handoff, record.version if record else 0, [step], [event]
         )
         self._processed(sender, entry, event, step)
-        return timer_changes(saved)
+        return (*(named_armings(handoff, event) if check_tracker else ()), *timer_changes(saved))
 
     def _processed(
         self, sender: SenderId, entry: StreamEntry, event: Input, step: Step, run: int = 1
@@ -437,6 +437,19 @@ class Deliverer:
             steps.append(self._step(handoff, event))
             handoff = steps[-1].handoff
         return steps
+
+
+def named_armings(handoff: Handoff, event: Input) -> tuple[TimerFired, ...]:
+    """The armings `handoff` names, armed again by a later attempt (before the step's own
+    changes, which win): an earlier attempt may have saved the record that names them and
+    failed before the step that stores them (its ack), and this attempt's step, finding the
+    record changed already, arms nothing. Arming again what is armed moves nothing; the
+    timer being applied has fired, and is not put back."""
+    cid = handoff.conversation_id
+    if cid is None:
+        return ()
+    named = (TimerFired(kind, cid, handoff.since_ms, due) for kind, due in handoff.timers)
+    return tuple(timer for timer in named if timer != event)
 
 
 def _acked(part: _RunPart) -> RunAck:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 
+from bridge.eightbyeight.events import ChatEvent, EventKind
+from bridge.errors import StoreUnavailable
 from bridge.handoff import INTENT_USER_SILENT, Handoff, State, TimerFired, TimerKind, Timing
 from bridge.ids import ConversationId, EventId, SenderId
+from bridge.relay.deliver import named_armings
 from bridge.store.base import TIMER_EVENT_PREFIX
 from bridge.store.timers import timer_member
 
@@ -101,3 +104,55 @@ async def test_a_timer_that_fires_while_an_entry_is_handed_is_read_in_the_same_r
     await rig.idle()
     assert rig.rasa.timeline(S) == ["still there?"]
     assert await rig.store.read_events(0, 10) == []
+
+
+async def test_timers_armed_by_a_saved_step_whose_ack_failed_are_armed_by_its_retry(
+    make_rig: RigFactory,
+) -> None:
+    """The join's record (naming its silence timers) was saved, then the step that finishes the
+    entry, which arms them, failed (Redis gone a moment, or `serve` killed). The retry finds
+    the record joined already and has nothing to change: it arms what the record names."""
+    timing = Timing(agent_silence_ms=120_000, user_silence_ms=300_000)
+    rig = await make_rig(timing=timing, timer_poll_s=NEVER_S)
+    await rig.link("ada", "c1")
+    ack_event = rig.store.ack_event
+    failed: list[str] = []
+
+    async def fails_once(*args: object, **kw: object) -> bool:
+        if not failed:
+            failed.append("ack")
+            raise StoreUnavailable("redis gone after the save")
+        return await ack_event(*args, **kw)  # type: ignore[arg-type]
+
+    rig.store.ack_event = fails_once  # type: ignore[method-assign]
+    await rig.started()
+    await rig.join("c1")
+    await rig.idle()
+    assert failed
+    record = await rig.store.load_handoff(S)
+    assert record is not None
+    named = Handoff.from_fields(record.fields)
+    assert named.state is State.WITH_AGENT
+    armed = await rig.store.redis.zrange(rig.store.keys.timers(0), 0, -1, withscores=True)
+    assert sorted(armed) == sorted(
+        (timer_member(TimerFired(kind, C, named.since_ms, due)), due) for kind, due in named.timers
+    )
+    assert len(armed) == 2
+
+
+def test_a_later_attempt_arms_again_what_the_record_names_but_the_timer_being_applied() -> None:
+    since = 1_700_000_000_000
+    h = Handoff(State.WITH_AGENT, C, "Anna", since_ms=since, changed_ms=since)
+    h = h.with_timer(TimerKind.AGENT_SILENCE, since + 5).with_timer(
+        TimerKind.USER_SILENCE, since + 9
+    )
+    agent = TimerFired(TimerKind.AGENT_SILENCE, C, since, since + 5)
+    user = TimerFired(TimerKind.USER_SILENCE, C, since, since + 9)
+    message = ChatEvent(EventKind.AGENT_MESSAGE, "TEST", C, since, text="hi")
+    assert named_armings(h, message) == (agent, user)
+    assert named_armings(h, user) == (agent,)  # it fired: out of the set, not put back
+    assert named_armings(h, TimerFired(TimerKind.USER_SILENCE, C, since, since + 1)) == (
+        agent,
+        user,
+    )
+    assert named_armings(Handoff(), message) == ()
