@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.eightbyeight.events import ChatEvent, EventKind
 from bridge.handoff import (
@@ -370,3 +372,85 @@ def test_a_step_disarms_exactly_the_armings_its_record_no_longer_names(
     same = (step.handoff.conversation_id, step.handoff.since_ms) == (C1, T0)
     for effect in disarmed:
         assert not (same and effect.timer.kind in named)
+
+
+# --- a property: the store keeps exactly the armings a live handoff's record names ---
+
+EVERY_TIMER = Timing(
+    queue_timeout_ms=600_000,
+    queue_reminder_ms=120_000,
+    agent_silence_ms=300_000,
+    user_silence_ms=900_000,
+)
+Member = tuple[TimerKind, int, ConversationId]
+_C2 = ConversationId("c2")
+_timed_events = st.builds(
+    ChatEvent,
+    kind=st.sampled_from(list(EventKind)),
+    raw_type=st.just("X"),
+    conversation_id=st.sampled_from([C1, C1, C1, _C2]),
+    timestamp_ms=st.none(),
+    agent_id=st.sampled_from([None, "a1", "b2"]),
+    agent_name=st.sampled_from([None, "Ann", "Bob"]),
+    text=st.sampled_from([None, "hi"]),
+)
+_timed_actions = st.one_of(
+    st.builds(Escalated, st.sampled_from([C1, _C2]), st.booleans()),
+    st.just(UserEnded()),
+    st.just(UserSpoke()),
+)
+_FIRE = "fire"  # the partition's holder fires what is due (in due order)
+_timed_inputs = st.lists(
+    st.tuples(st.integers(0, 400_000), st.one_of(_timed_events, _timed_actions, st.just(_FIRE))),
+    max_size=40,
+)
+
+
+def _stored(timers: dict[Member, int], step: Step) -> None:
+    """What the store does with a step's timer effects (bridge/store/timers.py): one member per
+    kind and handoff; an arming moves it, a disarming removes it only while at its due time."""
+    for effect in step.effects:
+        if isinstance(effect, ArmTimer | DisarmTimer):
+            t = effect.timer
+            member = (t.kind, t.since_ms, t.conversation_id)
+            if isinstance(effect, ArmTimer):
+                timers[member] = t.due_ms
+            elif timers.get(member) == t.due_ms:
+                del timers[member]
+
+
+def _input_step(h: Handoff, item: Any, now: int) -> Step:
+    if isinstance(item, ChatEvent):
+        return on_event(h, item, now, EVERY_TIMER)
+    return on_action(h, item, now, EVERY_TIMER)
+
+
+@settings(max_examples=400)
+@given(_timed_inputs)
+def test_the_store_keeps_exactly_the_armings_a_live_record_names(
+    inputs: list[tuple[int, Any]],
+) -> None:
+    h, now, timers = Handoff(), T0, dict[Member, int]()
+    for dt, item in inputs:
+        now += dt
+        if item == _FIRE:
+            for member, due in sorted(timers.items(), key=lambda kv: kv[1]):
+                if due > now:
+                    break
+                del timers[member]  # fired: out of the set, into the stream
+                step = on_timer(
+                    h, TimerFired(member[0], member[2], member[1], due), now, EVERY_TIMER
+                )
+                _stored(timers, step)
+                h = step.handoff
+        else:
+            step = _input_step(h, item, now)
+            _stored(timers, step)
+            h = step.handoff
+        if h.active and h.conversation_id is not None:
+            # The live handoff's members are exactly the armings its record names: none missing
+            # (it would wait for ever), none left over (it would fire stale).
+            mine = {
+                m[0]: due for m, due in timers.items() if m[1:] == (h.since_ms, h.conversation_id)
+            }
+            assert mine == dict(h.timers), h
