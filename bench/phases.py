@@ -160,12 +160,14 @@ _EVENT_ID = re.compile(r":enq:.*$")  # an enqueued marker names its event id
 _CONVERSATION = re.compile(r":msgs:.*$")  # the delivered-message record names its conversation
 _CLAIM_BUCKET = re.compile(r":claims:\d+$")  # the webhook's claim hashes name a time bucket
 _LIVE_SHARD = re.compile(r"\{handoffs\}:live:\d+$")  # the live-handoff index's shards, as one
+_TIMER_SHARD = re.compile(r":timers:\d+$")  # a partition's timer shards, as one
 
 
 def key_kind(name: str) -> str:
     name = _CONVERSATION.sub(":msgs:<conversation>", name)
     name = _CLAIM_BUCKET.sub(":claims:<bucket>", name)
     name = _LIVE_SHARD.sub("{handoffs}:live:<n>", name)
+    name = _TIMER_SHARD.sub(":timers:<n>", name)
     return _EVENT_ID.sub(":enq:<id>", _TAG.sub(lambda m: "{" + m.group(1) + ":*}", name))
 
 

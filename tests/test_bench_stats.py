@@ -63,6 +63,8 @@ def test_key_kind_hides_ids_but_keeps_the_shape() -> None:
     assert key_kind("hb:v1:{relays}:live") == "hb:v1:{relays}:live"
     assert key_kind("hb:v1:{handoffs}:live:17") == "hb:v1:{handoffs}:live:<n>"
     assert key_kind("hb:v1:{handoffs}:live") == "hb:v1:{handoffs}:live"
+    assert key_kind("hb:v1:{p:3}:timers:15") == "hb:v1:{p:*}:timers:<n>"
+    assert key_kind("hb:v1:{p:3}:timers") == "hb:v1:{p:*}:timers"
 
 
 def test_ratios_pair_the_two_sides_of_each_round() -> None:

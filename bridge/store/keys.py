@@ -157,6 +157,21 @@ def live_shard(sender: SenderId) -> int:
     return zlib.crc32(sender.encode("utf-8")) % LIVE_SHARDS
 
 
+# Each partition's armed timers are split over this many ZSETs (`Keys.timers`), for the same
+# reason: a handoff keeps about two armed (queue timeout and reminder, or the two silences), so
+# one set per partition leaves the listpack encoding past 64 handoffs in the partition. With 16
+# partitions each shard stays a listpack up to about 12,000 live handoffs. Changing it would
+# leave armings in shards their disarming no longer reaches (they fire stale, and are ignored).
+TIMER_SHARDS = 16
+
+
+def timer_shard(conversation: ConversationId) -> int:
+    """The shard of its partition's timers that holds a conversation's armings. From the high
+    half of the CRC: the partition (`partition_of`) takes the CRC modulo the partition count,
+    so with 16 partitions the low bits would put every conversation of partition p in shard p."""
+    return (zlib.crc32(conversation.encode("utf-8")) >> 16) % TIMER_SHARDS
+
+
 @dataclass(frozen=True, slots=True)
 class Owner:
     """Why a kind of key has no TTL, and which `RedisStore` methods empty it (the tests check
@@ -355,13 +370,27 @@ class Keys:
         payload]`). Emptied by unhold/dead letter; Redis deletes it when empty."""
         return f"{self.base}{{p:{partition}}}:hold:{conversation}"
 
-    def timers(self, partition: int) -> str:
-        """ZSET: the partition's conversations' armed timers, one member per kind and handoff,
-        `<kind code>|<since_ms>|<conversation>` (bridge/store/timers.py), scored by when it is
-        due (epoch ms): arming it again moves it. Members written by earlier versions (a
-        timer's JSON, one per arming) fire as before. In the partition's slot: firing moves
-        one into the stream in one script. No TTL (see above)."""
+    def timers(self, partition: int, shard: int) -> str:
+        """ZSET: one shard (`timer_shard` of the conversation) of the partition's armed timers,
+        one member per kind and handoff, `<kind code>|<since_ms>|<conversation>`
+        (bridge/store/timers.py), scored by when it is due (epoch ms): arming it again moves
+        it. In the partition's slot: firing moves one into the stream in one script, which
+        reads every shard. No TTL (see above)."""
+        if not 0 <= shard < TIMER_SHARDS:
+            raise ValueError(f"timer shard {shard} not in 0..{TIMER_SHARDS - 1}")
+        return f"{self.base}{{p:{partition}}}:timers:{shard}"
+
+    def timers_unsharded(self, partition: int) -> str:
+        """ZSET: the partition's armed timers as earlier versions kept them, one key (members
+        of either form: the one above, or a timer's JSON, one per arming). No longer written;
+        firing still reads it, so it drains as its timers come due."""
         return f"{self.base}{{p:{partition}}}:timers"
+
+    def timer_sets(self, partition: int) -> list[str]:
+        """Every key of the partition's timers, in the order firing reads them: the unsharded
+        key, then the shards."""
+        shards = [self.timers(partition, shard) for shard in range(TIMER_SHARDS)]
+        return [self.timers_unsharded(partition), *shards]
 
     def delivered(self, partition: int, conversation: ConversationId) -> str:
         """HASH: the agent messages of one conversation already delivered, fields
@@ -379,7 +408,7 @@ class Keys:
             self.dead(partition),
             self.held(partition),
             self.held_index(partition),
-            self.timers(partition),
+            *self.timer_sets(partition),
         ]
 
     def doorbell(self) -> str:

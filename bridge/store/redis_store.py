@@ -67,6 +67,7 @@ from bridge.store.keys import (
     ClaimBuckets,
     Keys,
     claim_buckets,
+    timer_shard,
 )
 from bridge.store.line import Line
 
@@ -641,12 +642,18 @@ class RedisStore:
         for change in changes:
             disarm = isinstance(change, DisarmTimer)
             timer = change.timer if isinstance(change, DisarmTimer) else change
-            key = self.keys.timers(partition_of(timer.conversation_id, self.partitions))
+            key = self._timer_set(timer)
             into = out.setdefault(key, _TimerSetChange({}, {}))
             member = timers.timer_member(timer)
             (into.arm if disarm else into.forget).pop(member, None)
             (into.forget if disarm else into.arm)[member] = timer.due_ms
         return out
+
+    def _timer_set(self, timer: TimerFired, partition: int | None = None) -> str:
+        """The key of the timer shard that holds `timer`'s arming."""
+        if partition is None:
+            partition = partition_of(timer.conversation_id, self.partitions)
+        return self.keys.timers(partition, timer_shard(timer.conversation_id))
 
     @staticmethod
     def _timer_call(key: str, change: _TimerSetChange) -> Call:
@@ -807,19 +814,19 @@ class RedisStore:
 
     @_guarded
     async def arm_timer(self, partition: int, timer: TimerFired) -> None:
-        key = self.keys.timers(self._check(partition))
+        key = self._timer_set(timer, self._check(partition))
         await self.redis.zadd(key, {timers.timer_member(timer): timer.due_ms})
 
     @_guarded
     async def disarm_timer(self, partition: int, timer: TimerFired) -> None:
-        key = self.keys.timers(self._check(partition))
+        key = self._timer_set(timer, self._check(partition))
         forget = {timers.timer_member(timer): timer.due_ms}
         await self._one(self._timer_call(key, _TimerSetChange({}, forget)))
 
     @_guarded
     async def fire_timers(self, partition: int, now_ms: int, owner: str, limit: int = 100) -> int:
         p = self._check(partition)
-        keys = [self.keys.partition_lease(p), self.keys.timers(p), self.keys.stream(p)]
+        keys = [self.keys.partition_lease(p), self.keys.stream(p), *self.keys.timer_sets(p)]
         args: list[str | int] = [owner, now_ms, limit, TIMER_EVENT_PREFIX]
         return int(await self._run("fire_timers", keys, args))
 

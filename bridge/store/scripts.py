@@ -474,9 +474,12 @@ if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) *
 return redis.call('ZCARD', KEYS[1])
 """
 
-# KEYS: partition lease, timers, stream. ARGV: owner, now (ms), most to fire, event id prefix.
+# KEYS: partition lease, stream, then the partition's timer sets (`Keys.timer_sets`). ARGV:
+# owner, now (ms), most to fire, event id prefix.
 # Fenced like the relay's other steps: only the lease holder fires, so a timer fires once, and
 # into the stream, behind whatever 8x8 event of its conversation was accepted before it.
+# The sets are merged by due time (then member), so the partition's timers fire in due order
+# whichever shard holds them; the first `most` of each set are all the merge can need.
 # A member `<kind code>|<since_ms>|<conversation>` (bridge/store/timers.py) names no arming, so
 # the entry gets its due time: payload `<due>|<member>`, event id `<prefix><due>|<code>|<since>`
 # (unique per arming, so pushes it causes carry their own markers). The due is printed with
@@ -487,19 +490,28 @@ FIRE_TIMERS: Final = (
     _FENCE
     + """
 if not fenced(KEYS[1], ARGV[1]) then return 0 end
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0,
-  tonumber(ARGV[3]))
+local most = tonumber(ARGV[3])
+local due = {}
+for k = 3, #KEYS do
+  local found = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0,
+    most)
+  for i = 1, #found, 2 do due[#due + 1] = {tonumber(found[i + 1]), found[i], KEYS[k]} end
+end
+table.sort(due, function(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] end
+  return a[2] < b[2]
+end)
 local fired = 0
-for i = 1, #due, 2 do
-  local timer = due[i]
+for i = 1, math.min(#due, most) do
+  local at, timer, key = due[i][1], due[i][2], due[i][3]
   local eid, ev = ARGV[4] .. timer, timer
   local head = string.match(timer, '^([a-z]|%d+)|')
   if head then
-    local at = string.format('%.0f', tonumber(due[i + 1]))
+    at = string.format('%.0f', at)
     eid, ev = ARGV[4] .. at .. '|' .. head, at .. '|' .. timer
   end
-  redis.call('ZREM', KEYS[2], timer)
-  redis.call('XADD', KEYS[3], '*', 'eid', eid, 'ev', ev)
+  redis.call('ZREM', key, timer)
+  redis.call('XADD', KEYS[2], '*', 'eid', eid, 'ev', ev)
   fired = fired + 1
 end
 return fired

@@ -15,6 +15,7 @@ from bridge.handoff import State, TimerKind
 from bridge.ids import ConversationId, SenderId
 from bridge.relay import Relay
 from bridge.store.base import partition_of
+from bridge.store.keys import timer_shard
 from tests.core.conftest import BridgeFactory, Harness
 from tests.support.waiting import eventually
 
@@ -47,9 +48,12 @@ async def settled(h: Harness, cid: ConversationId) -> None:
     redis = h.runtime.store.redis  # type: ignore[attr-defined]
     keys = h.runtime.store.keys  # type: ignore[attr-defined]
     deadline = time.monotonic() + 10
-    while await redis.xlen(keys.stream(partition)) or await redis.zcount(
-        keys.timers(partition), "-inf", int(h.runtime.relay._clock() * 1000)
-    ):
+
+    async def due() -> int:
+        now = int(h.runtime.relay._clock() * 1000)
+        return sum([await redis.zcount(key, "-inf", now) for key in keys.timer_sets(partition)])
+
+    while await redis.xlen(keys.stream(partition)) or await due():
         assert time.monotonic() < deadline, "the partition did not settle"
         await h.sim.idle(timeout=5)
         await asyncio.sleep(0.02)
@@ -75,7 +79,8 @@ async def joined(h: Harness, sender: str) -> ConversationId:
 async def members(h: Harness, cid: ConversationId) -> list[str]:
     """The members of `cid`'s handoffs in its partition's timer set."""
     redis = h.runtime.store.redis  # type: ignore[attr-defined]
-    key = h.runtime.store.keys.timers(partition_of(cid, h.store.partitions))  # type: ignore[attr-defined]
+    keys = h.runtime.store.keys  # type: ignore[attr-defined]
+    key = keys.timers(partition_of(cid, h.store.partitions), timer_shard(cid))
     return sorted(m for m in await redis.zrange(key, 0, -1) if m.endswith(f"|{cid}"))
 
 

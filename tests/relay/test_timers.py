@@ -12,6 +12,7 @@ from bridge.handoff import INTENT_USER_SILENT, Handoff, State, TimerFired, Timer
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.relay.deliver import named_armings
 from bridge.store.base import TIMER_EVENT_PREFIX
+from bridge.store.keys import timer_shard
 from bridge.store.timers import timer_member
 
 from .conftest import Rig, RigFactory
@@ -80,7 +81,7 @@ async def test_a_stale_arming_fired_in_the_live_ones_place_arms_the_live_one_aga
     await relay.renew_leases()  # the supervisor's part, with the clock moved on
     await fire(rig)  # the moved arming: stale, so ignored...
     assert rig.rasa.timeline(S) == []
-    key, member = rig.store.keys.timers(0), timer_member(moved)
+    key, member = rig.store.keys.timers(0, timer_shard(C)), timer_member(moved)
     assert await rig.store.redis.zscore(key, member) == live  # ...and the live one armed again
     await fire(rig)
     assert rig.rasa.timeline(S) == [SILENT]
@@ -133,7 +134,9 @@ async def test_timers_armed_by_a_saved_step_whose_ack_failed_are_armed_by_its_re
     assert record is not None
     named = Handoff.from_fields(record.fields)
     assert named.state is State.WITH_AGENT
-    armed = await rig.store.redis.zrange(rig.store.keys.timers(0), 0, -1, withscores=True)
+    armed = await rig.store.redis.zrange(
+        rig.store.keys.timers(0, timer_shard(C)), 0, -1, withscores=True
+    )
     assert sorted(armed) == sorted(
         (timer_member(TimerFired(kind, C, named.since_ms, due)), due) for kind, due in named.timers
     )

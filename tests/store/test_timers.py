@@ -11,6 +11,7 @@ from bridge.handoff import DisarmTimer, TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId
 from bridge.store import RedisStore
 from bridge.store.base import TIMER_EVENT_PREFIX, partition_of
+from bridge.store.keys import TIMER_SHARDS, timer_shard
 from bridge.store.timers import fired_timer, timer_member
 
 from .conftest import OTHER, OWNER
@@ -33,8 +34,11 @@ async def fired(store: RedisStore, partition: int) -> list[TimerFired]:
 
 
 async def armed(store: RedisStore, partition: int) -> int:
-    count: int = await store.redis.zcard(store.keys.timers(partition))
-    return count
+    return sum([await store.redis.zcard(key) for key in store.keys.timer_sets(partition)])
+
+
+def shard_key(store: RedisStore, partition: int, conversation: str = C) -> str:
+    return store.keys.timers(partition, timer_shard(ConversationId(conversation)))
 
 
 async def test_a_due_timer_fires_once_into_the_stream_after_earlier_events(
@@ -108,6 +112,34 @@ async def test_firing_is_bounded_per_call(leased: RedisStore) -> None:
     assert await fired(leased, 3) == timers
 
 
+async def test_a_partition_s_timers_fire_in_due_order_whichever_shard_holds_them(
+    leased: RedisStore,
+) -> None:
+    """Each shard gives its earliest; the merge fires the earliest of all, `limit` at most."""
+    conversations = [f"conv-{n}" for n in range(40)]
+    assert len({timer_shard(ConversationId(c)) for c in conversations}) > TIMER_SHARDS // 2
+    # Due times interleave the shards: conversation n is due at DUE + (n * 7919) % 40.
+    timers = [timer(due=DUE + (n * 7919) % 40, conversation=c) for n, c in enumerate(conversations)]
+    for t in timers:
+        await leased.arm_timer(3, t)
+    ordered = sorted(timers, key=lambda t: t.due_ms)
+    assert await leased.fire_timers(3, DUE + 100, OWNER, limit=7) == 7
+    assert await fired(leased, 3) == ordered[:7]
+    assert await leased.fire_timers(3, DUE + 20, OWNER) == 14  # due by then: DUE+0..DUE+20
+    assert await leased.fire_timers(3, DUE + 100, OWNER) == 19
+    assert await fired(leased, 3) == ordered
+    assert await armed(leased, 3) == 0
+
+
+def test_a_partition_s_conversations_spread_over_its_timer_shards() -> None:
+    """The shard comes from other bits of the hash than the partition: with 16 partitions,
+    the conversations of one partition fill every shard, not one."""
+    ids = [ConversationId(f"9f1c-{n}") for n in range(4_000)]
+    mine = [c for c in ids if partition_of(c, 16) == 5]
+    per_shard = [sum(timer_shard(c) == s for c in mine) for s in range(TIMER_SHARDS)]
+    assert min(per_shard) > len(mine) / TIMER_SHARDS / 2, per_shard
+
+
 ODD_CONVERSATIONS = [
     "a|b",
     "|",
@@ -144,7 +176,7 @@ async def test_a_timer_armed_by_the_earlier_version_fires_and_reads_as_before(
 ) -> None:
     old = timer(K.AGENT_SILENCE, DUE, conversation="a|b 🙂")
     member = legacy_member(old)
-    await leased.redis.zadd(leased.keys.timers(2), {member: DUE})
+    await leased.redis.zadd(leased.keys.timers_unsharded(2), {member: DUE})
     await leased.arm_timer(2, timer(K.AGENT_SILENCE, DUE + 1_000, conversation="a|b 🙂"))
     assert await leased.fire_timers(2, DUE + 1_000, OWNER) == 2
     entries = await leased.read_events(2, 10)
@@ -154,6 +186,24 @@ async def test_a_timer_armed_by_the_earlier_version_fires_and_reads_as_before(
         old,
         timer(K.AGENT_SILENCE, DUE + 1_000, conversation="a|b 🙂"),
     ]
+
+
+async def test_timers_the_earlier_version_kept_in_one_set_fire_merged_with_the_shards(
+    leased: RedisStore,
+) -> None:
+    """Its one set per partition drains as its timers come due, in due order with the
+    shards' timers; nothing writes to it any more."""
+    earlier = [timer(due=DUE + 2 * n, conversation=f"old-{n}") for n in range(3)]
+    unsharded = leased.keys.timers_unsharded(1)
+    await leased.redis.zadd(unsharded, {timer_member(t): t.due_ms for t in earlier})
+    now = [timer(due=DUE + 2 * n + 1, conversation=f"new-{n}") for n in range(3)]
+    for t in now:
+        await leased.arm_timer(1, t)
+    assert await leased.redis.zcard(unsharded) == 3  # arming writes the shards only
+    assert await leased.fire_timers(1, DUE + 3, OWNER) == 4
+    assert await leased.fire_timers(1, DUE + 10, OWNER) == 2
+    assert await fired(leased, 1) == sorted([*earlier, *now], key=lambda t: t.due_ms)
+    assert not await leased.redis.exists(unsharded)
 
 
 async def test_the_step_that_finishes_an_entry_arms_the_timers_its_delivery_armed(
@@ -167,12 +217,12 @@ async def test_the_step_that_finishes_an_entry_arms_the_timers_its_delivery_arme
     first, second = await leased.read_events(p, 10)
     assert await leased.acquire_partition(p, OWNER, 60_000)
     assert await leased.ack_event(p, first.entry_id, OWNER, first.event_id, [timer(due=DUE)])
-    assert await leased.redis.zscore(leased.keys.timers(p), timer_member(timer())) == DUE
+    assert await leased.redis.zscore(shard_key(leased, p), timer_member(timer())) == DUE
     assert await leased.hold_event(p, C, second, DUE, OWNER)
     later = timer(K.AGENT_SILENCE, due=DUE + 5)
     assert await leased.unhold_event(p, C, second.entry_id, OWNER, [timer(due=DUE + 1), later])
-    assert await leased.redis.zscore(leased.keys.timers(p), timer_member(timer())) == DUE + 1
-    assert await leased.redis.zscore(leased.keys.timers(p), timer_member(later)) == DUE + 5
+    assert await leased.redis.zscore(shard_key(leased, p), timer_member(timer())) == DUE + 1
+    assert await leased.redis.zscore(shard_key(leased, p), timer_member(later)) == DUE + 5
     assert await leased.read_events(p, 10) == []
 
 
@@ -182,7 +232,7 @@ async def test_a_disarmed_timer_goes_only_while_at_the_due_time_it_disarms(
     """An arming the record no longer names leaves the set; one moved since by a later arming
     of the same kind and handoff is that arming, and stays."""
     p = partition_of(C, leased.partitions)
-    key = leased.keys.timers(p)
+    key = shard_key(leased, p)
     await leased.arm_timer(p, timer(K.QUEUE_TIMEOUT, DUE + 5))  # moved since the disarmed one
     await leased.arm_timer(p, timer(K.QUEUE_REMINDER, DUE))
     await leased.disarm_timer(p, timer(K.QUEUE_TIMEOUT, DUE))
@@ -199,7 +249,7 @@ async def test_the_step_that_finishes_an_entry_leaves_what_the_last_change_says(
     """Ack and unhold store the delivery's timer changes in order, per member: armed then
     disarmed (a run of steps) goes; disarmed then armed again stays, at the new due time."""
     p = partition_of(C, leased.partitions)
-    key = leased.keys.timers(p)
+    key = shard_key(leased, p)
     for n in range(3):
         await leased.enqueue_event(p, EventId(f"e-{n}"), "x", 60)
     first, second, third = await leased.read_events(p, 10)
