@@ -8,14 +8,24 @@ import json
 
 from bridge.eightbyeight.events import ChatEvent, EventKind
 from bridge.errors import StoreUnavailable
-from bridge.handoff import INTENT_USER_SILENT, Handoff, State, TimerFired, TimerKind, Timing
+from bridge.handoff import (
+    INTENT_USER_SILENT,
+    ArmTimer,
+    Escalated,
+    Handoff,
+    State,
+    TimerFired,
+    TimerKind,
+    Timing,
+    on_action,
+)
 from bridge.ids import ConversationId, EventId, SenderId
 from bridge.relay.deliver import named_armings
 from bridge.store.base import TIMER_EVENT_PREFIX
 from bridge.store.keys import timer_shard
 from bridge.store.timers import timer_member
 
-from .conftest import Rig, RigFactory
+from .conftest import JOINED, Rig, RigFactory
 
 S, C = SenderId("ada"), ConversationId("c1")
 TIMING = Timing(user_silence_ms=300_000)
@@ -141,6 +151,101 @@ async def test_timers_armed_by_a_saved_step_whose_ack_failed_are_armed_by_its_re
         (timer_member(TimerFired(kind, C, named.since_ms, due)), due) for kind, due in named.timers
     )
     assert len(armed) == 2
+
+
+EVERY_TIMER = Timing(
+    queue_timeout_ms=600_000,
+    queue_reminder_ms=60_000,
+    agent_silence_ms=120_000,
+    user_silence_ms=300_000,
+)
+
+
+async def escalated(rig: Rig) -> None:
+    """ada escalated into c1 with every timer on: the record names the queue's two timers, and
+    the set holds them, as the escalate action leaves them."""
+    now = int(rig.clock() * 1000)
+    step = on_action(Handoff(), Escalated(C, reopened=False), now, EVERY_TIMER)
+    assert await rig.store.save_handoff(S, step.handoff.to_fields(), 0)
+    await rig.store.link(S, C)
+    for effect in step.effects:
+        if isinstance(effect, ArmTimer):
+            await rig.store.arm_timer(0, effect.timer)
+
+
+async def armed(rig: Rig) -> list[tuple[str, float]]:
+    key = rig.store.keys.timers(0, timer_shard(C))
+    return sorted(await rig.store.redis.zrange(key, 0, -1, withscores=True))
+
+
+async def named(rig: Rig) -> list[tuple[str, float]]:
+    """The set's members the record names: exactly what the set should hold."""
+    record = await rig.store.load_handoff(S)
+    assert record is not None
+    h = Handoff.from_fields(record.fields)
+    return sorted((timer_member(TimerFired(k, C, h.since_ms, due)), due) for k, due in h.timers)
+
+
+async def test_a_join_saved_whose_ack_the_lease_refused_is_finished_once_by_the_next_holder(
+    make_rig: RigFactory,
+) -> None:
+    """The join's record (the silence timers named, the queue's gone) was saved; then the
+    partition's lease passed to another relay before the step that finishes the entry, so its
+    ack was refused and the entry stayed. The next holder finds the record joined: it shows
+    nothing twice, and the set ends holding exactly the record's armings."""
+    rig = await make_rig(timing=EVERY_TIMER, timer_poll_s=NEVER_S)
+    await escalated(rig)
+    assert len(await armed(rig)) == 2  # the queue's timeout and reminder
+    lease = rig.store.keys.partition_lease(0)
+    ack_event = rig.store.ack_event
+    refused: list[bool] = []
+
+    async def lease_taken_first(*args: object, **kw: object) -> bool:
+        if not refused:
+            await rig.store.redis.set(lease, "relay-z")  # it lapsed and another relay took it
+        acked = await ack_event(*args, **kw)  # type: ignore[arg-type]
+        refused.append(not acked)
+        return acked
+
+    rig.store.ack_event = lease_taken_first  # type: ignore[method-assign]
+    relay = await rig.started()
+    await rig.join("c1")
+    await relay.wait_consumers_ended(timeout_s=10.0)
+    assert refused == [True]
+    assert await state(rig) is State.WITH_AGENT  # saved before the refused ack
+    assert len(await rig.store.read_events(0, 10)) == 1  # the entry is still there
+    assert await rig.store.redis.delete(lease)  # relay-z gave it up (or died)
+    await relay.renew_leases()
+    await rig.idle()
+    assert refused == [True, False]
+    assert rig.rasa.timeline(S) == [JOINED]  # once: the record says joined already
+    assert await rig.store.read_events(0, 10) == []
+    assert await armed(rig) == await named(rig)
+    assert sorted(m.split("|")[0] for m, _ in await armed(rig)) == ["a", "u"]
+
+
+async def test_a_run_leaves_the_timer_set_as_the_record_it_saved_names_it(
+    make_rig: RigFactory,
+) -> None:
+    """Several agent messages in one run, every timer on: the run saves the record once (when
+    the agent last spoke: the silences re-arm from it when they fire, not at each word) and
+    its ack leaves the set holding exactly what that record names."""
+    rig = await make_rig(timing=EVERY_TIMER, timer_poll_s=NEVER_S)
+    await escalated(rig)
+    await rig.started("relay-a")
+    await rig.join("c1")
+    await rig.idle()
+    assert await armed(rig) == await named(rig)
+    await rig.relays[0].stop()
+    rig.clock.advance(60.0)  # past the grain: the run's words are written down
+    await rig.say("c1", "one", "two", "three")
+    relay = await rig.started("relay-b")
+    await rig.idle(relay)
+    assert rig.rasa.sizes == [1, 3]  # the join, then the three words in one run
+    record = await rig.store.load_handoff(S)
+    assert record is not None
+    assert Handoff.from_fields(record.fields).agent_ms == int(rig.clock() * 1000)
+    assert await armed(rig) == await named(rig)
 
 
 def test_a_later_attempt_arms_again_what_the_record_names_but_the_timer_being_applied() -> None:

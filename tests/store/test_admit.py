@@ -96,6 +96,28 @@ async def test_an_admitted_event_can_take_the_relays_first_step(
     assert await leased.redis.hlen(leased.keys.attempts(0)) == 1  # type: ignore[misc]
 
 
+@WAYS
+async def test_a_pending_claims_retry_takes_the_first_step_only_for_the_entry_it_appends(
+    leased: RedisStore, way: Callable[[RedisStore], Admit]
+) -> None:
+    """8x8 retries an event whose claim is pending. With no entry (a crash between a Cluster's
+    two steps) the retry appends it and may take the relay's first step for it; with the entry
+    in the stream already (and begun) it appends nothing and begins nothing again."""
+    await leased.save_handoff(S, {"state": State.WITH_AGENT.value}, 0)
+    begin = Begin(OWNER, C, "d", 0, S)
+    await leased.claim_event(EventId("e1"), BODY, settled=False)
+    got = await way(leased)(0, EventId("e1"), BODY, "p1", 3600, begin=begin)
+    assert got.claim is Claim.PENDING and got.enqueued is not None
+    started = got.enqueued.started
+    assert started is not None
+    assert (started.ordinal, started.claim, started.attempts) == (1, MessageClaim.MINE, 1)
+    again = await way(leased)(0, EventId("e1"), BODY, "p1", 3600, begin=begin)
+    assert again == Admitted(Claim.PENDING, None)
+    assert await _stream(leased) == [("e1", True)]
+    entry_id = got.enqueued.entry.entry_id
+    assert await leased.redis.hgetall(leased.keys.attempts(0)) == {entry_id: "1"}  # type: ignore[misc]
+
+
 async def test_on_a_single_redis_the_claim_and_the_enqueue_are_one_step(
     store: RedisStore,
 ) -> None:

@@ -10,7 +10,7 @@ import json
 from bridge.handoff import DisarmTimer, TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId
 from bridge.store import RedisStore
-from bridge.store.base import TIMER_EVENT_PREFIX, partition_of
+from bridge.store.base import TIMER_EVENT_PREFIX, RunAck, partition_of
 from bridge.store.keys import TIMER_SHARDS, timer_shard
 from bridge.store.timers import fired_timer, timer_member
 
@@ -224,6 +224,28 @@ async def test_the_step_that_finishes_an_entry_arms_the_timers_its_delivery_arme
     assert await leased.redis.zscore(shard_key(leased, p), timer_member(timer())) == DUE + 1
     assert await leased.redis.zscore(shard_key(leased, p), timer_member(later)) == DUE + 5
     assert await leased.read_events(p, 10) == []
+
+
+async def test_a_runs_ack_stores_its_steps_timer_changes(leased: RedisStore) -> None:
+    """A run's one ack (several entries) stores what its steps did to the timers, in their
+    round trip: each member's last change."""
+    p = partition_of(C, leased.partitions)
+    for n in range(2):
+        await leased.enqueue_event(p, EventId(f"e-{n}"), "x", 60)
+    first, second = await leased.read_events(p, 10)
+    assert await leased.acquire_partition(p, OWNER, 60_000)
+    await leased.arm_timer(p, timer(K.QUEUE_REMINDER, DUE))
+    done = [RunAck(first.entry_id, "d", 1), RunAck(second.entry_id, "d", 2)]
+    changes = [
+        timer(K.USER_SILENCE, DUE + 1),
+        DisarmTimer(timer(K.QUEUE_REMINDER, DUE)),
+        timer(K.USER_SILENCE, DUE + 2),
+    ]
+    assert await leased.ack_messages(p, OWNER, C, done, changes)
+    assert await leased.read_events(p, 10) == []
+    assert await leased.redis.zrange(shard_key(leased, p), 0, -1, withscores=True) == [
+        (timer_member(timer(K.USER_SILENCE)), DUE + 2)
+    ]
 
 
 async def test_a_disarmed_timer_goes_only_while_at_the_due_time_it_disarms(
