@@ -5,6 +5,7 @@ bridge/store/timers.py) arms the live one again, so that it still fires."""
 from __future__ import annotations
 
 import json
+from typing import cast
 
 from bridge.eightbyeight.events import ChatEvent, EventKind
 from bridge.errors import StoreUnavailable
@@ -175,7 +176,8 @@ async def escalated(rig: Rig) -> None:
 
 async def armed(rig: Rig) -> list[tuple[str, float]]:
     key = rig.store.keys.timers(0, timer_shard(C))
-    return sorted(await rig.store.redis.zrange(key, 0, -1, withscores=True))
+    found = await rig.store.redis.zrange(key, 0, -1, withscores=True)
+    return sorted(cast("list[tuple[str, float]]", found))
 
 
 async def named(rig: Rig) -> list[tuple[str, float]]:

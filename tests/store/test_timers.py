@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from bridge.handoff import DisarmTimer, TimerFired, TimerKind
+from bridge.handoff import DisarmTimer, TimerChange, TimerFired, TimerKind
 from bridge.ids import ConversationId, EventId
 from bridge.store import RedisStore
 from bridge.store.base import TIMER_EVENT_PREFIX, RunAck, partition_of
@@ -236,7 +236,7 @@ async def test_a_runs_ack_stores_its_steps_timer_changes(leased: RedisStore) -> 
     assert await leased.acquire_partition(p, OWNER, 60_000)
     await leased.arm_timer(p, timer(K.QUEUE_REMINDER, DUE))
     done = [RunAck(first.entry_id, "d", 1), RunAck(second.entry_id, "d", 2)]
-    changes = [
+    changes: list[TimerChange] = [
         timer(K.USER_SILENCE, DUE + 1),
         DisarmTimer(timer(K.QUEUE_REMINDER, DUE)),
         timer(K.USER_SILENCE, DUE + 2),
