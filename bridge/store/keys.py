@@ -160,8 +160,9 @@ def live_shard(sender: SenderId) -> int:
 # Each partition's armed timers are split over this many ZSETs (`Keys.timers`), for the same
 # reason: a handoff keeps about two armed (queue timeout and reminder, or the two silences), so
 # one set per partition leaves the listpack encoding past 64 handoffs in the partition. With 16
-# partitions each shard stays a listpack up to about 12,000 live handoffs. Changing it would
-# leave armings in shards their disarming no longer reaches (they fire stale, and are ignored).
+# partitions each shard stays a listpack up to about 12,000 live handoffs. Never change it: a
+# conversation's armings would be in a shard its later armings and disarmings no longer reach,
+# and with fewer shards in one that firing no longer reads (live timers that never fire).
 TIMER_SHARDS = 16
 
 
@@ -210,7 +211,8 @@ OWNED: Final[dict[str, Owner]] = {
     ),
     "timers": Owner(
         ("fire_timers",),
-        "armed timers, at most one per kind and handoff (arming again moves it); each leaves "
+        "armed timers, one member per kind and handoff in its set (arming again moves it); "
+        "each leaves "
         "when it fires (into the stream), so the set is bounded by the handoffs with a timer "
         "to come",
     ),

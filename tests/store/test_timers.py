@@ -131,6 +131,40 @@ async def test_a_partition_s_timers_fire_in_due_order_whichever_shard_holds_them
     assert await armed(leased, 3) == 0
 
 
+async def test_one_shard_s_timers_may_fill_a_firing_ahead_of_the_other_shards(
+    leased: RedisStore,
+) -> None:
+    """The earliest `limit` due may all be in one shard: each shard gives up to `limit`."""
+    crowded = [
+        timer(kind, DUE + n, conversation="crowded", since=SINCE - n // 4)
+        for n, kind in enumerate(
+            [K.QUEUE_TIMEOUT, K.QUEUE_REMINDER, K.AGENT_SILENCE, K.USER_SILENCE] * 2
+        )
+    ]
+    later = [timer(due=DUE + 100 + n, conversation=f"later-{n}") for n in range(20)]
+    assert {timer_shard(ConversationId(t.conversation_id)) for t in later} - {
+        timer_shard(ConversationId("crowded"))
+    }
+    for t in [*later, *crowded]:
+        await leased.arm_timer(3, t)
+    assert await leased.fire_timers(3, DUE + 200, OWNER, limit=6) == 6
+    assert await fired(leased, 3) == crowded[:6]
+
+
+async def test_timers_due_at_once_in_two_shards_fire_in_member_order(leased: RedisStore) -> None:
+    """As one set ordered them: by due time, then by member (here the later shard's first)."""
+    a, b = "tie-2", "tie-3"
+    assert timer_shard(ConversationId(a)) > timer_shard(ConversationId(b))
+    first, second = timer(due=DUE, conversation=a), timer(due=DUE, conversation=b)
+    assert timer_member(first) < timer_member(second)
+    for t in (second, first):
+        await leased.arm_timer(3, t)
+    assert await leased.fire_timers(3, DUE, OWNER, limit=1) == 1
+    assert await fired(leased, 3) == [first]
+    assert await leased.fire_timers(3, DUE, OWNER, limit=1) == 1
+    assert await fired(leased, 3) == [first, second]
+
+
 def test_a_partition_s_conversations_spread_over_its_timer_shards() -> None:
     """The shard comes from other bits of the hash than the partition: with 16 partitions,
     the conversations of one partition fill every shard, not one."""
