@@ -479,7 +479,9 @@ return redis.call('ZCARD', KEYS[1])
 # Fenced like the relay's other steps: only the lease holder fires, so a timer fires once, and
 # into the stream, behind whatever 8x8 event of its conversation was accepted before it.
 # The sets are merged by due time (then member), so the partition's timers fire in due order
-# whichever shard holds them; the first `most` of each set are all the merge can need.
+# whichever shard holds them: each set's earliest due member is its head, the earliest head
+# fires and that set's next due member becomes its head. A backlog (timers overdue after an
+# outage) thus costs a few commands per timer fired, not a read of `most` from every set.
 # A member `<kind code>|<since_ms>|<conversation>` (bridge/store/timers.py) names no arming, so
 # the entry gets its due time: payload `<due>|<member>`, event id `<prefix><due>|<code>|<since>`
 # (unique per arming, so pushes it causes carry their own markers). The due is printed with
@@ -490,29 +492,37 @@ FIRE_TIMERS: Final = (
     _FENCE
     + """
 if not fenced(KEYS[1], ARGV[1]) then return 0 end
-local most = tonumber(ARGV[3])
-local due = {}
-for k = 3, #KEYS do
-  local found = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0,
-    most)
-  for i = 1, #found, 2 do due[#due + 1] = {tonumber(found[i + 1]), found[i], KEYS[k]} end
+local heads = {}
+local function head(k)
+  local found = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, 1)
+  heads[k] = found[1] and {tonumber(found[2]), found[1]} or false
 end
-table.sort(due, function(a, b)
-  if a[1] ~= b[1] then return a[1] < b[1] end
-  return a[2] < b[2]
-end)
-local fired = 0
-for i = 1, math.min(#due, most) do
-  local at, timer, key = due[i][1], due[i][2], due[i][3]
-  local eid, ev = ARGV[4] .. timer, timer
-  local head = string.match(timer, '^([a-z]|%d+)|')
-  if head then
-    at = string.format('%.0f', at)
-    eid, ev = ARGV[4] .. at .. '|' .. head, at .. '|' .. timer
+local function earliest()
+  local best = nil
+  for k = 3, #KEYS do
+    local h = heads[k]
+    if h and (not best or h[1] < heads[best][1] or (h[1] == heads[best][1] and h[2] < heads[best][2])) then
+      best = k
+    end
   end
-  redis.call('ZREM', key, timer)
+  return best
+end
+for k = 3, #KEYS do head(k) end
+local fired = 0
+while fired < tonumber(ARGV[3]) do
+  local k = earliest()
+  if not k then break end
+  local at, timer = heads[k][1], heads[k][2]
+  local eid, ev = ARGV[4] .. timer, timer
+  local code = string.match(timer, '^([a-z]|%d+)|')
+  if code then
+    at = string.format('%.0f', at)
+    eid, ev = ARGV[4] .. at .. '|' .. code, at .. '|' .. timer
+  end
+  redis.call('ZREM', KEYS[k], timer)
   redis.call('XADD', KEYS[2], '*', 'eid', eid, 'ev', ev)
   fired = fired + 1
+  head(k)
 end
 return fired
 """
