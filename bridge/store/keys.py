@@ -212,9 +212,8 @@ OWNED: Final[dict[str, Owner]] = {
     "timers": Owner(
         ("fire_timers",),
         "armed timers, one member per kind and handoff in its set (arming again moves it); "
-        "each leaves "
-        "when it fires (into the stream), so the set is bounded by the handoffs with a timer "
-        "to come",
+        "each leaves when it fires (into the stream), so the sets are bounded by the handoffs "
+        "with a timer to come",
     ),
 }
 

@@ -500,10 +500,8 @@ end
 local function earliest()
   local best = nil
   for k = 3, #KEYS do
-    local h = heads[k]
-    if h and (not best or h[1] < heads[best][1] or (h[1] == heads[best][1] and h[2] < heads[best][2])) then
-      best = k
-    end
+    local h, b = heads[k], best and heads[best]
+    if h and (not b or h[1] < b[1] or (h[1] == b[1] and h[2] < b[2])) then best = k end
   end
   return best
 end
@@ -514,10 +512,10 @@ while fired < tonumber(ARGV[3]) do
   if not k then break end
   local at, timer = heads[k][1], heads[k][2]
   local eid, ev = ARGV[4] .. timer, timer
-  local code = string.match(timer, '^([a-z]|%d+)|')
-  if code then
+  local kind_since = string.match(timer, '^([a-z]|%d+)|')
+  if kind_since then
     at = string.format('%.0f', at)
-    eid, ev = ARGV[4] .. at .. '|' .. code, at .. '|' .. timer
+    eid, ev = ARGV[4] .. at .. '|' .. kind_since, at .. '|' .. timer
   end
   redis.call('ZREM', KEYS[k], timer)
   redis.call('XADD', KEYS[2], '*', 'eid', eid, 'ev', ev)
