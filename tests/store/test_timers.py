@@ -134,7 +134,8 @@ async def test_a_partition_s_timers_fire_in_due_order_whichever_shard_holds_them
 async def test_one_shard_s_timers_may_fill_a_firing_ahead_of_the_other_shards(
     leased: RedisStore,
 ) -> None:
-    """The earliest `limit` due may all be in one shard: each shard gives up to `limit`."""
+    """The earliest `limit` due may all be in one shard: the shard's next due comes up as its
+    head each time one of its timers fires."""
     crowded = [
         timer(kind, DUE + n, conversation="crowded", since=SINCE - n // 4)
         for n, kind in enumerate(
