@@ -5,6 +5,7 @@ across batches, and a lane that fails leaves its entries to be read again, in or
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import pytest
@@ -125,13 +126,15 @@ async def test_a_lane_that_fails_mid_pipeline_has_its_entries_read_again_in_orde
     failed = False
     ack_message = rig.store.ack_message
 
-    async def failing_a1(partition: int, entry_id: str, owner: str, *args: Any) -> bool:
+    async def failing_a1(
+        partition: int, entry_id: str, owner: str, *args: Any, **kwargs: Any
+    ) -> bool:
         nonlocal failed
         if args[0] == "c1" and not failed:
             failed = True
             await b1_shown.wait()
             raise StoreUnavailable("redis unavailable: ConnectionError")
-        return await ack_message(partition, entry_id, owner, *args)
+        return await ack_message(partition, entry_id, owner, *args, **kwargs)
 
     async def note_pushes(call: Call) -> None:
         if call.text == "a1":
@@ -293,12 +296,14 @@ async def test_once_a_failed_lane_is_behind_it_the_consumer_takes_what_the_door_
     failed = False
     ack_message = rig.store.ack_message
 
-    async def failing_once(partition: int, entry_id: str, owner: str, *args: Any) -> bool:
+    async def failing_once(
+        partition: int, entry_id: str, owner: str, *args: Any, **kwargs: Any
+    ) -> bool:
         nonlocal failed
         if not failed:
             failed = True
             raise StoreUnavailable("redis unavailable: ConnectionError")
-        return await ack_message(partition, entry_id, owner, *args)
+        return await ack_message(partition, entry_id, owner, *args, **kwargs)
 
     rig.store.ack_message = failing_once  # type: ignore[method-assign]
     await rig.say("c1", "a1")
@@ -343,8 +348,10 @@ async def test_an_entry_handed_to_a_resting_consumer_goes_straight_to_its_lane(
     make_rig: RigFactory,
 ) -> None:
     """Without waking the consumer (a task step and a turn of the loop per event); behind what
-    its lane has, in order."""
-    rig = await joined(make_rig, c1="ada")
+    its lane has, in order. The consumer's poll and the timers' are never due here: either
+    rightly wakes it, and at 5 ms the poll could come while the door's round trip is out."""
+    quiet = functools.partial(make_rig, poll_s=60.0, timer_poll_s=3600.0)
+    rig = await joined(quiet, c1="ada")
     relay = rig.relays[0]
     stalled, release = asyncio.Event(), asyncio.Event()
 
@@ -416,14 +423,16 @@ async def test_an_entry_read_before_the_door_handed_it_is_not_worked_again_after
     failed, looked = False, asyncio.Event()
     ack_message = rig.store.ack_message
 
-    async def failing_b1(partition: int, entry_id: str, owner: str, *args: Any) -> bool:
+    async def failing_b1(
+        partition: int, entry_id: str, owner: str, *args: Any, **kwargs: Any
+    ) -> bool:
         nonlocal failed
         if not failed:
             failed = True
             relay.hand(0, late, bea)  # the door's hand, late
             raise StoreUnavailable("redis unavailable: ConnectionError")
         looked.set()  # b1 read again from the stream's start
-        return await ack_message(partition, entry_id, owner, *args)
+        return await ack_message(partition, entry_id, owner, *args, **kwargs)
 
     async def noted(call: Call) -> None:
         if call.sender == "ada":
@@ -449,7 +458,7 @@ async def test_a_lane_that_fails_while_its_consumer_stops_is_logged_not_lost(
     in_rasa, release = asyncio.Event(), asyncio.Event()
     ack_message = rig.store.ack_message
 
-    async def failing(partition: int, entry_id: str, owner: str, *args: Any) -> bool:
+    async def failing(partition: int, entry_id: str, owner: str, *args: Any, **kwargs: Any) -> bool:
         raise StoreUnavailable("redis unavailable: ConnectionError")
 
     async def stall(call: Call) -> None:
