@@ -453,9 +453,11 @@ def named_armings(handoff: Handoff, event: Input) -> tuple[TimerFired, ...]:
 
 
 def _acked(part: _RunPart) -> RunAck:
-    # The webhook's claim of the event, if it made one, is settled with the ack.
-    claimed = part.entry.event_id if part.entry.claimed else None
-    return RunAck(part.entry.entry_id, part.identity.digest, part.identity.ordinal, claimed)
+    # The webhook's claim of the event, when it waits for the delivery, is settled with the ack.
+    entry = part.entry
+    return RunAck(
+        entry.entry_id, part.identity.digest, part.identity.ordinal, entry.event_id, entry.claimed
+    )
 
 
 def _run_messages(

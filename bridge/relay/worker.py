@@ -743,17 +743,17 @@ class Relay:
             log.info("relay_held", extra={"conversation": cid, "event_id": entry.event_id})
             return await self._store.hold_event(partition, cid, entry, held[cid], self.owner)
 
-        # The webhook's claim of the event is settled with the ack.
-        claimed = entry.event_id if entry.claimed else None
-
         async def ack(identity: MessageIdentity | None, timers: Sequence[TimerChange]) -> bool:
+            # The webhook's claim of the event, when it waits for the delivery, is settled with
+            # the ack.
             if identity is None:
+                claimed = entry.event_id if entry.claimed else None
                 return await self._store.ack_event(
                     partition, entry.entry_id, self.owner, claimed, timers
                 )
             return await self._store.ack_message(
                 partition, entry.entry_id, self.owner, cid, identity.digest, identity.ordinal,
-                claimed, timers,
+                entry.event_id, timers, claimed=entry.claimed,
             )  # fmt: skip
 
         return await self._deliverer.process(

@@ -73,8 +73,8 @@ class StreamEntry:
     entry_id: str  # the stream id, "<ms>-<seq>": also when the event was accepted
     event_id: EventId
     payload: str  # ChatEvent.to_json()
-    # Enqueued by the webhook after its claim (stream entries only): the claim is settled, and
-    # the enqueued marker let go, when the entry is delivered.
+    # Enqueued by the webhook behind a pending claim (stream entries only; the two steps of a
+    # Cluster): the claim is settled, and the enqueued marker let go, when it is delivered.
     claimed: bool = False
 
     @property
@@ -186,7 +186,8 @@ class RunAck(NamedTuple):
     entry_id: str
     digest: str
     ordinal: int
-    event_id: EventId | None = None  # claimed by the webhook: settled, its marker let go
+    event_id: EventId | None = None  # the entry's: the ordinal it took is forgotten with it
+    claimed: bool = False  # its webhook claim waits for the delivery: settled, marker let go
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +270,10 @@ class Store(Protocol):
         """The door's two steps for an event to relay: `claim_event` (pending) and, unless the
         claim says done or conflict, `enqueue_event` with the claim's time, `ring` and `begin`.
         Raises what they raise. As `admit_in_steps` where the claim and the partition live
-        apart (a Cluster); in one atomic step where one server holds both."""
+        apart (a Cluster). Where one server holds both, one atomic step, in which a new claim
+        is done at once and its entry is not `claimed`: nothing can come between the claim and
+        the append, so there is no marker to guard a redo and nothing for the delivery to
+        settle (a pending claim an earlier version left is enqueued as in two steps)."""
         ...
 
     def bells(self, subscribed: Callable[[], None] = ...) -> AsyncIterator[int]:
@@ -449,8 +453,8 @@ class Store(Protocol):
         messages: Sequence[RunAck], timers: Sequence[TimerChange] = (),
     ) -> bool:  # fmt: skip
         """`ack_message` for each message of a run of `conversation` in one fenced step: all of
-        them, or none when `owner` lost the lease (False). The claims of those with an event id
-        are settled first, as `ack_event` does."""
+        them, or none when `owner` lost the lease (False). The claims of those `claimed` are
+        settled first, as `ack_event` does."""
         ...
 
     async def ack_message(
@@ -463,8 +467,12 @@ class Store(Protocol):
         ordinal: int,
         event_id: EventId | None = None,
         timers: Sequence[TimerChange] = (),
+        *,
+        claimed: bool = False,
     ) -> bool:
-        """`ack_event` that also records the message as delivered, in one fenced step."""
+        """`ack_event` that also records the message as delivered, in one fenced step, and
+        forgets the ordinal the entry's `event_id` took. `claimed`: the webhook's claim of the
+        event waits for the delivery (the entry's `claimed`), settled as `ack_event` does."""
         ...
 
     async def unhold_message(

@@ -281,7 +281,8 @@ class Keys:
     def event_claims(self, shard: int, bucket: int) -> str:
         """HASH: the claims of the event ids of one shard first claimed in one time bucket
         (`claim_buckets`), field `ClaimBuckets.field` -> `<state><digest of the raw body>`,
-        state `p` (claimed, not delivered yet) or `d` (delivered, or never to be enqueued). The
+        state `p` (claimed, not delivered yet) or `d` (delivered, enqueued in the claim's own
+        step on a single Redis, or never to be enqueued). The
         digest is the first 18 bytes of the body's SHA-256 in base64. Expires EVENT_DEDUPE_TTL_S
         after its bucket ends. One claim per event id for the whole deployment, whatever the
         partition: a signature is usable once. A shard's buckets share the hash tag, so one

@@ -501,7 +501,8 @@ class RedisStore:
         p = self._check(partition)
         where, keys = self._claim_keys(event_id)
         keys += [self.keys.enqueued(p, event_id), self.keys.stream(p)]
-        args = self._claim_args(where, body_sha256, "p")
+        # Done at once: one step with the append (ADMIT_EVENT), nothing for a delivery to settle.
+        args = self._claim_args(where, body_sha256, "d")
         bell = self.keys.doorbell() if ring else ""
         args += [event_id, payload, dedupe_ttl_s, MAX_CLAIM_TO_ENQUEUE_MS, bell, p]
         record: HandoffRecord | None = None
@@ -514,7 +515,10 @@ class RedisStore:
             state, _at_ms, added = answer
         if not isinstance(added, list) and int(added) < 0:  # never in one step; as enqueue_event
             raise StaleClaim("the enqueue came too long after its claim")
-        return Admitted(Claim(_text(state)), _enqueued(added, event_id, payload, True, record))
+        claim = Claim(_text(state))
+        # Only a pending claim (an earlier version's) was enqueued behind a marker, to settle.
+        pending = claim is Claim.PENDING
+        return Admitted(claim, _enqueued(added, event_id, payload, pending, record))
 
     def _begin_keys(self, partition: int, begin: Begin) -> list[str]:
         return [
@@ -997,6 +1001,8 @@ class RedisStore:
         ordinal: int,
         event_id: EventId | None = None,
         timers: Sequence[TimerChange] = (),
+        *,
+        claimed: bool = False,
     ) -> bool:
         """`ack_event` for an agent message, recording it as delivered in the same step
         (ordinal 0: the lowest not delivered yet). False if `owner` lost the lease."""
@@ -1008,11 +1014,14 @@ class RedisStore:
             self.keys.delivered(p, conversation),
         ]
         args: list[str | int] = [owner, entry_id, digest, ordinal, MAPPING_TTL_MS]
-        claimed = [] if event_id is None else [event_id]
+        settles: list[EventId] = []
         if event_id is not None:
-            keys.append(self.keys.enqueued(p, event_id))
-            args += [event_id, ENQUEUED_AFTER_DELIVERY_MS]
-        return bool(await self._finish("ack_message", keys, args, claimed, timers))
+            args.append(event_id)
+            if claimed:
+                keys.append(self.keys.enqueued(p, event_id))
+                args.append(ENQUEUED_AFTER_DELIVERY_MS)
+                settles.append(event_id)
+        return bool(await self._finish("ack_message", keys, args, settles, timers))
 
     @_guarded
     async def ack_messages(
@@ -1027,13 +1036,14 @@ class RedisStore:
             self.keys.delivered(p, conversation),
         ]
         args: list[str | int] = [owner, MAPPING_TTL_MS, ENQUEUED_AFTER_DELIVERY_MS]
-        claimed: list[EventId] = []
+        settles: list[EventId] = []
         for m in messages:
-            args += [m.entry_id, m.digest, m.ordinal, m.event_id or ""]
-            if m.event_id is not None:
+            settle = m.claimed and m.event_id is not None
+            args += [m.entry_id, m.digest, m.ordinal, m.event_id or "", "1" if settle else ""]
+            if settle and m.event_id is not None:
                 keys.append(self.keys.enqueued(p, m.event_id))
-                claimed.append(m.event_id)
-        return bool(await self._finish("ack_messages", keys, args, claimed, timers))
+                settles.append(m.event_id)
+        return bool(await self._finish("ack_messages", keys, args, settles, timers))
 
     @_guarded
     async def unhold_message(

@@ -148,22 +148,27 @@ return 1
 # doorbell (a pub/sub message, not a key) wakes the partition's consumer in another process.
 # Appended: the new entry's id and the id of the stream's last entry before it ('' for none),
 # which tells this process's consumer whether it has read everything that comes before the
-# entry (bridge/relay/handed.py).
+# entry (bridge/relay/handed.py). `append` is the append alone: `claimed` marks the entry `c`.
 _ENQUEUE = """
-local function enqueue(marker, stream, eid, payload, ttl, since, most, bell, p)
-  if redis.call('EXISTS', marker) == 1 then return 0 end
+local function append(stream, eid, payload, claimed, bell, p)
   local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
   local after = last[1] and last[1][1] or ''
   local id
-  if since == '' then
-    id = redis.call('XADD', stream, '*', 'eid', eid, 'ev', payload)
-  else
-    if now_ms() - tonumber(since) > tonumber(most) then return -1 end
+  if claimed then
     id = redis.call('XADD', stream, '*', 'eid', eid, 'ev', payload, 'c', '1')
+  else
+    id = redis.call('XADD', stream, '*', 'eid', eid, 'ev', payload)
   end
-  redis.call('SET', marker, '1', 'EX', ttl)
   if bell ~= '' then redis.call('PUBLISH', bell, p) end
   return {id, after}
+end
+
+local function enqueue(marker, stream, eid, payload, ttl, since, most, bell, p)
+  if redis.call('EXISTS', marker) == 1 then return 0 end
+  if since ~= '' and now_ms() - tonumber(since) > tonumber(most) then return -1 end
+  local added = append(stream, eid, payload, since ~= '', bell, p)
+  redis.call('SET', marker, '1', 'EX', ttl)
+  return added
 end
 """
 
@@ -640,9 +645,13 @@ return begin_after(added, KEYS[3], KEYS[4], KEYS[5], ARGV[8], ARGV[9], ARGV[1],
 # the relay's first step) in one round trip, which on a Cluster are CLAIM_EVENT then
 # ENQUEUE_EVENT or ENQUEUE_AND_BEGIN (`RedisStore.admit_event`). The claim's slot and the
 # partition's are two, which one server does not mind.
+# A new claim is written done ('d') and its event appended plainly: nothing can come between
+# this claim and its append, so there is no step for a pending claim and an enqueued marker to
+# guard, and nothing for the delivery to settle. A pending claim found (written by the two
+# steps of an earlier version) is enqueued as ENQUEUE_EVENT does, behind its marker.
 # KEYS: CLAIM_EVENT's (the n claim hashes, the legacy claim), then ENQUEUE_EVENT's (enqueued
 # marker, stream)[, then CLAIM_AND_BEGIN's (partition lease, delivered, attempts)].
-# ARGV: CLAIM_EVENT's eight (a new claim 'p'), then event id, payload, ttl (s), the most that may
+# ARGV: CLAIM_EVENT's eight (a new claim 'd'), then event id, payload, ttl (s), the most that may
 # pass from claim to append (ms), doorbell, partition[, then owner, digest, ordinal, ttl (ms),
 # frontier]. Returns {claim state, server time, added}: `added` as ENQUEUE_AND_BEGIN's (or
 # ENQUEUE_EVENT's, without the step), 0 when the claim says not to enqueue (done, conflict).
@@ -654,8 +663,13 @@ ADMIT_EVENT: Final = (
     + """
 local n, state, now = claim_event_at_front()
 if state ~= 'new' and state ~= 'pending' then return {state, now, 0} end
-local added = enqueue(KEYS[n + 2], KEYS[n + 3], ARGV[9], ARGV[10], ARGV[11], now,
-                      ARGV[12], ARGV[13], ARGV[14])
+local added
+if state == 'new' then
+  added = append(KEYS[n + 3], ARGV[9], ARGV[10], false, ARGV[13], ARGV[14])
+else
+  added = enqueue(KEYS[n + 2], KEYS[n + 3], ARGV[9], ARGV[10], ARGV[11], now, ARGV[12],
+                  ARGV[13], ARGV[14])
+end
 if #KEYS > n + 3 then
   added = begin_after(added, KEYS[n + 4], KEYS[n + 5], KEYS[n + 6], ARGV[15], ARGV[16],
                       ARGV[9], tonumber(ARGV[17]), ARGV[18], ARGV[19])
@@ -672,11 +686,12 @@ end
 """
 
 # KEYS: partition lease, stream, attempts, delivered[, enqueued marker]. ARGV: owner, entry id,
-# digest, ordinal, ttl (ms)[, event id, how long the marker may outlive the delivery (ms)].
+# digest, ordinal, ttl (ms)[, event id[, how long the marker may outlive the delivery (ms)]].
 # The ack of an agent message: out of the stream and recorded as delivered in one step, so no
 # path can see it both gone and undelivered. The event's ordinal (`e:<event id>`) is forgotten
-# with its entry: only the entry itself (a retry, a take-over, a replay) ever looked it up. 0 when
-# fenced out.
+# with its entry: only the entry itself (a retry, a take-over, a replay) ever looked it up. The
+# marker is there when the webhook's claim of the event waits for the delivery. 0 when fenced
+# out.
 ACK_MESSAGE: Final = (
     _FENCE
     + _RECORD_MESSAGE
@@ -686,10 +701,8 @@ if not fenced(KEYS[1], ARGV[1]) then return 0 end
 redis.call('XDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 record_message(KEYS[4], ARGV[3], ARGV[4], ARGV[5])
-if KEYS[5] then
-  redis.call('HDEL', KEYS[4], 'e:' .. ARGV[6])
-  let_go(KEYS[5], ARGV[7])
-end
+if ARGV[6] then redis.call('HDEL', KEYS[4], 'e:' .. ARGV[6]) end
+if KEYS[5] then let_go(KEYS[5], ARGV[7]) end
 return 1
 """
 )
@@ -718,11 +731,11 @@ return out
 )
 
 # KEYS: partition lease, stream, attempts, delivered, then the enqueued marker of each message
-# the webhook claimed, in the messages' order. ARGV: owner, ttl (ms), how long a marker may
-# outlive the delivery (ms), then for each message of a run of one conversation: entry id,
-# digest, ordinal, event id ('' when not claimed by the webhook: no marker among KEYS).
-# ACK_MESSAGE for every message of the run behind one lease check: all of them or, fenced out
-# (0), none.
+# whose webhook claim waits for the delivery, in the messages' order. ARGV: owner, ttl (ms), how
+# long a marker may outlive the delivery (ms), then for each message of a run of one
+# conversation: entry id, digest, ordinal, event id ('' for none), '1' when its marker is among
+# KEYS (else ''). ACK_MESSAGE for every message of the run behind one lease check: all of them
+# or, fenced out (0), none.
 ACK_MESSAGES: Final = (
     _FENCE
     + _RECORD_MESSAGE
@@ -730,13 +743,13 @@ ACK_MESSAGES: Final = (
     + """
 if not fenced(KEYS[1], ARGV[1]) then return 0 end
 local marker = 4
-for i = 4, #ARGV, 4 do
+for i = 4, #ARGV, 5 do
   redis.call('XDEL', KEYS[2], ARGV[i])
   redis.call('HDEL', KEYS[3], ARGV[i])
   record_message(KEYS[4], ARGV[i + 1], ARGV[i + 2], ARGV[2])
-  if ARGV[i + 3] ~= '' then
+  if ARGV[i + 3] ~= '' then redis.call('HDEL', KEYS[4], 'e:' .. ARGV[i + 3]) end
+  if ARGV[i + 4] ~= '' then
     marker = marker + 1
-    redis.call('HDEL', KEYS[4], 'e:' .. ARGV[i + 3])
     let_go(KEYS[marker], ARGV[3])
   end
 end

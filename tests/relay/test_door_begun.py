@@ -234,12 +234,14 @@ async def test_an_entry_worked_again_after_a_lane_failed_is_looked_for_not_pushe
     failed, acked = asyncio.Event(), asyncio.Event()
     ack_message = rig.store.ack_message
 
-    async def failing_once(partition: int, entry_id: str, owner: str, *args: Any) -> bool:
+    async def failing_once(
+        partition: int, entry_id: str, owner: str, *args: Any, **kwargs: Any
+    ) -> bool:
         if not failed.is_set():
             failed.set()
             raise StoreUnavailable("redis unavailable: ConnectionError")
         acked.set()
-        return await ack_message(partition, entry_id, owner, *args)
+        return await ack_message(partition, entry_id, owner, *args, **kwargs)
 
     rig.store.ack_message = failing_once  # type: ignore[method-assign]
     called = steps(rig)

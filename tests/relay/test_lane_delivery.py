@@ -98,12 +98,14 @@ async def test_a_lane_that_fails_lets_the_others_finish_their_pushes(
     bob_pushing, ada_failed = asyncio.Event(), asyncio.Event()
     ack_message = rig.store.ack_message
 
-    async def failing_for_ada(partition: int, entry_id: str, owner: str, *args: Any) -> bool:
+    async def failing_for_ada(
+        partition: int, entry_id: str, owner: str, *args: Any, **kwargs: Any
+    ) -> bool:
         if args[0] == "c1" and not ada_failed.is_set():
             await bob_pushing.wait()
             ada_failed.set()
             raise StoreUnavailable("redis unavailable: ConnectionError")
-        return await ack_message(partition, entry_id, owner, *args)
+        return await ack_message(partition, entry_id, owner, *args, **kwargs)
 
     async def hold_bob_until_ada_failed(call: Call) -> None:
         if call.text == "go ahead" and not bob_pushing.is_set():

@@ -1,10 +1,13 @@
 """The door's claim and enqueue together (`Store.admit_event`): one step on a single Redis, the
-two steps in order on a Cluster (`admit_in_steps`), with the same answers either way."""
+two steps in order on a Cluster (`admit_in_steps`), with the same answers either way, but for
+one: in one step a new claim is done at once (nothing can come between it and its append), so
+a retry is a duplicate at once, where two steps keep the claim pending until the delivery."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from unittest.mock import ANY
 
 import pytest
 
@@ -46,16 +49,46 @@ async def test_a_new_event_is_claimed_and_appended_once(
     store: RedisStore, way: Callable[[RedisStore], Admit]
 ) -> None:
     admit = way(store)
+    apart = _apart(store, way)
     first = await admit(0, EventId("e1"), BODY, "p1", 3600)
     assert first.claim is Claim.NEW and first.enqueued is not None
-    assert first.enqueued.entry.claimed  # its delivery settles the claim
+    assert first.enqueued.entry.claimed is apart  # its delivery settles a pending claim
     assert first.enqueued.after == ""
-    assert await _stream(store) == [("e1", True)]
-    # 8x8's retry while it waits: the claim pending with this body, nothing appended again
-    assert await admit(0, EventId("e1"), BODY, "p1", 3600) == Admitted(Claim.PENDING, None)
+    assert await _stream(store) == [("e1", apart)]
+    # 8x8's retry while it waits: nothing appended again; the claim done at once in one step,
+    # pending with this body in two
+    retry = await admit(0, EventId("e1"), BODY, "p1", 3600)
+    assert retry == Admitted(Claim.PENDING if apart else Claim.DONE, None)
     # a captured signature on a forged body: refused, nothing appended
     assert await admit(0, EventId("e1"), FORGED, "forged", 3600) == Admitted(Claim.CONFLICT, None)
-    assert await _stream(store) == [("e1", True)]
+    assert await _stream(store) == [("e1", apart)]
+
+
+def _apart(store: RedisStore, way: Callable[[RedisStore], Admit]) -> bool:
+    """Whether `way` claims and enqueues in two steps (a Cluster runs even `admit_event` so)."""
+    return way is _in_steps or store.line is None
+
+
+async def test_in_one_step_a_new_claim_leaves_nothing_for_the_delivery_to_settle(
+    leased: RedisStore,
+) -> None:
+    """A single Redis: the claim is written done, no enqueued marker is written, and the ack
+    (told the entry is not `claimed`) forgets the ordinal its event took, as for any entry."""
+    if leased.line is None:
+        pytest.skip("a Cluster claims and enqueues in two steps")
+    e1 = EventId("e1")
+    first = await leased.admit_event(0, e1, BODY, "p1", 3600)
+    assert first.enqueued is not None and not first.enqueued.entry.claimed
+    assert await leased.claim_event(e1, BODY, settled=False) == (Claim.DONE, ANY)
+    assert not await leased.redis.exists(leased.keys.enqueued(0, e1))
+    entry_id = first.enqueued.entry.entry_id
+    ordinal, _, _, _ = await leased.claim_and_begin(0, C, OWNER, "d", e1, 0, entry_id, S)
+    delivered = leased.keys.delivered(0, C)
+    assert await leased.redis.hget(delivered, "e:e1") == str(ordinal)  # type: ignore[misc]
+    assert await leased.ack_message(0, entry_id, OWNER, C, "d", ordinal, e1)
+    assert await leased.redis.hgetall(delivered) == {"d:1": "d"}  # type: ignore[misc]
+    assert await leased.read_events(0, 10) == []
+    assert await leased.admit_event(0, e1, BODY, "p1", 3600) == Admitted(Claim.DONE, None)
 
 
 @WAYS

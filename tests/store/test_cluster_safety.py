@@ -106,7 +106,7 @@ async def drive_message_identity(store: RedisStore, conversation: ConversationId
         1, conversation, OWNER, "d", m1.event_id, 0, m1.entry_id, SenderId("s1")
     )
     await store.message_state(1, conversation, "d", 1)
-    await store.ack_message(1, m1.entry_id, OWNER, conversation, "d", 1, m1.event_id)
+    await store.ack_message(1, m1.entry_id, OWNER, conversation, "d", 1, m1.event_id, claimed=True)
     await store.hold_event(1, conversation, m2, 1, OWNER)
     await store.unhold_message(1, conversation, m2.entry_id, OWNER, "d", 2)
     for event_id in ("m3", "m4"):
@@ -115,7 +115,7 @@ async def drive_message_identity(store: RedisStore, conversation: ConversationId
     run = [RunMessage(m.entry_id, m.event_id, "d", 0) for m in (m3, m4)]
     claims, _ = await store.claim_and_begin_run(1, conversation, OWNER, run, SenderId("s1"))
     done = [
-        RunAck(m.entry_id, "d", c.ordinal, m.event_id)
+        RunAck(m.entry_id, "d", c.ordinal, m.event_id, claimed=True)
         for m, c in zip((m3, m4), claims, strict=True)
     ]
     await store.ack_messages(1, OWNER, conversation, done)
