@@ -72,7 +72,9 @@ async def relay_everything(store: RedisStore) -> None:
         while entries := await store.read_events(p, 500):
             for entry in entries:
                 await store.note_attempt(p, entry.entry_id)
-                assert await store.ack_event(p, entry.entry_id, OWNER, entry.event_id)
+                assert await store.ack_event(
+                    p, entry.entry_id, OWNER, entry.event_id, claimed=entry.claimed
+                )
         await store.release_partition(p, OWNER)
 
 

@@ -453,7 +453,8 @@ def named_armings(handoff: Handoff, event: Input) -> tuple[TimerFired, ...]:
 
 
 def _acked(part: _RunPart) -> RunAck:
-    # The webhook's claim of the event, when it waits for the delivery, is settled with the ack.
+    # With the event id: the ordinal it took is forgotten with the entry, and the webhook's
+    # claim of the event, when it waits for the delivery, is settled.
     entry = part.entry
     return RunAck(
         entry.entry_id, part.identity.digest, part.identity.ordinal, entry.event_id, entry.claimed

@@ -744,13 +744,13 @@ class Relay:
             return await self._store.hold_event(partition, cid, entry, held[cid], self.owner)
 
         async def ack(identity: MessageIdentity | None, timers: Sequence[TimerChange]) -> bool:
-            # The webhook's claim of the event, when it waits for the delivery, is settled with
-            # the ack.
+            # With the event id: a message's ordinal is forgotten with its entry, and the
+            # webhook's claim of the event, when it waits for the delivery, is settled.
             if identity is None:
-                claimed = entry.event_id if entry.claimed else None
                 return await self._store.ack_event(
-                    partition, entry.entry_id, self.owner, claimed, timers
-                )
+                    partition, entry.entry_id, self.owner, entry.event_id, timers,
+                    claimed=entry.claimed,
+                )  # fmt: skip
             return await self._store.ack_message(
                 partition, entry.entry_id, self.owner, cid, identity.digest, identity.ordinal,
                 entry.event_id, timers, claimed=entry.claimed,

@@ -73,8 +73,9 @@ class StreamEntry:
     entry_id: str  # the stream id, "<ms>-<seq>": also when the event was accepted
     event_id: EventId
     payload: str  # ChatEvent.to_json()
-    # Enqueued by the webhook behind a pending claim (stream entries only; the two steps of a
-    # Cluster): the claim is settled, and the enqueued marker let go, when it is delivered.
+    # Enqueued by the webhook behind a pending claim (stream entries only: a Cluster's two
+    # steps, or a claim an earlier version left pending): the claim is settled, and the
+    # enqueued marker let go, when it is delivered.
     claimed: bool = False
 
     @property
@@ -307,11 +308,12 @@ class Store(Protocol):
 
     async def ack_event(
         self, partition: int, entry_id: str, owner: str, event_id: EventId | None = None,
-        timers: Sequence[TimerChange] = (),
+        timers: Sequence[TimerChange] = (), *, claimed: bool = False,
     ) -> bool:  # fmt: skip
         """Remove a delivered entry, if `owner` still holds the lease. False otherwise. With the
-        entry's event id (an event the webhook claimed): its claim is settled first, then its
-        enqueued marker is let go (kept keys.ENQUEUED_AFTER_DELIVERY_MS). `timers`: what the
+        entry's event id and `claimed` (the entry's: the webhook's claim of the event waits for
+        the delivery): its claim is settled first, then its enqueued marker is let go (kept
+        keys.ENQUEUED_AFTER_DELIVERY_MS). `timers`: what the
         delivery did to the timers, in order, stored in the same round trip: each `TimerFired`
         armed (as `arm_timer`), each `DisarmTimer` disarmed (as `disarm_timer`). Every step
         that finishes entries (the acks and unholds below) takes `timers` the same way."""

@@ -338,12 +338,14 @@ class Keys:
         to ENQUEUED_AFTER_DELIVERY_MS by the delivery's ack, which settles the claim first).
         Not the dedupe decision (that is `event_claim`): it makes the enqueue step idempotent,
         so a retry that finds its claim still pending cannot append the event twice. In the
-        partition's slot so that the check and the append are one script."""
+        partition's slot so that the check and the append are one script. Written only
+        behind a pending claim (a Cluster's two steps) and by the enqueues of recovery; on a
+        single Redis the door's claim is done in the append's own script, with none."""
         return f"{self.base}{{p:{partition}}}:enq:{event_id}"
 
     def stream(self, partition: int) -> str:
-        """STREAM: accepted events not yet delivered (fields `eid`, `ev`, and `c` on the
-        webhook's: see ENQUEUE_EVENT). No TTL."""
+        """STREAM: accepted events not yet delivered (fields `eid`, `ev`, and `c` on those the
+        webhook enqueued behind a pending claim: see ENQUEUE_EVENT). No TTL."""
         return f"{self.base}{{p:{partition}}}:stream"
 
     def attempts(self, partition: int) -> str:

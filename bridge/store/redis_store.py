@@ -598,16 +598,17 @@ class RedisStore:
     @_guarded
     async def ack_event(
         self, partition: int, entry_id: str, owner: str, event_id: EventId | None = None,
-        timers: Sequence[TimerChange] = (),
+        timers: Sequence[TimerChange] = (), *, claimed: bool = False,
     ) -> bool:  # fmt: skip
         p = self._check(partition)
         keys = [self.keys.partition_lease(p), self.keys.stream(p), self.keys.attempts(p)]
         args: list[str | int] = [owner, entry_id]
-        claimed = [] if event_id is None else [event_id]
-        if event_id is not None:
+        settles: list[EventId] = []
+        if claimed and event_id is not None:
             keys.append(self.keys.enqueued(p, event_id))
             args.append(ENQUEUED_AFTER_DELIVERY_MS)
-        return bool(await self._finish("ack_event", keys, args, claimed, timers))
+            settles.append(event_id)
+        return bool(await self._finish("ack_event", keys, args, settles, timers))
 
     async def _finish(
         self, script: str, keys: list[str], args: list[str | int],
@@ -615,9 +616,10 @@ class RedisStore:
         hold_s: float = FINISH_HOLD_S,
     ) -> Any:  # fmt: skip
         """A step that finishes entries (`script`: an ack or an unhold), with what goes with it:
-        the webhook's claims of the events settled first, before the script lets their
-        enqueued markers go (never a marker gone while its claim still says pending, or a late
-        retry of the event could be enqueued again), and the timers the delivery armed. One
+        the webhook's pending claims of the events (`claimed` entries: a Cluster's two steps)
+        settled first, before the script lets their enqueued markers go (never a marker gone
+        while its claim still says pending, or a late retry of the event could be enqueued
+        again), and the timers the delivery armed. One
         round trip on one Redis (a pipeline runs in order on its connection); two on a Cluster,
         where the keys live on different nodes. A timer armed by a step that is then fenced out
         is harmless: the record it was saved with names it, and the next holder re-arms it.
@@ -1038,11 +1040,11 @@ class RedisStore:
         args: list[str | int] = [owner, MAPPING_TTL_MS, ENQUEUED_AFTER_DELIVERY_MS]
         settles: list[EventId] = []
         for m in messages:
-            settle = m.claimed and m.event_id is not None
+            settle = m.event_id if m.claimed else None
             args += [m.entry_id, m.digest, m.ordinal, m.event_id or "", "1" if settle else ""]
-            if settle and m.event_id is not None:
-                keys.append(self.keys.enqueued(p, m.event_id))
-                settles.append(m.event_id)
+            if settle is not None:
+                keys.append(self.keys.enqueued(p, settle))
+                settles.append(settle)
         return bool(await self._finish("ack_messages", keys, args, settles, timers))
 
     @_guarded

@@ -68,36 +68,44 @@ end
 # this body, not delivered yet: redo the enqueue) | 'done' (a duplicate) | 'conflict' (claimed
 # with another body: a reused signature), and the server's time in ms. A new claim's hash is
 # kept a TTL past the later of its bucket's end and Redis's clock (never shortened): at least
-# the TTL, whatever the caller's clock.
+# the TTL, whatever the caller's clock. `find_claim` is the decision alone (the claim held, or
+# nil), `write_claim` the new claim's write, for a script that writes it after its own step.
 _CLAIM_EVENT = """
-local function claim_event(hashes, legacy, field, digest, state, hex, current, current_end, ttl)
+local function find_claim(hashes, legacy, field)
   local held = nil
   if legacy then held = redis.call('GET', legacy) end
   for i = 1, #hashes do
-    if held then break end
+    if held then return held end
     held = redis.call('HGET', hashes[i], field)
   end
-  local now = now_ms()
-  if held then return judge(held, digest, hex), now end
-  local key = hashes[current]
-  redis.call('HSET', key, field, state .. digest)
+  return held
+end
+
+local function write_claim(key, field, claim, current_end, ttl, now)
+  redis.call('HSET', key, field, claim)
   local expiry = math.max(current_end, now) + ttl
   local left = redis.call('PTTL', key)
   if left < 0 or now + left < expiry then
     redis.call('PEXPIREAT', key, string.format('%.0f', expiry))
   end
+end
+
+local function claim_event(hashes, legacy, field, digest, state, hex, current, current_end, ttl)
+  local held = find_claim(hashes, legacy, field)
+  local now = now_ms()
+  if held then return judge(held, digest, hex), now end
+  write_claim(hashes[current], field, state .. digest, current_end, ttl, now)
   return 'new', now
 end
 
--- claim_event on CLAIM_EVENT's KEYS and ARGV, at the front of the script's (a script may add
--- its own after them); also how many claim hashes KEYS holds.
-local function claim_event_at_front()
+-- CLAIM_EVENT's KEYS and ARGV, at the front of the script's (a script may add its own after
+-- them): the claim hashes, the legacy claim or false, and claim_event's other arguments.
+local function claim_args_at_front()
   local n = tonumber(ARGV[8])
   local hashes = {}
   for i = 1, n do hashes[i] = KEYS[i] end
-  local state, now = claim_event(hashes, KEYS[n + 1] or false, ARGV[1], ARGV[2], ARGV[3],
-                                 ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
-  return n, state, now
+  return hashes, KEYS[n + 1] or false, ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]),
+         tonumber(ARGV[6]), tonumber(ARGV[7])
 end
 """
 
@@ -109,7 +117,7 @@ CLAIM_EVENT: Final = (
     + _JUDGE
     + _CLAIM_EVENT
     + """
-local _, state, now = claim_event_at_front()
+local state, now = claim_event(claim_args_at_front())
 return {state, now}
 """
 )
@@ -661,11 +669,18 @@ ADMIT_EVENT: Final = (
     + _CLAIM_EVENT
     + _ENQUEUE_THEN_BEGIN
     + """
-local n, state, now = claim_event_at_front()
-if state ~= 'new' and state ~= 'pending' then return {state, now, 0} end
+local hashes, legacy, field, digest, state, hex, current, current_end, ttl = claim_args_at_front()
+local n = #hashes
+local held = find_claim(hashes, legacy, field)
+local now = now_ms()
+local found = held and judge(held, digest, hex) or 'new'
+if found ~= 'new' and found ~= 'pending' then return {found, now, 0} end
 local added
-if state == 'new' then
+if found == 'new' then
+  -- The append first: a script that fails halfway is not rolled back, and a claim written
+  -- done with no entry would lose the event to every retry.
   added = append(KEYS[n + 3], ARGV[9], ARGV[10], false, ARGV[13], ARGV[14])
+  write_claim(hashes[current], field, state .. digest, current_end, ttl, now)
 else
   added = enqueue(KEYS[n + 2], KEYS[n + 3], ARGV[9], ARGV[10], ARGV[11], now, ARGV[12],
                   ARGV[13], ARGV[14])
@@ -674,7 +689,7 @@ if #KEYS > n + 3 then
   added = begin_after(added, KEYS[n + 4], KEYS[n + 5], KEYS[n + 6], ARGV[15], ARGV[16],
                       ARGV[9], tonumber(ARGV[17]), ARGV[18], ARGV[19])
 end
-return {state, now, added}
+return {found, now, added}
 """
 )
 

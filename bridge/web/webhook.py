@@ -1,4 +1,4 @@
-"""POST /8x8/events: size limit -> signature -> JSON -> claim -> enqueue -> settle -> 2xx.
+"""POST /8x8/events: size limit -> signature -> JSON -> claim -> enqueue -> 2xx.
 
 The door does as little as it can: it verifies, deduplicates and durably enqueues, and answers
 8x8 at once; the relay delivers asynchronously and in order. Every answer is JSON with a short
@@ -9,12 +9,12 @@ conversation, so a captured signature could carry a forged body. Every verified 
 therefore claimed once for the whole deployment with the SHA-256 of its body: the same id with
 another body is refused like a bad signature and logged as an attack.
 
-Claim and enqueue (`Store.admit_event`) are one atomic step on a single Redis, and two on a
-Cluster (different hash slots), where a crash between them loses nothing: the claim stays
-"pending" until the relay has delivered the event, 8x8 gets no 2xx before the enqueue and
-retries, and a retry that finds its own body's pending claim redoes the enqueue, which appends
-at most once per event id (docs/security-webhook.md). The relay settles the claim when it
-delivers. When this process's consumer of the partition rests, the enqueue also takes the
+Claim and enqueue (`Store.admit_event`) are one atomic step on a single Redis, where the claim
+is done at once, and two on a Cluster (different hash slots), where a crash between them loses
+nothing: the claim stays "pending" until the relay has delivered the event (and settles it),
+8x8 gets no 2xx before the enqueue and retries, and a retry that finds its own body's pending
+claim redoes the enqueue, which appends at most once per event id
+(docs/security-webhook.md). When this process's consumer of the partition rests, the enqueue also takes the
 relay's first step for the entry (`Relay.plan`, bridge/relay/begun.py): one round trip fewer
 before the push.
 """

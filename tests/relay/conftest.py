@@ -273,3 +273,11 @@ def retake_lease_at(rig: Rig, relay: Relay, text: str) -> Callable[[], bool]:
 
     rig.rasa.on_push = on_push
     return lambda: retaken
+
+
+async def kept_ordinals(rig: Rig, partition: int, conversation: str) -> list[str]:
+    """The `e:<event id>` fields of the conversation's delivered hash: the ordinals events
+    took whose entries are not acknowledged yet (an ack forgets its entry's)."""
+    fields = await rig.store.redis.hkeys(rig.store.keys.delivered(partition, conversation))  # type: ignore[misc]
+    names = [f.decode() if isinstance(f, bytes) else str(f) for f in fields]
+    return [name for name in names if name.startswith("e:")]

@@ -23,6 +23,7 @@ from .conftest import (
     Rig,
     RigFactory,
     event,
+    kept_ordinals,
     retake_lease_at,
     said,
     stale_sleeps,
@@ -96,6 +97,10 @@ async def test_delivery_settles_the_webhooks_claim_and_lets_its_marker_go(
         assert claim.state is Claim.DONE
         assert 0 < await rig.store.redis.pttl(rig.store.keys.enqueued(p, EventId(eid))) <= 15_000
     assert await rig.store.redis.ttl(rig.store.keys.enqueued(p, EventId("e-plain"))) > 60
+    await rig.enqueue(said("c1", "alone"), "e-alone")  # one at a time, not the webhook's
+    await rig.idle()
+    # every message's ordinal is forgotten with its entry, the webhook's or not
+    assert await kept_ordinals(rig, p, "c1") == []
 
 
 async def test_the_same_text_twice_is_two_messages_each_recorded(make_rig: RigFactory) -> None:

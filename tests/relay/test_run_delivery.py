@@ -25,6 +25,7 @@ from .conftest import (
     Rig,
     RigFactory,
     event,
+    kept_ordinals,
     retake_lease_at,
     said,
     stale_sleeps,
@@ -110,6 +111,7 @@ async def test_a_runs_ack_settles_the_webhooks_claims_and_lets_their_markers_go(
         assert claim.state is Claim.DONE
         assert 0 < await rig.store.redis.pttl(rig.store.keys.enqueued(0, EventId(eid))) <= 15_000
     assert await rig.store.redis.ttl(rig.store.keys.enqueued(0, EventId("e-plain"))) > 60
+    assert await kept_ordinals(rig, 0, "c1") == []  # every message's, the webhook's or not
 
 
 async def test_a_state_change_cuts_the_run_and_what_follows_goes_behind_it(

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from unittest.mock import ANY
 
 import pytest
+from redis.exceptions import ResponseError
 
 from bridge.errors import StaleClaim
 from bridge.handoff import State
@@ -98,7 +99,8 @@ async def test_a_delivered_event_is_a_duplicate_and_a_pending_claim_alone_is_com
     admit = way(leased)
     first = await admit(0, EventId("e1"), BODY, "p1", 3600)
     assert first.enqueued is not None
-    await leased.ack_event(0, first.enqueued.entry.entry_id, OWNER, EventId("e1"))
+    entry = first.enqueued.entry
+    await leased.ack_event(0, entry.entry_id, OWNER, entry.event_id, claimed=entry.claimed)
     assert await admit(0, EventId("e1"), BODY, "p1", 3600) == Admitted(Claim.DONE, None)
     # What a crash between a Cluster's two steps leaves: the claim, no entry. The retry
     # finds its own body's pending claim and appends.
@@ -198,3 +200,17 @@ async def test_a_claim_in_the_form_before_is_honoured_by_the_one_step(store: Red
     assert pending.claim is Claim.PENDING and pending.enqueued is not None
     assert await store.admit_event(0, EventId("e2"), BODY, "p2", 3600) == Admitted(Claim.DONE, None)
     assert await _stream(store) == [("e1", True)]
+
+
+async def test_an_event_the_one_step_could_not_append_is_not_claimed(store: RedisStore) -> None:
+    """Redis does not roll back a script that fails halfway: the one step appends before it
+    writes the claim, so an event it failed to append is new to 8x8's retry, not a duplicate
+    answered for an event never appended (here the append fails on a key of the wrong type)."""
+    if store.line is None:
+        pytest.skip("a Cluster claims (pending) before it enqueues, in two steps")
+    await store.redis.set(store.keys.stream(0), "not a stream")
+    with pytest.raises(ResponseError):
+        await store.admit_event(0, EventId("e1"), BODY, "p1", 3600)
+    await store.redis.delete(store.keys.stream(0))
+    again = await store.admit_event(0, EventId("e1"), BODY, "p1", 3600)
+    assert again.claim is Claim.NEW and again.enqueued is not None

@@ -144,7 +144,7 @@ async def test_the_relays_ack_settles_a_claim_in_an_older_bucket(store: RedisSto
     _clock_at(store, before_end)
     entry_id = await _claimed_entry(store)
     _clock_at(store, before_end + width)  # delivered a bucket later
-    assert await store.ack_event(1, entry_id, "w", E)
+    assert await store.ack_event(1, entry_id, "w", E, claimed=True)
     assert await _held(store, _claims_key(store, before_end)) == "dh"
 
 
@@ -249,7 +249,7 @@ async def _claimed_entry(store: RedisStore, ttl_s: int = TTL_S) -> str:
 
 async def test_delivery_settles_the_claim_then_lets_the_marker_go(store: RedisStore) -> None:
     entry_id = await _claimed_entry(store)
-    assert await store.ack_event(1, entry_id, "w", E)
+    assert await store.ack_event(1, entry_id, "w", E, claimed=True)
     assert (await store.claim_event(E, "h", settled=False)).state is Claim.DONE
     left = await store.redis.pttl(store.keys.enqueued(1, E))
     assert 0 < left <= ENQUEUED_AFTER_DELIVERY_MS
@@ -270,7 +270,7 @@ async def test_an_agent_messages_delivery_settles_and_lets_go_too(store: RedisSt
 
 async def test_letting_go_never_lengthens_the_marker(store: RedisStore) -> None:
     entry_id = await _claimed_entry(store, ttl_s=5)
-    assert await store.ack_event(1, entry_id, "w", E)
+    assert await store.ack_event(1, entry_id, "w", E, claimed=True)
     assert 0 < await store.redis.pttl(store.keys.enqueued(1, E)) <= 5_000
 
 
@@ -278,7 +278,7 @@ async def test_a_fenced_out_ack_keeps_the_marker(store: RedisStore) -> None:
     """The claim may be settled (the entry is still in the stream, so no retry can be enqueued
     twice), but the marker stays until the new lease holder delivers it."""
     entry_id = await _claimed_entry(store)
-    assert not await store.ack_event(1, entry_id, "someone-else", E)
+    assert not await store.ack_event(1, entry_id, "someone-else", E, claimed=True)
     assert await store.redis.ttl(store.keys.enqueued(1, E)) > 60
     assert [e.entry_id for e in await store.read_events(1, 10)] == [entry_id]
 

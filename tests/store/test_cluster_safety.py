@@ -74,7 +74,7 @@ async def drive_every_method(store: RedisStore) -> None:
     await store.begin_attempt(1, e5.entry_id, s)
     silence = TimerFired(TimerKind.USER_SILENCE, early, 1, 5)
     await store.ack_event(1, e1.entry_id, OWNER, None, [silence, DisarmTimer(silence)])
-    await store.ack_event(1, e6.entry_id, OWNER, e6.event_id)
+    await store.ack_event(1, e6.entry_id, OWNER, e6.event_id, claimed=True)
     await store.dead_letter(1, e2, "r", OWNER)
     await store.hold_event(1, early, e3, 1, OWNER)
     await store.hold_event(1, early, e4, 1, OWNER)

@@ -51,7 +51,9 @@ async def test_after_a_flush_the_first_reload_brings_back_every_script() -> None
         return await batch(commands, **options)
 
     store.line.batch = recorded  # type: ignore[method-assign]
-    assert await store.ack_event(0, second.entry_id, "o", second.event_id)  # settle, then ack
+    assert await store.ack_event(
+        0, second.entry_id, "o", second.event_id, claimed=True
+    )  # settle, ack
     assert sent == [["EVALSHA", "EVALSHA"]]  # once: every script was back
     await store.close()
 

@@ -251,7 +251,9 @@ async def test_the_step_that_finishes_an_entry_arms_the_timers_its_delivery_arme
     await leased.enqueue_event(p, EventId("e-2"), "y", 60)
     first, second = await leased.read_events(p, 10)
     assert await leased.acquire_partition(p, OWNER, 60_000)
-    assert await leased.ack_event(p, first.entry_id, OWNER, first.event_id, [timer(due=DUE)])
+    assert await leased.ack_event(
+        p, first.entry_id, OWNER, first.event_id, [timer(due=DUE)], claimed=first.claimed
+    )
     assert await leased.redis.zscore(shard_key(leased, p), timer_member(timer())) == DUE
     assert await leased.hold_event(p, C, second, DUE, OWNER)
     later = timer(K.AGENT_SILENCE, due=DUE + 5)
