@@ -138,8 +138,21 @@ def section(result: dict[str, Any]) -> str:
         f"{plan['events']:,} events per saturated phase, paced phases of {plan['paced_s']:g} s "
         f"over {plan['conversations']} conversations. Each cell: median (min–max) over the "
         f"rounds; ratio: median (min–max) over the rounds of bridge / ceiling within a round."
+        f"{_calibration(result)}"
     )
     return "\n\n".join([head, table(result), memory_breakdown(result)])
+
+
+def _calibration(result: dict[str, Any]) -> str:
+    """The bridge's uncounted saturated phases that fixed each API's paced rate (results
+    before the twelfth round's runner have none)."""
+    rates = result.get("calibration") or {}
+    if not rates:
+        return ""
+    each = "; ".join(
+        f"{api} {', '.join(f'{r:,.0f}' for r in runs)} ev/s" for api, runs in rates.items()
+    )
+    return f" The paced rate is half the median of the bridge's calibration phases: {each}."
 
 
 def update_doc(doc: Path, name: str, body: str) -> None:
