@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bench.phases import key_kind
-from bench.report import _paired_ratios, api_table, summarize
+from bench.report import _calibration, _paired_ratios, api_table, summarize
 from bench.stats import check_integrity, event_text, percentile, spread
 
 
@@ -96,3 +96,11 @@ def test_a_figure_older_runs_did_not_measure_is_left_out_not_a_crash() -> None:
     new = summarize([_run("bridge", 0, 0.3), _run("ceiling", 0, 0.1)], {})
     assert new["gateway"]["figures"]["redis_cpu"]["ratio"]["median"] == pytest.approx(3.0)
     assert "Redis's CPU per event, saturated" in api_table("gateway", new["gateway"])
+
+
+def test_the_report_names_the_calibrations_that_fixed_the_paced_rate() -> None:
+    assert _calibration({"calibration": {"gateway": [880.4, 1309.0, 897.0]}}) == (
+        " The paced rate is half the median of the bridge's calibration phases: "
+        "gateway 880, 1,309, 897 ev/s."
+    )
+    assert _calibration({}) == ""  # results from before the runner calibrated three times
