@@ -29,7 +29,7 @@ from bridge.notices import Notices
 from bridge.relay.config import RelayConfig
 from bridge.relay.deliver import Deliverer
 from bridge.relay.identity import identity_of
-from bridge.relay.pushes import armed_by, pushes_for
+from bridge.relay.pushes import pushes_for, timer_changes
 from bridge.store.base import StreamEntry
 
 T = TypeVar("T")
@@ -105,7 +105,7 @@ def one_round(events: int) -> float:
             step.handoff.to_fields()
             funnel.observe(metrics, sender, handoff, step, now_ms)
         deliverer._processed(sender, entry, event, step)
-        armed_by([step])
+        timer_changes([step])
     return time.process_time() - started
 
 
