@@ -114,13 +114,6 @@ class Intake:
         # The stream may hold what was not handed (a doorbell, recovery's enqueue, the poll):
         # the next look reads it, whatever is handed.
         self.must_read = False
-        # The stream may hold what was never handed (a new consumer's or a restarted one's
-        # stream, a handed entry dropped past `most`): the next look that takes nothing reads
-        # it. Otherwise a look that finds nothing handed reads nothing: the doorbell, recovery,
-        # the timers and the poll say when the stream holds more (`must_read`), and an entry
-        # appended and not handed comes before the next one handed, which then cannot be
-        # proved next and is read.
-        self._owed = True
 
     def offer(
         self, enqueued: Enqueued, event: ChatEvent | None = None, begun: Begun | None = None
@@ -129,8 +122,6 @@ class Intake:
             self._handed.append(enqueued)
             if event is not None:
                 self._events[enqueued.entry.entry_id] = event
-        else:
-            self._owed = True
         if begun is not None and len(self._begun) < self._most:
             self._begun[enqueued.entry.entry_id] = begun
 
@@ -178,22 +169,14 @@ class Intake:
             return None
         return self._events.get(self._handed[0].entry.entry_id)
 
-    def take(self, limit: int) -> list[StreamEntry] | None:
-        """The handed entries to work now (`take`, at most `limit`); None: read the stream
-        instead (told to, a handed entry not provably next, or a read owed); []: nothing to
-        work, nothing to read."""
+    def take(self, limit: int) -> list[StreamEntry]:
         self._handed = unread(self._handed, self._seen)
         self.taken_events = {}
         if self.must_read:
             self.must_read = False  # cleared before the read: a mark made during it stays
-            self._owed = False
             self._forget_events()
-            return None
+            return []
         taken = take(self.progress, self._handed, limit)
-        if not taken and (self._handed or self._owed):
-            self._owed = False
-            self._forget_events()
-            return None
         del self._handed[: len(taken)]
         events = self._events
         self.taken_events = {
@@ -223,4 +206,3 @@ class Intake:
 
     def restarted(self) -> None:
         self.progress = restarted()
-        self._owed = True

@@ -483,8 +483,7 @@ class Relay:
         if lanes.in_hand > (_IN_HAND_BATCHES - 1) * batch:
             await lanes.room((_IN_HAND_BATCHES - 1) * batch + 1)
             return True
-        taken = intake.take(batch)
-        entries = await self._read(partition, batch, intake, lanes) if taken is None else taken
+        entries = intake.take(batch) or await self._read(partition, batch, intake, lanes)
         intake.working(entries)
         await self._dispatch(entries, held, intake, lanes)
         if len(entries) < batch and not intake.waiting and not lanes.failed:

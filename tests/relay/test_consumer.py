@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -426,38 +424,6 @@ async def test_what_the_door_hands_the_consumer_is_not_read_back(make_rig: RigFa
     assert rig.rasa.timeline("ada") == [JOINED, "one", "two", "three", "four"]
     # The first round's read only (it may have found the join already).
     assert len(reads) == 1, reads
-
-
-async def test_a_wake_with_nothing_handed_or_owed_reads_nothing(make_rig: RigFactory) -> None:
-    """At saturation the door hands entries while the consumer works: it takes them all in one
-    look, and the wakes they made find nothing handed. Such a look reads nothing (before, each
-    read the stream's end: a round trip for about one event in ten). A kick still reads."""
-    rig = await make_rig(poll_s=60.0, timer_poll_s=3600.0)
-    await rig.link("ada", "c1")
-    reads = counted_reads(rig)
-    relay = await rig.started()
-    await rig.join("c1")
-    await rig.idle()
-    before = len(reads)
-
-    rested = asyncio.Event()
-    idle = relay._idle
-
-    async def noted(*args: Any) -> None:
-        rested.set()  # the turn's take (and read, if any) is behind it
-        await idle(*args)
-
-    relay._idle = noted  # type: ignore[method-assign]
-
-    async def look(wake: Callable[[], None]) -> None:
-        rested.clear()
-        wake()
-        await asyncio.wait_for(rested.wait(), timeout=5.0)
-
-    await look(relay._kicks[0].set)  # a wake whose entries a look took already
-    assert len(reads) == before, reads
-    await look(lambda: rig.kick(0))  # the stream may hold what was not handed: read
-    assert len(reads) == before + 1, reads
 
 
 async def test_a_consumer_that_found_the_streams_end_waits_for_a_kick_not_another_read(

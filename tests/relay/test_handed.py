@@ -134,8 +134,7 @@ def test_an_intake_takes_in_order_and_never_twice() -> None:
     taken = intake.take(64)
     assert ids(taken) == ["6-0", "7-0", "8-0"]
     intake.working(taken)
-    assert not intake.waiting and intake.take(64) is None  # 9-0 was dropped: read it
-    assert intake.take(64) == []  # read: nothing more to read until told
+    assert not intake.waiting and intake.take(64) == []
     assert intake.progress == Progress((8, 0), clean=True)
     assert intake.frontier == "8-0"  # what a read while lanes work starts after
 
@@ -144,7 +143,7 @@ def test_an_intake_forgets_what_a_read_covered() -> None:
     intake = Intake(most=8)
     for h in handed("6-0<5-0 7-0<6-0"):
         intake.offer(h)
-    assert intake.take(64) is None  # 5-0 not read yet: read the stream
+    assert intake.take(64) == []  # 5-0 not read yet: read the stream
     intake.working([entry("5-0"), entry("6-0")])  # the read found 5-0 and 6-0
     assert ids(intake.take(64)) == ["7-0"]  # 6-0 was read: only 7-0 is taken
 
@@ -159,10 +158,10 @@ def test_an_intake_whose_lane_failed_reads_from_the_start_and_takes_nothing_twic
     assert ids(intake.take(2)) == ["5-0", "6-0"]
     intake.working([entry("5-0"), entry("6-0")])
     intake.failed()
-    assert intake.take(64) is None  # 7-0 comes after what the failed lane may have left
+    assert intake.take(64) == []  # 7-0 comes after what the failed lane may have left
     intake.restarted()
     assert intake.frontier is None  # the next read is from the start
-    assert intake.take(64) is None
+    assert intake.take(64) == []
     intake.working([entry("6-0")])  # 5-0 was finished, 6-0 left: the read finds it again
     assert ids(intake.take(64)) == ["7-0"] and not intake.waiting
 
@@ -180,7 +179,7 @@ def test_an_entry_handed_after_a_read_found_it_is_never_taken_after_a_restart(af
     intake.failed()
     intake.restarted()
     intake.offer(Enqueued(entry("5-0"), after))  # the door hands it now
-    assert intake.take(64) is None
+    assert intake.take(64) == []
     intake.working([])  # the read from the start: both were finished meanwhile
     assert not intake.waiting
 
@@ -191,51 +190,9 @@ def test_an_intake_told_to_read_takes_nothing_once() -> None:
     intake = Intake(most=8)
     intake.offer(handed("6-0<")[0])
     intake.must_read = True
-    assert intake.take(64) is None
+    assert intake.take(64) == []
     assert not intake.must_read  # cleared before the read: a kick during it marks it again
     assert ids(intake.take(64)) == ["6-0"]
-
-
-def test_a_new_intake_reads_the_stream_once_then_only_when_told() -> None:
-    """A new consumer's stream may hold what was never handed: its first look that takes
-    nothing reads. After that a look that finds nothing handed reads nothing (at saturation
-    every batch taken left such a look behind it, a read of an empty stream each): the
-    doorbell, recovery, the timers and the poll say when to read, and an entry appended and
-    not handed comes before the next handed one, which then cannot be proved next."""
-    intake = Intake(most=8)
-    assert intake.take(64) is None  # new: read
-    intake.working([])
-    assert intake.take(64) == []  # nothing handed, nothing owed: no read
-    intake.offer(handed("6-0<")[0])
-    taken = intake.take(64)
-    assert ids(taken) == ["6-0"]
-    intake.working(taken)
-    assert intake.take(64) == []
-    intake.offer(handed("8-0<7-0")[0])  # 7-0 appended and not handed (its door failed)
-    assert intake.take(64) is None
-    intake.working([entry("7-0"), entry("8-0")])
-    assert intake.take(64) == [] and not intake.waiting
-
-
-@pytest.mark.parametrize("cause", ["restarted", "dropped", "told"])
-def test_an_intake_owes_a_read_after_a_restart_a_dropped_entry_or_a_kick(cause: str) -> None:
-    intake = Intake(most=1)
-    intake.take(64)
-    intake.working([])
-    assert intake.take(64) == []
-    if cause == "restarted":
-        intake.failed()
-        intake.restarted()
-    elif cause == "dropped":
-        intake.offer(handed("5-0<")[0])
-        intake.offer(handed("6-0<5-0")[0])  # past `most`: left in the stream
-        assert ids(intake.take(64)) == ["5-0"]
-        intake.working([entry("5-0")])
-    else:
-        intake.must_read = True
-    assert intake.take(64) is None
-    intake.working([])
-    assert intake.take(64) == []
 
 
 def parsed(entry_id: str) -> ChatEvent:
@@ -249,7 +206,7 @@ def test_an_intake_gives_the_door_parsed_events_of_what_it_takes_and_forgets_the
     intake = Intake(most=8)
     for h in handed("6-0<5-0 7-0<6-0 8-0<7-0"):
         intake.offer(h, parsed(h.entry.entry_id))
-    assert intake.take(64) is None and intake.taken_events == {}  # 5-0 unread: read the stream
+    assert intake.take(64) == [] and intake.taken_events == {}  # 5-0 unread: read the stream
     intake.working([entry("5-0"), entry("6-0")])  # the read found 5-0 and 6-0
     assert ids(intake.take(1)) == ["7-0"]
     assert intake.taken_events == {"7-0": parsed("7-0")}
